@@ -1,0 +1,41 @@
+# migalab — `make help` lists the targets.
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+PYTEST_ARGS ?=
+STAMP := .make/installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install train test test-full lint format bench clean
+
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PIP) install -e ".[dev]"
+	@mkdir -p $(@D) && touch $@
+
+install: $(STAMP) ## Install migalab (editable) and its dependencies where missing
+
+train: install ## Train the default experiment (synthetic iMiGUE, 2s-AGCN, CPU, a few minutes)
+	$(PYTHON) -m migalab.train $(ARGS)
+
+test: install ## Run the test suite (fast tests; CI runs this)
+	$(PYTHON) -m pytest -q $(PYTEST_ARGS)
+
+test-full: install ## Run every test, slow ones included
+	$(PYTHON) -m pytest -q -m "" $(PYTEST_ARGS)
+
+lint: install ## Ruff lint + format check
+	$(PYTHON) -m ruff check src tests scripts
+	$(PYTHON) -m ruff format --check src tests scripts
+
+format: install ## Ruff autofix + format
+	$(PYTHON) -m ruff check --fix src tests scripts
+	$(PYTHON) -m ruff format src tests scripts
+
+bench: install ## Benchmarks (ratios against in-process baselines) -> bench_results/
+	$(PYTHON) scripts/bench.py all
+
+clean: ## Remove caches and build files (keeps data/ and logs/)
+	rm -rf .make .pytest_cache .ruff_cache build dist src/*.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""Data layer: file formats, skeleton layouts and transforms, synthetic iMiGUE, datasets."""

@@ -1,0 +1,209 @@
+"""pyskl annotation pickle (PoseC3D tooling).
+
+Layout: ``{"split": {split_name: [frame_dir, ...]}, "annotations": [ann, ...]}`` where each
+``ann`` has ``frame_dir`` (clip name), ``label`` (0-based), ``img_shape`` (H, W),
+``total_frames`` (T), ``keypoint`` (M, T, V, 2) float32 pixels and ``keypoint_score`` (M, T, V).
+
+The writer adds ``video_id``, ``start``, ``end``, ``layout`` and, when known, ``video_path`` and
+``emotion`` to each annotation (pyskl passes unknown keys through untouched) so that a round trip
+keeps the whole ClipRecord.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from migalab.data.formats.atomic import atomic_write
+from migalab.data.formats.errors import FormatError
+from migalab.data.record import UNKNOWN_LABEL, ClipRecord
+from migalab.data.skeleton.layouts import LAYOUTS
+
+_LAYOUT_BY_JOINTS = {22: "imigue22", 36: "mg36", 137: "openpose137"}
+_REQUIRED = ("frame_dir", "keypoint", "img_shape", "total_frames")
+#: Split name used when the pickle has no ``"split"`` mapping.
+ALL_SPLIT = "all"
+
+
+def infer_layout(num_joints: int) -> str:
+    """Layout name for V joints: 22 imigue22, 36 mg36, 137 openpose137, else the one registered
+    layout with V joints (ValueError when none or several)."""
+    if num_joints in _LAYOUT_BY_JOINTS:
+        return _LAYOUT_BY_JOINTS[num_joints]
+    matches = [name for name, lay in LAYOUTS.items() if lay.num_joints == num_joints]
+    if len(matches) != 1:
+        raise ValueError(f"cannot infer a joint layout for V={num_joints} (candidates {matches})")
+    return matches[0]
+
+
+def _video_id(name: str) -> str:
+    head, sep, tail = name.rpartition("_")
+    return head if sep and tail.isdigit() else name
+
+
+def _to_record(path: Path, i: int, ann: Any, layout: str | None, split: str | None) -> ClipRecord:
+    if not isinstance(ann, Mapping):
+        raise FormatError(path, f"annotation {i} is a {type(ann).__name__}, not a dict")
+    missing = [k for k in _REQUIRED if k not in ann]
+    kp = np.asarray(ann.get("keypoint", np.zeros((0,))), dtype=np.float32)
+    if "keypoint_score" not in ann and not (kp.ndim == 4 and kp.shape[-1] == 3):
+        missing.append("keypoint_score")
+    name = ann.get("frame_dir", f"#{i}")
+    if missing:
+        raise FormatError(path, f"annotation {i} ({name}) is missing key(s) {missing}")
+    if kp.ndim != 4 or kp.shape[-1] not in (2, 3):
+        raise FormatError(path, f"annotation {i} ({name}): keypoint {kp.shape} is not (M,T,V,2)")
+    if "keypoint_score" in ann:
+        score = np.asarray(ann["keypoint_score"], dtype=np.float32)
+        kp = kp[..., :2]
+    else:
+        kp, score = kp[..., :2], kp[..., 2]
+    if score.shape != kp.shape[:3]:
+        raise FormatError(
+            path, f"annotation {i} ({name}): keypoint_score {score.shape} vs keypoint {kp.shape}"
+        )
+    t = kp.shape[1]
+    if int(ann["total_frames"]) != t:
+        raise FormatError(
+            path,
+            f"annotation {i} ({name}): total_frames {ann['total_frames']} but keypoint has {t}",
+        )
+    lay = layout or ann.get("layout") or None
+    if lay is None:
+        try:
+            lay = infer_layout(kp.shape[2])
+        except ValueError as exc:
+            raise FormatError(path, f"annotation {i} ({name}): {exc}") from None
+    start = int(ann.get("start", 0))
+    emotion = ann.get("emotion")
+    label = ann.get("label", UNKNOWN_LABEL)
+    h, w = (int(v) for v in ann["img_shape"])
+    return ClipRecord(
+        name=str(name),
+        video_id=str(ann.get("video_id", _video_id(str(name)))),
+        start=start,
+        end=int(ann.get("end", start + t - 1)),
+        label=UNKNOWN_LABEL if label is None else int(label),
+        keypoint=np.ascontiguousarray(kp),
+        keypoint_score=np.ascontiguousarray(score),
+        img_shape=(h, w),
+        layout=str(lay),
+        video_path=ann.get("video_path"),
+        emotion=None if emotion is None else int(emotion),
+        meta={"split": split, "source": str(path)},
+    )
+
+
+def read_pyskl(
+    path: str | os.PathLike,
+    layout: str | None = None,
+    splits: Sequence[str] | None = None,
+) -> dict[str, list[ClipRecord]]:
+    """Read a pyskl annotation pickle.
+
+    Args:
+        path: the ``.pkl`` file.
+        layout: joint layout of the V axis; default: the annotation's ``layout`` key, else inferred
+            from V (22 imigue22, 36 mg36, 137 openpose137).
+        splits: only these splits (default all in the file).
+
+    Returns:
+        ``{split: [ClipRecord, ...]}`` in the order of the split lists; keypoint (M, T, V, 2),
+        keypoint_score (M, T, V). Without a ``"split"`` mapping every annotation goes to ``"all"``.
+        A missing ``label`` becomes UNKNOWN_LABEL.
+
+    Raises:
+        FormatError: unreadable pickle, missing ``annotations``, an annotation missing a key
+            (named by its index), inconsistent shapes, or a split naming an unknown frame_dir.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            obj = pickle.load(f)
+    except FileNotFoundError:
+        raise FormatError(path, "no such file") from None
+    except Exception as exc:
+        raise FormatError(path, f"unreadable pickle ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(obj, Mapping) or "annotations" not in obj:
+        raise FormatError(path, "expected a dict with an 'annotations' list (and a 'split' dict)")
+    anns = obj["annotations"]
+    if not isinstance(anns, Sequence):
+        raise FormatError(path, f"'annotations' is a {type(anns).__name__}, not a list")
+    by_name: dict[str, int] = {}
+    for i, ann in enumerate(anns):
+        if not isinstance(ann, Mapping) or "frame_dir" not in ann:
+            _to_record(path, i, ann, layout, None)  # raises, naming annotation i
+        by_name.setdefault(str(ann["frame_dir"]), i)
+    split_map = obj.get("split")
+    if split_map is None:
+        split_map = {ALL_SPLIT: list(by_name)}
+    if not isinstance(split_map, Mapping):
+        raise FormatError(path, f"'split' is a {type(split_map).__name__}, not a dict")
+    wanted = list(split_map) if splits is None else list(splits)
+    out: dict[str, list[ClipRecord]] = {}
+    for split in wanted:
+        if split not in split_map:
+            raise FormatError(path, f"no split {split!r} (have {sorted(split_map)})")
+        records = []
+        for name in split_map[split]:
+            if str(name) not in by_name:
+                raise FormatError(path, f"split {split!r} lists {name!r}, not in annotations")
+            i = by_name[str(name)]
+            records.append(_to_record(path, i, anns[i], layout, split))
+        out[str(split)] = records
+    return out
+
+
+def to_annotation(record: ClipRecord) -> dict[str, Any]:
+    """A ClipRecord as a pyskl annotation dict (plus the extra keys listed in the module doc)."""
+    ann: dict[str, Any] = {
+        "frame_dir": record.name,
+        "label": int(record.label),
+        "img_shape": (int(record.img_shape[0]), int(record.img_shape[1])),
+        "original_shape": (int(record.img_shape[0]), int(record.img_shape[1])),
+        "total_frames": int(record.keypoint.shape[1]),
+        "keypoint": np.asarray(record.keypoint, dtype=np.float32),
+        "keypoint_score": np.asarray(record.keypoint_score, dtype=np.float32),
+        "video_id": record.video_id,
+        "start": int(record.start),
+        "end": int(record.end),
+        "layout": record.layout,
+    }
+    if record.video_path is not None:
+        ann["video_path"] = str(record.video_path)
+    if record.emotion is not None:
+        ann["emotion"] = int(record.emotion)
+    return ann
+
+
+def write_pyskl(
+    path: str | os.PathLike, records_by_split: Mapping[str, Sequence[ClipRecord]]
+) -> Path:
+    """Write ``{split: records}`` as a pyskl annotation pickle, atomically.
+
+    A clip listed in several splits is stored once in ``annotations``. Clip names must be unique
+    per clip (two different clips with one name raise ValueError).
+    """
+    annotations: list[dict[str, Any]] = []
+    seen: dict[str, ClipRecord] = {}
+    split_map: dict[str, list[str]] = {}
+    for split, records in records_by_split.items():
+        names = []
+        for r in records:
+            r.validate()
+            prev = seen.get(r.name)
+            if prev is not None:
+                if (prev.video_id, prev.start, prev.end) != (r.video_id, r.start, r.end):
+                    raise ValueError(f"two different clips are named {r.name!r}")
+            else:
+                seen[r.name] = r
+                annotations.append(to_annotation(r))
+            names.append(r.name)
+        split_map[str(split)] = names
+    obj = {"split": split_map, "annotations": annotations}
+    return atomic_write(path, lambda f: pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL))

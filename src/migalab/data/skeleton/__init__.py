@@ -1,0 +1,1 @@
+"""Skeleton layer: joint layouts, graphs and clip transforms."""

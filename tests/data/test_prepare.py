@@ -1,0 +1,177 @@
+"""Release -> cache conversion: skipping bad videos, report, atomicity, staleness, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from migalab.data import prepare as prep
+from migalab.data.cache import SkeletonCache
+from migalab.data.formats.miga2025 import (
+    read_video_folder,
+    write_emotion_labels,
+    write_label_csv,
+    write_openpose_table,
+)
+from migalab.data.prepare import PrepareError, is_cache_current, main, prepare_release
+
+
+def make_release(root: Path, corrupt: bool = True) -> Path:
+    """train: 0001 (xlsx), 0002 (csv, with mp4), 0003 (corrupt xlsx); emotion for 0001/0002."""
+    rng = np.random.default_rng(0)
+    for vid, suffix, frames in (("0001", ".xlsx", 30), ("0002", ".csv", 25), ("0003", ".xlsx", 20)):
+        folder = root / "train" / vid
+        table = rng.uniform(0, 700, (frames, 411))
+        table[:, 2::3] = rng.uniform(0, 1, (frames, 137))
+        write_openpose_table(folder / f"{vid}_openpose{suffix}", table)
+        write_label_csv(folder / f"{vid}_label.csv", [(5, 0, 9), (99, 10, 19), (12, 3, 4)])
+    (root / "train" / "0002" / "0002.mp4").write_bytes(b"")
+    if corrupt:
+        (root / "train" / "0003" / "0003_openpose.xlsx").write_bytes(b"PK\x03\x04broken")
+    write_emotion_labels(
+        root / "emotion_labels.csv", [("0001", "train", "win"), ("0002", "train", "lose")]
+    )
+    return root
+
+
+@pytest.fixture
+def release(tmp_path: Path) -> Path:
+    return make_release(tmp_path / "release")
+
+
+def stray_temps(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_prepare_skips_corrupt_video(release: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cache"
+    res = prepare_release(release, out, progress=False)
+    assert (res.num_videos, res.num_clips, res.complete) == (2, 6, True)
+    assert len(res.skipped) == 1 and "0003_openpose.xlsx" in res.skipped[0][0]
+    assert res.missing_splits == ["validate", "test"]
+    report = json.loads((out / "prepare_report.json").read_text())
+    assert report["num_skipped"] == 1 and "unreadable xlsx" in report["skipped"][0]["error"]
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["num_videos"] == 2 and meta["num_clips"] == 6 and meta["dtype"] == "float32"
+    assert meta["source_root"] == str(release.resolve()) and len(meta["fingerprint"]) == 64
+
+    index = pd.read_csv(out / "index.csv", dtype={"video_id": str}, keep_default_na=False)
+    assert list(index.columns) == list(prep.INDEX_COLUMNS)
+    assert index["name"].tolist() == ["0001_0", "0001_1", "0001_2", "0002_0", "0002_1", "0002_2"]
+    assert index["label"].tolist() == [4, 31, 11] * 2
+    assert index["start"].tolist() == [0, 10, 3] * 2 and index["end"].tolist() == [9, 19, 4] * 2
+    assert index["video_frames"].tolist() == [30] * 3 + [25] * 3
+    assert index["emotion"].tolist() == [1] * 3 + [0] * 3
+    assert index["video_path"].tolist()[:3] == [""] * 3
+    assert index["video_path"].iloc[3].endswith("0002.mp4")
+    assert index["file"].tolist() == ["train/0001.npy"] * 3 + ["train/0002.npy"] * 3
+    assert (index[["height", "width"]].to_numpy() == [720, 1280]).all()
+    assert np.load(out / "train" / "0001.npy").shape == (30, 137, 3)
+    assert not (out / "train" / "0003.npy").exists()
+    assert stray_temps(out) == []
+
+    cache = SkeletonCache(out)
+    for vid in ("0001", "0002"):
+        for rec in read_video_folder(release / "train" / vid):
+            got = cache.load_clip(int(np.flatnonzero(cache.index["name"] == rec.name)[0]))
+            np.testing.assert_array_equal(got.keypoint, rec.keypoint)
+            np.testing.assert_array_equal(got.keypoint_score, rec.keypoint_score)
+            assert (got.label, got.start, got.end) == (rec.label, rec.start, rec.end)
+
+
+def test_parallel_matches_serial(release: Path, tmp_path: Path) -> None:
+    a = prepare_release(release, tmp_path / "a", progress=False)
+    b = prepare_release(release, tmp_path / "b", workers=2, progress=False)
+    assert (b.num_videos, len(b.skipped)) == (a.num_videos, len(a.skipped))
+    assert (tmp_path / "a/index.csv").read_text() == (tmp_path / "b/index.csv").read_text()
+    for f in ("0001.npy", "0002.npy"):
+        np.testing.assert_array_equal(
+            np.load(tmp_path / "a/train" / f), np.load(tmp_path / "b/train" / f)
+        )
+
+
+def test_float16(release: Path, tmp_path: Path) -> None:
+    prepare_release(release, tmp_path / "c", dtype="float16", progress=False)
+    arr = np.load(tmp_path / "c/train/0001.npy")
+    assert arr.dtype == np.float16
+    rec = SkeletonCache(tmp_path / "c").load_clip(0)
+    assert rec.keypoint.dtype == np.float32
+
+
+def test_strict_raises(release: Path, tmp_path: Path) -> None:
+    with pytest.raises(PrepareError, match="0003_openpose.xlsx"):
+        prepare_release(release, tmp_path / "s", strict=True, progress=False)
+    assert not (tmp_path / "s/meta.json").exists()
+    assert json.loads((tmp_path / "s/prepare_report.json").read_text())["num_skipped"] == 1
+
+
+def test_crash_leaves_no_meta(release: Path, tmp_path: Path, monkeypatch) -> None:
+    out = tmp_path / "cache"
+    prepare_release(release, out, progress=False)
+    assert (out / "meta.json").exists()
+
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt  # a crash half way (after the .npy files, before the end)
+
+    monkeypatch.setattr(prep, "_write_index", boom)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_release(release, out, progress=False)
+    assert not (out / "meta.json").exists()  # the old complete marker was removed first
+    assert stray_temps(out) == []
+    with pytest.raises(FileNotFoundError, match="incomplete"):
+        SkeletonCache(out)
+    assert not is_cache_current(release, out)
+
+
+def test_crash_inside_a_write_leaves_no_temp(release: Path, tmp_path: Path, monkeypatch) -> None:
+    def bad_save(f, arr, allow_pickle=False):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(prep.np, "save", bad_save)
+    res = prepare_release(release, tmp_path / "cache", progress=False)
+    assert res.num_videos == 0 and not res.complete and len(res.skipped) == 3
+    assert not (tmp_path / "cache/meta.json").exists()
+    assert stray_temps(tmp_path / "cache") == [] and not list((tmp_path / "cache").rglob("*.npy"))
+
+
+def test_is_cache_current(release: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cache"
+    assert not is_cache_current(release, out)
+    prepare_release(release, out, progress=False)
+    assert is_cache_current(release, out)
+    label = release / "train/0001/0001_label.csv"
+    st = label.stat()
+    os.utime(label, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+    assert not is_cache_current(release, out)
+    prepare_release(release, out, progress=False)
+    assert is_cache_current(release, out)
+    (release / "train/0001/0001.mp4").write_bytes(b"")  # a new source file
+    assert not is_cache_current(release, out)
+
+
+def test_cli(release: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "cache"
+    assert main([str(release), str(out), "--splits", "train", "--workers", "2"]) == 0
+    captured = capsys.readouterr().out
+    assert "videos converted" in captured and "skipped (1)" in captured
+    assert json.loads((out / "meta.json").read_text())["splits"] == ["train"]
+    assert main([str(release), str(out), "--splits", "train"]) == 0
+    assert "is current" in capsys.readouterr().out
+    assert main([str(release), str(out), "--splits", "train", "--strict", "--force"]) == 1
+    assert not (out / "meta.json").exists()
+
+
+def test_cli_nothing_converted(tmp_path: Path) -> None:
+    root = make_release(tmp_path / "r")
+    for vid in ("0001", "0002"):
+        (root / "train" / vid / f"{vid}_label.csv").write_text("77,0,1\n")
+    assert main([str(root), str(tmp_path / "out"), "--quiet"]) == 1
+    report = json.loads((tmp_path / "out/prepare_report.json").read_text())
+    assert report["num_videos"] == 0 and report["num_skipped"] == 3
+    assert any("row 1" in s["error"] and "class id 77" in s["error"] for s in report["skipped"])
