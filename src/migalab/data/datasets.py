@@ -1,0 +1,75 @@
+"""Torch datasets over a prepared skeleton cache."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from migalab.data.cache import SkeletonCache
+from migalab.data.record import ClipRecord
+
+
+class ClipLoadError(RuntimeError):
+    """A clip could not be loaded or transformed; the message names the clip and its file."""
+
+
+class SkeletonClipDataset(Dataset):
+    """Clips of one split of a :class:`SkeletonCache`, each turned into an encoder input.
+
+    ``__getitem__`` returns ``{"x": float32 tensor (C, T, V, M), "label": int64 scalar,
+    "index": int64 scalar}``; ``index`` is the position in this dataset, so predictions can be
+    matched back to :meth:`clip_name` / the cache index.
+
+    Args:
+        cache: the prepared cache (or its directory).
+        split: release split name (``train``, ``validate``, ``test``).
+        pipeline: ClipRecord → np.ndarray (C, T, V, M), e.g. ``build_skeleton_pipeline(...)``.
+        layout: joint layout selected when loading (cheaper than loading all 137 joints).
+    """
+
+    def __init__(
+        self,
+        cache: SkeletonCache | str,
+        split: str,
+        pipeline: Callable[[ClipRecord], np.ndarray],
+        layout: str | None = None,
+    ) -> None:
+        self.cache = cache if isinstance(cache, SkeletonCache) else SkeletonCache(cache)
+        self.split = split
+        self.pipeline = pipeline
+        self.layout = layout
+        index = self.cache.index
+        self.rows = np.flatnonzero(index["split"].to_numpy() == split)
+        self.labels = index["label"].to_numpy()[self.rows].astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def has_labels(self) -> bool:
+        """True when every clip of the split has a known class."""
+        return len(self.labels) > 0 and bool((self.labels >= 0).all())
+
+    def clip_name(self, i: int) -> str:
+        return str(self.cache.index["name"].iloc[self.rows[i]])
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        row = int(self.rows[i])
+        try:
+            record = self.cache.load_clip(row, layout=self.layout)
+            x = self.pipeline(record)
+        except Exception as err:  # one clear message naming the clip instead of a worker trace
+            entry = self.cache.index.iloc[row]
+            raise ClipLoadError(
+                f"clip {entry['name']} (split {self.split}, file {entry['file']}, frames "
+                f"{entry['start']}-{entry['end']}): {type(err).__name__}: {err}"
+            ) from err
+        return {
+            "x": torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
+            "label": torch.tensor(self.labels[i], dtype=torch.long),
+            "index": torch.tensor(i, dtype=torch.long),
+        }

@@ -1,0 +1,1 @@
+"""LightningModules: they own loss, metrics and optimisation; models are injected."""

@@ -1,0 +1,1 @@
+"""Small shared helpers: paths, atomic file writes, scheduling, run summaries."""

@@ -1,0 +1,95 @@
+"""SkeletonDataModule / SkeletonClipDataset on the tiny synthetic release."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from migalab.data.cache import SkeletonCache
+from migalab.data.datamodules import SkeletonDataModule
+from migalab.data.datasets import ClipLoadError, SkeletonClipDataset
+from migalab.data.skeleton.transforms import build_skeleton_pipeline
+from tests.conftest import TINY_SYNTH
+
+
+def _dm(release: Path, cache: Path, **kw: object) -> SkeletonDataModule:
+    args = dict(release_root=str(release), cache_dir=str(cache), synthetic=TINY_SYNTH,
+                num_frames=16, batch_size=4, num_workers=0)  # fmt: skip
+    args.update(kw)
+    return SkeletonDataModule(**args)
+
+
+@pytest.mark.parametrize(("layout", "stream", "v"), [("imigue22", "joint", 22),
+                                                     ("mg36", "bone", 36)])  # fmt: skip
+def test_batches_have_gcn_shape(
+    tiny_release: Path, tiny_cache: Path, layout: str, stream: str, v: int
+) -> None:
+    dm = _dm(tiny_release, tiny_cache, layout=layout, stream=stream)
+    dm.prepare_data()  # release and cache are current: nothing is regenerated
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["x"].shape == (4, 3, 16, v, 1)
+    assert batch["x"].dtype == torch.float32
+    assert batch["label"].dtype == torch.long
+    assert torch.isfinite(batch["x"]).all()
+    val = next(iter(dm.val_dataloader()))
+    assert val["index"].tolist() == list(range(len(val["index"])))
+    assert dm.has_labels("val") and dm.has_labels("test")
+
+
+def test_class_counts_and_balanced_sampler(tiny_release: Path, tiny_cache: Path) -> None:
+    dm = _dm(tiny_release, tiny_cache, sampler="class_balanced")
+    dm.setup("fit")
+    counts = dm.class_counts
+    assert counts.shape == (32,) and counts.sum() == len(dm.datasets["train"])
+    loader = dm.train_dataloader()
+    assert isinstance(loader.sampler, torch.utils.data.WeightedRandomSampler)
+    with pytest.raises(ValueError, match="sampler"):
+        _dm(tiny_release, tiny_cache, sampler="bogus")
+
+
+def test_eval_items_are_deterministic(tiny_cache: Path) -> None:
+    pipe = build_skeleton_pipeline("imigue22", 16, train=False)
+    ds = SkeletonClipDataset(SkeletonCache(tiny_cache), "validate", pipe, layout="imigue22")
+    a, b = ds[0], ds[0]
+    assert torch.equal(a["x"], b["x"])
+    assert ds.clip_name(0).count("_") == 1
+
+
+def test_bad_clip_error_names_the_clip(tiny_cache: Path) -> None:
+    def broken(record):  # noqa: ANN001, ANN202
+        raise ValueError("boom")
+
+    ds = SkeletonClipDataset(SkeletonCache(tiny_cache), "train", broken, layout="imigue22")
+    with pytest.raises(ClipLoadError, match=r"clip \d{4}_\d+ .*boom"):
+        ds[0]
+
+
+def test_missing_real_release_is_a_clear_error(tmp_path: Path) -> None:
+    dm = SkeletonDataModule(release_root=str(tmp_path / "nope"), cache_dir=str(tmp_path / "c"))
+    with pytest.raises(FileNotFoundError, match="nope"):
+        dm.prepare_data()
+
+
+def test_stale_cache_is_rebuilt(tiny_release: Path, tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    from migalab.data.prepare import is_cache_current
+
+    release = tmp_path / "release"
+    shutil.copytree(tiny_release, release)
+    cache = tmp_path / "cache"
+    dm = _dm(release, cache)
+    dm.prepare_data()
+    assert is_cache_current(release, cache)
+    before = (cache / "meta.json").stat().st_mtime_ns
+    label = next(release.glob("train/*/*_label.csv"))
+    st = label.stat()
+    os.utime(label, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert not is_cache_current(release, cache)
+    dm.prepare_data()
+    assert is_cache_current(release, cache)
+    assert (cache / "meta.json").stat().st_mtime_ns != before

@@ -1,0 +1,76 @@
+"""Every config composes and every ``_target_`` in it instantiates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import pytest
+from lightning import LightningDataModule, LightningModule, Trainer
+from omegaconf import OmegaConf
+
+from migalab.utils.hydra import instantiate_callbacks, instantiate_loggers
+from migalab.utils.paths import config_dir
+from tests.conftest import compose_config
+
+CONF = config_dir()
+
+
+def _group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+EXPERIMENTS = _group_options("experiment")
+
+
+def test_every_group_has_configs() -> None:
+    for group in ("data", "model", "trainer", "logger", "callbacks", "experiment", "debug"):
+        assert _group_options(group), f"conf/{group} is empty"
+
+
+@pytest.mark.parametrize("experiment", [None, *EXPERIMENTS])
+def test_train_config_instantiates(experiment: str | None, tmp_path: Path) -> None:
+    overrides = [f"experiment={experiment}"] if experiment else []
+    cfg = compose_config("train", overrides, output_dir=tmp_path)
+    OmegaConf.resolve(cfg)  # every interpolation resolves
+    assert isinstance(hydra.utils.instantiate(cfg.data), LightningDataModule)
+    model = hydra.utils.instantiate(cfg.model)
+    assert isinstance(model, LightningModule)
+    assert model.head.fc.out_features == cfg.data.num_classes
+    assert instantiate_callbacks(cfg.callbacks)
+    assert instantiate_loggers(cfg.logger)
+
+
+@pytest.mark.parametrize("trainer", _group_options("trainer"))
+def test_trainer_configs_compose(trainer: str, tmp_path: Path) -> None:
+    cfg = compose_config("train", [f"trainer={trainer}"], output_dir=tmp_path)
+    assert cfg.trainer._target_.endswith("Trainer")
+    if trainer in ("cpu", "default", "ddp_sim"):
+        assert isinstance(hydra.utils.instantiate(cfg.trainer, logger=False), Trainer)
+
+
+@pytest.mark.parametrize("logger", _group_options("logger"))
+def test_logger_configs_instantiate(logger: str, tmp_path: Path) -> None:
+    cfg = compose_config("train", [f"logger={logger}"], output_dir=tmp_path)
+    loggers = instantiate_loggers(cfg.logger)
+    assert loggers and all(lg.save_dir for lg in loggers)
+
+
+@pytest.mark.parametrize("debug", _group_options("debug"))
+def test_debug_configs_compose(debug: str, tmp_path: Path) -> None:
+    cfg = compose_config("train", [f"debug={debug}"], output_dir=tmp_path)
+    assert cfg.trainer.accelerator == "cpu"
+    assert isinstance(hydra.utils.instantiate(cfg.trainer, logger=False), Trainer)
+
+
+@pytest.mark.parametrize("data", _group_options("data"))
+def test_data_configs_instantiate(data: str, tmp_path: Path) -> None:
+    cfg = compose_config("train", [f"data={data}"], output_dir=tmp_path)
+    dm = hydra.utils.instantiate(cfg.data)
+    assert dm.num_classes == 32
+
+
+def test_eval_config_composes(tmp_path: Path) -> None:
+    cfg = compose_config("eval", ["ckpt_path=x.ckpt"], output_dir=tmp_path)
+    assert cfg.fusion.space == "probs"
+    assert isinstance(hydra.utils.instantiate(cfg.trainer, logger=False), Trainer)
