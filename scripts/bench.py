@@ -9,7 +9,7 @@ loading benchmarks as new sections with their own arguments. Every section print
 and writes its results as JSON (``--out``, default ``bench_results/<section>.json``).
 
 ``prepare`` writes N iMiGUE-shaped xlsx videos (with ``migalab.data.synthetic.generate_release``
-when that module exists, else plausible random tables), then times in this process:
+), then times in this process:
 (a) pandas + openpyxl reading every table (the baseline), (b) python-calamine reading every
 table, (c) ``prepare_release`` end to end with each ``--workers`` value, (d) loading random clips
 from the cache (mean ms per clip, all 137 joints and the imigue22 selection).
@@ -18,8 +18,6 @@ from the cache (mean ms per clip, all 137 joints and the imigue22 selection).
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import inspect
 import json
 import os
 import platform
@@ -98,7 +96,6 @@ def _prepare_args(p: argparse.ArgumentParser) -> None:
         help="read only this many tables with openpyxl (slow; per-video time is extrapolated)",
     )
     p.add_argument("--skip-openpyxl", action="store_true", help="no openpyxl baseline")
-    p.add_argument("--no-synthetic", action="store_true", help="always use random tables")
     p.add_argument(
         "--workdir",
         type=Path,
@@ -109,61 +106,18 @@ def _prepare_args(p: argparse.ArgumentParser) -> None:
 
 
 def _generate_synthetic(root: Path, videos: int, frames: int, seed: int) -> str:
-    """Use the project's synthetic generator; returns a description (raises when unusable)."""
+    """Write ``videos`` synthetic iMiGUE train videos of at least ``frames`` frames (xlsx)."""
     from migalab.data.synthetic import SynthConfig, generate_release
 
-    kwargs: dict[str, Any] = {
-        "seed": seed,
-        "num_videos": {"train": videos, "validate": 0, "test": 0},
-        "min_video_frames": frames,
-        "table_format": "xlsx",
-    }
-    # RGB videos are not needed here: switch off any boolean option that would write them
-    if dataclasses.is_dataclass(SynthConfig):
-        for f in dataclasses.fields(SynthConfig):
-            low = f.name.lower()
-            if f.name in kwargs or f.type not in (bool, "bool"):
-                continue
-            if any(k in low for k in ("video", "rgb", "mp4")) and not low.startswith("num"):
-                kwargs[f.name] = False
-        if "workers" in {f.name for f in dataclasses.fields(SynthConfig)}:
-            kwargs["workers"] = os.cpu_count() or 1
-    cfg = SynthConfig(**kwargs)
-    params = list(inspect.signature(generate_release).parameters)
-    if params and params[0] in ("cfg", "config", "synth_config"):
-        generate_release(cfg, root)
-    else:
-        generate_release(root, cfg)
-    return f"migalab.data.synthetic.generate_release({kwargs})"
-
-
-def _generate_random(root: Path, videos: int, frames: int, seed: int) -> str:
-    """Plausible random tables: one seated person near the frame centre, jittering, with some
-    missing keypoints, plus a label CSV of back-to-back clips."""
-    from migalab.data.formats.miga2025 import write_label_csv, write_openpose_table
-
-    rng = np.random.default_rng(seed)
-    for v in range(videos):
-        vid = f"{v + 1:04d}"
-        base = np.stack([rng.uniform(400, 880, 137), rng.uniform(150, 650, 137)], -1)
-        walk = np.cumsum(rng.normal(0, 0.4, (frames, 1, 2)), axis=0)
-        xy = base[None] + walk + rng.normal(0, 1.5, (frames, 137, 2))
-        conf = rng.uniform(0.2, 0.95, (frames, 137, 1))
-        table = np.concatenate([xy, conf], -1)
-        table[:, 19:25] = 0.0  # feet out of frame: missing
-        table[rng.random((frames, 137)) < 0.03] = 0.0
-        write_openpose_table(
-            root / "train" / vid / f"{vid}_openpose.xlsx", table.reshape(frames, -1)
-        )
-        rows, t = [], 0
-        while t < frames - 10:
-            length = int(rng.integers(20, 150))
-            end = min(frames - 1, t + length - 1)
-            raw = int(rng.choice([*range(1, 32), 99]))
-            rows.append((raw, t, end))
-            t = end + 1 + int(rng.integers(0, 60))
-        write_label_csv(root / "train" / vid / f"{vid}_label.csv", rows)
-    return "random tables"
+    cfg = SynthConfig(
+        seed=seed,
+        num_videos={"train": videos, "validate": 0, "test": 0},
+        min_video_frames=frames,
+        table_format="xlsx",
+        workers=os.cpu_count() or 1,
+    )
+    generate_release(root, cfg, progress=False)
+    return f"synthetic iMiGUE (seed {seed}, {videos} videos >= {frames} frames, xlsx)"
 
 
 def _release_ready(root: Path, videos: int, frames: int) -> bool:
@@ -184,16 +138,7 @@ def _make_release(root: Path, args: argparse.Namespace, console) -> tuple[str, f
     if root.exists():
         shutil.rmtree(root)
     t0 = time.perf_counter()
-    generator = None
-    if not args.no_synthetic:
-        try:
-            generator = _generate_synthetic(root, args.videos, args.frames, args.seed)
-        except Exception as exc:  # module missing or API drift: fall back, say so
-            console.print(f"[yellow]synthetic generator not used ({type(exc).__name__}: {exc})")
-            if root.exists():
-                shutil.rmtree(root)
-    if generator is None:
-        generator = _generate_random(root, args.videos, args.frames, args.seed)
+    generator = _generate_synthetic(root, args.videos, args.frames, args.seed)
     seconds = time.perf_counter() - t0
     (root / ".bench.json").write_text(json.dumps({"generator": generator, "frames": args.frames}))
     return generator, seconds
@@ -278,8 +223,7 @@ def bench_prepare(args: argparse.Namespace) -> dict[str, Any]:
 
     from rich.table import Table
 
-    gen_name = "synthetic" if generator.startswith("migalab") else "random tables"
-    table = Table(title=f"prepare: {n} xlsx videos x {args.frames} frames ({gen_name})")
+    table = Table(title=f"prepare: {n} xlsx videos, >= {args.frames} frames each")
     for col in ("step", "seconds", "s / video", "x vs pandas+openpyxl"):
         table.add_column(col, justify="left" if col == "step" else "right")
     for r in rows:

@@ -42,7 +42,6 @@ from typing import Any
 
 import numpy as np
 
-from migalab.data.formats.atomic import atomic_write, atomic_write_text
 from migalab.data.formats.errors import FormatError
 from migalab.data.formats.miga2025 import (
     DEFAULT_IMG_SHAPE,
@@ -55,6 +54,8 @@ from migalab.data.formats.miga2025 import (
     read_label_csv,
     read_openpose_table,
 )
+from migalab.utils.io import atomic_write, atomic_write_text
+from migalab.utils.progress import progress_bar
 
 FORMAT_VERSION = 1
 META_FILE = "meta.json"
@@ -269,7 +270,7 @@ def prepare_release(
     rows: list[dict[str, Any]] = []
     args = (str(out_dir), tuple(img_shape), dtype)
     if workers == 1 or len(videos) <= 1:
-        with _progress_bar(progress, len(videos)) as advance:
+        with progress_bar("prepare", len(videos), progress) as advance:
             for vf in videos:
                 try:
                     rows += convert_video(vf, *args, emotion=emotions.get(vf.video_id))
@@ -278,7 +279,7 @@ def prepare_release(
                     result.skipped.append(_problem(vf, exc))
                     if strict:
                         _fail(result, splits, src_root)
-                advance(vf)
+                advance(f"{vf.split}/{vf.video_id}")
     else:
         # fork is ~20x cheaper to start than forkserver/spawn and works from notebooks and
         # stdin; all workers are forked at the first submit, before the progress bar's thread.
@@ -289,7 +290,7 @@ def prepare_release(
                 for vf in videos
             }
             try:
-                with _progress_bar(progress, len(videos)) as advance:
+                with progress_bar("prepare", len(videos), progress) as advance:
                     for fut in as_completed(futures):
                         vf = futures[fut]
                         exc = fut.exception()
@@ -300,7 +301,7 @@ def prepare_release(
                             result.skipped.append(_problem(vf, exc))
                             if strict:
                                 _fail(result, splits, src_root)
-                        advance(vf)
+                        advance(f"{vf.split}/{vf.video_id}")
             except BaseException:
                 ex.shutdown(wait=True, cancel_futures=True)
                 raise
@@ -369,47 +370,6 @@ def _fail(result: PrepareResult, splits: Sequence[str], src_root: Path) -> None:
     _write_report(result, splits, src_root)
     file, message = result.skipped[-1]
     raise PrepareError(f"strict prepare stopped: {message}", result.skipped)
-
-
-class _progress_bar:
-    """Context manager yielding ``advance(vf)``; a Rich bar over videos, or a no-op."""
-
-    def __init__(self, enabled: bool, total: int):
-        self.enabled, self.total, self._progress = enabled, total, None
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda vf: None
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self._progress = Progress(
-            TextColumn("[bold]prepare[/] {task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=False,
-        )
-        self._progress.__enter__()
-        task = self._progress.add_task("videos", total=self.total)
-
-        def advance(vf: VideoFiles) -> None:
-            self._progress.update(task, advance=1, description=f"{vf.split}/{vf.video_id}")
-
-        return advance
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
 
 
 def print_summary(result: PrepareResult, console: Any = None) -> None:

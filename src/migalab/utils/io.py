@@ -1,24 +1,42 @@
-"""Atomic file writes: a crash never leaves a half-written result behind."""
+"""Atomic file writes: a temp file in the target's folder, then ``os.replace``.
+
+A reader never sees a half-written file, and a crash leaves at most a hidden ``.<name>.*.tmp``
+behind (removed on any Python exception). Used for caches, reports, metrics and configs.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temp file in the same directory and ``os.replace``."""
+@cache
+def default_file_mode() -> int:
+    """Permission bits a plain ``open(path, "w")`` would give (0o666 minus the umask);
+    ``mkstemp`` alone would leave 0o600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_write(path: str | os.PathLike, dump: Callable[[IO[Any]], Any], mode: str = "wb") -> Path:
+    """Call ``dump(f)`` on a temp file next to ``path`` and move it into place.
+
+    ``mode`` is ``"wb"`` or ``"w"`` (text, UTF-8, ``newline=""``).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        os.fchmod(fd, default_file_mode())
+        kwargs = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
+        with os.fdopen(fd, mode, **kwargs) as f:
+            dump(f)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -26,13 +44,18 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return path
 
 
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write a UTF-8 text file atomically."""
+    return atomic_write(path, lambda f: f.write(text), mode="w")
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON, atomically."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_to_builtin))
+    """Write ``obj`` as indented JSON, atomically (NumPy scalars/arrays and paths allowed)."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, default=_to_builtin))
 
 
 def _to_builtin(obj: Any) -> Any:
-    if hasattr(obj, "item"):
+    if hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:
         return obj.item()
     if hasattr(obj, "tolist"):
         return obj.tolist()

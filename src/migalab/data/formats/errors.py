@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 
 class FormatError(ValueError):
@@ -24,3 +25,16 @@ class FormatError(ValueError):
 
     def __reduce__(self):  # keep it picklable across process pools
         return (type(self), (self.path, self.reason, self.row))
+
+
+def load_pickle(path: Path) -> object:
+    """Unpickle ``path``; a missing or unreadable file raises :class:`FormatError` naming it."""
+    import pickle
+
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    except FileNotFoundError:
+        raise FormatError(path, "no such file") from None
+    except Exception as exc:
+        raise FormatError(path, f"unreadable pickle ({type(exc).__name__}: {exc})") from exc

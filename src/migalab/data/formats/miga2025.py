@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from migalab.data.formats.atomic import atomic_write_text, default_file_mode
 from migalab.data.formats.errors import FormatError
 from migalab.data.record import UNKNOWN_LABEL, ClipRecord
+from migalab.utils.io import atomic_write_text, default_file_mode
 
 NUM_COLUMNS = 411
 ILLUSTRATIVE_CODE = 99

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from migalab.data.formats.atomic import atomic_write
-from migalab.data.formats.errors import FormatError
+from migalab.data.formats.errors import FormatError, load_pickle
 from migalab.data.record import UNKNOWN_LABEL, ClipRecord
 from migalab.data.skeleton.layouts import get_layout
+from migalab.utils.io import atomic_write
 
 LAYOUT = "imigue22"
 NUM_JOINTS = 22
@@ -101,13 +101,7 @@ def read_npy2023(
 
 
 def _read_label_pickle(path: Path) -> tuple[list[str], list[int]]:
-    try:
-        with open(path, "rb") as f:
-            obj = pickle.load(f)
-    except FileNotFoundError:
-        raise FormatError(path, "no such file") from None
-    except Exception as exc:
-        raise FormatError(path, f"unreadable pickle ({type(exc).__name__}: {exc})") from exc
+    obj = load_pickle(path)
     if not isinstance(obj, (tuple, list)) or len(obj) != 2:
         raise FormatError(path, f"expected a (sample_names, labels) pair, got {type(obj).__name__}")
     names, labels = list(obj[0]), list(obj[1])

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from migalab.data.formats.atomic import atomic_write
-from migalab.data.formats.errors import FormatError
+from migalab.data.formats.errors import FormatError, load_pickle
 from migalab.data.record import UNKNOWN_LABEL, ClipRecord
 from migalab.data.skeleton.layouts import LAYOUTS
+from migalab.utils.io import atomic_write
 
 _LAYOUT_BY_JOINTS = {22: "imigue22", 36: "mg36", 137: "openpose137"}
 _REQUIRED = ("frame_dir", "keypoint", "img_shape", "total_frames")
@@ -122,13 +122,7 @@ def read_pyskl(
             (named by its index), inconsistent shapes, or a split naming an unknown frame_dir.
     """
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            obj = pickle.load(f)
-    except FileNotFoundError:
-        raise FormatError(path, "no such file") from None
-    except Exception as exc:
-        raise FormatError(path, f"unreadable pickle ({type(exc).__name__}: {exc})") from exc
+    obj = load_pickle(path)
     if not isinstance(obj, Mapping) or "annotations" not in obj:
         raise FormatError(path, "expected a dict with an 'annotations' list (and a 'split' dict)")
     anns = obj["annotations"]

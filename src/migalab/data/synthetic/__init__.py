@@ -1,0 +1,28 @@
+"""Synthetic iMiGUE: seated interview subjects performing the 32 micro-gestures, written in
+exactly the MiGA 2025 release layout (OpenPose-137 tables, label CSVs, emotion labels).
+
+``generate_release(root, SynthConfig(...))`` writes the release; ``release_is_current`` tells
+whether ``root`` already holds a finished release of that config; ``migalab-synth`` is the CLI.
+See :mod:`.gestures` for what each class does and which keypoints carry its signal, and
+:mod:`.sequence` for idle behaviour, occlusions, noise and dropouts.
+"""
+
+from migalab.data.synthetic.config import CLASS_NAMES, SynthConfig
+from migalab.data.synthetic.release import (
+    generate_release,
+    plan_release,
+    read_meta,
+    release_is_current,
+)
+from migalab.data.synthetic.sequence import VideoSpec, generate_video
+
+__all__ = [
+    "CLASS_NAMES",
+    "SynthConfig",
+    "VideoSpec",
+    "generate_release",
+    "generate_video",
+    "plan_release",
+    "read_meta",
+    "release_is_current",
+]
