@@ -33,8 +33,8 @@ format: install ## Ruff autofix + format
 	$(PYTHON) -m ruff check --fix src tests scripts
 	$(PYTHON) -m ruff format src tests scripts
 
-bench: install ## Benchmarks (ratios against in-process baselines) -> bench_results/
-	$(PYTHON) scripts/bench.py all
+bench: install ## Benchmarks (ratios against in-process baselines; ~15 min) -> bench_results/
+	$(PYTHON) scripts/bench.py prepare
 
 clean: ## Remove caches and build files (keeps data/ and logs/)
 	rm -rf .make .pytest_cache .ruff_cache build dist src/*.egg-info
