@@ -10,11 +10,13 @@ STAMP := .make/installed
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
-	$(PIP) install -e ".[dev]"
-	@mkdir -p $(@D) && touch $@
+# where `import migalab` resolves now (empty when not installed)
+INSTALLED = $(shell $(PYTHON) -c "import pathlib, migalab; print(pathlib.Path(migalab.__file__).resolve().parent)" 2>/dev/null)
 
-install: $(STAMP) ## Install migalab (editable) and its dependencies where missing
+install: ## Install migalab (editable) and its dependencies where missing or changed
+	@if [ "$(INSTALLED)" != "$(CURDIR)/src/migalab" ] || [ ! -f $(STAMP) ] || [ pyproject.toml -nt $(STAMP) ]; then \
+		$(PIP) install -e ".[dev]" && mkdir -p $(dir $(STAMP)) && touch $(STAMP); \
+	else echo "migalab is installed from this checkout (pyproject.toml unchanged)"; fi
 
 train: install ## Train the default experiment (synthetic iMiGUE, 2s-AGCN, CPU, a few minutes)
 	$(PYTHON) -m migalab.train $(ARGS)

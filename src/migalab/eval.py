@@ -91,8 +91,16 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         model.eval()
         datamodule.prepare_data()
         datamodule.setup("validate")
+        # one process: fusion needs every clip's scores in one place (for DDP evaluation of a
+        # single checkpoint use `migalab-train train=false ckpt_path=... trainer=ddp`)
         trainer: L.Trainer = hydra.utils.instantiate(
-            cfg.trainer, logger=False, callbacks=[], enable_progress_bar=False
+            cfg.trainer,
+            logger=False,
+            callbacks=[],
+            enable_progress_bar=False,
+            devices=1,
+            num_nodes=1,
+            strategy="auto",
         )
         scores = {}
         for split in splits:

@@ -7,19 +7,36 @@
 Every run writes, in its Hydra run dir: ``.hydra/`` (composed config), ``config_resolved.yaml``,
 ``checkpoints/`` (best + last), ``csv/metrics.csv`` (or W&B files) and ``metrics.json`` with
 the best checkpoint's val/test metrics.
+
+Resume a run in its own run dir (its checkpoints live there), with the run's overrides:
+
+    migalab-train <overrides> hydra.run.dir=logs/train/runs/<run> ckpt_path=last
+
+``ckpt_path=last`` takes the newest of ``checkpoints/last.ckpt`` (end of the last epoch),
+``checkpoints/interrupted.ckpt`` (written when SIGTERM / Ctrl-C stopped the run mid-epoch) and
+SLURM requeue checkpoints; it is an error when there is none. Resuming from an epoch-end
+checkpoint reproduces the uninterrupted run exactly (see ``migalab.data.datamodules``).
 """
 
 from __future__ import annotations
 
+import csv
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
+import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-from migalab.utils.callbacks import StoreConfigInCheckpoint
+from migalab.utils.callbacks import (
+    RNGStateCheckpoint,
+    StoreConfigInCheckpoint,
+    find_resume_checkpoint,
+)
 from migalab.utils.hydra import (
     instantiate_callbacks,
     instantiate_loggers,
@@ -28,6 +45,7 @@ from migalab.utils.hydra import (
     save_resolved_config,
 )
 from migalab.utils.summary import print_summary, write_metrics
+from migalab.utils.wandb import finish_wandb
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +65,35 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], Any]:
     model = hydra.utils.instantiate(cfg.model)
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     callbacks.append(StoreConfigInCheckpoint(container))
+    callbacks.append(RNGStateCheckpoint())
     loggers = instantiate_loggers(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     if trainer.is_global_zero:
         save_resolved_config(cfg, output_dir)
+
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path == "last":  # explicit: never a silent fresh start
+        ckpt_path = find_resume_checkpoint(trainer)
+        log.info("resuming from %s", ckpt_path)
+    if ckpt_path and cfg.get("train", True) and trainer.is_global_zero:
+        _keep_csv_history(loggers, ckpt_path)
     for lg in loggers:
         lg.log_hyperparams(container)
-
     if cfg.get("train", True):
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        try:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        except SIGTERMException as err:  # graceful stop (SLURM preemption): checkpoint saved
+            log.warning(
+                "stopped by SIGTERM at epoch %d, step %d; resume with: migalab-train "
+                "hydra.run.dir=%s ckpt_path=last (plus this run's overrides)",
+                trainer.current_epoch, trainer.global_step, output_dir,
+            )  # fmt: skip
+            finish_wandb(loggers, exit_code=143)
+            raise SIGTERMException(143) from err  # exit status 128 + SIGTERM
     ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     ckpt = ckpt or None  # fast_dev_run / no checkpointing: evaluate the weights in memory
-    if not cfg.get("train", True) and cfg.get("ckpt_path"):
-        ckpt = cfg.ckpt_path
+    if not cfg.get("train", True) and ckpt_path:
+        ckpt = ckpt_path
 
     results: dict[str, Any] = {}
     trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
@@ -82,7 +116,31 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], Any]:
             results,
             footer=f"run dir: {output_dir}\nmetrics: {path}\ncheckpoint: {ckpt}",
         )
+    finish_wandb(loggers)  # each job of a multirun gets its own W&B run
     return payload, trainer
+
+
+def _keep_csv_history(loggers: list[Any], ckpt_path: str) -> None:
+    """Resuming in the run dir: Lightning's CSVLogger deletes an existing ``metrics.csv`` when it
+    starts; keep its rows logged before the checkpoint's step so the file stays continuous."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    for lg in loggers:
+        path = Path(lg.log_dir) / "metrics.csv" if isinstance(lg, CSVLogger) else None
+        if path is None or not path.is_file():
+            continue
+        try:
+            step = torch.load(ckpt_path, map_location="cpu", weights_only=True)["global_step"]
+        except Exception as err:  # not a plain Lightning checkpoint: start a fresh log
+            log.warning("could not read the step of %s (%s); %s restarts", ckpt_path, err, path)
+            return
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            keys, rows = list(reader.fieldnames or []), list(reader)
+        rows = [r for r in rows if r.get("step", "").isdigit() and int(r["step"]) < step]
+        writer = lg.experiment  # the writer removes the old file here
+        writer.metrics_keys = sorted(set(writer.metrics_keys) | set(keys))
+        writer.metrics = [{k: v for k, v in r.items() if v != ""} for r in rows] + writer.metrics
 
 
 def _metric_value(payload: dict[str, Any], name: str | None) -> float | None:

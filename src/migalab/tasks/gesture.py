@@ -7,16 +7,31 @@ by Hydra and injected; it maps a batch input to ``(tokens, pooled)`` where ``poo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from lightning import LightningModule
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from migalab.tasks.losses import ClassificationLoss
 from migalab.tasks.metrics import build_metrics, summarize
+
+LR_SCALING_RULES = ("linear", "sqrt")
+
+
+def lr_scale_factor(global_batch: int, base_batch_size: int, rule: str = "linear") -> float:
+    """Multiplier of the configured lr for a global batch: ``global / base`` (linear, Goyal et
+    al. 2017) or ``sqrt(global / base)``."""
+    if rule not in LR_SCALING_RULES:
+        raise ValueError(f"lr_scaling.rule must be one of {LR_SCALING_RULES}, got {rule!r}")
+    if base_batch_size <= 0 or global_batch <= 0:
+        raise ValueError(f"batch sizes must be positive (global {global_batch}, base "
+                         f"{base_batch_size})")  # fmt: skip
+    ratio = global_batch / base_batch_size
+    return ratio if rule == "linear" else ratio**0.5
 
 
 class GestureModule(LightningModule):
@@ -34,7 +49,18 @@ class GestureModule(LightningModule):
         num_classes: K.
         class_names: names for per-class reports.
         backbone_lr_mult: lr multiplier for encoder parameters (1.0 = same as the head).
-        compile: wrap the encoder in ``torch.compile``.
+        compile: compile the encoder with ``torch.compile`` when fitting (in place: parameter
+            names and checkpoints are unchanged): True, or a mapping of ``torch.compile``
+            keyword arguments (e.g. ``{mode: max-autotune}``, ``{backend: aot_eager}``). The
+            default inductor backend needs a C++ compiler on CPU and compiles for minutes.
+        lr_scaling: ``{base_batch_size: int | None, rule: linear | sqrt}``. When
+            ``base_batch_size`` is set, every param group's lr is multiplied by
+            ``global_batch / base_batch_size`` (``sqrt`` of it for ``rule: sqrt``), with
+            ``global_batch = datamodule.batch_size x world_size x accumulate_grad_batches``: the
+            configured lr is the lr of a ``base_batch_size`` batch. None / null = off.
+        channels_last: convert the module's 4-D parameters/buffers (conv weights) and 4-D inputs
+            to ``torch.channels_last``. Helps 2-D CNNs on GPUs with tensor cores (AMP); the
+            skeleton GCNs take 5-D input and mostly 1xk convs, where it rarely helps.
     """
 
     def __init__(
@@ -47,14 +73,17 @@ class GestureModule(LightningModule):
         num_classes: int = 32,
         class_names: Sequence[str] | None = None,
         backbone_lr_mult: float = 1.0,
-        compile: bool = False,
+        compile: bool | Mapping[str, Any] = False,
+        lr_scaling: Mapping[str, Any] | None = None,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         # init args that are modules, partials or OmegaConf containers stay out of the checkpoint
         # (it must load with torch.load(weights_only=True)); the run config is stored instead
         self.save_hyperparameters(
-            ignore=["encoder", "head", "loss", "optimizer", "scheduler", "class_names"]
-        )
+            ignore=["encoder", "head", "loss", "optimizer", "scheduler", "class_names",
+                    "lr_scaling", "compile"]
+        )  # fmt: skip
         self.encoder = encoder
         self.head = head if isinstance(head, nn.Module) else head(in_channels=encoder.out_channels)
         self.loss_fn = loss if loss is not None else ClassificationLoss()
@@ -66,11 +95,21 @@ class GestureModule(LightningModule):
         self.val_metrics = build_metrics(num_classes).clone(prefix="val/")
         self.test_metrics = build_metrics(num_classes).clone(prefix="test/")
         self.last_summaries: dict[str, dict[str, object]] = {}
-        self._compile = compile
+        self._compile = dict(compile) if isinstance(compile, Mapping) else bool(compile)
+        self._compiled = False
+        self.lr_scaling = dict(lr_scaling) if lr_scaling else {}
+        if self.lr_scaling.get("rule", "linear") not in LR_SCALING_RULES:
+            raise ValueError(f"lr_scaling.rule must be one of {LR_SCALING_RULES}, "
+                             f"got {self.lr_scaling['rule']!r}")  # fmt: skip
+        self.channels_last = channels_last
+        #: what configure_optimizers applied: global_batch, factor, lrs (per param group)
+        self.lr_info: dict[str, Any] = {}
 
     # -- model ----------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Encoder input → logits (N, K)."""
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         _, pooled = self.encoder(x)
         return self.head(pooled)
 
@@ -80,8 +119,12 @@ class GestureModule(LightningModule):
         counts = getattr(dm, "class_counts", None)
         if counts is not None:
             self.loss_fn.set_class_counts(counts)
-        if self._compile and stage == "fit":
-            self.encoder = torch.compile(self.encoder)
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)  # 4-D tensors only; others unchanged
+        if self._compile is not False and stage == "fit" and not self._compiled:
+            kwargs = self._compile if isinstance(self._compile, dict) else {}
+            self.encoder.compile(**kwargs)  # in place: state_dict keys keep their names
+            self._compiled = True
 
     # -- steps ----------------------------------------------------------------------------------
     def _shared_step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,8 +162,10 @@ class GestureModule(LightningModule):
             self.class_names,
         )
         metrics.reset()
+        # the values are already global (torchmetrics syncs its states over processes); the mean
+        # over ranks of equal values leaves them unchanged and keeps Lightning from warning
         for key in ("top1", "top5", "macro_f1", "mean_class_acc"):
-            self.log(f"{prefix}/{key}", summary[key], prog_bar=key == "top1", sync_dist=False)
+            self.log(f"{prefix}/{key}", summary[key], prog_bar=key == "top1", sync_dist=True)
         self.last_summaries[prefix] = summary
 
     def on_validation_epoch_end(self) -> None:
@@ -130,6 +175,36 @@ class GestureModule(LightningModule):
         self._log_epoch(self.test_metrics, "test")
 
     # -- optimisation ---------------------------------------------------------------------------
+    def global_batch_size(self) -> int:
+        """Samples per optimiser step: per-device batch x world size x accumulation."""
+        trainer = self.trainer
+        dm = getattr(trainer, "datamodule", None)
+        batch = getattr(dm, "batch_size", None)
+        if batch is None:
+            raise ValueError(
+                "lr_scaling needs the per-device batch size: use a datamodule with a "
+                "`batch_size` attribute"
+            )
+        return int(batch) * int(trainer.world_size) * int(trainer.accumulate_grad_batches)
+
+    def _scale_lr(self, optimizer: torch.optim.Optimizer) -> None:
+        base = self.lr_scaling.get("base_batch_size")
+        if not base:
+            return
+        global_batch = self.global_batch_size()
+        factor = lr_scale_factor(global_batch, int(base), self.lr_scaling.get("rule", "linear"))
+        for group in optimizer.param_groups:
+            group["lr"] *= factor
+        lrs = [g["lr"] for g in optimizer.param_groups]
+        self.lr_info = {"global_batch": global_batch, "base_batch_size": int(base),
+                        "factor": factor, "lrs": lrs}  # fmt: skip
+        rank_zero_info(
+            f"lr scaling ({self.lr_scaling.get('rule', 'linear')}): global batch {global_batch} "
+            f"(batch_size x {self.trainer.world_size} process(es) x "
+            f"{self.trainer.accumulate_grad_batches} accumulation) / base {base} -> x{factor:.4g}; "
+            f"effective lr {', '.join(f'{lr:.4g}' for lr in lrs)}"
+        )
+
     def configure_optimizers(self) -> Any:
         mult = self.hparams.backbone_lr_mult
         enc = [p for p in self.encoder.parameters() if p.requires_grad]
@@ -144,6 +219,7 @@ class GestureModule(LightningModule):
             optimizer = self.optimizer_factory(params=[{"params": rest}])
             base_lr = optimizer.param_groups[0]["lr"]
             optimizer.add_param_group({"params": enc, "lr": base_lr * mult})
+        self._scale_lr(optimizer)
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(

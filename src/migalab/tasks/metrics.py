@@ -6,7 +6,8 @@ One definition everywhere (LightningModule epochs, ``migalab-eval``, fused score
   (torchmetrics' macro average ignores classes with tp+fp+fn = 0);
 - ``mean_class_acc``: recall averaged over the classes present in the targets (mmaction's
   "mean class accuracy"), computed from the confusion matrix;
-- ``per_class_acc``: recall of every class (NaN where a class has no samples).
+- ``per_class_acc``: recall of every class (NaN where a class has no samples);
+- ``confusion_matrix``: K x K counts, rows = true class, columns = predicted class.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ def build_metrics(num_classes: int) -> MetricCollection:
             "top5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
             "macro_f1": MulticlassF1Score(num_classes, average="macro"),
             "confmat": MulticlassConfusionMatrix(num_classes),
-        }
+        },
+        # compute groups share state between metrics whose states match after the first
+        # update, which made top5 report another metric's value: keep every metric separate
+        compute_groups=False,
     )
 
 
@@ -52,6 +56,7 @@ def summarize(
     out["per_class_acc"] = {n: float(r) for n, r in zip(names, recall.tolist(), strict=True)}
     out["support"] = {n: int(s) for n, s in zip(names, support.tolist(), strict=True)}
     out["num_samples"] = int(support.sum())
+    out["confusion_matrix"] = cm.long().tolist()  # rows: true class, columns: predicted
     return out
 
 

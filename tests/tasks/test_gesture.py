@@ -1,0 +1,140 @@
+"""GestureModule: forward shape, lr scaling with the global batch, param groups, channels-last
+and torch.compile switches."""
+
+from __future__ import annotations
+
+import functools
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from migalab.models.encoders import AGCN
+from migalab.models.heads import ClassificationHead
+from migalab.tasks.gesture import GestureModule, lr_scale_factor
+from migalab.utils.schedulers import cosine_with_warmup
+
+N, C, T, V, M, K = 2, 3, 16, 22, 1, 32
+
+
+def _module(**kw: object) -> GestureModule:
+    args: dict = dict(
+        encoder=AGCN("imigue22", in_channels=C, num_persons=M, base_channels=8, num_units=4),
+        head=functools.partial(ClassificationHead, num_classes=K),
+        optimizer=functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9),
+        num_classes=K,
+    )
+    args.update(kw)
+    return GestureModule(**args)
+
+
+def _attach(module: GestureModule, batch_size: int, world_size: int, accumulate: int) -> None:
+    """A stand-in for the trainer fields configure_optimizers reads."""
+    module._trainer = SimpleNamespace(  # type: ignore[assignment]
+        datamodule=SimpleNamespace(batch_size=batch_size),
+        world_size=world_size,
+        accumulate_grad_batches=accumulate,
+        estimated_stepping_batches=100,
+    )
+
+
+def test_forward_gives_logits() -> None:
+    module = _module().eval()
+    with torch.no_grad():
+        logits = module(torch.randn(N, C, T, V, M))
+    assert logits.shape == (N, K)
+    assert torch.isfinite(logits).all()
+
+
+def test_lr_scale_factor_arithmetic() -> None:
+    assert lr_scale_factor(256, 256) == 1.0
+    assert lr_scale_factor(64 * 4 * 2, 128) == pytest.approx(4.0)
+    assert lr_scale_factor(512, 128, "sqrt") == pytest.approx(2.0)
+    assert lr_scale_factor(16, 64) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="rule"):
+        lr_scale_factor(64, 32, "cubic")
+    with pytest.raises(ValueError, match="positive"):
+        lr_scale_factor(64, 0)
+
+
+def test_configure_optimizers_scales_lr_with_global_batch() -> None:
+    # per-device batch 8 x 4 processes x 2 accumulation = 64 = 2 x the base batch of 32
+    module = _module(
+        lr_scaling={"base_batch_size": 32},
+        scheduler=functools.partial(cosine_with_warmup, warmup_fraction=0.0),
+    )
+    _attach(module, batch_size=8, world_size=4, accumulate=2)
+    out = module.configure_optimizers()
+    opt, sched = out["optimizer"], out["lr_scheduler"]["scheduler"]
+    assert module.global_batch_size() == 64
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.2])
+    assert sched.base_lrs == pytest.approx([0.2])  # the schedule starts from the scaled lr
+    assert module.lr_info == {
+        "global_batch": 64,
+        "base_batch_size": 32,
+        "factor": pytest.approx(2.0),
+        "lrs": pytest.approx([0.2]),
+    }
+
+
+@pytest.mark.parametrize("lr_scaling", [None, {"base_batch_size": None}])
+def test_lr_scaling_off_keeps_lr(lr_scaling: dict | None) -> None:
+    module = _module(lr_scaling=lr_scaling)
+    _attach(module, batch_size=8, world_size=4, accumulate=1)
+    opt = module.configure_optimizers()
+    assert [g["lr"] for g in opt.param_groups] == [0.1]
+    assert module.lr_info == {}
+
+
+def test_backbone_lr_mult_param_groups_and_scaling() -> None:
+    module = _module(backbone_lr_mult=0.1, lr_scaling={"base_batch_size": 16, "rule": "linear"})
+    _attach(module, batch_size=16, world_size=2, accumulate=1)  # x2
+    opt = module.configure_optimizers()
+    head, enc = opt.param_groups
+    assert head["lr"] == pytest.approx(0.2)
+    assert enc["lr"] == pytest.approx(0.02)
+    enc_ids = {id(p) for p in module.encoder.parameters()}
+    assert {id(p) for p in enc["params"]} == enc_ids
+    assert not enc_ids & {id(p) for p in head["params"]}
+    all_ids = {id(p) for p in module.parameters() if p.requires_grad}
+    assert {id(p) for g in opt.param_groups for p in g["params"]} == all_ids
+
+
+def test_bad_lr_scaling_rule_is_rejected() -> None:
+    with pytest.raises(ValueError, match="lr_scaling.rule"):
+        _module(lr_scaling={"base_batch_size": 32, "rule": "log"})
+
+
+def test_channels_last_converts_convs_and_keeps_outputs() -> None:
+    x = torch.randn(N, C, T, V, M)
+    ref = _module().eval()
+    module = _module(channels_last=True).eval()
+    module.load_state_dict(ref.state_dict())
+    module.setup("fit")
+    conv = module.encoder.units[0].tcn.conv.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        assert torch.allclose(module(x), ref(x), atol=1e-5)
+
+
+def test_compile_keeps_parameter_names() -> None:
+    """torch.compile in place (aot_eager: the compile path without generating C++; the default
+    inductor backend works on CPU too but compiles for minutes, see the slow test)."""
+    module = _module(compile={"backend": "aot_eager"}).eval()
+    keys = list(module.state_dict())
+    module.setup("fit")
+    assert list(module.state_dict()) == keys  # checkpoints stay loadable without compile
+    x = torch.randn(N, C, T, V, M)
+    with torch.no_grad():
+        assert module(x).shape == (N, K)
+
+
+@pytest.mark.slow
+def test_compile_inductor_on_cpu() -> None:
+    module = _module(compile=True).eval()
+    ref = _module().eval()
+    ref.load_state_dict(module.state_dict())
+    module.setup("fit")
+    x = torch.randn(N, C, T, V, M)
+    with torch.no_grad():
+        assert torch.allclose(module(x), ref(x), atol=1e-4)

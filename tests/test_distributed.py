@@ -1,0 +1,171 @@
+"""DDP on CPU (trainer=ddp_sim: 2 processes, gloo): the Hydra command relaunches for rank 1,
+only rank 0 writes, evaluation sees every clip exactly once (no padding duplicates) and gives
+the metrics of a 1-process evaluation; the distributed samplers the datamodule builds."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch.utils.data import DistributedSampler
+
+import migalab
+from migalab.data.datamodules import SkeletonDataModule
+from migalab.eval import evaluate
+from tests.conftest import TINY_SYNTH, compose_config, tiny_data_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = ("top1", "top5", "macro_f1", "mean_class_acc", "num_samples", "support")
+
+
+def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    # the child (and the rank-1 process Lightning starts from it) imports this migalab
+    src = str(Path(migalab.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, str(ROOT)])}
+    cmd = [sys.executable, "-m", "migalab.train", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=cwd, env=env)
+
+
+def _ddp_overrides(release: Path, cache: Path, log_dir: Path) -> list[str]:
+    return [
+        "trainer=ddp_sim", "logger=csv", *tiny_data_overrides(release, cache),
+        # 13 val / 15 test clips over 2 ranks in batches of 3: uneven per-rank counts and batches
+        "data.eval_batch_size=3", "model.encoder.base_channels=8",
+        "callbacks.progress_bar.refresh_rate=0", "callbacks.model_summary=null",
+        f"paths.log_dir={log_dir}",
+    ]  # fmt: skip
+
+
+def _assert_same_metrics(ddp: dict, single: dict, split: str) -> None:
+    for key in KEYS:
+        assert ddp[split][key] == pytest.approx(single[split][key], abs=1e-6), (split, key)
+    assert ddp[split]["per_class_acc"] == pytest.approx(
+        single[split]["per_class_acc"], abs=1e-6, nan_ok=True
+    )
+
+
+def test_ddp_sim_trains_and_evaluates_every_clip_once(
+    tiny_release: Path, tiny_cache: Path, tmp_path: Path
+) -> None:
+    args = [
+        *_ddp_overrides(tiny_release, tiny_cache, tmp_path / "logs"),
+        "trainer.max_epochs=2",
+        "model.lr_scaling.base_batch_size=8",  # per-device 8 x 2 processes: lr x 2
+    ]
+    proc = _cli(args, cwd=tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert "global batch 16" in out and "effective lr 0.2" in out
+    runs = list((tmp_path / "logs" / "train" / "runs").iterdir())
+    assert len(runs) == 1  # rank 1 ran in rank 0's run dir (Lightning passes hydra.run.dir)
+    run = runs[0]
+    ddp = json.loads((run / "metrics.json").read_text())
+    assert (run / "config_resolved.yaml").is_file()
+    assert ddp["epochs"] == 2
+
+    # DDP evaluation (after fit, on 2 ranks) of the best checkpoint == 1-process evaluation
+    cfg = compose_config("eval", [f"ckpt_path={ddp['ckpt_path']}"], output_dir=tmp_path / "ev")
+    single = evaluate(cfg)
+    dm = SkeletonDataModule(str(tiny_release), str(tiny_cache), synthetic=TINY_SYNTH)
+    dm.setup()
+    for split in ("val", "test"):
+        assert ddp[split]["num_samples"] == len(dm.datasets[split])  # none dropped or repeated
+        _assert_same_metrics(ddp, single, split)
+
+
+@pytest.mark.slow
+def test_ddp_sim_evaluation_only_matches_one_process(
+    tiny_release: Path, tiny_cache: Path, tmp_path: Path
+) -> None:
+    """``train=false ckpt_path=<ckpt>`` on 2 processes vs 1 process (same entry point)."""
+    base = _ddp_overrides(tiny_release, tiny_cache, tmp_path / "train")
+    proc = _cli([*base, "trainer=cpu", "trainer.max_epochs=2"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = (tmp_path / "train" / "train" / "runs").iterdir()
+    ckpt = json.loads((run / "metrics.json").read_text())["ckpt_path"]
+    results = {}
+    for trainer in ("ddp_sim", "cpu"):
+        logs = tmp_path / trainer
+        args = [*base, f"trainer={trainer}", "train=false", f"ckpt_path={ckpt}",
+                f"paths.log_dir={logs}"]  # fmt: skip
+        proc = _cli(args, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        (run,) = (logs / "train" / "runs").iterdir()
+        results[trainer] = json.loads((run / "metrics.json").read_text())
+    for split in ("val", "test"):
+        _assert_same_metrics(results["ddp_sim"], results["cpu"], split)
+
+
+def _fake_trainer(rank: int, world: int = 2, epoch: int = 0) -> SimpleNamespace:
+    return SimpleNamespace(
+        world_size=world, global_rank=rank, current_epoch=epoch, training=False,
+        distributed_sampler_kwargs={"num_replicas": world, "rank": rank},
+        _accelerator_connector=SimpleNamespace(use_distributed_sampler=True),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("sampler", ["random", "class_balanced"])
+def test_datamodule_builds_distributed_samplers(
+    tiny_release: Path, tiny_cache: Path, sampler: str
+) -> None:
+    def dm_for(rank: int) -> SkeletonDataModule:
+        dm = SkeletonDataModule(str(tiny_release), str(tiny_cache), synthetic=TINY_SYNTH,
+                                batch_size=4, eval_batch_size=3, sampler=sampler, seed=5)  # fmt: skip
+        dm.setup()
+        dm.trainer = _fake_trainer(rank)  # type: ignore[assignment]
+        return dm
+
+    dms = [dm_for(0), dm_for(1)]
+    for split, getter in (("val", "val_dataloader"), ("test", "test_dataloader"),
+                          ("test", "predict_dataloader")):  # fmt: skip
+        loaders = [getattr(dm, getter)() for dm in dms]
+        # Lightning leaves DistributedSamplers alone (no re-wrapping with padding)
+        assert all(isinstance(dl.sampler, DistributedSampler) for dl in loaders)
+        seen = [int(i) for dl in loaders for b in dl for i in b["index"]]
+        assert sorted(seen) == list(range(len(dms[0].datasets[split])))  # each clip once
+
+    train = [dm.train_dataloader() for dm in dms]
+    assert all(isinstance(dl.sampler, DistributedSampler) for dl in train)
+    assert len(train[0]) == len(train[1])  # equal steps on every rank (DDP needs it)
+    shards = [list(dl.sampler) for dl in train]
+    assert len(shards[0]) == len(shards[1]) == -(-len(dms[0].datasets["train"]) // 2)
+    if sampler == "random":  # a permutation split over the ranks (padded by at most one)
+        assert set(shards[0]) | set(shards[1]) == set(range(len(dms[0].datasets["train"])))
+    # the order is a function of (seed, epoch): a rebuilt module at epoch 1 gives epoch 1's order
+    train[0].sampler.set_epoch(1)
+    other = dm_for(0)
+    other.trainer = _fake_trainer(0, epoch=1)  # type: ignore[assignment]
+    assert list(other.train_dataloader().sampler) == list(train[0].sampler)
+
+
+def test_single_process_loaders_and_options(tiny_release: Path, tiny_cache: Path) -> None:
+    dm = SkeletonDataModule(str(tiny_release), str(tiny_cache), synthetic=TINY_SYNTH,
+                            num_workers=1, prefetch_factor=3, prepare_per_node=False)  # fmt: skip
+    assert dm.prepare_data_per_node is False  # Lightning: prepare on global rank 0 only
+    dm.setup()
+    assert dm.val_dataloader().prefetch_factor == 3
+    assert not isinstance(dm.val_dataloader().sampler, DistributedSampler)
+    dm0 = SkeletonDataModule(str(tiny_release), str(tiny_cache), synthetic=TINY_SYNTH,
+                             prefetch_factor=3)  # fmt: skip
+    dm0.setup()
+    assert dm0.val_dataloader().prefetch_factor is None  # not passed without workers
+    assert dm0.prepare_data_per_node is True
+    batch = next(iter(dm0.train_dataloader()))
+    assert batch["x"].dtype == torch.float32
+
+
+def test_ddp_configs_compose(tmp_path: Path) -> None:
+    cfg = compose_config("train", ["trainer=ddp_multinode"], output_dir=tmp_path)
+    assert (cfg.trainer.strategy, cfg.trainer.num_nodes, cfg.trainer.sync_batchnorm) == (
+        "ddp", 2, True)  # fmt: skip
+    cfg = compose_config("train", ["trainer=slurm"], output_dir=tmp_path)
+    (plugin,) = cfg.trainer.plugins
+    assert plugin._target_.endswith("SLURMEnvironment") and plugin.auto_requeue
+    cfg = compose_config("train", ["trainer=ddp_sim"], output_dir=tmp_path)
+    assert not cfg.trainer.sync_batchnorm  # SyncBatchNorm is GPU-only
