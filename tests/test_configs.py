@@ -74,3 +74,16 @@ def test_eval_config_composes(tmp_path: Path) -> None:
     cfg = compose_config("eval", ["ckpt_path=x.ckpt"], output_dir=tmp_path)
     assert cfg.fusion.space == "probs"
     assert isinstance(hydra.utils.instantiate(cfg.trainer, logger=False), Trainer)
+
+
+@pytest.mark.parametrize("callbacks", _group_options("callbacks"))
+def test_callback_configs_instantiate(callbacks: str, tmp_path: Path) -> None:
+    cfg = compose_config("train", [f"callbacks={callbacks}"], output_dir=tmp_path)
+    instantiated = instantiate_callbacks(cfg.callbacks)
+    assert len(instantiated) == len([c for c in (cfg.callbacks or {}).values() if c])
+
+
+@pytest.mark.parametrize("search", _group_options("hparams_search"))
+def test_hparams_search_configs_compose(search: str, tmp_path: Path) -> None:
+    cfg = compose_config("train", [f"hparams_search={search}"], output_dir=tmp_path)
+    assert cfg.optimized_metric

@@ -277,75 +277,7 @@ class WandbReports(Callback):
         self.records: list[dict[str, Any]] = []
         #: artifacts logged: name, path, aliases, score
         self.artifacts: list[dict[str, Any]] = []
-        self._counts: torch.Tensor | None = None
-        self._last_logits: torch.Tensor | None = None
-        self._active = False
-        self._hook: Any = None
         self._warned = False
-
-    # -- confusion counting (when the summary has no confusion matrix) -------------------------
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if self.confusion_matrix and self._hook is None:
-            self._hook = pl_module.register_forward_hook(self._capture)
-
-    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook = None
-        self._active = False
-        self._last_logits = None
-
-    def _capture(self, module: Any, args: Any, output: Any) -> None:
-        if self._active and isinstance(output, torch.Tensor) and output.ndim == 2:
-            self._last_logits = output.detach()
-
-    def _start(self, trainer: Trainer, split: str) -> None:
-        self._counts = None
-        self._last_logits = None
-        self._active = split in self.splits and not trainer.sanity_checking
-
-    def _accumulate(self, batch: Any) -> None:
-        logits, self._last_logits = self._last_logits, None
-        labels = batch.get("label") if isinstance(batch, Mapping) else None
-        if not self._active or logits is None or not isinstance(labels, torch.Tensor):
-            return
-        if labels.ndim != 1 or labels.shape[0] != logits.shape[0]:
-            return
-        k = logits.shape[-1]
-        if self._counts is None:
-            self._counts = torch.zeros(k, k, dtype=torch.long, device=logits.device)
-        labels = labels.to(logits.device).long()
-        valid = (labels >= 0) & (labels < k)
-        idx = labels[valid] * k + logits[valid].argmax(dim=-1)
-        self._counts += torch.bincount(idx, minlength=k * k).view(k, k)
-
-    def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._start(trainer, "val")
-
-    def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._start(trainer, "test")
-
-    def on_validation_batch_end(
-        self,
-        trainer: Trainer,
-        pl_module: LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        self._accumulate(batch)
-
-    def on_test_batch_end(
-        self,
-        trainer: Trainer,
-        pl_module: LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        self._accumulate(batch)
 
     # -- reports -------------------------------------------------------------------------------
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -355,31 +287,14 @@ class WandbReports(Callback):
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._report(trainer, pl_module, "test")
 
-    def _confusion(
-        self, trainer: Trainer, pl_module: LightningModule, summary: Mapping[str, Any]
-    ) -> torch.Tensor | None:
-        """The (K, K) confusion matrix of this evaluation (every rank must call this)."""
-        if summary.get("confusion_matrix") is not None:  # from summarize(): already DDP-synced
-            return torch.as_tensor(summary["confusion_matrix"], dtype=torch.long)
-        counts = self._counts
-        k = len(summary.get("per_class_acc") or ()) or getattr(pl_module, "num_classes", None)
-        if counts is None and k:
-            counts = torch.zeros(k, k, dtype=torch.long, device=pl_module.device)
-        if counts is None:
-            return None
-        if trainer.world_size > 1:
-            counts = trainer.strategy.reduce(counts.clone(), reduce_op="sum")
-        return counts.cpu()
-
     def _report(self, trainer: Trainer, pl_module: LightningModule, split: str) -> None:
-        self._active = False
-        if split not in self.splits:
+        if split not in self.splits or not trainer.is_global_zero:
             return
         summaries = getattr(pl_module, "last_summaries", None) or {}
         summary = summaries.get(split) or {}
-        confusion = self._confusion(trainer, pl_module, summary)
-        if not trainer.is_global_zero:
-            return
+        # summarize() carries the confusion matrix, already synchronised over DDP ranks
+        cm = summary.get("confusion_matrix")
+        confusion = torch.as_tensor(cm, dtype=torch.long) if cm is not None else None
         names = getattr(pl_module, "class_names", None)
         rows = per_class_rows(summary, confusion, names)
         names = [r[1] for r in rows] or (
