@@ -18,7 +18,7 @@ import torch
 from lightning import Callback, LightningModule, Trainer
 
 import migalab
-from migalab.data.datamodules import EpochShuffleSampler, ResumableDataLoader
+from migalab.data.samplers import EpochShuffleSampler, ResumableDataLoader
 from migalab.train import train
 from tests.conftest import compose_config, tiny_data_overrides
 
