@@ -19,8 +19,15 @@ from tests.test_configs import EXPERIMENTS
 SYNTH_EXPERIMENTS = [e for e in EXPERIMENTS if e.endswith("_synth")]
 
 
-def _cpu_overrides() -> list[str]:
-    return ["trainer=cpu", "trainer.precision=32-true", "logger=csv"]
+def _tiny_cpu_overrides(release: Path, cache: Path) -> list[str]:
+    """CPU trainer, csv logger, the tiny synthetic release and an 8-wide AGCN."""
+    return [
+        "trainer=cpu",
+        "trainer.precision=32-true",
+        "logger=csv",
+        *tiny_data_overrides(release, cache),
+        "model.encoder.base_channels=8",
+    ]
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -30,11 +37,9 @@ def test_fast_dev_run_every_experiment(
     overrides = [
         f"experiment={experiment}",
         "debug=fdr",
-        *_cpu_overrides(),
-        *tiny_data_overrides(tiny_release, tiny_cache),
         # real-data experiments run here on the tiny synthetic release, at a CPU size
+        *_tiny_cpu_overrides(tiny_release, tiny_cache),
         "data=synthetic",
-        "model.encoder.base_channels=8",
     ]
     cfg = compose_config("train", overrides, output_dir=tmp_path)
     payload, trainer = train(cfg)
@@ -45,10 +50,8 @@ def test_fast_dev_run_every_experiment(
 
 def _short_run(release: Path, cache: Path, out: Path, stream: str) -> dict:
     overrides = [
-        *_cpu_overrides(),
-        *tiny_data_overrides(release, cache),
+        *_tiny_cpu_overrides(release, cache),
         f"data.stream={stream}",
-        "model.encoder.base_channels=8",
         "trainer.max_epochs=2",
         "callbacks.progress_bar.refresh_rate=0",
     ]

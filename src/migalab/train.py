@@ -15,7 +15,7 @@ Resume a run in its own run dir (its checkpoints live there), with the run's ove
 ``ckpt_path=last`` takes the newest of ``checkpoints/last.ckpt`` (end of the last epoch),
 ``checkpoints/interrupted.ckpt`` (written when SIGTERM / Ctrl-C stopped the run mid-epoch) and
 SLURM requeue checkpoints; it is an error when there is none. Resuming from an epoch-end
-checkpoint reproduces the uninterrupted run exactly (see ``migalab.data.datamodules``).
+checkpoint reproduces the uninterrupted run exactly (see ``migalab.data.samplers``).
 """
 
 from __future__ import annotations
@@ -130,7 +130,9 @@ def _keep_csv_history(loggers: list[Any], ckpt_path: str) -> None:
         if path is None or not path.is_file():
             continue
         try:
-            step = torch.load(ckpt_path, map_location="cpu", weights_only=True)["global_step"]
+            # mmap: read the step without loading every tensor (fit loads the checkpoint itself)
+            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+            step = ckpt["global_step"]
         except Exception as err:  # not a plain Lightning checkpoint: start a fresh log
             log.warning("could not read the step of %s (%s); %s restarts", ckpt_path, err, path)
             return
