@@ -261,6 +261,196 @@ def _mean_clip_frames(cache_dir: Path) -> float:
 
 
 # --------------------------------------------------------------------------------------------
+# section: heatmaps
+# --------------------------------------------------------------------------------------------
+
+#: COCO-17 template (x, y as fractions of the person box) and pyskl's 17 COCO limbs.
+_COCO_TEMPLATE = (
+    (0.50, 0.18), (0.46, 0.14), (0.54, 0.14), (0.41, 0.16), (0.59, 0.16), (0.32, 0.33),
+    (0.68, 0.33), (0.25, 0.52), (0.75, 0.52), (0.30, 0.70), (0.70, 0.70), (0.38, 0.72),
+    (0.62, 0.72), (0.37, 0.86), (0.63, 0.86), (0.36, 0.95), (0.64, 0.95),
+)  # fmt: skip
+_COCO_LIMBS = ((0, 1), (0, 2), (1, 3), (2, 4), (0, 5), (5, 7), (7, 9), (0, 6), (6, 8), (8, 10),
+               (5, 11), (11, 13), (13, 15), (6, 12), (12, 14), (14, 16), (11, 12))  # fmt: skip
+#: (name, joints V, canvas side, stream) of the timed configurations (48 frames each).
+_HEATMAP_CONFIGS = (
+    ("17 joints 56²", 17, 56, "joint"),
+    ("41 joints 64²", 41, 64, "joint"),
+    ("17 limbs 56²", 17, 56, "limb"),
+)
+
+
+def _heatmaps_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--samples", type=int, default=64, help="distinct random samples per config")
+    p.add_argument(
+        "--ref-samples", type=int, default=16, help="samples timed with the (slow) reference loop"
+    )
+    p.add_argument("--batch", type=int, default=32, help="samples per batched torch call")
+    p.add_argument("--repeat", type=int, default=5, help="best of N timings")
+    p.add_argument("--frames", type=int, default=48)
+    p.add_argument("--persons", type=int, default=1, help="persons M per sample")
+    p.add_argument("--sigma", type=float, default=0.6)
+    p.add_argument("--no-cuda", action="store_true", help="skip torch on CUDA even if available")
+    p.add_argument(
+        "--torch-threads", type=int, default=0, help="torch CPU threads (0: torch's default)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _pose_samples(
+    rng: np.random.Generator, n: int, m: int, t: int, v: int, side: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Upper-body-like keypoints filling a person-centred canvas: (n, M, T, V, 2), (n, M, T, V).
+
+    COCO-17 template (joints beyond 17 are hand points around the wrists), random scale and
+    centre per person, a slow random walk over frames plus jitter, all inside the canvas; scores
+    U(0.3, 1), ~5 % missing (score 0 at (0, 0)).
+    """
+    tmpl = np.asarray(_COCO_TEMPLATE)
+    if v > len(tmpl):
+        extra = v - len(tmpl)
+        wrist = np.where((np.arange(extra) % 2 == 0)[:, None], tmpl[9], tmpl[10])
+        tmpl = np.concatenate([tmpl, wrist + rng.normal(0.0, 0.03, (extra, 2))])
+    tmpl = tmpl[:v]
+    scale = rng.uniform(0.8, 0.95, (n, m, 1, 1, 1))
+    centre = rng.uniform(0.45, 0.55, (n, m, 1, 1, 2))
+    walk = np.cumsum(rng.normal(0.0, 0.004, (n, m, t, v, 2)), axis=2)
+    jitter = rng.normal(0.0, 0.005, (n, m, t, v, 2))
+    kp = (centre + (tmpl - 0.5) * scale + walk + jitter) * (side - 1)
+    kp = np.clip(kp, 0, side - 1).astype(np.float32)
+    sc = rng.uniform(0.3, 1.0, (n, m, t, v)).astype(np.float32)
+    missing = rng.random((n, m, t, v)) < 0.05
+    sc[missing], kp[missing] = 0.0, 0.0
+    return kp, sc
+
+
+def _best_of(fn: Callable[[], Any], repeat: int, sync: Callable[[], None] | None = None) -> float:
+    """Best wall time (s) of ``repeat`` calls after one warm-up call."""
+    fn()
+    best = float("inf")
+    for _ in range(repeat):
+        if sync is not None:
+            sync()
+        t0 = time.perf_counter()
+        fn()
+        if sync is not None:
+            sync()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _bench_heatmap_config(
+    name: str, v: int, side: int, stream: str, args: argparse.Namespace, rng, console
+) -> list[dict[str, Any]]:
+    """Time one configuration with every method on the same inputs; one row per method."""
+    import torch
+
+    from migalab.data.skeleton import heatmaps as hm
+
+    size, sigma = (side, side), args.sigma
+    kp, sc = _pose_samples(rng, args.samples, args.persons, args.frames, v, side)
+    extra = (_COCO_LIMBS,) if stream == "limb" else ()
+    ref_fn = hm.limb_heatmaps_reference if extra else hm.joint_heatmaps_reference
+    np_fn = hm.limb_heatmaps if extra else hm.joint_heatmaps
+    torch_fn = hm.limb_heatmaps_torch if extra else hm.joint_heatmaps_torch
+    n_ref = max(1, min(args.ref_samples, args.samples))
+    idx = np.arange(args.batch) % args.samples  # the torch batch (cycles the samples)
+    kp_b, sc_b = torch.from_numpy(kp[idx]), torch.from_numpy(sc[idx])
+    check = ref_fn(kp[0], sc[0], *extra, size, sigma)
+    rows: list[dict[str, Any]] = []
+
+    def add(method: str, seconds: float, samples: int, max_abs_diff: float) -> None:
+        per = seconds / samples
+        rows.append({"config": name, "method": method, "ms_per_sample": per * 1e3,
+                     "samples_per_s": 1.0 / per, "max_abs_diff_vs_reference": max_abs_diff})  # fmt: skip
+        console.log(f"{name} | {method}: {per * 1e3:.3f} ms/sample")
+
+    def run_ref() -> None:
+        for i in range(n_ref):
+            ref_fn(kp[i], sc[i], *extra, size, sigma)
+
+    def run_numpy() -> None:
+        for i in range(args.samples):
+            np_fn(kp[i], sc[i], *extra, size, sigma)
+
+    with console.status(f"{name}: reference loop"):
+        add("pyskl loop", _best_of(run_ref, max(1, min(args.repeat, 3))), n_ref, 0.0)
+    diff = float(np.abs(np_fn(kp[0], sc[0], *extra, size, sigma) - check).max())
+    add("numpy", _best_of(run_numpy, args.repeat), args.samples, diff)
+    out = torch_fn(kp_b[:1], sc_b[:1], *extra, size, sigma)[0].numpy()
+    diff = float(np.abs(out - check).max())
+    with console.status(f"{name}: torch cpu"):
+        s = _best_of(lambda: torch_fn(kp_b, sc_b, *extra, size, sigma), args.repeat)
+    add(f"torch cpu b{args.batch} t{torch.get_num_threads()}", s, args.batch, diff)
+    if torch.cuda.is_available() and not args.no_cuda:
+        kp_c, sc_c = kp_b.cuda(), sc_b.cuda()
+        out = torch_fn(kp_c[:1], sc_c[:1], *extra, size, sigma)[0].cpu().numpy()
+        diff = float(np.abs(out - check).max())
+        s = _best_of(
+            lambda: torch_fn(kp_c, sc_c, *extra, size, sigma),
+            args.repeat,
+            sync=torch.cuda.synchronize,
+        )
+        add(f"torch cuda b{args.batch}", s, args.batch, diff)
+        del kp_c, sc_c
+        torch.cuda.empty_cache()
+    return rows
+
+
+@section(
+    "heatmaps",
+    "PoseC3D heatmap volumes: pyskl loop vs vectorised NumPy vs batched torch (CPU / CUDA)",
+    _heatmaps_args,
+)
+def bench_heatmaps(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    if args.torch_threads > 0:
+        torch.set_num_threads(args.torch_threads)
+    console = _console()
+    rng = np.random.default_rng(args.seed)
+    use_cuda = torch.cuda.is_available() and not args.no_cuda
+    rows: list[dict[str, Any]] = []
+    for name, v, side, stream in _HEATMAP_CONFIGS:
+        rows += _bench_heatmap_config(name, v, side, stream, args, rng, console)
+
+    for r in rows:
+        base = next(b for b in rows if b["config"] == r["config"] and b["method"] == "pyskl loop")
+        r["speedup_vs_reference"] = base["ms_per_sample"] / r["ms_per_sample"]
+
+    from rich.table import Table
+
+    table = Table(
+        title=f"heatmaps: {args.frames} frames, M={args.persons}, sigma {args.sigma}, "
+        f"best of {args.repeat}"
+    )
+    for col in ("config", "method", "ms/sample", "samples/s", "x vs pyskl", "max|diff|"):
+        table.add_column(col, justify="left" if col in ("config", "method") else "right")
+    for r in rows:
+        table.add_row(r["config"], r["method"], f"{r['ms_per_sample']:.3f}",
+                      f"{r['samples_per_s']:.0f}", f"{r['speedup_vs_reference']:.1f}x",
+                      f"{r['max_abs_diff_vs_reference']:.1e}")  # fmt: skip
+    console.width = max(console.width, 100)  # keep the rows on one line when piped
+    console.print(table)
+    return {
+        "config": {
+            "samples": args.samples,
+            "ref_samples": args.ref_samples,
+            "batch": args.batch,
+            "repeat": args.repeat,
+            "frames": args.frames,
+            "persons": args.persons,
+            "sigma": args.sigma,
+            "cuda": torch.cuda.get_device_name() if use_cuda else None,
+            "torch_threads": torch.get_num_threads(),
+            "configs": [list(c) for c in _HEATMAP_CONFIGS],
+            "limbs": [list(p) for p in _COCO_LIMBS],
+        },
+        "results": rows,
+    }
+
+
+# --------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------
 

@@ -72,8 +72,29 @@ def test_data_configs_instantiate(data: str, tmp_path: Path) -> None:
 
 def test_eval_config_composes(tmp_path: Path) -> None:
     cfg = compose_config("eval", ["ckpt_path=x.ckpt"], output_dir=tmp_path)
-    assert cfg.fusion.space == "probs"
+    assert cfg.fusion.space == "probs" and cfg.fusion.search is False
     assert isinstance(hydra.utils.instantiate(cfg.trainer, logger=False), Trainer)
+
+
+def test_predict_config_composes(tmp_path: Path) -> None:
+    cfg = compose_config("predict", ["ckpt_path=x.ckpt"], output_dir=tmp_path)
+    assert cfg.split == "test" and cfg.submission.label_format == "raw"
+    assert isinstance(hydra.utils.instantiate(cfg.trainer, logger=False), Trainer)
+
+
+def test_system_a_parts_are_one_override_each(tmp_path: Path) -> None:
+    cfg = compose_config("train", ["experiment=system_a"], output_dir=tmp_path)
+    assert cfg.data.layout == "body_face41" and cfg.data.interpolate
+    assert cfg.model.label_embedding.weight == 20.0
+    assert cfg.model.encoder.in_channels == 41
+    off = compose_config(
+        "train",
+        ["experiment=system_a_limb", "data.layout=imigue22", "data.interpolate=false",
+         "model.label_embedding=null"],
+        output_dir=tmp_path,
+    )  # fmt: skip
+    assert off.model.label_embedding is None and not off.data.interpolate
+    assert off.model.encoder.in_channels == 21  # the 21 limbs (tree edges) of imigue22
 
 
 @pytest.mark.parametrize("callbacks", _group_options("callbacks"))

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 import torch
 
-from migalab.eval import evaluate, fuse_scores
+from migalab.eval import evaluate, fuse_scores, search_fusion_weights, simplex_grid
+from migalab.predict import predict, submission_csv
 from migalab.train import train
 from tests.conftest import compose_config, tiny_data_overrides
 from tests.test_configs import EXPERIMENTS
@@ -27,6 +29,7 @@ def _tiny_cpu_overrides(release: Path, cache: Path) -> list[str]:
         "logger=csv",
         *tiny_data_overrides(release, cache),
         "model.encoder.base_channels=8",
+        "data.heatmap.test_clips=2",  # PoseC3D: 2 clips x flip per test clip, not 10
     ]
 
 
@@ -41,6 +44,10 @@ def test_fast_dev_run_every_experiment(
         *_tiny_cpu_overrides(tiny_release, tiny_cache),
         "data=synthetic",
     ]
+    if not experiment.endswith("_synth") and not experiment.startswith("agcn"):
+        # PoseC3D at GPU size (48 frames, 56/64 px, blocks 4-6-3) takes minutes on 2 CPU cores
+        overrides += ["model.encoder.stage_blocks=[1,1,1]", "data.num_frames=16",
+                      "data.heatmap.size_train=32", "data.heatmap.size_eval=32"]  # fmt: skip
     cfg = compose_config("train", overrides, output_dir=tmp_path)
     payload, trainer = train(cfg)
     assert trainer.state.finished
@@ -83,9 +90,19 @@ def test_train_writes_results_and_eval_reproduces(
     assert (tmp_path / "eval" / "metrics.json").is_file()
 
 
-def test_eval_fuses_joint_and_bone(tiny_release: Path, tiny_cache: Path, tmp_path: Path) -> None:
-    joint = _short_run(tiny_release, tiny_cache, tmp_path / "joint", "joint")
-    bone = _short_run(tiny_release, tiny_cache, tmp_path / "bone", "bone")
+@pytest.fixture(scope="module")
+def joint_bone_runs(
+    tiny_release: Path, tiny_cache: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[dict, dict]:
+    """Two short runs (joint and bone streams) whose checkpoints the fusion tests share."""
+    root = tmp_path_factory.mktemp("streams")
+    joint = _short_run(tiny_release, tiny_cache, root / "joint", "joint")
+    bone = _short_run(tiny_release, tiny_cache, root / "bone", "bone")
+    return joint, bone
+
+
+def test_eval_fuses_joint_and_bone(joint_bone_runs: tuple[dict, dict], tmp_path: Path) -> None:
+    joint, bone = joint_bone_runs
     cfg = compose_config(
         "eval",
         [f"ckpt_path=[{joint['ckpt_path']},{bone['ckpt_path']}]", "fusion.weights=[0.6,0.4]",
@@ -98,6 +115,64 @@ def test_eval_fuses_joint_and_bone(tiny_release: Path, tiny_cache: Path, tmp_pat
     for stream, ref in zip(streams.values(), (joint, bone), strict=True):
         assert stream["top1"] == pytest.approx(ref["val"]["top1"], abs=1e-6)
     assert 0.0 <= result["val"]["top1"] <= 1.0
+    assert result["fusion"]["weights"] == [0.6, 0.4]
+
+
+def test_fusion_weights_searched_on_val_then_used_for_submission(
+    joint_bone_runs: tuple[dict, dict], tmp_path: Path
+) -> None:
+    joint, bone = joint_bone_runs
+    ckpts = f"ckpt_path=[{joint['ckpt_path']},{bone['ckpt_path']}]"
+    cfg = compose_config(
+        "eval", [ckpts, "fusion.search=true", "fusion.grid_step=0.25"], output_dir=tmp_path / "ev"
+    )
+    result = evaluate(cfg)
+    saved = json.loads((tmp_path / "ev" / "fusion.json").read_text())
+    assert saved["searched"] and saved["search_split"] == "val"
+    assert saved["weights"] == result["fusion"]["weights"]
+    assert sum(saved["weights"]) == pytest.approx(1.0)
+    # the grid holds (1, 0) and (0, 1): the searched fusion is at least as good as either stream
+    best_single = max(s["top1"] for s in result["val_streams"].values())
+    assert result["val"]["top1"] >= best_single - 1e-9
+    assert saved["search_metrics"]["top1"] == pytest.approx(result["val"]["top1"])
+
+    out = tmp_path / "pred"
+    pcfg = compose_config(
+        "predict", [ckpts, f"fusion.from={tmp_path / 'ev' / 'fusion.json'}"], output_dir=out
+    )
+    summary = predict(pcfg)
+    rows = (out / "submission.csv").read_text().splitlines()
+    assert rows[0] == "Id,Target"
+    ids = [r.split(",")[0] for r in rows[1:]]
+    targets = [int(r.split(",")[1]) for r in rows[1:]]
+    assert len(ids) == summary["clips"] > 0
+    assert ids == sorted(ids, key=lambda n: (n.split("_")[0], int(n.split("_")[1])))
+    assert set(targets) <= set(range(1, 32)) | {99}
+    with zipfile.ZipFile(out / "submission.zip") as zf:
+        assert zf.namelist() == ["submission.csv"]
+        assert zf.read("submission.csv").decode() == (out / "submission.csv").read_text()
+    assert json.loads((out / "fusion.json").read_text())["weights"] == saved["weights"]
+    # the submission's predictions equal the fused test scores of migalab-eval
+    assert summary["top1_known_labels"] == pytest.approx(result["test"]["top1"], abs=1e-6)
+
+
+def test_submission_label_formats() -> None:
+    assert submission_csv(["0007_0", "0007_1"], [0, 31]) == "Id,Target\n0007_0,1\n0007_1,99\n"
+    assert submission_csv(["0007_0"], [31], "index") == "Id,Target\n0007_0,31\n"
+    with pytest.raises(ValueError, match="label_format"):
+        submission_csv(["a"], [0], "letters")
+
+
+def test_simplex_grid_and_search() -> None:
+    grid = simplex_grid(3, 0.5)
+    assert len(grid) == 6 and all(sum(w) == pytest.approx(1.0) for w in grid)
+    with pytest.raises(ValueError, match="divide"):
+        simplex_grid(2, 0.3)
+    labels = torch.tensor([0, 1, 1, 0])
+    good = torch.tensor([[3.0, 0.0], [0.0, 3.0], [0.0, 3.0], [3.0, 0.0]])
+    bad = -good
+    weights, reached = search_fusion_weights([bad, good], labels, 2, step=0.5)
+    assert weights == (0.0, 1.0) and reached["top1"] == 1.0
 
 
 def test_fuse_scores_weights_and_space() -> None:

@@ -2,18 +2,23 @@
 
     migalab-eval ckpt_path=logs/train/runs/<run>/checkpoints/epoch_012.ckpt
     migalab-eval ckpt_path='[joint.ckpt,bone.ckpt]' fusion.weights='[0.4,0.6]'
+    migalab-eval ckpt_path='[joint.ckpt,limb.ckpt]' fusion.search=true   # weights from val
 
 Each checkpoint carries the resolved config of its training run, so its model and its data
-pipeline (stream, layout, frames) are rebuilt exactly; ``data.*`` overrides given here (e.g. a
-new ``data.release_root``) are merged on top. Several checkpoints are fused at score level (the
-2s-AGCN joint + bone ensemble). Writes ``metrics.json`` in the run dir with the metrics of each
-checkpoint and of the fusion.
+pipeline (stream, layout, frames, test-time views) are rebuilt exactly; ``data.*`` overrides
+given here (e.g. a new ``data.release_root``) are merged on top. Several checkpoints are fused
+at score level (the 2s-AGCN joint + bone or PoseC3D joint + limb ensembles), with given weights
+or weights searched on the validation split (a grid over the simplex; the chosen weights are
+saved in ``fusion.json`` and used for the other splits). Writes ``metrics.json`` in the run dir
+with the metrics of each checkpoint and of the fusion.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +30,10 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from migalab.tasks.metrics import compute_metrics
 from migalab.utils.callbacks import CONFIG_KEY
 from migalab.utils.hydra import register_resolvers, save_resolved_config
+from migalab.utils.io import atomic_write_json
 from migalab.utils.summary import print_summary, write_metrics
 
 log = logging.getLogger(__name__)
-
-STAGE_LOADERS = {"val": "val_dataloader", "test": "test_dataloader"}
 
 
 def load_checkpoint_config(ckpt_path: str | Path) -> tuple[DictConfig, dict[str, Any]]:
@@ -45,16 +49,96 @@ def load_checkpoint_config(ckpt_path: str | Path) -> tuple[DictConfig, dict[str,
     return OmegaConf.create(ckpt[CONFIG_KEY]), ckpt["state_dict"]
 
 
+@dataclass
+class SplitScores:
+    """One checkpoint's scores on one split, in dataset order: logits (N, K), labels (N,) (-1
+    where unknown) and clip names."""
+
+    logits: torch.Tensor
+    labels: torch.Tensor
+    names: list[str]
+    has_labels: bool
+
+
+@dataclass
+class CheckpointScores:
+    """Scores of one checkpoint on the requested splits, plus what describes it."""
+
+    path: str
+    name: str
+    num_classes: int
+    class_names: list[str] | None
+    splits: dict[str, SplitScores] = field(default_factory=dict)
+
+
 def predict_scores(
-    model: L.LightningModule, loader: Any, trainer: L.Trainer
+    model: L.LightningModule, datamodule: Any, split: str, trainer: L.Trainer
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits (N, K) and labels (N,) in dataset order."""
-    outputs = trainer.predict(model, dataloaders=loader)
+    """Logits (N, K) and labels (N,) of dataset split ``split`` in dataset order.
+
+    Runs ``trainer.predict`` with the datamodule attached (its batch hooks, e.g. on-device
+    heatmap rendering, apply) on ``datamodule.predict_split = split``.
+    """
+    datamodule.predict_split = split
+    outputs = trainer.predict(model, datamodule=datamodule)
     index = torch.cat([o["index"] for o in outputs])
     logits = torch.cat([o["logits"] for o in outputs]).float()
     labels = torch.cat([o["label"] for o in outputs])
     order = torch.argsort(index)
     return logits[order], labels[order]
+
+
+def score_checkpoints(
+    ckpts: Sequence[str],
+    splits: Sequence[str],
+    trainer_cfg: DictConfig,
+    data_overrides: DictConfig | None = None,
+    require_labels: bool = True,
+) -> list[CheckpointScores]:
+    """Rebuild each checkpoint's model and data from its stored config and score ``splits``.
+
+    Splits that are missing (or unlabelled, when ``require_labels``) are skipped with a
+    warning. Runs on one process: fusion needs every clip's scores in one place (for DDP
+    evaluation of a single checkpoint use ``migalab-train train=false ckpt_path=...``).
+    """
+    out: list[CheckpointScores] = []
+    for ckpt in ckpts:
+        train_cfg, state_dict = load_checkpoint_config(ckpt)
+        if data_overrides:
+            train_cfg.data = OmegaConf.merge(train_cfg.data, data_overrides)
+        datamodule = hydra.utils.instantiate(train_cfg.data)
+        model = hydra.utils.instantiate(train_cfg.model)
+        model.load_state_dict(state_dict)
+        model.eval()
+        datamodule.prepare_data()
+        datamodule.setup("predict")
+        trainer: L.Trainer = hydra.utils.instantiate(
+            trainer_cfg,
+            logger=False,
+            callbacks=[],
+            enable_progress_bar=False,
+            devices=1,
+            num_nodes=1,
+            strategy="auto",
+        )
+        class_names = list(train_cfg.model.get("class_names") or []) or None
+        entry = CheckpointScores(
+            path=str(ckpt),
+            name=f"{train_cfg.data.get('stream', 'model')}:{Path(ckpt).name}",
+            num_classes=int(train_cfg.model.num_classes),
+            class_names=class_names,
+        )
+        for split in splits:
+            ds = datamodule.datasets.get(split)
+            labelled = datamodule.has_labels(split)
+            if ds is None or len(ds) == 0 or (require_labels and not labelled):
+                log.warning("%s: split %s is missing, empty or unlabelled; skipped", ckpt, split)
+                continue
+            logits, labels = predict_scores(model, datamodule, split, trainer)
+            names = [ds.clip_name(i) for i in range(len(ds))]
+            entry.splits[split] = SplitScores(logits, labels, names, labelled)
+        out.append(entry)
+    return out
 
 
 def fuse_scores(
@@ -71,77 +155,122 @@ def fuse_scores(
     return sum(w * t for w, t in zip(weights, terms, strict=True))
 
 
+def simplex_grid(n: int, step: float) -> list[tuple[float, ...]]:
+    """Every weight vector of ``n`` non-negative multiples of ``step`` summing to 1."""
+    if not 0 < step <= 1:
+        raise ValueError(f"fusion.grid_step must be in (0, 1], got {step}")
+    k = round(1 / step)
+    if abs(k * step - 1) > 1e-9:
+        raise ValueError(f"fusion.grid_step must divide 1, got {step}")
+    return [
+        tuple(c / k for c in combo)
+        for combo in itertools.product(range(k + 1), repeat=n)
+        if sum(combo) == k
+    ]
+
+
+def search_fusion_weights(
+    scores: Sequence[torch.Tensor],
+    labels: torch.Tensor,
+    num_classes: int,
+    step: float = 0.05,
+    space: str = "probs",
+) -> tuple[tuple[float, ...], dict[str, float]]:
+    """Grid-search fusion weights maximising top-1 (ties: macro-F1, then the most even
+    weights) on labelled scores. Returns the weights and the metrics they reach."""
+    best: tuple[tuple[float, float, float], tuple[float, ...], dict[str, float]] | None = None
+    for w in simplex_grid(len(scores), step):
+        m = compute_metrics(fuse_scores(scores, w, space), labels, num_classes)
+        evenness = -max(w)
+        key = (float(m["top1"]), float(m["macro_f1"]), evenness)
+        if best is None or key > best[0]:
+            best = (key, w, {"top1": float(m["top1"]), "macro_f1": float(m["macro_f1"])})
+    assert best is not None
+    return best[1], best[2]
+
+
+def resolve_fusion_weights(
+    fusion: DictConfig, entries: Sequence[CheckpointScores]
+) -> tuple[list[float] | None, dict[str, Any]]:
+    """The fusion weights to use: searched on ``fusion.search_split`` when ``fusion.search``,
+    else ``fusion.weights`` (None = equal). Returns them and a record for ``fusion.json``."""
+    info: dict[str, Any] = {"space": fusion.space, "checkpoints": [e.path for e in entries]}
+    if not fusion.get("search", False):
+        weights = list(fusion.weights) if fusion.weights is not None else None
+        info.update(weights=weights, searched=False)
+        return weights, info
+    split = fusion.get("search_split", "val")
+    if any(split not in e.splits or not e.splits[split].has_labels for e in entries):
+        raise ValueError(
+            f"fusion.search needs labelled {split} scores from every checkpoint; "
+            f"add {split} to splits or give fusion.weights"
+        )
+    labels = entries[0].splits[split].labels
+    weights, reached = search_fusion_weights(
+        [e.splits[split].logits for e in entries],
+        labels,
+        entries[0].num_classes,
+        step=float(fusion.get("grid_step", 0.05)),
+        space=fusion.space,
+    )
+    log.info("fusion weights searched on %s: %s (top1 %.4f)", split, weights, reached["top1"])
+    info.update(weights=list(weights), searched=True, search_split=split,
+                grid_step=float(fusion.get("grid_step", 0.05)), search_metrics=reached)  # fmt: skip
+    return list(weights), info
+
+
+def _check_same_clips(entries: Sequence[CheckpointScores], split: str) -> None:
+    first = entries[0].splits[split]
+    for other in entries[1:]:
+        s = other.splits[split]
+        if s.names != first.names or not torch.equal(s.labels, first.labels):
+            raise ValueError(f"checkpoints disagree on the {split} clips; cannot fuse")
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Score every checkpoint on the requested splits, fuse, and write ``metrics.json``."""
     L.seed_everything(cfg.get("seed", 42), workers=True)
     ckpts = cfg.ckpt_path
     ckpts = [str(c) for c in ckpts] if isinstance(ckpts, ListConfig | list) else [str(ckpts)]
     splits = list(cfg.splits)
-    per_ckpt: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] = []
-    names: list[str] = []
-    class_names: list[str] | None = None
-    num_classes = 0
-    for ckpt in ckpts:
-        train_cfg, state_dict = load_checkpoint_config(ckpt)
-        if cfg.get("data"):
-            train_cfg.data = OmegaConf.merge(train_cfg.data, cfg.data)
-        datamodule = hydra.utils.instantiate(train_cfg.data)
-        model = hydra.utils.instantiate(train_cfg.model)
-        model.load_state_dict(state_dict)
-        model.eval()
-        datamodule.prepare_data()
-        datamodule.setup("validate")
-        # one process: fusion needs every clip's scores in one place (for DDP evaluation of a
-        # single checkpoint use `migalab-train train=false ckpt_path=... trainer=ddp`)
-        trainer: L.Trainer = hydra.utils.instantiate(
-            cfg.trainer,
-            logger=False,
-            callbacks=[],
-            enable_progress_bar=False,
-            devices=1,
-            num_nodes=1,
-            strategy="auto",
-        )
-        scores = {}
-        for split in splits:
-            if not datamodule.has_labels(split):
-                log.warning("%s: split %s is missing or unlabelled; skipped", ckpt, split)
-                continue
-            scores[split] = predict_scores(
-                model, getattr(datamodule, STAGE_LOADERS[split])(), trainer
-            )
-        per_ckpt.append(scores)
-        names.append(f"{train_cfg.data.get('stream', 'model')}:{Path(ckpt).name}")
-        class_names = list(train_cfg.model.get("class_names") or []) or None
-        num_classes = int(train_cfg.model.num_classes)
+    if cfg.fusion.get("search", False) and cfg.fusion.get("search_split", "val") not in splits:
+        splits.insert(0, cfg.fusion.get("search_split", "val"))
+    entries = score_checkpoints(ckpts, splits, cfg.trainer, cfg.get("data"))
+    num_classes, class_names = entries[0].num_classes, entries[0].class_names
 
     payload: dict[str, Any] = {"task": cfg.task_name, "run_dir": cfg.paths.output_dir,
                                "ckpt_path": ckpts}  # fmt: skip
+    weights, fusion_info = None, None
+    if len(entries) > 1:
+        weights, fusion_info = resolve_fusion_weights(cfg.fusion, entries)
+        atomic_write_json(Path(cfg.paths.output_dir) / "fusion.json", fusion_info)
     table: dict[str, Any] = {}
     for split in splits:
-        available = [s[split] for s in per_ckpt if split in s]
-        if len(available) != len(per_ckpt):
+        if any(split not in e.splits for e in entries):
             continue
-        labels = available[0][1]
-        for other in available[1:]:
-            if not torch.equal(other[1], labels):
-                raise ValueError(f"checkpoints disagree on the {split} clips; cannot fuse")
-        if len(available) == 1:
-            payload[split] = compute_metrics(available[0][0], labels, num_classes, class_names)
+        labels = entries[0].splits[split].labels
+        if len(entries) == 1:
+            payload[split] = compute_metrics(
+                entries[0].splits[split].logits, labels, num_classes, class_names
+            )
             table[split] = payload[split]
             continue
+        _check_same_clips(entries, split)
         streams = {
-            name: compute_metrics(s, labels, num_classes, class_names)
-            for name, (s, _) in zip(names, available, strict=True)
+            e.name: compute_metrics(e.splits[split].logits, labels, num_classes, class_names)
+            for e in entries
         }
-        fused = fuse_scores([s for s, _ in available], cfg.fusion.weights, cfg.fusion.space)
+        fused = fuse_scores([e.splits[split].logits for e in entries], weights, cfg.fusion.space)
         payload[split] = compute_metrics(fused, labels, num_classes, class_names)
         payload[f"{split}_streams"] = streams
         table.update({f"{split} {n}": m for n, m in streams.items()})
         table[f"{split} fused"] = payload[split]
-    payload["fusion"] = OmegaConf.to_container(cfg.fusion) if len(ckpts) > 1 else None
+    payload["fusion"] = fusion_info
     path = write_metrics(cfg.paths.output_dir, payload)
-    print_summary(f"{cfg.task_name}", table, footer=f"metrics: {path}")
+    footer = f"metrics: {path}"
+    if fusion_info is not None:
+        footer += f"\nfusion weights: {fusion_info['weights']}"
+    print_summary(f"{cfg.task_name}", table, footer=footer)
     return payload
 
 

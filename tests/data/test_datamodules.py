@@ -93,3 +93,48 @@ def test_stale_cache_is_rebuilt(tiny_release: Path, tmp_path: Path) -> None:
     dm.prepare_data()
     assert is_cache_current(release, cache)
     assert (cache / "meta.json").stat().st_mtime_ns != before
+
+
+HEATMAP = {"size_train": 24, "size_eval": 28, "test_clips": 2, "test_flip": True}
+
+
+@pytest.mark.parametrize(("layout", "stream", "c"), [("imigue22", "joint", 22),
+                                                     ("body_face41", "limb", 44)])  # fmt: skip
+def test_heatmap_batches_single_and_multi_view(
+    tiny_release: Path, tiny_cache: Path, layout: str, stream: str, c: int
+) -> None:
+    dm = _dm(tiny_release, tiny_cache, layout=layout, stream=stream, representation="heatmap",
+             heatmap=HEATMAP, interpolate=True)  # fmt: skip
+    dm.setup("fit")
+    train = next(iter(dm.train_dataloader()))
+    assert train["x"].shape == (4, c, 16, 24, 24) and "views" not in train
+    assert float(train["x"].max()) <= 1.0 and float(train["x"].max()) > 0.1
+    val = next(iter(dm.val_dataloader()))
+    assert val["x"].shape == (4, c, 16, 28, 28) and "views" not in val
+    test = next(iter(dm.test_dataloader()))
+    assert test["x"].shape == (4, 4, c, 16, 28, 28)  # 2 clips x flip
+    assert test["views"].tolist() == [4] * 4
+
+
+def test_device_rendering_matches_loader_rendering(tiny_release: Path, tiny_cache: Path) -> None:
+    kw = dict(layout="body_face41", stream="limb", representation="heatmap", interpolate=True)
+    cpu = _dm(tiny_release, tiny_cache, heatmap=HEATMAP, **kw)
+    dev = _dm(tiny_release, tiny_cache, heatmap={**HEATMAP, "render": "device"}, **kw)
+    for dm in (cpu, dev):
+        dm.setup("test")
+    ref = next(iter(cpu.test_dataloader()))
+    shipped = next(iter(dev.test_dataloader()))
+    assert shipped["x"].shape == (4, 4, 1, 16, 41, 3)  # keypoints (N, K, M, T, V, 3)
+    rendered = dev.on_after_batch_transfer(shipped, 0)
+    assert "canvas" not in rendered
+    torch.testing.assert_close(rendered["x"], ref["x"], atol=1e-5, rtol=0)
+    assert torch.equal(rendered["views"], ref["views"])
+
+
+def test_heatmap_options_are_checked(tiny_release: Path, tiny_cache: Path) -> None:
+    with pytest.raises(ValueError, match="unknown heatmap options"):
+        _dm(tiny_release, tiny_cache, representation="heatmap", heatmap={"sigm": 1})
+    with pytest.raises(ValueError, match="heatmap streams"):
+        _dm(tiny_release, tiny_cache, representation="heatmap", stream="bone")
+    with pytest.raises(ValueError, match="representation"):
+        _dm(tiny_release, tiny_cache, representation="voxels")

@@ -138,3 +138,62 @@ def test_compile_inductor_on_cpu() -> None:
     x = torch.randn(N, C, T, V, M)
     with torch.no_grad():
         assert torch.allclose(module(x), ref(x), atol=1e-4)
+
+
+def test_multi_view_batch_averages_view_probabilities() -> None:
+    module = _module().eval()
+    views = torch.randn(N, 4, C, T, V, M)
+    with torch.no_grad():
+        out = module.predict_logits({"x": views, "views": torch.full((N,), 4)})
+        per_view = torch.stack([module(views[:, k]) for k in range(4)], 1)
+    assert out.shape == (N, K)
+    expected = per_view.softmax(-1).mean(1)
+    torch.testing.assert_close(out.softmax(-1), expected, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(out.exp(), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_training_step_rejects_multi_view_batches() -> None:
+    module = _module()
+    batch = {"x": torch.randn(N, 2, C, T, V, M), "views": torch.full((N,), 2),
+             "label": torch.zeros(N, dtype=torch.long)}  # fmt: skip
+    with pytest.raises(ValueError, match="one view"):
+        module.training_step(batch, 0)
+
+
+class _AuxHead(torch.nn.Module):
+    """Minimal label-embedding head: the interface GestureModule relies on."""
+
+    def __init__(self, in_channels: int) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(in_channels, 5)
+        self.register_buffer("targets", torch.randn(K, 5))
+        self.reg_calls = 0
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.proj(pooled)
+
+    def loss(self, pred: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return 20.0 * torch.nn.functional.mse_loss(pred, self.targets[labels])
+
+    def classifier_regulariser(self, weight: torch.Tensor) -> torch.Tensor:
+        self.reg_calls += 1
+        return weight.sum() * 0.0
+
+
+def test_label_embedding_adds_its_loss_and_gets_gradients() -> None:
+    torch.manual_seed(0)
+    module = _module(label_embedding=functools.partial(_AuxHead))
+    module.log = lambda *a, **k: None  # type: ignore[method-assign]
+    x, labels = torch.randn(N, C, T, V, M), torch.tensor([3, 7])
+    loss = module.training_step({"x": x, "label": labels}, 0)
+    with torch.no_grad():
+        pooled = module.features(x)
+        cls = module.loss_fn(module.head(pooled), labels)
+        aux = module.label_embedding.loss(module.label_embedding(pooled), labels)
+    torch.testing.assert_close(loss.detach(), cls + aux)
+    loss.backward()
+    assert module.label_embedding.proj.weight.grad is not None
+    assert module.label_embedding.reg_calls == 1
+    # evaluation ignores the auxiliary head
+    with torch.no_grad():
+        assert module.predict_logits({"x": x}).shape == (N, K)

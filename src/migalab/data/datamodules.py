@@ -35,6 +35,57 @@ from migalab.data.skeleton.transforms import build_skeleton_pipeline
 log = logging.getLogger(__name__)
 
 DEFAULT_SPLITS = {"train": "train", "val": "validate", "test": "test"}
+REPRESENTATIONS = ("gcn", "heatmap")
+HEATMAP_STREAMS = ("joint", "limb")
+
+#: PoseC3D heatmap options (pyskl's SlowOnly-R50 recipe); ``data.heatmap`` entries override them.
+DEFAULT_HEATMAP: dict[str, Any] = {
+    "size_train": 56,  # training crop side (pixels of the heatmap canvas)
+    "size_eval": 64,  # evaluation canvas side
+    "sigma": 0.6,
+    "render": "cpu",  # cpu: loader workers render; device: the loader ships keypoints and the
+    # training device (GPU when there is one) renders in on_after_batch_transfer
+    "area_range": (0.56, 1.0),  # RandomResizedCrop area range (train)
+    "flip_p": 0.5,  # training flip probability
+    "val_clips": 1,  # temporal clips per validation sample
+    "val_flip": False,
+    "test_clips": 10,  # temporal clips per test / predict sample (pyskl: 10 clips + flip)
+    "test_flip": True,
+}
+
+
+def heatmap_channels(layout: str, stream: str) -> int:
+    """Input channels of a heatmap encoder: joints of ``layout`` (joint) or its limbs (limb)."""
+    from migalab.data.skeleton.layouts import get_layout
+
+    lay = get_layout(layout)
+    if stream == "joint":
+        return lay.num_joints
+    if stream == "limb":
+        return len(lay.limbs)
+    raise ValueError(f"heatmap stream must be one of {HEATMAP_STREAMS}, got {stream!r}")
+
+
+class ViewSample:
+    """Wrap a pipeline's output as a dataset sample: ``{"x": output}`` plus ``views`` (K, for
+    multi-view outputs with a leading view axis) and ``canvas`` ((H, W) of keypoints that the
+    device renders into heatmaps)."""
+
+    def __init__(
+        self, pipeline: Any, views: int = 1, canvas: tuple[int, int] | None = None
+    ) -> None:
+        self.pipeline, self.views, self.canvas = pipeline, int(views), canvas
+
+    def __call__(self, record: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {"x": self.pipeline(record)}
+        if self.views > 1:
+            out["views"] = self.views
+        if self.canvas is not None:
+            out["canvas"] = np.asarray(self.canvas, dtype=np.int64)
+        return out
+
+    def __repr__(self) -> str:
+        return f"ViewSample(views={self.views}, canvas={self.canvas}, pipeline={self.pipeline!r})"
 
 
 class SkeletonDataModule(LightningDataModule):
@@ -43,8 +94,18 @@ class SkeletonDataModule(LightningDataModule):
     ``prepare_data`` (rank 0 of each node) generates the synthetic release when ``synthetic`` is
     given and the release on disk does not match it, then converts the release into the
     skeleton cache unless the cache is current. ``setup`` builds one
-    :class:`SkeletonClipDataset` per split. Batches: ``x`` (N, C, T, V, M), ``label`` (N,),
-    ``index`` (N,).
+    :class:`SkeletonClipDataset` per split. Batches: ``x``, ``label`` (N,), ``index`` (N,).
+
+    Two input representations:
+
+    * ``gcn`` (2s-AGCN): ``x`` (N, C=3, T, V, M) normalised skeletons; streams joint, bone,
+      joint_motion, bone_motion.
+    * ``heatmap`` (PoseC3D): ``x`` (N, C, T, H, W) Gaussian heatmap volumes, C = joints (stream
+      joint) or limbs (stream limb) of ``layout``; training crops ``size_train``², evaluation
+      ``size_eval``². Multi-view evaluation (``test_clips`` x ``test_flip``) gives ``x``
+      (N, K, C, T, H, W) and a ``views`` entry; the task averages the views' probabilities.
+      With ``heatmap.render=device`` the loader ships keypoints (N, [K,] M, T, V, 3) and
+      :meth:`on_after_batch_transfer` renders them on the training device.
 
     Args:
         release_root: MiGA 2025 release folder (``train/``, ``validate/``, ``test/``).
@@ -67,6 +128,10 @@ class SkeletonDataModule(LightningDataModule):
             disks) or only on global rank 0 (False, a filesystem shared by all nodes); Lightning's
             ``prepare_data_per_node``.
         seed: seed of the training order (None: the run seed from ``seed_everything``, else 0).
+        representation: ``gcn`` or ``heatmap`` (see above).
+        heatmap: heatmap options (``DEFAULT_HEATMAP`` lists them with their defaults).
+        interpolate: fill missing keypoints (score 0 or NaN) by linear interpolation over the
+            clip's frames before sampling (True, or ``InterpolateMissing`` keyword arguments).
     """
 
     def __init__(
@@ -92,10 +157,30 @@ class SkeletonDataModule(LightningDataModule):
         prefetch_factor: int | None = None,
         prepare_per_node: bool = True,
         seed: int | None = None,
+        representation: str = "gcn",
+        heatmap: Mapping[str, Any] | None = None,
+        interpolate: bool | Mapping[str, Any] = False,
     ) -> None:
         super().__init__()
         if sampler not in ("random", "class_balanced"):
             raise ValueError(f"sampler must be 'random' or 'class_balanced', got {sampler!r}")
+        if representation not in REPRESENTATIONS:
+            raise ValueError(f"representation must be one of {REPRESENTATIONS}, "
+                             f"got {representation!r}")  # fmt: skip
+        unknown = set(heatmap or {}) - set(DEFAULT_HEATMAP)
+        if unknown:
+            raise ValueError(f"unknown heatmap options {sorted(unknown)}; "
+                             f"known: {sorted(DEFAULT_HEATMAP)}")  # fmt: skip
+        self.representation = representation
+        self.heatmap = {**DEFAULT_HEATMAP, **dict(heatmap or {})}
+        if self.heatmap["render"] not in ("cpu", "device"):
+            raise ValueError(f"heatmap.render must be 'cpu' or 'device', "
+                             f"got {self.heatmap['render']!r}")  # fmt: skip
+        if representation == "heatmap" and stream not in HEATMAP_STREAMS:
+            raise ValueError(f"heatmap streams are {HEATMAP_STREAMS}, got {stream!r}")
+        self.interpolate = dict(interpolate) if isinstance(interpolate, Mapping) else interpolate
+        self.predict_split = "test"
+        self._renderer: torch.nn.Module | None = None
         self.release_root = Path(release_root)
         self.cache_dir = Path(cache_dir)
         self.synthetic = dict(synthetic) if synthetic is not None else None
@@ -146,24 +231,79 @@ class SkeletonDataModule(LightningDataModule):
             )
 
     # -- datasets -------------------------------------------------------------------------------
-    def pipeline(self, train: bool) -> Any:
-        """The clip → (C, T, V, M) transform of the training or evaluation side."""
-        return build_skeleton_pipeline(
+    def pipeline(self, train: bool, key: str | None = None) -> Any:
+        """The clip → sample transform of the training side or of evaluation split ``key``
+        (``val`` / ``test``): a dict with ``x`` (see the class docstring) and, for multi-view or
+        device-rendered heatmaps, ``views`` / ``canvas``."""
+        if self.representation == "gcn":
+            return ViewSample(
+                build_skeleton_pipeline(
+                    self.layout,
+                    self.num_frames,
+                    stream=self.stream,
+                    train=train,
+                    augment=self.augment,
+                    num_persons=self.num_persons,
+                    interpolate=self.interpolate,
+                )
+            )
+        from migalab.data.skeleton.heatmap_pipeline import build_heatmap_pipeline
+
+        hm = self.heatmap
+        prefix = "val" if key in (None, "val") else "test"
+        clips, flip = (
+            (1, False) if train else (int(hm[f"{prefix}_clips"]), bool(hm[f"{prefix}_flip"]))
+        )
+        pipe = build_heatmap_pipeline(
             self.layout,
             self.num_frames,
             stream=self.stream,
             train=train,
-            augment=self.augment,
+            size_train=int(hm["size_train"]),
+            size_eval=int(hm["size_eval"]),
+            sigma=float(hm["sigma"]),
+            interpolate=self.interpolate,
+            render=hm["render"],
+            num_clips=clips,
+            flip_test=flip,
+            flip_p=float(hm["flip_p"]),
+            area_range=tuple(hm["area_range"]),
             num_persons=self.num_persons,
         )
+        side = int(hm["size_train"] if train else hm["size_eval"])
+        canvas = (side, side) if hm["render"] == "device" else None
+        return ViewSample(pipe, views=clips * (2 if flip else 1), canvas=canvas)
+
+    @property
+    def renderer(self) -> torch.nn.Module:
+        """The on-device heatmap renderer (``heatmap.render=device``)."""
+        if self._renderer is None:
+            from migalab.data.skeleton.heatmaps import HeatmapRenderer
+            from migalab.data.skeleton.layouts import get_layout
+
+            limbs = get_layout(self.layout).limbs if self.stream == "limb" else None
+            self._renderer = HeatmapRenderer(self.stream, limbs=limbs,
+                                             sigma=float(self.heatmap["sigma"]))  # fmt: skip
+        return self._renderer
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Render device-side heatmaps: keypoints (N, [K,] M, T, V, 3) → (N, [K,] C, T, H, W)."""
+        if isinstance(batch, dict) and "canvas" in batch:
+            h, w = (int(v) for v in batch["canvas"][0])
+            points = batch["x"]
+            batch = dict(batch)
+            batch["x"] = self.renderer.to(points.device)(points, (h, w))
+            del batch["canvas"]
+        return batch
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
         cache = SkeletonCache(self.cache_dir)
         for key, split in self.splits.items():
+            train = key == "train"
             self.datasets[key] = SkeletonClipDataset(
-                cache, split, self.pipeline(train=key == "train"), layout=self.layout
+                cache, split, self.pipeline(train=train, key=key), layout=self.layout
             )
 
     @property
@@ -269,7 +409,8 @@ class SkeletonDataModule(LightningDataModule):
         return self._eval_loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._eval_loader("test")
+        """Loader of split ``predict_split`` (``test`` by default; ``val`` for fusion search)."""
+        return self._eval_loader(self.predict_split)
 
 
 def _epoch_progress(trainer: Any) -> tuple[int, int]:

@@ -20,14 +20,16 @@ class ClipLoadError(RuntimeError):
 class SkeletonClipDataset(Dataset):
     """Clips of one split of a :class:`SkeletonCache`, each turned into an encoder input.
 
-    ``__getitem__`` returns ``{"x": float32 tensor (C, T, V, M), "label": int64 scalar,
+    ``__getitem__`` returns ``{"x": float32 tensor (e.g. (C, T, V, M)), "label": int64 scalar,
     "index": int64 scalar}``; ``index`` is the position in this dataset, so predictions can be
-    matched back to :meth:`clip_name` / the cache index.
+    matched back to :meth:`clip_name` / the cache index. A pipeline may return a dict instead of
+    an array: its entries (``x`` plus extras such as ``views``) become the sample's entries.
 
     Args:
         cache: the prepared cache (or its directory).
         split: release split name (``train``, ``validate``, ``test``).
-        pipeline: ClipRecord → np.ndarray (C, T, V, M), e.g. ``build_skeleton_pipeline(...)``.
+        pipeline: ClipRecord → np.ndarray (C, T, V, M), e.g. ``build_skeleton_pipeline(...)``, or
+            → dict with an ``x`` array and extra entries.
         layout: joint layout selected when loading (cheaper than loading all 137 joints).
     """
 
@@ -35,7 +37,7 @@ class SkeletonClipDataset(Dataset):
         self,
         cache: SkeletonCache | str,
         split: str,
-        pipeline: Callable[[ClipRecord], np.ndarray],
+        pipeline: Callable[[ClipRecord], Any],
         layout: str | None = None,
     ) -> None:
         self.cache = cache if isinstance(cache, SkeletonCache) else SkeletonCache(cache)
@@ -68,8 +70,11 @@ class SkeletonClipDataset(Dataset):
                 f"clip {entry['name']} (split {self.split}, file {entry['file']}, frames "
                 f"{entry['start']}-{entry['end']}): {type(err).__name__}: {err}"
             ) from err
-        return {
-            "x": torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
-            "label": torch.tensor(self.labels[i], dtype=torch.long),
-            "index": torch.tensor(i, dtype=torch.long),
-        }
+        sample = dict(x) if isinstance(x, dict) else {"x": x}
+        sample["x"] = torch.from_numpy(np.ascontiguousarray(sample["x"], dtype=np.float32))
+        for key, value in sample.items():
+            if key != "x" and not isinstance(value, torch.Tensor):
+                sample[key] = torch.as_tensor(value)
+        sample["label"] = torch.tensor(self.labels[i], dtype=torch.long)
+        sample["index"] = torch.tensor(i, dtype=torch.long)
+        return sample

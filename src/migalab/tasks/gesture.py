@@ -2,7 +2,13 @@
 
 The module owns loss, metrics and optimisation only. The encoder is a plain ``nn.Module`` built
 by Hydra and injected; it maps a batch input to ``(tokens, pooled)`` where ``pooled`` is
-(N, C). The head is injected as a partial that receives ``in_channels=encoder.out_channels``.
+(N, C). The head is injected as a partial that receives ``in_channels=encoder.out_channels``;
+so is the optional label-embedding head (System A's auxiliary semantic supervision).
+
+Multi-view evaluation (PoseC3D's 10 clips x flip): an evaluation batch that carries ``views``
+has ``x`` shaped (N, K, ...): the K views of each clip go through the encoder as N*K samples and
+their softmax probabilities are averaged (pyskl's ``average_clips="prob"``); the step's
+"logits" are then the log of the averaged probabilities (same argmax / top-k / softmax).
 """
 
 from __future__ import annotations
@@ -61,6 +67,11 @@ class GestureModule(LightningModule):
         channels_last: convert the module's 4-D parameters/buffers (conv weights) and 4-D inputs
             to ``torch.channels_last``. Helps 2-D CNNs on GPUs with tensor cores (AMP); the
             skeleton GCNs take 5-D input and mostly 1xk convs, where it rarely helps.
+        label_embedding: optional auxiliary head regressing the text embedding of the true class
+            from the pooled features (a module, or a partial receiving ``in_channels``; see
+            :class:`migalab.models.label_embeddings.LabelEmbeddingHead`). Training loss =
+            classification loss + ``label_embedding.loss(pred, labels)`` (+ its classifier
+            regulariser on ``head.fc.weight`` when enabled). Evaluation is unchanged.
     """
 
     def __init__(
@@ -76,16 +87,20 @@ class GestureModule(LightningModule):
         compile: bool | Mapping[str, Any] = False,
         lr_scaling: Mapping[str, Any] | None = None,
         channels_last: bool = False,
+        label_embedding: nn.Module | Callable[..., nn.Module] | None = None,
     ) -> None:
         super().__init__()
         # init args that are modules, partials or OmegaConf containers stay out of the checkpoint
         # (it must load with torch.load(weights_only=True)); the run config is stored instead
         self.save_hyperparameters(
             ignore=["encoder", "head", "loss", "optimizer", "scheduler", "class_names",
-                    "lr_scaling", "compile"]
+                    "lr_scaling", "compile", "label_embedding"]
         )  # fmt: skip
         self.encoder = encoder
         self.head = head if isinstance(head, nn.Module) else head(in_channels=encoder.out_channels)
+        if label_embedding is not None and not isinstance(label_embedding, nn.Module):
+            label_embedding = label_embedding(in_channels=encoder.out_channels)
+        self.label_embedding = label_embedding
         self.loss_fn = loss if loss is not None else ClassificationLoss()
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -106,12 +121,26 @@ class GestureModule(LightningModule):
         self.lr_info: dict[str, Any] = {}
 
     # -- model ----------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Encoder input → logits (N, K)."""
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoder input → pooled features (N, C)."""
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         _, pooled = self.encoder(x)
-        return self.head(pooled)
+        return pooled
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoder input → logits (N, K)."""
+        return self.head(self.features(x))
+
+    def predict_logits(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Logits (N, K) of a batch; multi-view batches (``views`` key, ``x`` (N, V, ...)) give
+        the log of the view-averaged softmax probabilities."""
+        x = batch["x"]
+        if "views" not in batch:
+            return self(x)
+        n, v = x.shape[:2]
+        logits = self(x.flatten(0, 1)).float().view(n, v, -1)
+        return logits.softmax(-1).mean(1).clamp_min(1e-12).log()
 
     def setup(self, stage: str) -> None:
         """Take training class counts from the datamodule for class-balanced losses."""
@@ -128,12 +157,26 @@ class GestureModule(LightningModule):
 
     # -- steps ----------------------------------------------------------------------------------
     def _shared_step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self(batch["x"])
+        logits = self.predict_logits(batch)
         return logits, self.loss_fn(logits, batch["label"])
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        logits, loss = self._shared_step(batch)
-        n = batch["label"].shape[0]
+        if "views" in batch:
+            raise ValueError("training batches must hold one view per clip (got a 'views' key)")
+        labels = batch["label"]
+        n = labels.shape[0]
+        pooled = self.features(batch["x"])
+        logits = self.head(pooled)
+        loss = self.loss_fn(logits, labels)
+        if self.label_embedding is not None:
+            emb_loss = self.label_embedding.loss(self.label_embedding(pooled), labels)
+            reg = getattr(self.label_embedding, "classifier_regulariser", None)
+            fc = getattr(self.head, "fc", None)
+            if reg is not None and isinstance(fc, nn.Linear):
+                emb_loss = emb_loss + reg(fc.weight)
+            self.log("train/cls_loss", loss.detach(), batch_size=n)
+            self.log("train/emb_loss", emb_loss.detach(), batch_size=n)
+            loss = loss + emb_loss
         self.log("train/loss", loss, prog_bar=True, batch_size=n, sync_dist=False)
         self.train_top1(logits.detach(), batch["label"])
         self.log("train/top1", self.train_top1, on_step=False, on_epoch=True,
@@ -154,7 +197,11 @@ class GestureModule(LightningModule):
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         """Logits (N, K) with dataset indices and labels, for evaluation and score fusion."""
-        return {"logits": self(batch["x"]), "index": batch["index"], "label": batch["label"]}
+        return {
+            "logits": self.predict_logits(batch),
+            "index": batch["index"],
+            "label": batch["label"],
+        }
 
     def _log_epoch(self, metrics: Any, prefix: str) -> None:
         summary = summarize(

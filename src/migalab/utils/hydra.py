@@ -18,14 +18,18 @@ log = logging.getLogger(__name__)
 
 
 def register_resolvers() -> None:
-    """Register the ``${migalab_root:}`` and ``${class_names:}`` resolvers (idempotent)."""
+    """Register the ``${migalab_root:}``, ``${class_names:}`` and
+    ``${heatmap_channels:<layout>,<stream>}`` resolvers (idempotent)."""
     from migalab.data.classes import CLASS_NAMES
+    from migalab.data.datamodules import heatmap_channels
     from migalab.utils.paths import project_root
 
     if not OmegaConf.has_resolver("migalab_root"):
         OmegaConf.register_new_resolver("migalab_root", lambda: str(project_root()))
     if not OmegaConf.has_resolver("class_names"):
         OmegaConf.register_new_resolver("class_names", lambda: OmegaConf.create(list(CLASS_NAMES)))
+    if not OmegaConf.has_resolver("heatmap_channels"):
+        OmegaConf.register_new_resolver("heatmap_channels", heatmap_channels)
 
 
 def instantiate_callbacks(cfg: DictConfig | None) -> list[Callback]:

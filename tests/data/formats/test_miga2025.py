@@ -66,8 +66,12 @@ def test_label_round_trip(tmp_path: Path) -> None:
 
 def test_hidden_labels_are_unknown(tmp_path: Path) -> None:
     path = tmp_path / "l.csv"
-    path.write_text(",0,3\n-1,4,9\n\n")
-    assert read_label_csv(path) == [(UNKNOWN_LABEL, 0, 3), (UNKNOWN_LABEL, 4, 9)]
+    path.write_text(",0,3\n-1,4,9\n\n12,15\n")
+    assert read_label_csv(path) == [
+        (UNKNOWN_LABEL, 0, 3),
+        (UNKNOWN_LABEL, 4, 9),
+        (UNKNOWN_LABEL, 12, 15),
+    ]
 
 
 def test_column_letters() -> None:
@@ -208,7 +212,7 @@ def test_empty_cell_csv(tmp_path: Path) -> None:
         ("1,0,3\n2,5,4\n", "row 2", "end frame 4 < start frame 5"),
         ("1,-2,3\n", "row 1", "negative start frame -2"),
         ("1,0,3\n1,0,20\n", "row 2", "end frame 20 is past the last frame 11"),
-        ("1,0,3\n1,0\n", "row 2", "2 fields, expected 3"),
+        ("1,0,3\n1\n", "row 2", "1 fields, expected 3"),
         ("1,0,3,7\n", "row 1", "4 fields, expected 3"),
         ("a,0,3\n", "row 1", "class 'a' is not a number"),
         ("1,0,3.5\n", "row 1", "end frame '3.5' is not an integer"),

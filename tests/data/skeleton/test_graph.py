@@ -32,7 +32,9 @@ def test_star_outward_is_column_normalised():
     np.testing.assert_allclose(g.A[2].sum(0), [1.0, 0.0, 0.0])
 
 
-@pytest.mark.parametrize("name,v", [("imigue22", 22), ("mg36", 36), ("openpose137", 137)])
+@pytest.mark.parametrize(
+    "name,v", [("imigue22", 22), ("mg36", 36), ("body_face41", 41), ("openpose137", 137)]
+)
 def test_real_layouts(name, v):
     g = Graph(name)
     assert g.A.shape == (3, v, v)
@@ -58,3 +60,22 @@ def test_helpers_and_errors():
         Graph("imigue22", strategy="uniform")
     with pytest.raises(KeyError):
         Graph("nope")
+
+
+def test_body_face41_graph():
+    g = Graph("body_face41")
+    layout = get_layout("body_face41")
+    assert g.A.shape == (3, 41, 41) and g.center == 1
+    # the imigue22 sub-block is the imigue22 graph's (face joints only hang off nose / eyes)
+    sub = Graph("imigue22")
+    np.testing.assert_array_equal(g.A[1][:22, :22], sub.A[1])
+    names = layout.names
+    nose, tip = names.index("nose"), names.index("face30")
+    assert g.A[1][nose, tip] == 1.0  # the nose tip receives from the body nose
+    # undirected adjacency is connected (a tree over all 41 joints)
+    adj = (g.A[1] + g.A[2] + g.A[0]) > 0
+    reach = np.zeros(41, bool)
+    reach[g.center] = True
+    for _ in range(41):
+        reach = adj[reach].any(0) | reach
+    assert reach.all()

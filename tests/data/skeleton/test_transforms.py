@@ -11,6 +11,7 @@ from migalab.data.skeleton.transforms import (
     STREAMS,
     Compose,
     FormatGCNInput,
+    InterpolateMissing,
     NormalizeSkeleton,
     RandomAffine,
     RandomFlip,
@@ -451,3 +452,131 @@ def test_all_missing_clip_policy():
     assert ValidateClip()(rec).meta["all_missing"] is False
     with pytest.raises(ValueError, match="0042_8.*all keypoints are missing"):
         build_skeleton_pipeline("imigue22", 8, allow_all_missing=False)(missing)
+
+
+# ------------------------------------------------------------------ InterpolateMissing
+def _series_record(x: np.ndarray, sc: np.ndarray) -> ClipRecord:
+    """A (1 person, T frames, 1 joint) record with x = y = ``x`` (NaN allowed)."""
+    kp = np.stack([x, 2 * x], axis=-1)[None, :, None].astype(np.float32)
+    return ClipRecord("s", "0001", 0, len(x) - 1, 0, kp, sc[None, :, None].astype(np.float32),
+                      (H, W), layout="imigue22")  # fmt: skip
+
+
+def test_interpolate_inner_gap_and_ends():
+    x = np.array([0, 10, 0, 0, 0, 50, 0, 0], float)
+    sc = np.array([0, 0.8, 0, 0, 0, 0.4, 0, 0], float)
+    out = InterpolateMissing()(_series_record(x, sc))
+    np.testing.assert_allclose(out.keypoint[0, :, 0, 0], [10, 10, 20, 30, 40, 50, 50, 50])
+    np.testing.assert_allclose(out.keypoint[0, :, 0, 1], 2 * out.keypoint[0, :, 0, 0])
+    np.testing.assert_allclose(
+        out.keypoint_score[0, :, 0], [0.8, 0.8, 0.7, 0.6, 0.5, 0.4, 0.4, 0.4], rtol=1e-6
+    )
+    assert out.meta["interpolated"] == 6
+    assert out.keypoint.dtype == np.float32 and out.keypoint.shape == (1, 8, 1, 2)
+
+
+def test_interpolate_nan_gap_threshold_and_never_valid():
+    x = np.array([1.0, np.nan, 3.0, 4.0])
+    sc = np.array([1.0, 1.0, 0.05, 1.0])
+    out = InterpolateMissing()(_series_record(x, sc))  # NaN frame is missing, 0.05 is valid
+    np.testing.assert_allclose(out.keypoint[0, :, 0, 0], [1, 2, 3, 4])
+    assert out.meta["interpolated"] == 1
+    out = InterpolateMissing(threshold=0.1)(_series_record(x, sc))  # 0.05 now missing
+    np.testing.assert_allclose(out.keypoint[0, :, 0, 0], [1, 2, 3, 4])
+    np.testing.assert_allclose(out.keypoint_score[0, :, 0], [1, 1, 1, 1])
+    assert out.meta["interpolated"] == 2
+    never = InterpolateMissing(threshold=0.5)(_series_record(np.ones(4), np.full(4, 0.2)))
+    assert np.all(never.keypoint == 0) and np.all(never.keypoint_score == 0)
+    assert never.meta["interpolated"] == 0
+
+
+def test_interpolate_multi_person_and_joints_independent():
+    rec = make_record(m=2, t=10, seed=5)
+    mask = np.zeros(rec.keypoint_score.shape, bool)
+    mask[0, 3:6, 2] = True  # person 0, r_shoulder: inner gap
+    mask[1, :, 4] = True  # person 1, r_wrist: never valid
+    mask[1, 7:, 0] = True  # person 1, nose: trailing gap
+    snap = snapshot(rec)
+    out = InterpolateMissing()(with_missing(rec, mask))
+    np.testing.assert_array_equal(out.keypoint[~mask], rec.keypoint[~mask])
+    np.testing.assert_array_equal(out.keypoint_score[~mask], rec.keypoint_score[~mask])
+    a, b = rec.keypoint[0, 2, 2], rec.keypoint[0, 6, 2]
+    np.testing.assert_allclose(out.keypoint[0, 4, 2], a + 0.5 * (b - a), rtol=1e-5)
+    assert np.all(out.keypoint[1, :, 4] == 0) and np.all(out.keypoint_score[1, :, 4] == 0)
+    np.testing.assert_array_equal(out.keypoint[1, 7:, 0], np.repeat(rec.keypoint[1, 6:7, 0], 3, 0))
+    np.testing.assert_array_equal(out.keypoint[0, :, 4], rec.keypoint[0, :, 4])  # untouched
+    assert out.meta["interpolated"] == 3 + 3
+    assert_unchanged(rec, snap)
+
+
+@pytest.mark.parametrize("p_missing", [0.2, 0.6, 0.95])
+def test_interpolate_matches_np_interp_loop(p_missing):
+    rng = np.random.default_rng(int(p_missing * 100))
+    rec = make_record(m=2, t=30, seed=1)
+    mask = rng.random(rec.keypoint_score.shape) < p_missing
+    rec = with_missing(rec, mask)
+    out = InterpolateMissing()(rec)
+    m, t, v = rec.keypoint_score.shape
+    frames = np.arange(t)
+    for i in range(m):
+        for j in range(v):
+            ok = rec.keypoint_score[i, :, j] > 0
+            if not ok.any():
+                assert np.all(out.keypoint[i, :, j] == 0) and np.all(
+                    out.keypoint_score[i, :, j] == 0
+                )
+                continue
+            for c in range(2):
+                ref = np.interp(frames, frames[ok], rec.keypoint[i, ok, j, c].astype(float))
+                np.testing.assert_allclose(out.keypoint[i, :, j, c], ref, rtol=1e-5, atol=1e-3)
+            ref = np.interp(frames, frames[ok], rec.keypoint_score[i, ok, j].astype(float))
+            np.testing.assert_allclose(out.keypoint_score[i, :, j], ref, rtol=1e-5, atol=1e-6)
+    filled = int((mask & (rec.keypoint_score > 0).any(axis=1, keepdims=True)).sum())
+    assert out.meta["interpolated"] == filled
+
+
+# ------------------------------------------------------------------ NaN policy
+def test_validate_nan_missing_policy():
+    rec = make_record(m=2, t=5, name="0042_9")
+    kp, sc = rec.keypoint.copy(), rec.keypoint_score.copy()
+    kp[0, 1, 3, 0] = np.nan
+    kp[1, 2, 4] = np.nan
+    sc[0, 4, 5] = np.nan
+    bad = rec.replace(keypoint=kp, keypoint_score=sc)
+    with pytest.raises(ValueError, match="0042_9.*NaN"):
+        ValidateClip()(bad)
+    out = ValidateClip(nan="missing")(bad)
+    assert out.meta["nan_keypoints"] == 3 and out.meta["all_missing"] is False
+    for i, f, j in [(0, 1, 3), (1, 2, 4), (0, 4, 5)]:
+        assert np.all(out.keypoint[i, f, j] == 0) and out.keypoint_score[i, f, j] == 0
+    assert np.isfinite(out.keypoint).all() and np.isfinite(out.keypoint_score).all()
+    assert np.isnan(bad.keypoint[0, 1, 3, 0])  # input untouched
+    assert ValidateClip(nan="missing")(rec).meta["nan_keypoints"] == 0
+    inf = kp.copy()
+    inf[0, 0, 0, 1] = np.inf
+    with pytest.raises(ValueError, match="0042_9.*non-finite"):
+        ValidateClip(nan="missing")(rec.replace(keypoint=inf))
+    with pytest.raises(ValueError, match="nan must be"):
+        ValidateClip(nan="zero")
+
+
+def test_pipeline_with_interpolation():
+    rec = make_record("openpose137", t=30)
+    kp = rec.keypoint.copy()
+    kp[0, 5:9, 4] = np.nan  # r_wrist lost for 4 frames
+    rec = rec.replace(keypoint=kp)
+    with pytest.raises(ValueError, match="NaN"):
+        build_skeleton_pipeline("imigue22", 30)(rec)
+    pipe = build_skeleton_pipeline("imigue22", 30, interpolate=True, normalize=False)
+    names = [type(t).__name__ for t in pipe.transforms]
+    assert names[:4] == ["ValidateClip", "SelectLayout", "InterpolateMissing", "UniformSample"]
+    x = pipe(rec)  # (C, T, V, M) in pixels, all frames (30 of 30 sampled)
+    assert x.shape == (3, 30, 22, 1) and np.isfinite(x).all()
+    a, b = rec.keypoint[0, 4, 4], rec.keypoint[0, 9, 4]
+    np.testing.assert_allclose(x[:2, 6, 4, 0], a + 0.4 * (b - a), rtol=1e-5)
+    assert np.all(x[2, :, 4, 0] > 0)
+    thr = build_skeleton_pipeline("imigue22", 8, "bone", train=True, interpolate={"threshold": 0.6})
+    assert thr.transforms[2].threshold == 0.6 and thr(rec).shape == (3, 8, 22, 1)
+    plain = build_skeleton_pipeline("imigue22", 8)
+    assert "InterpolateMissing" not in [type(t).__name__ for t in plain.transforms]
+    assert plain.transforms[0].nan == "error"

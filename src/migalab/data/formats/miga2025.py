@@ -304,11 +304,12 @@ def read_label_csv(
     Returns:
         One ``(label, start, end)`` per row in file order (row i is clip ``<vid>_<i>``): label is
         the 0-based class (:func:`raw_to_class`) or ``UNKNOWN_LABEL`` when the class field is
-        empty or ``-1`` (hidden test labels); start/end are 0-based inclusive frames.
+        empty or ``-1`` or the row has only ``start,end`` (hidden test labels); start/end are
+        0-based inclusive frames.
         Blank lines are skipped.
 
     Raises:
-        FormatError: unreadable file, a row without 3 fields, non-integer fields, a class outside
+        FormatError: unreadable file, a row without 2 or 3 fields, non-integer fields, a class outside
             1..31 and not 99, a negative start, end < start, or end past the table's last frame.
     """
     import csv
@@ -326,9 +327,14 @@ def read_label_csv(
         row = i + 1
         if not fields or all(not s.strip() for s in fields):
             continue
+        if len(fields) == 2:  # hidden test labels written as start_frame,end_frame
+            fields = ["", *fields]
         if len(fields) != 3:
             raise FormatError(
-                path, f"{len(fields)} fields, expected 3 (class,start_frame,end_frame)", row=row
+                path,
+                f"{len(fields)} fields, expected 3 (class,start_frame,end_frame) or 2 "
+                "(start_frame,end_frame: hidden label)",
+                row=row,
             )
         cls_text = fields[0].strip()
         if cls_text == "" or cls_text == "-1":

@@ -2,8 +2,9 @@
 
 OpenPose-137 = BODY_25 (0-24) + face 70 (25-94: 68 landmarks + 2 pupils) + left hand 21 (95-115)
 + right hand 21 (116-136). A layout selects V of those points, names them, lists its graph edges
-(for GCN adjacency and bone vectors) and its left/right flip pairs (derived from the OpenPose
-mirror map, so every layout is closed under horizontal flipping by construction).
+(for GCN adjacency and bone vectors), its limbs (the segments drawn as PoseC3D limb heatmaps;
+the graph edges unless given) and its left/right flip pairs (derived from the OpenPose mirror
+map; ``check_layout`` verifies that every joint's mirror and every limb's mirror are present).
 """
 
 from __future__ import annotations
@@ -71,12 +72,16 @@ class JointLayout:
         edges_op: graph edges as (child, parent) pairs of OpenPose indices; parents point toward
             ``center_op`` so that bones (child - parent) are well defined.
         center_op: OpenPose index of the root joint (used for normalisation and bones).
+        limbs_op: limb segments (unordered OpenPose index pairs) rendered by the PoseC3D limb
+            stream; ``None`` means the graph edges. Need not form a tree (may close contours)
+            but must be closed under mirroring so flipped limb heatmaps stay consistent.
     """
 
     name: str
     indices: tuple[int, ...]
     edges_op: tuple[tuple[int, int], ...]
     center_op: int = 1
+    limbs_op: tuple[tuple[int, int], ...] | None = None
 
     @property
     def num_joints(self) -> int:
@@ -102,6 +107,13 @@ class JointLayout:
     def edges(self) -> tuple[tuple[int, int], ...]:
         """(child, parent) pairs in layout indices."""
         return tuple((self.index_of(c), self.index_of(p)) for c, p in self.edges_op)
+
+    @property
+    def limbs(self) -> tuple[tuple[int, int], ...]:
+        """Limb segments as pairs of layout indices (``limbs_op`` mapped, else ``edges``)."""
+        if self.limbs_op is None:
+            return self.edges
+        return tuple((self.index_of(a), self.index_of(b)) for a, b in self.limbs_op)
 
     @property
     def flip_index(self) -> np.ndarray:
@@ -162,12 +174,50 @@ MG36 = JointLayout(
         _UPPER_BODY_EDGES
         # face: nose bridge hangs from the nose; jaw and brows from the bridge / chin; mouth ring
         + [(52, 0), (44, 52), (49, 52), (33, 0), (29, 33), (27, 29), (37, 33), (39, 37)]
-        + [(76, 0), (73, 76), (79, 76), (82, 73)]
+        + [(76, 0), (73, 76), (79, 76), (82, 76)]
         + [(95, 7)]
         + _hand_edges(LHAND_OFFSET, 95, full=False)
         + [(116, 4)]
         + _hand_edges(RHAND_OFFSET, 116, full=False)
     ),
+)
+
+# ---- body_face41: the 22 iMiGUE joints + 19 of the 68 iBUG face landmarks (System A's
+# topology-aware skeleton; face-region micro-gestures such as lip biting or face touching).
+# iBUG numbering k (OpenPose index 25 + k); 0-8 / 17-21 / 36-41 are the subject's RIGHT side
+# (image left), matching OpenPose r_eye 15 / r_ear 17.
+#   jaw 0, 4, 8 (chin), 12, 16 | brows 17, 19, 21 (right) 22, 24, 26 (left) | nose 30 (tip),
+#   33 (base) | outer lips 48 (r corner), 51 (upper), 54 (l corner), 57 (lower) | inner 62, 66.
+# Tree (child <- parent), rooted at the neck through the body nose, mirror-symmetric:
+#   nose tip 30 <- nose 0; 33 <- 30; upper lip 51 <- 33; corners 48, 54 <- 51; inner upper
+#   62 <- 51; inner lower 66 <- 62; lower lip 57 <- 66; chin 8 <- 57; jaw 4 <- 8, 0 <- 4,
+#   12 <- 8, 16 <- 12; right brow 19 <- r_eye, 17 <- 19, 21 <- 19; left brow 24 <- l_eye,
+#   22 <- 24, 26 <- 24.
+# Limbs (PoseC3D limb stream) = the tree edges + contour-closing segments that matter for face
+# gestures: the outer lip ring (48-57, 54-57) and the jaw ends to the ears (jaw 0 - r_ear,
+# jaw 16 - l_ear), so the face outline is closed. Mirror-closed (checked by check_layout).
+FACE41_LANDMARKS = (0, 4, 8, 12, 16, 17, 19, 21, 22, 24, 26, 30, 33, 48, 51, 54, 57, 62, 66)
+
+
+def _f(k: int) -> int:
+    """OpenPose index of iBUG face landmark ``k``."""
+    return FACE_OFFSET + k
+
+
+_FACE41_EDGES = (
+    [(_f(30), 0), (_f(33), _f(30)), (_f(51), _f(33)), (_f(48), _f(51)), (_f(54), _f(51)),
+     (_f(62), _f(51)), (_f(66), _f(62)), (_f(57), _f(66)), (_f(8), _f(57)),
+     (_f(4), _f(8)), (_f(0), _f(4)), (_f(12), _f(8)), (_f(16), _f(12)),
+     (_f(19), 15), (_f(17), _f(19)), (_f(21), _f(19)),
+     (_f(24), 16), (_f(22), _f(24)), (_f(26), _f(24))]
+)  # fmt: skip
+BODY_FACE41 = JointLayout(
+    name="body_face41",
+    indices=IMIGUE22.indices + tuple(_f(k) for k in FACE41_LANDMARKS),
+    edges_op=IMIGUE22.edges_op + tuple(_FACE41_EDGES),
+    limbs_op=IMIGUE22.edges_op
+    + tuple(_FACE41_EDGES)
+    + ((_f(48), _f(57)), (_f(54), _f(57)), (_f(0), 17), (_f(16), 18)),
 )
 
 OPENPOSE137 = JointLayout(
@@ -183,11 +233,13 @@ OPENPOSE137 = JointLayout(
     ),
 )  # fmt: skip
 
-LAYOUTS: dict[str, JointLayout] = {layout.name: layout for layout in (IMIGUE22, MG36, OPENPOSE137)}
+LAYOUTS: dict[str, JointLayout] = {
+    layout.name: layout for layout in (IMIGUE22, MG36, BODY_FACE41, OPENPOSE137)
+}
 
 
 def get_layout(name: str) -> JointLayout:
-    """Look up a layout by name (``imigue22``, ``mg36``, ``openpose137``)."""
+    """Look up a layout by name (``imigue22``, ``mg36``, ``body_face41``, ``openpose137``)."""
     try:
         return LAYOUTS[name]
     except KeyError:
@@ -203,7 +255,9 @@ def register_layout(layout: JointLayout) -> JointLayout:
 
 def check_layout(layout: JointLayout) -> None:
     """Raise ValueError unless every joint but the center has exactly one parent and the edges
-    form a tree rooted at the center, and the layout is closed under flipping."""
+    form a tree rooted at the center, the layout is closed under flipping, and its limbs join
+    two distinct layout joints, without repeats, and are closed under flipping (the mirror of
+    every limb is a limb)."""
     v = layout.num_joints
     if len(set(layout.indices)) != v:
         raise ValueError(f"layout {layout.name}: repeated joints")
@@ -218,4 +272,14 @@ def check_layout(layout: JointLayout) -> None:
             seen += 1
             if seen > v:
                 raise ValueError(f"layout {layout.name}: joint {j} does not reach the center")
-    _ = layout.flip_index  # raises if a mirror joint is missing
+    flip = layout.flip_index  # raises if a mirror joint is missing
+    limbs = layout.limbs  # raises if a limb joint is missing
+    pairs = {frozenset(map(int, ab)) for ab in limbs}
+    if any(a == b for a, b in limbs) or len(pairs) != len(limbs):
+        raise ValueError(f"layout {layout.name}: limbs must be distinct pairs of distinct joints")
+    for a, b in limbs:
+        if frozenset((int(flip[a]), int(flip[b]))) not in pairs:
+            names = layout.names
+            raise ValueError(
+                f"layout {layout.name}: the mirror of limb ({names[a]}, {names[b]}) is not a limb"
+            )

@@ -5,10 +5,14 @@ never mutated) and is fully vectorised over persons, frames and joints. ``Format
 terminal step: it returns the (C, T, V, M) float32 array a GCN encoder consumes.
 ``build_skeleton_pipeline`` composes the standard order::
 
-    ValidateClip -> SelectLayout -> UniformSample -> NormalizeSkeleton
+    ValidateClip -> SelectLayout -> [InterpolateMissing] -> UniformSample -> NormalizeSkeleton
         -> [RandomFlip -> RandomAffine]  (train only)
         -> [ToBone] -> [ToMotion]        (per stream)
         -> FormatGCNInput
+
+(``InterpolateMissing`` only with ``interpolate=...``; the validator then turns NaN keypoints
+into missing ones instead of raising.) The PoseC3D heatmap pipeline reuses the first steps; see
+``migalab.data.skeleton.heatmap_pipeline``.
 
 Conventions
 -----------
@@ -40,7 +44,9 @@ Bad input
 ---------
 ``ValidateClip`` (the pipeline's first step) raises ``ValueError`` naming the clip for: zero frames,
 zero persons or joints, non-finite (NaN / inf) coordinates or scores, negative scores, inconsistent
-array shapes. A clip whose keypoints are *all* missing is allowed through by default
+array shapes. With ``ValidateClip(nan="missing")`` a keypoint whose x, y or score is NaN becomes a
+missing keypoint (0, 0, score 0) instead (count in ``meta["nan_keypoints"]``); inf is always an
+error. A clip whose keypoints are *all* missing is allowed through by default
 (``allow_all_missing=True``): real pose extraction fails on some clips and every test clip needs a
 prediction, so such a clip yields an all-zero input (``meta["all_missing"] = True``) instead of
 crashing a training epoch. Pass ``allow_all_missing=False`` to raise instead.
@@ -63,6 +69,7 @@ __all__ = [
     "STREAMS",
     "Compose",
     "FormatGCNInput",
+    "InterpolateMissing",
     "NormalizeSkeleton",
     "RandomAffine",
     "RandomFlip",
@@ -73,6 +80,7 @@ __all__ = [
     "UniformSample",
     "ValidateClip",
     "build_skeleton_pipeline",
+    "temporal_steps",
     "uniform_frame_indices",
     "validate_clip",
 ]
@@ -199,19 +207,51 @@ class RandomTransform:
 # --------------------------------------------------------------------------------------------
 # transforms
 # --------------------------------------------------------------------------------------------
-class ValidateClip:
-    """Check a record (see ``validate_clip``); returns a new (shallow) record unchanged, with
-    ``meta["all_missing"]`` set."""
+def _nan_to_missing(record: ClipRecord) -> tuple[ClipRecord, int]:
+    """Turn keypoints with a NaN x, y or score into missing ones (0, 0, score 0).
 
-    def __init__(self, allow_all_missing: bool = True) -> None:
+    Returns the (new or same) record and the number of (person, frame, joint) keypoints changed.
+    """
+    kp, sc = record.keypoint, record.keypoint_score
+    if kp.ndim != 4 or sc.shape != kp.shape[:3]:
+        return record, 0  # shape errors are reported by validate_clip
+    nan = np.isnan(kp).any(axis=-1) | np.isnan(sc)
+    n = int(nan.sum())
+    if n == 0:
+        return record, 0
+    kp = np.where(nan[..., None], 0.0, kp).astype(kp.dtype, copy=False)
+    sc = np.where(nan, 0.0, sc).astype(sc.dtype, copy=False)
+    return record.replace(keypoint=kp, keypoint_score=sc), n
+
+
+class ValidateClip:
+    """Check a record (see ``validate_clip``); returns a new (shallow) record, with
+    ``meta["all_missing"]`` set.
+
+    Args:
+        allow_all_missing: let clips whose keypoints are all missing through (see module doc).
+        nan: ``"error"`` raises on NaN coordinates / scores; ``"missing"`` turns every keypoint
+            with a NaN x, y or score into a missing one (0, 0, score 0) and reports the count in
+            ``meta["nan_keypoints"]``. Infinite values raise in both modes.
+    """
+
+    def __init__(self, allow_all_missing: bool = True, nan: str = "error") -> None:
+        if nan not in ("error", "missing"):
+            raise ValueError(f"nan must be 'error' or 'missing', got {nan!r}")
         self.allow_all_missing = allow_all_missing
+        self.nan = nan
 
     def __call__(self, record: ClipRecord) -> ClipRecord:
+        updates: dict[str, Any] = {}
+        if self.nan == "missing":
+            record, n = _nan_to_missing(record)
+            updates["nan_keypoints"] = n
         validate_clip(record, self.allow_all_missing)
-        return _with(record, {"all_missing": not bool((record.keypoint_score > 0).any())})
+        updates["all_missing"] = not bool((record.keypoint_score > 0).any())
+        return _with(record, updates)
 
     def __repr__(self) -> str:
-        return f"ValidateClip(allow_all_missing={self.allow_all_missing})"
+        return f"ValidateClip(allow_all_missing={self.allow_all_missing}, nan={self.nan!r})"
 
 
 class SelectLayout:
@@ -249,6 +289,68 @@ class SelectLayout:
 
     def __repr__(self) -> str:
         return f"SelectLayout({self.layout.name!r})"
+
+
+class InterpolateMissing:
+    """Fill missing keypoints by linear interpolation over time, per person and joint.
+
+    A keypoint is *missing* when its score is ``<= threshold`` or its x, y or score is NaN.
+    For each (person, joint) series over the T frames:
+
+    * a missing frame between two valid frames ``a < t < b`` gets
+      ``x_t = x_a + (t - a) / (b - a) * (x_b - x_a)`` (same for y), and the score is
+      interpolated the same way between the two valid scores (so it stays ``> threshold``);
+    * missing frames before the first / after the last valid frame take the nearest valid
+      keypoint and its score (constant extrapolation);
+    * a joint never valid in the clip becomes (0, 0) with score 0 everywhere (also dropping any
+      detections with ``0 < score <= threshold``).
+
+    Valid keypoints are unchanged. Fully vectorised: forward ``np.maximum.accumulate`` of the
+    valid frame indices gives the previous valid frame, a reversed ``np.minimum.accumulate`` the
+    next one; then gather and lerp. Shapes unchanged: keypoint (M, T, V, 2), score (M, T, V),
+    float32. Sets ``meta["interpolated"]`` = number of keypoints filled.
+    """
+
+    def __init__(self, threshold: float = 0.0) -> None:
+        self.threshold = float(threshold)
+
+    def __call__(self, record: ClipRecord) -> ClipRecord:
+        kp = np.asarray(record.keypoint, dtype=np.float64)
+        sc = np.asarray(record.keypoint_score, dtype=np.float64)
+        t = sc.shape[1]
+        with np.errstate(invalid="ignore"):
+            valid = (sc > self.threshold) & ~np.isnan(sc) & ~np.isnan(kp).any(axis=-1)
+        kp = np.where(valid[..., None], kp, 0.0)
+        sc = np.where(valid, sc, 0.0)
+        frames = np.arange(t).reshape(1, t, 1)
+        prev = np.maximum.accumulate(np.where(valid, frames, -1), axis=1)  # (M, T, V)
+        nxt = np.minimum.accumulate(np.where(valid, frames, t)[:, ::-1], axis=1)[:, ::-1]
+        has_prev, has_next = prev >= 0, nxt < t
+        lo = np.where(has_prev, prev, nxt)  # ends: both neighbours are the nearest valid frame
+        hi = np.where(has_next, nxt, prev)
+        never = ~(has_prev | has_next)
+        lo = np.where(never, 0, lo)
+        hi = np.where(never, 0, hi)
+        span = hi - lo
+        w = np.where(span > 0, (frames - lo) / np.maximum(span, 1), 0.0)  # (M, T, V)
+        kp_lo = np.take_along_axis(kp, lo[..., None], axis=1)
+        kp_hi = np.take_along_axis(kp, hi[..., None], axis=1)
+        sc_lo = np.take_along_axis(sc, lo, axis=1)
+        sc_hi = np.take_along_axis(sc, hi, axis=1)
+        new_kp = kp_lo + w[..., None] * (kp_hi - kp_lo)
+        new_sc = sc_lo + w * (sc_hi - sc_lo)
+        new_kp = np.where(never[..., None], 0.0, new_kp)
+        new_sc = np.where(never, 0.0, new_sc)
+        filled = int((~valid & ~never).sum())
+        return _with(
+            record,
+            {"interpolated": filled},
+            keypoint=new_kp.astype(np.float32),
+            keypoint_score=new_sc.astype(np.float32),
+        )
+
+    def __repr__(self) -> str:
+        return f"InterpolateMissing(threshold={self.threshold})"
 
 
 def uniform_frame_indices(
@@ -637,6 +739,34 @@ def _augment_kwargs(augment: Mapping[str, Any] | None) -> dict[str, dict[str, An
     return out
 
 
+def temporal_steps(
+    layout: str | JointLayout,
+    interpolate: Mapping[str, Any] | bool = False,
+    allow_all_missing: bool = True,
+) -> list[Callable[[ClipRecord], ClipRecord]]:
+    """The shared head of the skeleton pipelines (before frame sampling):
+    ``ValidateClip -> SelectLayout -> [InterpolateMissing]``.
+
+    ``interpolate``: False / None (NaN keypoints raise), True or ``InterpolateMissing`` kwargs
+    (NaN keypoints become missing, then missing keypoints are interpolated over the whole clip).
+    """
+    if interpolate is None or interpolate is False:
+        kwargs = None
+    elif interpolate is True:
+        kwargs = {}
+    elif isinstance(interpolate, Mapping):
+        kwargs = dict(interpolate)
+    else:
+        raise ValueError(f"interpolate must be a bool or a mapping, got {interpolate!r}")
+    steps: list[Callable[[ClipRecord], ClipRecord]] = [
+        ValidateClip(allow_all_missing, nan="error" if kwargs is None else "missing"),
+        SelectLayout(layout),
+    ]
+    if kwargs is not None:
+        steps.append(InterpolateMissing(**kwargs))
+    return steps
+
+
 def build_skeleton_pipeline(
     layout: str | JointLayout,
     num_frames: int,
@@ -647,12 +777,13 @@ def build_skeleton_pipeline(
     num_persons: int = 1,
     channels: str = "xyc",
     normalize: Mapping[str, Any] | bool = True,
+    interpolate: Mapping[str, Any] | bool = False,
     allow_all_missing: bool = True,
     seed: int | None = None,
 ) -> Compose:
     """The standard skeleton pipeline: ClipRecord -> float32 ndarray (C, T=num_frames, V, M).
 
-    Order: validate -> select ``layout`` -> uniform sample (random per segment when ``train``,
+    Order: validate -> select ``layout`` -> [interpolate] -> uniform sample (random per segment when ``train``,
     segment centres otherwise) -> normalise (``normalize``: True, False or NormalizeSkeleton
     kwargs) -> [flip -> affine] when ``train`` -> bone and/or motion per ``stream`` (one of
     ``STREAMS``) -> format (``num_persons``, ``channels``).
@@ -661,6 +792,10 @@ def build_skeleton_pipeline(
     "rotate_deg": 10, "shift": 0.1, "p": 1.0}}`` are the defaults used for None or missing keys;
     a key set to None/False disables that augmentation. ``seed`` fixes all random streams (see
     the module docstring: leave None for DataLoader training).
+
+    ``interpolate`` (False, True or ``InterpolateMissing`` kwargs): when on, NaN keypoints become
+    missing ones (``ValidateClip(nan="missing")``) and missing keypoints are linearly
+    interpolated over the whole clip (``InterpolateMissing``) before sampling.
     """
     if stream not in STREAMS:
         raise ValueError(f"unknown stream {stream!r}; known: {list(STREAMS)}")
@@ -668,8 +803,7 @@ def build_skeleton_pipeline(
         [None, None, None] if seed is None else list(np.random.SeedSequence(seed).spawn(3))
     )
     steps: list[Callable[[Any], Any]] = [
-        ValidateClip(allow_all_missing),
-        SelectLayout(layout),
+        *temporal_steps(layout, interpolate, allow_all_missing),
         UniformSample(num_frames, test_mode=not train, seed=seeds[0]),
     ]
     if normalize is not False:

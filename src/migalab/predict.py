@@ -1,0 +1,152 @@
+"""Prediction entry point (console script ``migalab-predict``): a MiGA submission file.
+
+    migalab-predict ckpt_path=joint.ckpt
+    migalab-predict ckpt_path='[joint.ckpt,limb.ckpt]' fusion.search=true
+    migalab-predict ckpt_path='[joint.ckpt,limb.ckpt]' fusion.from=<eval run>/fusion.json
+
+Scores the ``split`` clips (test by default; their labels may be hidden) with every checkpoint
+(model and data rebuilt from the config stored in it, as ``migalab-eval`` does), fuses the
+scores (weights given, read from an evaluation's ``fusion.json``, or searched on the validation
+split), and writes into the run dir:
+
+* ``submission.csv``: ``Id,Target`` in the split's clip order (the order of the release's label
+  files: videos in folder order, rows in file order); ``Id`` is the clip name ``<vid>_<row>``,
+  ``Target`` the predicted class in the release's own ids (``submission.label_format=raw``:
+  1-based, 99 for class 31) or 0-based (``index``);
+* ``submission.zip`` holding ``submission.csv`` (what the challenge server takes);
+* ``predictions.csv``: clip, predicted 0-based class, its name and probability, and the true
+  label where known;
+* ``fusion.json`` when several checkpoints are fused.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from omegaconf import DictConfig, ListConfig
+
+from migalab.data.formats.miga2025 import class_to_raw
+from migalab.eval import fuse_scores, resolve_fusion_weights, score_checkpoints
+from migalab.utils.hydra import register_resolvers, save_resolved_config
+from migalab.utils.io import atomic_write, atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+LABEL_FORMATS = ("raw", "index")
+
+
+def submission_csv(names: Sequence[str], preds: Sequence[int], label_format: str = "raw") -> str:
+    """The ``Id,Target`` CSV text of 0-based predictions ``preds`` for clips ``names``."""
+    if label_format not in LABEL_FORMATS:
+        raise ValueError(f"label_format must be one of {LABEL_FORMATS}, got {label_format!r}")
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["Id", "Target"])
+    for name, p in zip(names, preds, strict=True):
+        writer.writerow([name, class_to_raw(int(p)) if label_format == "raw" else int(p)])
+    return buf.getvalue()
+
+
+def write_submission(
+    out_dir: str | Path, names: Sequence[str], preds: Sequence[int], label_format: str = "raw"
+) -> tuple[Path, Path]:
+    """Write ``submission.csv`` and ``submission.zip`` (atomically); returns both paths."""
+    out_dir = Path(out_dir)
+    text = submission_csv(names, preds, label_format)
+    csv_path = atomic_write_text(out_dir / "submission.csv", text)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("submission.csv", text)
+    payload = buf.getvalue()
+    zip_path = atomic_write(out_dir / "submission.zip", lambda f: f.write(payload))
+    return csv_path, zip_path
+
+
+def _fusion_from_file(path: str | Path) -> list[float]:
+    """Weights stored by ``migalab-eval`` (``fusion.json`` or the ``fusion`` entry of a
+    ``metrics.json``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"fusion.from: {path} does not exist")
+    data = json.loads(path.read_text())
+    data = data.get("fusion", data) if "weights" not in data else data
+    if not data or data.get("weights") is None:
+        raise ValueError(f"fusion.from: {path} holds no fusion weights")
+    return [float(w) for w in data["weights"]]
+
+
+def predict(cfg: DictConfig) -> dict[str, Any]:
+    """Score, fuse and write the submission files; returns a summary dict."""
+    L.seed_everything(cfg.get("seed", 42), workers=True)
+    ckpts = cfg.ckpt_path
+    ckpts = [str(c) for c in ckpts] if isinstance(ckpts, ListConfig | list) else [str(ckpts)]
+    split = str(cfg.split)
+    fusion = cfg.fusion
+    splits = [split]
+    if len(ckpts) > 1 and fusion.get("search", False):
+        splits.insert(0, fusion.get("search_split", "val"))
+    entries = score_checkpoints(ckpts, splits, cfg.trainer, cfg.get("data"), require_labels=False)
+    if any(split not in e.splits for e in entries):
+        raise ValueError(f"split {split} is missing or empty; nothing to predict")
+    weights: list[float] | None = None
+    fusion_info: dict[str, Any] | None = None
+    if len(entries) > 1:
+        if fusion.get("from"):
+            weights = _fusion_from_file(fusion["from"])
+            fusion_info = {"weights": weights, "from": str(fusion["from"]),
+                           "space": fusion.space, "checkpoints": ckpts}  # fmt: skip
+        else:
+            weights, fusion_info = resolve_fusion_weights(fusion, entries)
+        first = entries[0].splits[split].names
+        if any(e.splits[split].names != first for e in entries[1:]):
+            raise ValueError(f"checkpoints disagree on the {split} clips; cannot fuse")
+        atomic_write_json(Path(cfg.paths.output_dir) / "fusion.json", fusion_info)
+    scores = fuse_scores([e.splits[split].logits for e in entries], weights, fusion.space)
+    probs = scores.softmax(-1) if fusion.space == "logits" or len(entries) == 1 else scores
+    probs = probs / probs.sum(-1, keepdim=True)
+    conf, preds = probs.max(-1)
+    names = entries[0].splits[split].names
+    labels = entries[0].splits[split].labels
+    out_dir = Path(cfg.paths.output_dir)
+    csv_path, zip_path = write_submission(out_dir, names, preds.tolist(),
+                                          cfg.submission.label_format)  # fmt: skip
+    class_names = entries[0].class_names
+    rows = io.StringIO()
+    writer = csv.writer(rows, lineterminator="\n")
+    writer.writerow(["name", "pred", "pred_name", "prob", "label"])
+    for name, p, c, y in zip(names, preds.tolist(), conf.tolist(), labels.tolist(), strict=True):
+        writer.writerow([name, p, class_names[p] if class_names else "", f"{c:.5f}", y])
+    atomic_write_text(out_dir / "predictions.csv", rows.getvalue())
+    summary: dict[str, Any] = {"split": split, "clips": len(names), "submission": str(csv_path),
+                               "zip": str(zip_path), "fusion": fusion_info}  # fmt: skip
+    known = labels >= 0
+    if bool(known.any()):
+        summary["top1_known_labels"] = float((preds[known] == labels[known]).float().mean())
+    log.info("wrote %s (%d clips) and %s", csv_path, len(names), zip_path)
+    print(f"submission: {zip_path} ({len(names)} clips of split {split})")
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="predict")
+def _main(cfg: DictConfig) -> None:
+    save_resolved_config(cfg, cfg.paths.output_dir)
+    predict(cfg)
+
+
+def main() -> None:
+    """Console entry point: register resolvers, then hand over to Hydra."""
+    register_resolvers()
+    _main()
+
+
+if __name__ == "__main__":
+    main()
