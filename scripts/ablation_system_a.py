@@ -44,7 +44,9 @@ ROWS: list[tuple[str, str, list[str]]] = [
 
 
 def _slug(name: str) -> str:
-    return name.split()[0] + "_" + "_".join(name.split()[1:]).replace("+", "").strip("_")
+    """Folder name of a row: its words joined by ``_``, letters and digits only."""
+    words = ["".join(ch for ch in w if ch.isalnum()) for w in name.split()]
+    return "_".join(w for w in words if w)
 
 
 def run(cmd: list[str], log: Path) -> None:
