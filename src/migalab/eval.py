@@ -219,7 +219,8 @@ def resolve_fusion_weights(
     return list(weights), info
 
 
-def _check_same_clips(entries: Sequence[CheckpointScores], split: str) -> None:
+def check_same_clips(entries: Sequence[CheckpointScores], split: str) -> None:
+    """Raise unless every checkpoint scored the same ``split`` clips (names and labels)."""
     first = entries[0].splits[split]
     for other in entries[1:]:
         s = other.splits[split]
@@ -255,7 +256,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             )
             table[split] = payload[split]
             continue
-        _check_same_clips(entries, split)
+        check_same_clips(entries, split)
         streams = {
             e.name: compute_metrics(e.splits[split].logits, labels, num_classes, class_names)
             for e in entries

@@ -35,7 +35,7 @@ import lightning as L
 from omegaconf import DictConfig, ListConfig
 
 from migalab.data.formats.miga2025 import class_to_raw
-from migalab.eval import fuse_scores, resolve_fusion_weights, score_checkpoints
+from migalab.eval import check_same_clips, fuse_scores, resolve_fusion_weights, score_checkpoints
 from migalab.utils.hydra import register_resolvers, save_resolved_config
 from migalab.utils.io import atomic_write, atomic_write_json, atomic_write_text
 
@@ -106,13 +106,11 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
                            "space": fusion.space, "checkpoints": ckpts}  # fmt: skip
         else:
             weights, fusion_info = resolve_fusion_weights(fusion, entries)
-        first = entries[0].splits[split].names
-        if any(e.splits[split].names != first for e in entries[1:]):
-            raise ValueError(f"checkpoints disagree on the {split} clips; cannot fuse")
+        check_same_clips(entries, split)
         atomic_write_json(Path(cfg.paths.output_dir) / "fusion.json", fusion_info)
     scores = fuse_scores([e.splits[split].logits for e in entries], weights, fusion.space)
-    probs = scores.softmax(-1) if fusion.space == "logits" or len(entries) == 1 else scores
-    probs = probs / probs.sum(-1, keepdim=True)
+    # fused probabilities are a weighted sum: renormalise; fused logits: softmax
+    probs = scores / scores.sum(-1, keepdim=True) if fusion.space == "probs" else scores.softmax(-1)
     conf, preds = probs.max(-1)
     names = entries[0].splits[split].names
     labels = entries[0].splits[split].labels

@@ -30,13 +30,15 @@ from migalab.data.samplers import (
     epoch_seed,
     global_seed,
 )
+from migalab.data.skeleton.heatmaps import HEATMAP_STREAMS, HeatmapRenderer
+from migalab.data.skeleton.heatmaps import heatmap_channels as _stream_channels
+from migalab.data.skeleton.layouts import get_layout
 from migalab.data.skeleton.transforms import build_skeleton_pipeline
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SPLITS = {"train": "train", "val": "validate", "test": "test"}
 REPRESENTATIONS = ("gcn", "heatmap")
-HEATMAP_STREAMS = ("joint", "limb")
 
 #: PoseC3D heatmap options (pyskl's SlowOnly-R50 recipe); ``data.heatmap`` entries override them.
 DEFAULT_HEATMAP: dict[str, Any] = {
@@ -56,14 +58,8 @@ DEFAULT_HEATMAP: dict[str, Any] = {
 
 def heatmap_channels(layout: str, stream: str) -> int:
     """Input channels of a heatmap encoder: joints of ``layout`` (joint) or its limbs (limb)."""
-    from migalab.data.skeleton.layouts import get_layout
-
     lay = get_layout(layout)
-    if stream == "joint":
-        return lay.num_joints
-    if stream == "limb":
-        return len(lay.limbs)
-    raise ValueError(f"heatmap stream must be one of {HEATMAP_STREAMS}, got {stream!r}")
+    return _stream_channels(lay.num_joints, stream, lay.limbs)
 
 
 class ViewSample:
@@ -278,9 +274,6 @@ class SkeletonDataModule(LightningDataModule):
     def renderer(self) -> torch.nn.Module:
         """The on-device heatmap renderer (``heatmap.render=device``)."""
         if self._renderer is None:
-            from migalab.data.skeleton.heatmaps import HeatmapRenderer
-            from migalab.data.skeleton.layouts import get_layout
-
             limbs = get_layout(self.layout).limbs if self.stream == "limb" else None
             self._renderer = HeatmapRenderer(self.stream, limbs=limbs,
                                              sigma=float(self.heatmap["sigma"]))  # fmt: skip
