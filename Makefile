@@ -38,6 +38,7 @@ format: install ## Ruff autofix + format
 bench: install ## Benchmarks (ratios against in-process baselines; ~15 min) -> bench_results/
 	$(PYTHON) scripts/bench.py prepare
 	$(PYTHON) scripts/bench.py heatmaps
+	$(PYTHON) scripts/bench.py video
 
 clean: ## Remove caches and build files (keeps data/ and logs/)
 	rm -rf .make .pytest_cache .ruff_cache build dist src/*.egg-info

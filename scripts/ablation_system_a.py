@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from migalab.data.classes import CLASS_NAMES
+from run_helpers import run, slug
 
 ROWS: list[tuple[str, str, list[str]]] = [
     ("1 PoseC3D 22 joints", "posec3d_joint_synth", []),
@@ -41,22 +41,6 @@ ROWS: list[tuple[str, str, list[str]]] = [
     ("4 + label embeddings", "system_a_synth", []),
     ("4b limb stream", "system_a_limb_synth", []),
 ]
-
-
-def _slug(name: str) -> str:
-    """Folder name of a row: its words joined by ``_``, letters and digits only."""
-    words = ["".join(ch for ch in w if ch.isalnum()) for w in name.split()]
-    return "_".join(w for w in words if w)
-
-
-def run(cmd: list[str], log: Path) -> None:
-    """Run ``cmd`` with its output in ``log``; raise with the log's tail when it fails."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as f:
-        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        tail = log.read_text()[-3000:]
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{tail}")
 
 
 #: classes performed at the face (0-based): touch face, touch forehead, cover face, rub eyes,
@@ -93,7 +77,7 @@ def main() -> None:
     results: list[dict[str, Any]] = []
     ckpts: dict[str, str] = {}
     for name, experiment, extra in ROWS:
-        run_dir = out / _slug(name)
+        run_dir = out / slug(name)
         metrics = run_dir / "metrics.json"
         if not metrics.is_file():
             start = time.time()

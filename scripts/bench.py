@@ -8,6 +8,11 @@ Sections register themselves in ``SECTIONS`` (name -> :class:`Section`); add hea
 loading benchmarks as new sections with their own arguments. Every section prints a Rich table
 and writes its results as JSON (``--out``, default ``bench_results/<section>.json``).
 
+``video`` renders a long synthetic interview video (1280x720, GOP 250 by default) and times
+16-frame clip loading (decode + person crop + resize to 224 + normalise) with decord and PyAV,
+then from the prepared person-cropped short-GOP clips, and the share of a training step spent
+waiting for data (prepared vs raw source).
+
 ``prepare`` writes N iMiGUE-shaped xlsx videos (with ``migalab.data.synthetic.generate_release``
 ), then times in this process:
 (a) pandas + openpyxl reading every table (the baseline), (b) python-calamine reading every
@@ -448,6 +453,197 @@ def bench_heatmaps(args: argparse.Namespace) -> dict[str, Any]:
         },
         "results": rows,
     }
+
+
+# --------------------------------------------------------------------------------------------
+# section: video
+# --------------------------------------------------------------------------------------------
+
+
+def _video_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--frames", type=int, default=3000, help="frames of the long video (25 fps)")
+    p.add_argument("--scale", type=float, default=1.0, help="video size: 1.0 = 1280x720")
+    p.add_argument("--gop", type=int, default=250, help="keyframe interval of the long video")
+    p.add_argument("--clips", type=int, default=30, help="clips timed per raw backend")
+    p.add_argument("--num-frames", type=int, default=16, help="RGB frames per clip")
+    p.add_argument("--size", type=int, default=224, help="encoder input side")
+    p.add_argument("--prepared-size", type=int, default=256)
+    p.add_argument("--prepared-gop", type=int, default=16)
+    p.add_argument("--steps", type=int, default=12, help="training steps timed per source")
+    p.add_argument(
+        "--experiment", default="system_b_mg_synth", help="experiment of the data-wait timing"
+    )
+    p.add_argument("--skip-steps", action="store_true", help="no data-wait timing")
+    p.add_argument("--workdir", type=Path, default=None, help="keep the data here (reused)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _video_release(root: Path, args: argparse.Namespace) -> tuple[Path, Path]:
+    """A one-video synthetic release with a long ``--scale`` mp4 and its skeleton cache."""
+    from migalab.data.prepare import is_cache_current, prepare_release
+    from migalab.data.synthetic import SynthConfig, generate_release, release_is_current
+
+    cfg = SynthConfig(
+        seed=args.seed, num_videos={"train": 1, "validate": 0, "test": 0},
+        clips_per_video=(40, 45), min_video_frames=args.frames, table_format="csv",
+        video=True, video_scale=args.scale, video_gop=args.gop,
+    )  # fmt: skip
+    release, cache = root / "release", root / "cache"
+    if not release_is_current(release, cfg):
+        generate_release(release, cfg, progress=True)
+    if not is_cache_current(release, cache):
+        prepare_release(release, cache, splits=("train",), progress=False)
+    return release, cache
+
+
+def _time_clips(source: Any, records: list, offsets: list, size: int) -> dict[str, float]:
+    """Read + crop/resize/normalise every clip; seconds in decoding and in the transform."""
+    from migalab.data.video.transforms import VideoClipTransform
+
+    tf = VideoClipTransform(size=size, train=False)
+    source.read(records[0], offsets[0])  # open the first file / warm caches
+    decode = transform = 0.0
+    for rec, off in zip(records, offsets, strict=True):
+        t0 = time.perf_counter()
+        frames, box = source.read(rec, off)
+        t1 = time.perf_counter()
+        x = tf(frames, box=box)
+        transform += time.perf_counter() - t1
+        decode += t1 - t0
+        assert x.shape == (3, len(off), size, size)
+    n = len(records)
+    return {"clips": n, "clips_per_s": n / (decode + transform),
+            "decode_ms_per_clip": decode / n * 1e3, "transform_ms_per_clip": transform / n * 1e3}  # fmt: skip
+
+
+def _data_wait(experiment: str, source: str, steps: int, out: Path) -> dict[str, Any]:
+    """Time ``steps`` training steps of ``experiment`` by hand: seconds waiting for the next
+    batch vs forward + backward + optimiser step (after 2 warm-up steps)."""
+    import hydra
+    import torch
+
+    from migalab.utils.hydra import compose_config
+
+    cfg = compose_config("train", [f"experiment={experiment}", f"data.video.source={source}"],
+                         output_dir=out)  # fmt: skip
+    dm = hydra.utils.instantiate(cfg.data)
+    dm.prepare_data()
+    dm.setup("fit")
+    model = hydra.utils.instantiate(cfg.model)
+    model.loss_fn.set_class_counts(dm.class_counts)
+    opt = model.optimizer_factory(params=[p for p in model.parameters() if p.requires_grad])
+    model.train()
+    loader = dm.train_dataloader()
+    it = iter(loader)
+    wait = compute = 0.0
+    for step in range(steps + 2):
+        t0 = time.perf_counter()
+        batch = next(it)
+        t1 = time.perf_counter()
+        pooled, aux = model.encode(batch["x"])
+        loss = model.loss_fn(model.head(pooled), batch["label"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        t2 = time.perf_counter()
+        if step >= 2:
+            wait, compute = wait + (t1 - t0), compute + (t2 - t1)
+    return {"experiment": experiment, "source": source, "steps": steps,
+            "batch_size": dm.batch_size, "num_workers": dm.num_workers,
+            "wait_s_per_step": wait / steps, "compute_s_per_step": compute / steps,
+            "data_wait_share": wait / (wait + compute), "torch_threads": torch.get_num_threads()}  # fmt: skip
+
+
+@section("video", "RGB clip loading: decord vs PyAV on long videos vs prepared clips", _video_args)
+def bench_video(args: argparse.Namespace) -> dict[str, Any]:
+    from migalab.data.cache import SkeletonCache
+    from migalab.data.multimodal import VideoSource, build_clip_jobs
+    from migalab.data.skeleton.transforms import uniform_frame_indices
+    from migalab.data.video.clips import prepare_clips
+    from migalab.data.video.readers import open_video
+
+    console = _console()
+    tmp = None
+    if args.workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="migalab-bench-video-")
+        root = Path(tmp.name)
+    else:
+        root = args.workdir
+    t0 = time.perf_counter()
+    release, cache_dir = _video_release(root, args)
+    gen_s = time.perf_counter() - t0
+    cache = SkeletonCache(cache_dir)
+    rng = np.random.default_rng(args.seed)
+    rows = rng.permutation(len(cache))
+    records = [cache.load_clip(int(i), layout="imigue22") for i in rows]
+    offsets = [uniform_frame_indices(r.num_frames, args.num_frames) for r in records]
+    with open_video(records[0].video_path, backend="pyav") as reader:
+        video_info = {"frames": reader.num_frames, "height": reader.height,
+                      "width": reader.width, "gop": args.gop}  # fmt: skip
+    results: list[dict[str, Any]] = []
+    n_raw = min(args.clips, len(records))
+    for backend in ("decord", "pyav"):
+        src = VideoSource("raw", backend=backend, layout="imigue22")
+        r = _time_clips(src, records[:n_raw], offsets[:n_raw], args.size)
+        results.append({"source": "long video", "backend": backend, **r})
+        console.print(f"raw {backend}: {r['clips_per_s']:.2f} clips/s")
+    jobs, problems = build_clip_jobs(cache, "imigue22", ["train"])
+    out = root / f"clips_{args.prepared_size}"
+    t0 = time.perf_counter()
+    prep = prepare_clips(jobs, out, size=args.prepared_size, gop=args.prepared_gop, progress=False)
+    prep_s = time.perf_counter() - t0
+    for backend in ("decord", "pyav"):
+        src = VideoSource("prepared", backend=backend, prepared_dir=out, layout="imigue22")
+        r = _time_clips(src, records, offsets, args.size)
+        results.append({"source": "prepared clips", "backend": backend, **r})
+        console.print(f"prepared {backend}: {r['clips_per_s']:.2f} clips/s")
+    base = results[0]["clips_per_s"]
+    for r in results:
+        r["x_vs_decord_long_video"] = r["clips_per_s"] / base
+
+    steps: list[dict[str, Any]] = []
+    if not args.skip_steps:
+        for source in ("prepared", "raw"):
+            steps.append(_data_wait(args.experiment, source, args.steps, root / "runs"))
+            console.print(f"data wait ({source}): {steps[-1]['data_wait_share']:.0%} of a step")
+
+    from rich.table import Table
+
+    table = Table(title=f"RGB clips: {args.num_frames} frames -> {args.size}^2 from a "
+                        f"{video_info['width']}x{video_info['height']} GOP-{args.gop} video")  # fmt: skip
+    for col in ("source", "backend", "clips", "clips/s", "decode ms", "transform ms", "x"):
+        table.add_column(col, justify="left" if col in ("source", "backend") else "right")
+    for r in results:
+        table.add_row(r["source"], r["backend"], str(r["clips"]), f"{r['clips_per_s']:.2f}",
+                      f"{r['decode_ms_per_clip']:.1f}", f"{r['transform_ms_per_clip']:.1f}",
+                      f"{r['x_vs_decord_long_video']:.1f}x")  # fmt: skip
+    console.width = max(console.width, 100)
+    console.print(table)
+    if steps:
+        st = Table(title=f"training steps of {args.experiment} (hand-timed, after 2 warm-up)")
+        for col in ("video source", "workers", "batch", "wait s/step", "compute s/step", "wait"):
+            st.add_column(col, justify="left" if col == "video source" else "right")
+        for r in steps:
+            st.add_row(r["source"], str(r["num_workers"]), str(r["batch_size"]),
+                       f"{r['wait_s_per_step']:.3f}", f"{r['compute_s_per_step']:.3f}",
+                       f"{r['data_wait_share']:.0%}")  # fmt: skip
+        console.print(st)
+    payload = {
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "video": video_info,
+        "generate_s": gen_s,
+        "prepare_clips": {
+            "clips": prep.written,
+            "seconds": prep_s,
+            "ms_per_clip": prep_s / max(prep.written, 1) * 1e3,
+            "problems": problems + list(prep.problems),
+        },  # fmt: skip
+        "results": results,
+        "training_steps": steps,
+    }
+    if tmp is not None:
+        tmp.cleanup()
+    return payload
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,20 +1,12 @@
 """Shared fixtures: a tiny synthetic iMiGUE release and its cache (built once per session), and
-Hydra config composition helpers."""
+Hydra overrides for tests (compose configs with migalab.utils.hydra.compose_config)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
-
-from migalab.utils.hydra import register_resolvers
-from migalab.utils.paths import config_dir
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -49,24 +41,6 @@ def tiny_cache(tiny_release: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return out
 
 
-def compose_config(
-    config_name: str, overrides: Sequence[str] = (), output_dir: Path | None = None
-) -> DictConfig:
-    """Compose ``conf/<config_name>.yaml`` with overrides as the CLI would (no run dir)."""
-    register_resolvers()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
-    if output_dir is not None:
-        with open_dict(cfg):
-            cfg.paths.output_dir = str(output_dir)
-            cfg.paths.log_dir = str(output_dir / "logs")
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
-
-
 def tiny_data_overrides(release: Path, cache: Path) -> list[str]:
     """Overrides pointing the data config at the tiny release/cache, loaders in-process."""
     return [
@@ -79,4 +53,58 @@ def tiny_data_overrides(release: Path, cache: Path) -> list[str]:
         "+data.synthetic.clips_per_video=[6,8]",
         "data.synthetic.num_videos={train:4,validate:2,test:2}",
         "data.synthetic.workers=1",
+    ]
+
+
+#: A release with rendered videos (<vid>.mp4, 320x180), small enough for seconds-long tests.
+TINY_VIDEO_SYNTH = {
+    "seed": 0,
+    "num_videos": {"train": 3, "validate": 1, "test": 1},
+    "clips_per_video": [4, 5],
+    "table_format": "csv",
+    "workers": 1,
+    "video": True,
+    "video_scale": 0.25,
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_video_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic release with mp4 videos, shared by the session's tests."""
+    from migalab.data.synthetic import SynthConfig, generate_release
+
+    root = tmp_path_factory.mktemp("synth_video") / "release"
+    generate_release(root, SynthConfig(**TINY_VIDEO_SYNTH), progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_video_cache(tiny_video_release: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The skeleton cache of :func:`tiny_video_release` (prepared video clips are written
+    into it by the datamodules that use it)."""
+    from migalab.data.prepare import prepare_release
+
+    out = tmp_path_factory.mktemp("video_cache") / "cache"
+    prepare_release(tiny_video_release, out, progress=False)
+    return out
+
+
+def tiny_video_overrides(release: Path, cache: Path) -> list[str]:
+    """data=synthetic_video on the tiny video release: 8 skeleton / 4 RGB frames at 32 px."""
+    return [
+        "data=synthetic_video",
+        f"data.release_root={release}",
+        f"data.cache_dir={cache}",
+        "data.num_workers=0",
+        "data.persistent_workers=false",
+        "data.batch_size=4",
+        "data.eval_batch_size=8",
+        "+data.synthetic.clips_per_video=[4,5]",
+        "data.synthetic.num_videos={train:3,validate:1,test:1}",
+        "data.synthetic.workers=1",
+        "data.num_frames=8",
+        "data.video.num_frames=4",
+        "data.video.size=32",
+        "data.video.prepared_size=40",
+        "data.video.prepare_workers=1",
     ]

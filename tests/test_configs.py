@@ -9,9 +9,8 @@ import pytest
 from lightning import LightningDataModule, LightningModule, Trainer
 from omegaconf import OmegaConf
 
-from migalab.utils.hydra import instantiate_callbacks, instantiate_loggers
+from migalab.utils.hydra import compose_config, instantiate_callbacks, instantiate_loggers
 from migalab.utils.paths import config_dir
-from tests.conftest import compose_config
 
 CONF = config_dir()
 

@@ -18,7 +18,8 @@ from torch.utils.data import DistributedSampler
 import migalab
 from migalab.data.datamodules import SkeletonDataModule
 from migalab.eval import evaluate
-from tests.conftest import TINY_SYNTH, compose_config, tiny_data_overrides
+from migalab.utils.hydra import compose_config
+from tests.conftest import TINY_SYNTH, tiny_data_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("top1", "top5", "macro_f1", "mean_class_acc", "num_samples", "support")

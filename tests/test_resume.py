@@ -20,7 +20,8 @@ from lightning import Callback, LightningModule, Trainer
 import migalab
 from migalab.data.samplers import EpochShuffleSampler, ResumableDataLoader
 from migalab.train import train
-from tests.conftest import compose_config, tiny_data_overrides
+from migalab.utils.hydra import compose_config
+from tests.conftest import tiny_data_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 

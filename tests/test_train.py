@@ -15,10 +15,23 @@ import torch
 from migalab.eval import evaluate, fuse_scores, search_fusion_weights, simplex_grid
 from migalab.predict import predict, submission_csv
 from migalab.train import train
-from tests.conftest import compose_config, tiny_data_overrides
+from migalab.utils.hydra import compose_config
+from tests.conftest import tiny_data_overrides, tiny_video_overrides
 from tests.test_configs import EXPERIMENTS
 
 SYNTH_EXPERIMENTS = [e for e in EXPERIMENTS if e.endswith("_synth")]
+#: experiments with RGB input (System B): they train on the tiny release with videos
+VIDEO_EXPERIMENTS = [e for e in EXPERIMENTS if e.startswith(("mvit", "system_b"))]
+
+
+def _tiny_video_model_overrides(experiment: str) -> list[str]:
+    """CPU-sized encoders of the RGB experiments (MViT xs, 8-wide AGCNs, a 32-wide fusion)."""
+    if experiment.startswith("mvit"):
+        return ["model.encoder.preset=xs"]
+    return ["model.encoder.modalities.rgb.encoder.preset=xs",
+            "model.encoder.modalities.joint.encoder.base_channels=8",
+            "model.encoder.modalities.bone.encoder.base_channels=8",
+            "model.encoder.dim=32", "model.encoder.heads=4"]  # fmt: skip
 
 
 def _tiny_cpu_overrides(release: Path, cache: Path) -> list[str]:
@@ -33,7 +46,22 @@ def _tiny_cpu_overrides(release: Path, cache: Path) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("experiment", EXPERIMENTS)
+@pytest.mark.parametrize("experiment", VIDEO_EXPERIMENTS)
+def test_fast_dev_run_video_experiments(
+    experiment: str, tiny_video_release: Path, tiny_video_cache: Path, tmp_path: Path
+) -> None:
+    overrides = [
+        f"experiment={experiment}", "debug=fdr", "trainer=cpu", "trainer.precision=32-true",
+        "logger=csv", *tiny_video_overrides(tiny_video_release, tiny_video_cache),
+        *_tiny_video_model_overrides(experiment),
+    ]  # fmt: skip
+    cfg = compose_config("train", overrides, output_dir=tmp_path)
+    payload, trainer = train(cfg)
+    assert trainer.state.finished
+    assert 0.0 <= payload["val"]["top1"] <= 1.0
+
+
+@pytest.mark.parametrize("experiment", [e for e in EXPERIMENTS if e not in VIDEO_EXPERIMENTS])
 def test_fast_dev_run_every_experiment(
     experiment: str, tiny_release: Path, tiny_cache: Path, tmp_path: Path
 ) -> None:

@@ -21,3 +21,13 @@ def test_shape_and_init():
 def test_bad_input():
     with pytest.raises(ValueError, match="expects"):
         ClassificationHead(8, 3)(torch.randn(2, 8, 1))
+
+
+def test_init_std_gives_vit_style_small_logits() -> None:
+    torch.manual_seed(0)
+    features = torch.nn.functional.layer_norm(torch.randn(256, 384), (384,))
+    agcn_style = ClassificationHead(384, 32)(features)
+    vit_style = ClassificationHead(384, 32, init_std=0.02)(features)
+    assert agcn_style.std() > 3.0  # the AGCN init on LayerNorm features: loss far above ln 32
+    assert vit_style.std() < 0.5
+    assert ClassificationHead(384, 32, init_std=0.02).fc.weight.abs().max() <= 0.04 + 1e-6

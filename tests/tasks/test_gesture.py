@@ -197,3 +197,100 @@ def test_label_embedding_adds_its_loss_and_gets_gradients() -> None:
     # evaluation ignores the auxiliary head
     with torch.no_grad():
         assert module.predict_logits({"x": x}).shape == (N, K)
+
+
+def _fusion_module(**kw: object) -> GestureModule:
+    """A GestureModule over a tiny joint + bone token fusion (aux heads on)."""
+    from migalab.models.fusion import CrossModalTokenFusion
+
+    def agcn() -> AGCN:
+        return AGCN("imigue22", in_channels=C, num_persons=M, base_channels=4, num_units=4)
+
+    fusion = CrossModalTokenFusion({"joint": agcn(), "bone": agcn()}, num_classes=K, dim=16,
+                                   heads=2, depth=1)  # fmt: skip
+    return _module(encoder=fusion, aux_loss_weight=0.5, backbone_lr_mult=0.1, **kw)
+
+
+def test_dict_input_with_input_key_feeds_one_modality() -> None:
+    module = _module(input_key="joint").eval()
+    x = torch.randn(N, C, T, V, M)
+    with torch.no_grad():
+        a = module({"joint": x, "rgb": torch.zeros(N, 3, 4, 32, 32)})
+        b = module(x)
+    torch.testing.assert_close(a, b)
+    with pytest.raises(KeyError, match="input_key"):
+        module({"bone": x})
+
+
+def test_fusion_predicts_with_a_missing_modality() -> None:
+    module = _fusion_module().eval()
+    x = torch.randn(N, C, T, V, M)
+    with torch.no_grad():
+        both = module({"joint": x, "bone": x})
+        joint_only = module({"joint": x})
+        logits = module.predict_logits({"x": {"bone": x}, "label": torch.zeros(N).long()})
+    for out in (both, joint_only, logits):
+        assert out.shape == (N, K) and torch.isfinite(out).all()
+    assert not torch.allclose(both, joint_only)
+
+
+def test_fusion_training_step_adds_masked_aux_loss() -> None:
+    module = _fusion_module()
+    logged: dict[str, float] = {}
+
+    def log(name: str, value: object, **kw: object) -> None:
+        if isinstance(value, torch.Tensor):
+            logged[name] = float(value.detach())
+
+    module.log = log  # type: ignore[method-assign]
+    labels = torch.randint(0, K, (N,))
+    x = {"joint": torch.randn(N, C, T, V, M), "bone": torch.randn(N, C, T, V, M),
+         "present": {"bone": torch.tensor([True, False])}}  # fmt: skip
+    loss = module.training_step({"x": x, "label": labels}, 0)
+    assert torch.isfinite(loss)
+    assert loss.item() == pytest.approx(logged["train/main_loss"] + 0.5 * logged["train/aux_loss"],
+                                        rel=1e-5)  # fmt: skip
+    # the bone aux loss only counts the sample whose bone stream is present
+    pooled, aux = module.encode(x)
+    expected = (
+        module.loss_fn(aux["joint"], labels) + module.loss_fn(aux["bone"][:1], labels[:1])
+    ) / 2
+    assert module._aux_loss(aux, labels, x).item() == pytest.approx(expected.item(), rel=1e-5)
+    loss.backward()
+    for name in ("joint", "bone"):
+        assert all(p.grad is not None for p in module.encoder.aux_heads[name].parameters())
+
+
+def test_backbone_lr_mult_applies_to_fusion_backbones_only() -> None:
+    module = _fusion_module()
+    _attach(module, batch_size=8, world_size=1, accumulate=1)
+    module.scheduler_factory = None
+    opt = module.configure_optimizers()
+    rest, backbones = opt.param_groups
+    backbone_ids = {id(p) for p in module.encoder.encoders.parameters()}
+    assert {id(p) for p in backbones["params"]} == backbone_ids
+    assert backbones["lr"] == pytest.approx(0.1 * rest["lr"])
+    fusion_ids = {id(p) for p in module.encoder.parameters()} - backbone_ids
+    assert fusion_ids <= {id(p) for p in rest["params"]}
+
+
+def test_fresh_fit_loads_encoder_init_checkpoints_resume_does_not(tmp_path) -> None:
+    from migalab.models.fusion import CrossModalTokenFusion
+
+    def agcn() -> AGCN:
+        return AGCN("imigue22", in_channels=C, num_persons=M, base_channels=4, num_units=4)
+
+    trained = agcn()
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(1.0)
+    path = tmp_path / "joint.ckpt"
+    torch.save({"state_dict": {f"encoder.{k}": v for k, v in trained.state_dict().items()}}, path)
+    for ckpt_path, loaded in ((None, True), (str(tmp_path / "last.ckpt"), False)):
+        fusion = CrossModalTokenFusion({"joint": {"encoder": agcn(), "checkpoint": str(path)},
+                                        "bone": agcn()}, num_classes=K, dim=16, heads=2)  # fmt: skip
+        module = _module(encoder=fusion)
+        module._trainer = SimpleNamespace(datamodule=None, ckpt_path=ckpt_path)  # type: ignore[assignment]
+        module.setup("fit")
+        w = module.encoder.encoders["joint"].units[0].tcn.conv.weight
+        assert torch.equal(w, trained.units[0].tcn.conv.weight) is loaded

@@ -17,7 +17,7 @@ import torch
 import wandb
 
 from migalab.train import train
-from migalab.utils.hydra import instantiate_callbacks, instantiate_loggers
+from migalab.utils.hydra import compose_config, instantiate_callbacks, instantiate_loggers
 from migalab.utils.wandb import (
     MigalabWandbLogger,
     WandbReports,
@@ -26,7 +26,7 @@ from migalab.utils.wandb import (
     wandb_logger,
     wandb_loggers,
 )
-from tests.conftest import compose_config, tiny_data_overrides
+from tests.conftest import tiny_data_overrides
 
 
 @pytest.fixture

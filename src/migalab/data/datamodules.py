@@ -21,6 +21,13 @@ from torch.utils.data import DataLoader
 from migalab.data.cache import SkeletonCache
 from migalab.data.datasets import SkeletonClipDataset
 from migalab.data.formats.miga2025 import NUM_CLASSES
+from migalab.data.multimodal import (
+    MODALITIES,
+    MultiModalPipeline,
+    VideoSource,
+    build_clip_jobs,
+    video_options,
+)
 from migalab.data.prepare import is_cache_current, prepare_release
 from migalab.data.samplers import (
     DistributedWeightedSampler,
@@ -102,6 +109,12 @@ class SkeletonDataModule(LightningDataModule):
       (N, K, C, T, H, W) and a ``views`` entry; the task averages the views' probabilities.
       With ``heatmap.render=device`` the loader ships keypoints (N, [K,] M, T, V, 3) and
       :meth:`on_after_batch_transfer` renders them on the training device.
+    * multimodal (``modalities`` given, System B): ``x`` is a dict ``{"rgb": (N, 3, T_v, S, S),
+      "joint": (N, 3, T, V, M), "bone": ..., "present": {"rgb": (N,) bool}}`` with skeleton and
+      RGB frames sampled at the same instants (see :mod:`migalab.data.multimodal`). With
+      ``video.source=prepared`` (default), ``prepare_data`` also writes every clip's person
+      crop once as a short-GOP mp4 (``migalab.data.video.clips``), so training never decodes
+      the long interview videos.
 
     Args:
         release_root: MiGA 2025 release folder (``train/``, ``validate/``, ``test/``).
@@ -128,6 +141,9 @@ class SkeletonDataModule(LightningDataModule):
         heatmap: heatmap options (``DEFAULT_HEATMAP`` lists them with their defaults).
         interpolate: fill missing keypoints (score 0 or NaN) by linear interpolation over the
             clip's frames before sampling (True, or ``InterpolateMissing`` keyword arguments).
+        modalities: None (one skeleton stream, ``stream``), or a list of ``MODALITIES``
+            (``rgb``, ``joint``, ``bone``, ...) for multimodal samples.
+        video: RGB options (``migalab.data.multimodal.DEFAULT_VIDEO`` lists them).
     """
 
     def __init__(
@@ -156,8 +172,20 @@ class SkeletonDataModule(LightningDataModule):
         representation: str = "gcn",
         heatmap: Mapping[str, Any] | None = None,
         interpolate: bool | Mapping[str, Any] = False,
+        modalities: list[str] | None = None,
+        video: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        self.modalities = list(modalities) if modalities else None
+        if self.modalities is not None:
+            unknown = set(self.modalities) - set(MODALITIES)
+            if unknown:
+                raise ValueError(f"unknown modalities {sorted(unknown)}; known: {MODALITIES}")
+            if representation != "gcn":
+                raise ValueError("multimodal samples use skeleton sequences: set "
+                                 "representation=gcn with modalities")  # fmt: skip
+        self.video = video_options(video)
+        self._video_source: VideoSource | None = None
         if sampler not in ("random", "class_balanced"):
             raise ValueError(f"sampler must be 'random' or 'class_balanced', got {sampler!r}")
         if representation not in REPRESENTATIONS:
@@ -225,12 +253,74 @@ class SkeletonDataModule(LightningDataModule):
                 img_shape=self.img_shape,
                 workers=self.prepare_workers,
             )
+        if self.uses_prepared_video:
+            self._prepare_video_clips()
+
+    @property
+    def uses_rgb(self) -> bool:
+        return self.modalities is not None and "rgb" in self.modalities
+
+    @property
+    def uses_prepared_video(self) -> bool:
+        return self.uses_rgb and self.video["source"] == "prepared"
+
+    @property
+    def prepared_video_dir(self) -> Path:
+        """Folder of the prepared person-cropped clips."""
+        given = self.video["prepared_dir"]
+        if given:
+            return Path(given)
+        return self.cache_dir / f"video_clips_{int(self.video['prepared_size'])}"
+
+    def _prepare_video_clips(self) -> None:
+        """Write every clip's person crop as a short-GOP mp4 unless the clips are current."""
+        from migalab.data.video.clips import clips_are_current, prepare_clips
+
+        v = self.video
+        jobs, problems = build_clip_jobs(
+            SkeletonCache(self.cache_dir), self.layout, list(self.splits.values()),
+            box_margin=float(v["box_margin"]), on_error=v["on_error"],
+        )  # fmt: skip
+        for what, message in problems:
+            log.warning("video: skipping %s: %s", what, message)
+        size, gop, crf = int(v["prepared_size"]), int(v["prepared_gop"]), int(v["prepared_crf"])
+        if clips_are_current(self.prepared_video_dir, jobs, size, gop, crf):
+            return
+        log.info("writing %d person-cropped clips (%d px, GOP %d) to %s", len(jobs), size, gop,
+                 self.prepared_video_dir)  # fmt: skip
+        result = prepare_clips(
+            jobs, self.prepared_video_dir, size=size, gop=gop, crf=crf,
+            workers=int(v["prepare_workers"]), on_error=v["on_error"],
+        )  # fmt: skip
+        for what, message in result.problems:
+            log.warning("video: skipped %s: %s", what, message)
+
+    @property
+    def video_source(self) -> VideoSource:
+        """Where RGB frames come from (shared by the split datasets)."""
+        if self._video_source is None:
+            v = self.video
+            self._video_source = VideoSource(
+                v["source"], backend=v["backend"],
+                prepared_dir=self.prepared_video_dir if v["source"] == "prepared" else None,
+                layout=self.layout, box_margin=float(v["box_margin"]),
+            )  # fmt: skip
+        return self._video_source
 
     # -- datasets -------------------------------------------------------------------------------
     def pipeline(self, train: bool, key: str | None = None) -> Any:
         """The clip → sample transform of the training side or of evaluation split ``key``
         (``val`` / ``test``): a dict with ``x`` (see the class docstring) and, for multi-view or
         device-rendered heatmaps, ``views`` / ``canvas``."""
+        if self.modalities is not None:
+            v = self.video
+            return MultiModalPipeline(
+                self.modalities, self.layout, self.num_frames, train=train,
+                video=self.video_source if self.uses_rgb else None,
+                video_frames=int(v["num_frames"]), video_size=int(v["size"]),
+                area_range=v["area_range"], augment=self.augment,
+                num_persons=self.num_persons, interpolate=self.interpolate,
+            )  # fmt: skip
         if self.representation == "gcn":
             return ViewSample(
                 build_skeleton_pipeline(

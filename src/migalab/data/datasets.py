@@ -71,10 +71,29 @@ class SkeletonClipDataset(Dataset):
                 f"{entry['start']}-{entry['end']}): {type(err).__name__}: {err}"
             ) from err
         sample = dict(x) if isinstance(x, dict) else {"x": x}
-        sample["x"] = torch.from_numpy(np.ascontiguousarray(sample["x"], dtype=np.float32))
+        inputs = sample["x"]
+        if isinstance(inputs, dict):  # several modalities: {"rgb": (3, T, H, W), "joint": ...}
+            sample["x"] = {
+                k: _as_bool_flags(v) if k == "present" else _as_float_tensor(v)
+                for k, v in inputs.items()
+            }
+        else:
+            sample["x"] = _as_float_tensor(inputs)
         for key, value in sample.items():
             if key != "x" and not isinstance(value, torch.Tensor):
                 sample[key] = torch.as_tensor(value)
         sample["label"] = torch.tensor(self.labels[i], dtype=torch.long)
         sample["index"] = torch.tensor(i, dtype=torch.long)
         return sample
+
+
+def _as_float_tensor(value: Any) -> torch.Tensor:
+    """A float32 tensor from an array or tensor (tensors are not copied when already float32)."""
+    if isinstance(value, torch.Tensor):
+        return value.float().contiguous()
+    return torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
+
+
+def _as_bool_flags(flags: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """``{"rgb": True}`` -> ``{"rgb": tensor(True)}`` (collated to (N,) bool masks)."""
+    return {k: torch.tensor(bool(v)) for k, v in flags.items()}

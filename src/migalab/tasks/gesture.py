@@ -9,6 +9,12 @@ Multi-view evaluation (PoseC3D's 10 clips x flip): an evaluation batch that carr
 has ``x`` shaped (N, K, ...): the K views of each clip go through the encoder as N*K samples and
 their softmax probabilities are averaged (pyskl's ``average_clips="prob"``); the step's
 "logits" are then the log of the averaged probabilities (same argmax / top-k / softmax).
+
+Multimodal input (System B): ``x`` may be a dict of modality tensors (``{"rgb": (N, 3, T, H, W),
+"joint": (N, 3, T, V, M), ...}``). A fusion encoder takes the whole dict; a single-modality
+encoder takes ``x[input_key]``. An encoder may return ``(tokens, pooled, aux_logits)`` where
+``aux_logits`` maps modality -> (N, K) logits of auxiliary per-modality heads; their loss, times
+``aux_loss_weight``, is added in training (evaluation uses the main head only).
 """
 
 from __future__ import annotations
@@ -72,6 +78,14 @@ class GestureModule(LightningModule):
             :class:`migalab.models.label_embeddings.LabelEmbeddingHead`). Training loss =
             classification loss + ``label_embedding.loss(pred, labels)`` (+ its classifier
             regulariser on ``head.fc.weight`` when enabled). Evaluation is unchanged.
+        input_key: with dict batch inputs, feed ``x[input_key]`` to the encoder (a single-modality
+            encoder on a multimodal datamodule); None feeds ``x`` as it is.
+        aux_loss_weight: weight of the mean loss of the encoder's auxiliary per-modality heads
+            (fusion encoders returning ``aux_logits``); 0 = off.
+
+    ``backbone_lr_mult`` applies to the encoder's parameters, or, when the encoder names its
+    backbones with a ``backbone_prefix`` attribute (fusion blocks: ``"encoders."``), to those
+    only (the fusion layers then train at the full lr).
     """
 
     def __init__(
@@ -88,6 +102,8 @@ class GestureModule(LightningModule):
         lr_scaling: Mapping[str, Any] | None = None,
         channels_last: bool = False,
         label_embedding: nn.Module | Callable[..., nn.Module] | None = None,
+        input_key: str | None = None,
+        aux_loss_weight: float = 0.0,
     ) -> None:
         super().__init__()
         # init args that are modules, partials or OmegaConf containers stay out of the checkpoint
@@ -121,14 +137,25 @@ class GestureModule(LightningModule):
         self.lr_info: dict[str, Any] = {}
 
     # -- model ----------------------------------------------------------------------------------
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Encoder input → pooled features (N, C)."""
-        if self.channels_last and x.dim() == 4:
+    def encode(self, x: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+        """Encoder input (a tensor, or a dict of modality tensors) → pooled features (N, C) and
+        the encoder's auxiliary per-modality logits (None when it has none)."""
+        key = self.hparams.get("input_key")
+        if isinstance(x, Mapping) and key is not None:
+            if key not in x:
+                raise KeyError(f"batch input has modalities {sorted(x)}; input_key {key!r} missing")
+            x = x[key]
+        if self.channels_last and isinstance(x, torch.Tensor) and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        _, pooled = self.encoder(x)
-        return pooled
+        out = self.encoder(x)
+        aux = out[2] if len(out) > 2 else None
+        return out[1], aux
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: Any) -> torch.Tensor:
+        """Encoder input → pooled features (N, C)."""
+        return self.encode(x)[0]
+
+    def forward(self, x: Any) -> torch.Tensor:
         """Encoder input → logits (N, K)."""
         return self.head(self.features(x))
 
@@ -138,6 +165,8 @@ class GestureModule(LightningModule):
         x = batch["x"]
         if "views" not in batch:
             return self(x)
+        if isinstance(x, Mapping):
+            raise ValueError("multi-view evaluation ('views') needs a tensor input, got a dict")
         n, v = x.shape[:2]
         logits = self(x.flatten(0, 1)).float().view(n, v, -1)
         return logits.softmax(-1).mean(1).clamp_min(1e-12).log()
@@ -148,6 +177,13 @@ class GestureModule(LightningModule):
         counts = getattr(dm, "class_counts", None)
         if counts is not None:
             self.loss_fn.set_class_counts(counts)
+        init = getattr(self.encoder, "load_init_checkpoints", None)
+        if stage == "fit" and callable(init) and getattr(self.trainer, "ckpt_path", None) is None:
+            # encoders initialised from earlier runs (fusion entries' `checkpoint`); a resumed
+            # fit restores its own weights instead
+            loaded = init()
+            if loaded:
+                rank_zero_info(f"encoders {loaded} initialised from their checkpoints")
         if self.channels_last:
             self.to(memory_format=torch.channels_last)  # 4-D tensors only; others unchanged
         if self._compile is not False and stage == "fit" and not self._compiled:
@@ -165,9 +201,15 @@ class GestureModule(LightningModule):
             raise ValueError("training batches must hold one view per clip (got a 'views' key)")
         labels = batch["label"]
         n = labels.shape[0]
-        pooled = self.features(batch["x"])
+        pooled, aux = self.encode(batch["x"])
         logits = self.head(pooled)
         loss = self.loss_fn(logits, labels)
+        weight = float(self.hparams.get("aux_loss_weight", 0.0))
+        if aux and weight > 0:
+            aux_loss = self._aux_loss(aux, labels, batch["x"])
+            self.log("train/main_loss", loss.detach(), batch_size=n)
+            self.log("train/aux_loss", aux_loss.detach(), batch_size=n)
+            loss = loss + weight * aux_loss
         if self.label_embedding is not None:
             emb_loss = self.label_embedding.loss(self.label_embedding(pooled), labels)
             reg = getattr(self.label_embedding, "classifier_regulariser", None)
@@ -182,6 +224,24 @@ class GestureModule(LightningModule):
         self.log("train/top1", self.train_top1, on_step=False, on_epoch=True,
                  batch_size=n)  # fmt: skip
         return loss
+
+    def _aux_loss(
+        self, aux: Mapping[str, torch.Tensor], labels: torch.Tensor, x: Any
+    ) -> torch.Tensor:
+        """Mean over modalities of the auxiliary heads' losses, each over the samples where
+        that modality is present (``x["present"][modality]``, all when absent)."""
+        present = x.get("present", {}) if isinstance(x, Mapping) else {}
+        losses = []
+        for name, logits in aux.items():
+            mask = present.get(name)
+            if mask is None:
+                losses.append(self.loss_fn(logits, labels))
+            elif bool(mask.any()):
+                mask = mask.bool()
+                losses.append(self.loss_fn(logits[mask], labels[mask]))
+        if not losses:
+            return labels.new_zeros((), dtype=torch.float32)
+        return torch.stack(losses).mean()
 
     def _eval_step(self, batch: dict[str, Any], metrics: Any, prefix: str) -> torch.Tensor:
         logits, loss = self._shared_step(batch)
@@ -254,11 +314,10 @@ class GestureModule(LightningModule):
 
     def configure_optimizers(self) -> Any:
         mult = self.hparams.backbone_lr_mult
-        enc = [p for p in self.encoder.parameters() if p.requires_grad]
+        prefix = "encoder." + getattr(self.encoder, "backbone_prefix", "")
+        enc = [p for n, p in self.named_parameters() if p.requires_grad and n.startswith(prefix)]
         rest = [
-            p
-            for n, p in self.named_parameters()
-            if p.requires_grad and not n.startswith("encoder.")
+            p for n, p in self.named_parameters() if p.requires_grad and not n.startswith(prefix)
         ]
         if mult == 1.0:
             optimizer = self.optimizer_factory(params=enc + rest)

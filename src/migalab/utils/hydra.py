@@ -4,6 +4,7 @@ printing and saving."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,34 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("class_names", lambda: OmegaConf.create(list(CLASS_NAMES)))
     if not OmegaConf.has_resolver("heatmap_channels"):
         OmegaConf.register_new_resolver("heatmap_channels", heatmap_channels)
+
+
+def compose_config(
+    config_name: str, overrides: Sequence[str] = (), output_dir: Path | None = None
+) -> DictConfig:
+    """Compose ``conf/<config_name>.yaml`` with overrides as the CLI would, outside a Hydra app
+    (tests, benchmarks, notebooks): no run dir is created; ``output_dir`` sets
+    ``paths.output_dir`` / ``paths.log_dir``. The Hydra config is registered (for
+    ``${hydra:...}`` interpolations) and removed from the returned config."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from migalab.utils.paths import config_dir
+
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
+    if output_dir is not None:
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(output_dir)
+            cfg.paths.log_dir = str(Path(output_dir) / "logs")
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
 
 
 def instantiate_callbacks(cfg: DictConfig | None) -> list[Callback]:

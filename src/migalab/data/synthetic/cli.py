@@ -7,6 +7,9 @@ Example::
 
     migalab-synth data/synth --format csv --videos-train 40 --videos-val 10 --videos-test 10 \\
         --workers 2
+
+``--video`` also writes ``<vid>.mp4`` next to every table (320x180 by default,
+``--video-scale 1`` for the full frame size).
 """
 
 from __future__ import annotations
@@ -68,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=float, default=d.dropout, help="random dropout rate scale")
     p.add_argument("--idle", type=float, default=d.idle, help="idle motion scale")
     p.add_argument("--videos-per-subject", type=float, default=d.videos_per_subject)
+    p.add_argument("--video", action="store_true",
+                   help="also render each video as <vid>.mp4 (RGB of the same motion)")  # fmt: skip
+    p.add_argument("--video-scale", type=float, default=d.video_scale,
+                   help="mp4 size = frame size x this (even); 0.25 -> 320x180, 1.0 -> full")  # fmt: skip
+    p.add_argument("--video-gop", type=int, default=d.video_gop, help="mp4 keyframe interval")
+    p.add_argument("--video-crf", type=int, default=d.video_crf, help="x264 CRF of the mp4")
     p.add_argument("--workers", type=int, default=d.workers)
     p.add_argument("--force", action="store_true", help="regenerate even if current")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -33,6 +33,9 @@ WINNER_CLASSES = (27, 30, 31)
 
 #: Fields that do not change the generated files (left out of the config hash).
 _NOT_HASHED = ("workers",)
+#: Video fields: hashed only when ``video`` is on, so releases written without video before
+#: these fields existed keep their hash (and stay current).
+_VIDEO_FIELDS = ("video", "video_scale", "video_gop", "video_crf")
 
 
 def _pair(value: Any, name: str, cast: type = int) -> tuple:
@@ -97,6 +100,17 @@ class SynthConfig:
             hand drift); breathing (1-2 px) is always there.
         videos_per_subject: mean videos per subject (players); subjects never cross splits.
 
+    Video (``migalab-synth --video``):
+        video: also render every video as ``<vid>.mp4`` (H.264, 25 fps) next to its table: an
+            upper-body drawing (torso, arms, hands with fingers, face with eyes, brows, nose,
+            lips and jaw, hair, table) of the same clean skeleton sequence, frame i = table
+            row i (see :mod:`migalab.data.synthetic.video`). Off by default; the ``video*``
+            fields enter the config hash only when it is on.
+        video_scale: mp4 size = ``frame_size`` x this, each side rounded to an even number
+            (0.25 of 1280x720 = 320x180, the fast default; 1.0 = full size).
+        video_gop: keyframe interval in frames (250 = 10 s, like a broadcast interview).
+        video_crf: x264 constant rate factor (0-51; 18 visually lossless, 23 default).
+
     Runtime:
         workers: processes generating videos in parallel (not part of the config hash).
     """
@@ -119,6 +133,10 @@ class SynthConfig:
     dropout: float = 1.0
     idle: float = 1.0
     videos_per_subject: float = 1.5
+    video: bool = False
+    video_scale: float = 0.25
+    video_gop: int = 250
+    video_crf: int = 23
     workers: int = 1
 
     def __post_init__(self) -> None:
@@ -166,7 +184,30 @@ class SynthConfig:
             raise ValueError("videos_per_subject must be >= 1")
         self.videos_per_subject = float(self.videos_per_subject)
         self.tail_mix = float(self.tail_mix)
+        self.video = bool(self.video)
+        self.video_scale = float(self.video_scale)
+        if not 0.0 < self.video_scale <= 4.0:
+            raise ValueError(f"video_scale must be in (0, 4], got {self.video_scale}")
+        if min(self.video_size) < 16:
+            raise ValueError(
+                f"video_scale {self.video_scale} makes the video too small: {self.video_size}"
+            )
+        self.video_gop = int(self.video_gop)
+        if self.video_gop < 1:
+            raise ValueError(f"video_gop must be >= 1, got {self.video_gop}")
+        self.video_crf = int(self.video_crf)
+        if not 0 <= self.video_crf <= 51:
+            raise ValueError(f"video_crf must be in [0, 51], got {self.video_crf}")
         self.workers = max(1, int(self.workers))
+
+    @property
+    def video_size(self) -> tuple[int, int]:
+        """(height, width) of the mp4 frames: ``frame_size * video_scale``, rounded to even."""
+        h, w = self.frame_size
+        return (
+            max(2, 2 * int(round(h * self.video_scale / 2.0))),
+            max(2, 2 * int(round(w * self.video_scale / 2.0))),
+        )
 
     # ------------------------------------------------------------------------------------
     def class_prior(self, emotion: int | None = None) -> np.ndarray:
@@ -199,8 +240,13 @@ class SynthConfig:
         return d
 
     def config_hash(self) -> str:
-        """SHA-256 (16 hex) of the fields that affect the output, plus the generator version."""
-        d = {k: v for k, v in self.to_dict().items() if k not in _NOT_HASHED}
+        """SHA-256 (16 hex) of the fields that affect the output, plus the generator version.
+
+        The ``video*`` fields are left out when ``video`` is off (the tables do not depend on
+        them), so a release written before they existed keeps its hash.
+        """
+        skip = set(_NOT_HASHED) | (set() if self.video else set(_VIDEO_FIELDS))
+        d = {k: v for k, v in self.to_dict().items() if k not in skip}
         d["generator_version"] = GENERATOR_VERSION
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -3,7 +3,8 @@
 ``<root>/{train,validate,test}/<vid>/<vid>_openpose.xlsx`` (or ``.csv``) and ``<vid>_label.csv``,
 ``<root>/emotion_labels.csv`` and, written last and atomically, ``<root>/synth_meta.json`` (the
 config, its hash, counts), so :func:`release_is_current` can tell a finished, matching release
-from a missing, stale or interrupted one.
+from a missing, stale or interrupted one. With ``cfg.video`` every video folder also gets
+``<vid>.mp4``, an RGB rendering of the same motion (:mod:`migalab.data.synthetic.video`).
 """
 
 from __future__ import annotations
@@ -85,17 +86,29 @@ def _label_path(root: Path, spec: VideoSpec) -> Path:
     return _video_dir(root, spec) / f"{spec.vid}_label.csv"
 
 
+def _mp4_path(root: Path, spec: VideoSpec) -> Path:
+    return _video_dir(root, spec) / f"{spec.vid}.mp4"
+
+
 def _write_video(root: str, spec: VideoSpec, cfg: SynthConfig) -> dict[str, Any]:
-    """Generate and write one video; returns its summary (runs in worker processes)."""
+    """Generate and write one video (table, labels and, with ``cfg.video``, its mp4); returns
+    its summary (runs in worker processes)."""
     root_p = Path(root)
     res = generate_video(spec, cfg)
     fmt = cfg.table_format
     other = _table_path(root_p, spec, "csv" if fmt == "xlsx" else "xlsx")
     if other.exists():  # readers prefer .xlsx: never leave a stale table of the other format
         other.unlink()
+    mp4 = _mp4_path(root_p, spec)
+    if mp4.exists():  # an mp4 of an earlier config never sits next to the new table
+        mp4.unlink()
     write_openpose_table(_table_path(root_p, spec, fmt), res.table)
     rows = [(class_to_raw(c), s, e) for c, s, e in res.clips]
     write_label_csv(_label_path(root_p, spec), rows)
+    if cfg.video:
+        from migalab.data.synthetic.video import write_video_mp4
+
+        write_video_mp4(mp4, res, cfg)
     return {
         "video_id": spec.vid,
         "split": spec.split,
@@ -135,7 +148,8 @@ def _remove_stale(root: Path, specs: list[VideoSpec]) -> None:
             if not sub.is_dir() or not _VID_RE.match(sub.name) or (split, sub.name) in planned:
                 continue
             vid = sub.name
-            ours = {f"{vid}_openpose.xlsx", f"{vid}_openpose.csv", f"{vid}_label.csv"}
+            ours = {f"{vid}_openpose.xlsx", f"{vid}_openpose.csv", f"{vid}_label.csv",
+                    f"{vid}.mp4"}  # fmt: skip
             files = list(sub.iterdir())
             if all(f.is_file() and (f.name in ours or f.name.startswith(".")) for f in files):
                 shutil.rmtree(sub)
@@ -178,6 +192,18 @@ def _meta(cfg: SynthConfig, summaries: list[dict[str, Any]]) -> dict[str, Any]:
         "config": cfg.to_dict(),
         "fps": FPS,
         "frame_size": list(cfg.frame_size),
+        "video": (
+            {
+                "file": "<vid>.mp4",
+                "size": list(cfg.video_size),
+                "fps": FPS,
+                "gop": cfg.video_gop,
+                "crf": cfg.video_crf,
+                "codec": "h264",
+            }
+            if cfg.video
+            else None
+        ),
         "table_format": cfg.table_format,
         "class_names": list(CLASS_NAMES),
         "counts": counts,
@@ -245,7 +271,7 @@ def release_is_current(root: str | os.PathLike, cfg: SynthConfig) -> bool:
 
     Checks that ``synth_meta.json`` exists, that its config hash equals ``cfg.config_hash()``
     (``workers`` is not part of the hash) and that every listed video still has its table and
-    label file.
+    label file (and its ``<vid>.mp4`` when ``cfg.video`` is on).
     """
     root = Path(root)
     meta = read_meta(root)
@@ -257,5 +283,7 @@ def release_is_current(root: str | os.PathLike, cfg: SynthConfig) -> bool:
         if not (d / f"{v['video_id']}_openpose.{fmt}").is_file():
             return False
         if not (d / f"{v['video_id']}_label.csv").is_file():
+            return False
+        if cfg.video and not (d / f"{v['video_id']}.mp4").is_file():
             return False
     return (root / EMOTION_FILE).is_file()

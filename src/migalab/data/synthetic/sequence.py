@@ -100,11 +100,26 @@ class VideoSpec:
 
 @dataclass
 class VideoResult:
-    """A generated video: the (T, 411) table and its label rows (0-based class, start, end)."""
+    """A generated video: the (T, 411) table and its label rows (0-based class, start, end).
+
+    The optional fields carry the clean geometry behind the table (before occlusion, jitter
+    and dropouts) for the RGB renderer (:mod:`migalab.data.synthetic.video`):
+
+    * ``points``: (T, 137, 3) world positions (cm) of the 137 keypoints;
+    * ``xy``: (T, 137, 2) their clean pixel positions in ``frame_size`` (``camera.project``);
+    * ``depth``: (T, 137) camera-space depth (cm, larger = farther), for draw order;
+    * ``pose``, ``camera``, ``subject``: the posed torso / head, the camera and the subject.
+    """
 
     spec: VideoSpec
     table: np.ndarray
     clips: list[tuple[int, int, int]]
+    points: np.ndarray | None = None
+    xy: np.ndarray | None = None
+    depth: np.ndarray | None = None
+    pose: BodyPose | None = None
+    camera: Camera | None = None
+    subject: Subject | None = None
 
 
 def video_streams(seed: int, vid: str) -> list[np.random.Generator]:
@@ -364,6 +379,12 @@ def assemble_points(
     return p
 
 
+def camera_depth(cam: Camera, pts: np.ndarray) -> np.ndarray:
+    """(...) camera-space depth (cm, larger = farther) of (..., 3) world points (the ``z'`` of
+    :meth:`Camera.project`)."""
+    return pts[..., 1] * np.sin(cam.tilt) + pts[..., 2] * np.cos(cam.tilt)
+
+
 def render(
     ctl: dict[str, np.ndarray],
     pose: BodyPose,
@@ -518,4 +539,7 @@ def generate_video(spec: VideoSpec, cfg: SynthConfig) -> VideoResult:
         )  # fmt: skip
     pts = assemble_points(pose, arms, hands)
     table = render(ctl, pose, pts, subj, cam, r_render, cfg)
-    return VideoResult(spec=spec, table=table, clips=clips)
+    return VideoResult(
+        spec=spec, table=table, clips=clips, points=pts, xy=cam.project(pts),
+        depth=camera_depth(cam, pts), pose=pose, camera=cam, subject=subj,
+    )  # fmt: skip

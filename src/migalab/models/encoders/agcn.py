@@ -35,6 +35,7 @@ from torch import nn
 
 from migalab.data.skeleton.graph import Graph
 from migalab.data.skeleton.layouts import JointLayout
+from migalab.models.finetune import FinetuneMixin
 
 __all__ = ["AGCN", "AGCNUnit", "AdaptiveGraphConv", "TemporalConv"]
 
@@ -207,7 +208,7 @@ class AGCNUnit(nn.Module):
         return F.relu(y)
 
 
-class AGCN(nn.Module):
+class AGCN(FinetuneMixin, nn.Module):
     """2s-AGCN encoder for one stream.
 
     Args:
@@ -223,6 +224,11 @@ class AGCN(nn.Module):
         num_units: keep only the first ``num_units`` units (None: all).
         coff_embedding: embedding width ``C_e = out // coff_embedding`` (4).
         gcn_bn_init: initial weight of each graph conv's output BN (1e-6 as the reference).
+        finetune: ``"full"`` (default), ``"frozen"`` or ``"partial"``
+            (``migalab.models.finetune``) over the blocks ``[data_bn, *units]``; frozen parts
+            stay in eval mode (the data BN keeps its statistics, dropout is off).
+        trainable_blocks: with ``finetune="partial"``, how many of the last blocks train
+            (2: the last two units; 11 = every block).
 
     Attributes:
         out_channels: C_out, the width of the last unit (256 by default).
@@ -251,6 +257,8 @@ class AGCN(nn.Module):
         coff_embedding: int = 4,
         gcn_bn_init: float = 1e-6,
         graph_strategy: str = "spatial",
+        finetune: str = "full",
+        trainable_blocks: int = 0,
     ) -> None:
         super().__init__()
         mults, strides = list(channel_multipliers), list(strides)
@@ -293,6 +301,7 @@ class AGCN(nn.Module):
             )
             c_in = c_out
         self.units = nn.ModuleList(units)
+        self.configure_finetune(finetune, [self.data_bn, *self.units], trainable_blocks)
 
     def output_frames(self, num_frames: int) -> int:
         """T' for an input of T = ``num_frames`` frames."""

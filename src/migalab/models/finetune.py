@@ -1,0 +1,159 @@
+"""Full, frozen and partially unfrozen fine-tuning of an encoder.
+
+An encoder lists its ``blocks`` in forward order (stem first, e.g. ``[data_bn, *units]`` for AGCN,
+``[stem, *blocks]`` for MViT) and optionally modules that always train in ``"partial"`` mode
+(e.g. MViT's final norm). :func:`apply_finetune` sets ``requires_grad`` and returns the frozen
+submodules; those must stay in eval mode while the rest trains, so a frozen BatchNorm keeps its
+running statistics and dropout / stochastic depth are off in frozen parts. :class:`FinetuneMixin`
+(or :func:`keep_frozen_in_eval` from a custom ``train()``) takes care of that.
+
+Modes:
+
+* ``"full"``: every parameter trains (the default; nothing is frozen);
+* ``"frozen"``: no parameter trains and the whole module stays in eval mode (a linear probe on
+  the pooled features);
+* ``"partial"``: only the last ``trainable_blocks`` of ``blocks`` and the ``always_trainable``
+  modules train; every other parameter of the module is frozen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from torch import nn
+
+__all__ = ["FINETUNE_MODES", "FinetuneMixin", "apply_finetune", "keep_frozen_in_eval"]
+
+FINETUNE_MODES = ("full", "frozen", "partial")
+
+
+def _frozen_subtrees(root: nn.Module, trainable_ids: set[int]) -> list[nn.Module]:
+    """The largest submodules of ``root`` (``root`` itself included) that contain no trainable
+    module, in ``root.modules()`` order."""
+    frozen: list[nn.Module] = []
+
+    def visit(m: nn.Module) -> None:
+        if id(m) in trainable_ids:
+            return
+        if not any(id(d) in trainable_ids for d in m.modules()):
+            frozen.append(m)
+            return
+        for child in m.children():
+            visit(child)
+
+    visit(root)
+    return frozen
+
+
+def apply_finetune(
+    module: nn.Module,
+    mode: str,
+    blocks: Sequence[nn.Module],
+    trainable_blocks: int = 0,
+    always_trainable: Sequence[nn.Module] = (),
+) -> list[nn.Module]:
+    """Set ``requires_grad`` of ``module``'s parameters for a fine-tuning ``mode``.
+
+    Args:
+        module: the encoder.
+        mode: one of :data:`FINETUNE_MODES`.
+        blocks: ``module``'s stages in forward order; an element may be a container that is not
+            registered in ``module`` (e.g. an ``nn.ModuleList`` grouping the stem modules) as
+            long as its parameters belong to ``module``.
+        trainable_blocks: ``"partial"`` only: how many of the last ``blocks`` train (0 trains
+            only ``always_trainable``); must be 0 for the other modes.
+        always_trainable: ``"partial"`` only: modules that train whatever ``trainable_blocks``
+            is (e.g. a final norm); ignored by ``"full"`` and ``"frozen"``.
+
+    Returns:
+        The frozen submodules to keep in eval mode: ``[]`` for ``"full"``, ``[module]`` for
+        ``"frozen"``, and for ``"partial"`` the largest submodules holding no trainable part
+        (the early blocks, plus any frozen module outside ``blocks``).
+
+    Raises:
+        ValueError: unknown mode, ``trainable_blocks`` out of range or given outside
+            ``"partial"``, or a block / always-trainable module whose parameters are not
+            ``module``'s.
+    """
+    if mode not in FINETUNE_MODES:
+        raise ValueError(f"finetune mode must be one of {FINETUNE_MODES}, got {mode!r}")
+    trainable_blocks = int(trainable_blocks)
+    if mode != "partial" and trainable_blocks != 0:
+        raise ValueError(
+            f"trainable_blocks={trainable_blocks} only applies to finetune='partial' "
+            f"(got finetune={mode!r}); leave it at 0"
+        )
+    if not 0 <= trainable_blocks <= len(blocks):
+        raise ValueError(
+            f"trainable_blocks must be in [0, {len(blocks)}] (the number of blocks), "
+            f"got {trainable_blocks}"
+        )
+    own = {id(p) for p in module.parameters()}
+    for kind, group in (("blocks", blocks), ("always_trainable", always_trainable)):
+        for i, m in enumerate(group):
+            if not isinstance(m, nn.Module):
+                raise ValueError(f"{kind}[{i}] is not an nn.Module: {type(m).__name__}")
+            if any(id(p) not in own for p in m.parameters()):
+                raise ValueError(f"{kind}[{i}] ({type(m).__name__}) is not part of the module")
+
+    if mode == "full":
+        module.requires_grad_(True)
+        return []
+    module.requires_grad_(False)
+    if mode == "frozen":
+        return [module]
+    trainable = list(blocks[len(blocks) - trainable_blocks :]) + list(always_trainable)
+    trainable_ids: set[int] = set()
+    for m in trainable:
+        m.requires_grad_(True)
+        trainable_ids.update(id(d) for d in m.modules())
+    return _frozen_subtrees(module, trainable_ids)
+
+
+def keep_frozen_in_eval(frozen: Iterable[nn.Module]) -> None:
+    """Put the frozen modules (and all their submodules) in eval mode.
+
+    Sets the ``training`` flags directly instead of calling ``.eval()``, so it is safe to call
+    from an overridden ``train()`` even when ``frozen`` holds the module itself.
+    """
+    for m in frozen:
+        for sub in m.modules():
+            sub.training = False
+
+
+class FinetuneMixin(nn.Module):
+    """``nn.Module`` base for encoders with a fine-tuning mode: call :meth:`configure_finetune`
+    at the end of ``__init__``; ``train(True)`` then keeps the frozen parts in eval mode.
+
+    Attributes:
+        finetune_mode: the mode passed to :meth:`configure_finetune` ("full" until called).
+        trainable_blocks: idem.
+        frozen_modules: the frozen submodules (kept in eval mode).
+    """
+
+    finetune_mode: str = "full"
+    trainable_blocks: int = 0
+
+    def configure_finetune(
+        self,
+        mode: str,
+        blocks: Sequence[nn.Module],
+        trainable_blocks: int = 0,
+        always_trainable: Sequence[nn.Module] = (),
+    ) -> None:
+        """:func:`apply_finetune` on ``self``, remembering the frozen submodules."""
+        frozen = apply_finetune(self, mode, blocks, trainable_blocks, always_trainable)
+        self.finetune_mode, self.trainable_blocks = mode, int(trainable_blocks)
+        # a plain list attribute: not registered as submodules (no duplicate state-dict keys)
+        self._frozen_modules: list[nn.Module] = frozen
+        keep_frozen_in_eval(frozen)
+
+    @property
+    def frozen_modules(self) -> tuple[nn.Module, ...]:
+        return tuple(getattr(self, "_frozen_modules", ()))
+
+    def train(self, mode: bool = True) -> FinetuneMixin:
+        super().train(mode)
+        if mode:
+            keep_frozen_in_eval(self.frozen_modules)
+        return self

@@ -1,0 +1,679 @@
+"""Cross-modal token fusion: a small transformer over the tokens of several encoders (System B of
+MiGA 2025: MViTv2-S video tokens + 2s-AGCN joint and bone skeleton tokens).
+
+Pipeline, for the modalities present in the input mapping (configuration order):
+
+1. **Encoders.** Each modality's encoder (``encoders.<name>``) maps its input to
+   ``(tokens, pooled)``. Token layouts by ``kind``:
+
+   * ``"sequence"`` (MViT-like): tokens (B, [1 +] T'·H'·W', C) for an input (B, C_in, T, H, W),
+     the optional class token first; the encoder must have ``token_grid(T, H, W) -> (T', H', W')``
+     (the class token is detected from the token count). The class token is kept as a token with
+     the "global" time index; grid tokens get ``τ = (t' + 0.5) / T'`` and spatial index
+     ``h'·W' + w'``.
+   * ``"graph"`` (AGCN): tokens (N, M, C, T', V) (or (N, C, T', V)); averaged over persons M and
+     ordered (t', v): T'·V tokens, ``τ = (t' + 0.5) / T'``, spatial index = joint ``v``.
+   * ``"volume"`` (PoseC3D SlowOnly): tokens (N, C, T', H', W') -> T'·H'·W' tokens, as
+     ``"sequence"`` without a class token.
+
+   ``pool="space"`` averages the spatial positions of each frame (sequence/volume: H'·W'; graph:
+   V), leaving T' tokens (+ the class token); such tokens get no spatial embedding.
+
+2. **Embedding.** Per modality ``Linear(C_m -> dim) + LayerNorm``, plus a learned modality-type
+   embedding, a temporal embedding from a table of ``time_bins + 1`` rows **shared by all
+   modalities** (row ``⌊τ·time_bins⌋``; the last row is the "global" time of class tokens), and a
+   per-modality spatial embedding when its size is known at construction (see ``spatial_positions``
+   below). The temporal table is shared because the data loaders sample video and skeleton frames
+   at the same instants, so equal τ is the same moment in every modality.
+
+3. **Masking.** A token is masked (``key_padding_mask`` True) when its modality is absent for that
+   sample (``x["present"]``) or dropped by modality dropout. Masked tokens are replaced by zeros
+   right after the embedding (so even NaN placeholder features cannot leak through a zero
+   attention weight), are never attended to, and are zero in the returned ``tokens``.
+
+4. **Cross-attention** (optional, ``cross_attention=True``): ``cross_depth`` rounds in which, for
+   every modality at once (bidirectional, all updated from the previous round's tokens), its
+   tokens attend to the concatenated tokens of the *other* modalities in the input: pre-norm
+   ``nn.MultiheadAttention`` + pre-norm MLP, both residual, one block per modality and round. A
+   sample for which no other modality has an unmasked token gets no attention update.
+
+5. **Fusion transformer.** A learned fusion class token is prepended; ``depth`` pre-norm
+   ``nn.TransformerEncoderLayer`` (batch_first, norm_first, GELU) with the key padding mask, a final
+   LayerNorm; ``pooled`` = the class token's output.
+
+6. **Auxiliary heads** (``aux_heads=True``): per modality ``[Dropout] + Linear(C_m -> K)`` on the
+   encoder's own pooled feature (unaffected by masking and modality dropout; the training loss
+   should mask them with ``present``).
+
+All-masked samples: the fusion class token is always unmasked, so a sample whose modalities are
+all absent still has one valid key and its output is finite — ``pooled`` is then a learned
+"no evidence" vector that depends only on the parameters (the same for every such sample). No
+error is raised; callers that must not predict such samples should filter them with ``present``.
+
+Modality dropout (training only): for each sample, every modality present in it is dropped
+independently with its probability (its tokens are masked); if that drops all the sample's
+present modalities, one of them, chosen uniformly, is re-enabled. So the effective drop rate of
+a modality is slightly below the configured one, and no sample loses all its evidence. In eval
+mode nothing is dropped.
+
+DDP: a modality missing from a batch's input mapping leaves its encoder, projection and
+embeddings without gradient; train with ``find_unused_parameters=True`` when batches can miss
+modalities (per-sample ``present`` masking keeps every parameter in the graph).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+__all__ = [
+    "CrossAttentionBlock",
+    "CrossModalTokenFusion",
+    "FusionOutput",
+    "ModalityTokens",
+    "infer_kind",
+    "load_encoder_weights",
+]
+
+KINDS = ("sequence", "graph", "volume")
+POOLS = ("none", "space")
+ENTRY_KEYS = frozenset({"encoder", "kind", "pool", "spatial_positions", "input_size", "checkpoint"})
+RESERVED_KEYS = frozenset({"present"})
+
+
+class FusionOutput(NamedTuple):
+    """Output of :class:`CrossModalTokenFusion` (unpack as ``tokens, pooled, aux = out``).
+
+    Attributes:
+        tokens: (B, 1 + N, dim) fused tokens after the final LayerNorm, the fusion class token
+            first, then each input modality's tokens in configuration order; masked tokens are 0.
+        pooled: (B, dim) the fusion class token (``tokens[:, 0]``).
+        aux_logits: modality -> (B, K) logits of that encoder's auxiliary head, for the modalities
+            in the input (empty when ``aux_heads=False``).
+    """
+
+    tokens: torch.Tensor
+    pooled: torch.Tensor
+    aux_logits: dict[str, torch.Tensor]
+
+
+class ModalityTokens(NamedTuple):
+    """One modality's tokens before projection.
+
+    Attributes:
+        features: (B, N_m, C_m) token features.
+        time_index: (N_m,) long, temporal bin in ``[0, time_bins]`` (``time_bins`` = global).
+        spatial_index: (N_m,) long spatial position, -1 for tokens without one (class token,
+            pooled-over-space tokens).
+        pooled: (B, C_m) the encoder's pooled feature.
+    """
+
+    features: torch.Tensor
+    time_index: torch.Tensor
+    spatial_index: torch.Tensor
+    pooled: torch.Tensor
+
+
+class CrossAttentionBlock(nn.Module):
+    """Pre-norm cross-attention + MLP, both residual:
+    query (B, Nq, dim), context (B, Nk, dim) -> (B, Nq, dim).
+
+    Context tokens with ``key_padding_mask`` True are ignored; rows whose context is entirely
+    masked get no attention update (instead of the NaN of a softmax over nothing).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.1,
+        attn_dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        hidden = int(dim * mlp_ratio)
+        self.norm_q = nn.LayerNorm(dim)
+        self.norm_kv = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, dropout=attn_dropout, batch_first=True)
+        self.drop = nn.Dropout(dropout)
+        self.norm_mlp = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, dim),
+            nn.Dropout(dropout),
+        )
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        context: torch.Tensor,
+        key_padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """query (B, Nq, dim), context (B, Nk, dim), key_padding_mask (B, Nk) bool (True =
+        ignore) -> (B, Nq, dim)."""
+        kv = self.norm_kv(context)
+        gate = None
+        if key_padding_mask is not None:
+            has_key = ~key_padding_mask.all(dim=1)  # (B,)
+            # Unmask fully-masked rows so the softmax is defined, then zero their update.
+            key_padding_mask = key_padding_mask & has_key[:, None]
+            gate = has_key.to(query.dtype)[:, None, None]
+        attn, _ = self.attn(
+            self.norm_q(query), kv, kv, key_padding_mask=key_padding_mask, need_weights=False
+        )
+        attn = self.drop(attn)
+        if gate is not None:
+            attn = attn * gate
+        x = query + attn
+        return x + self.mlp(self.norm_mlp(x))
+
+
+def _grid_from_encoder(encoder: nn.Module, size: Sequence[int]) -> tuple[int, int, int] | None:
+    """(T', H', W') of ``encoder`` for an input (T, H, W) via ``token_grid`` or
+    ``output_shape``; None when it has neither."""
+    t, h, w = (int(v) for v in size)
+    for name in ("token_grid", "output_shape"):
+        fn = getattr(encoder, name, None)
+        if callable(fn):
+            grid = fn(t, h, w)
+            return int(grid[0]), int(grid[1]), int(grid[2])
+    return None
+
+
+def load_encoder_weights(encoder: nn.Module, path: str | Path, name: str) -> None:
+    """Initialise ``encoder`` (strictly) from the checkpoint at ``path``.
+
+    ``path`` holds a Lightning checkpoint (its ``state_dict``) or a bare state dict. The weights
+    are taken, in order, from the keys prefixed ``encoder.encoders.<name>.`` (a fusion model's
+    checkpoint), ``encoder.`` (a single-encoder model, e.g. ``experiment=mvit_rgb``), else the
+    whole dict (an encoder's own state dict).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"modality {name!r}: checkpoint {path} does not exist")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, Mapping) else None
+    if not isinstance(state, Mapping):
+        raise ValueError(f"modality {name!r}: {path} holds no state dict")
+    for prefix in (f"encoder.encoders.{name}.", "encoder."):
+        sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if sub:
+            state = sub
+            break
+    encoder.load_state_dict(state, strict=True)
+
+
+def infer_kind(encoder: nn.Module) -> str:
+    """Token kind of an encoder: ``token_grid`` -> "sequence", ``num_nodes`` -> "graph", else
+    "volume"."""
+    if callable(getattr(encoder, "token_grid", None)):
+        return "sequence"
+    if hasattr(encoder, "num_nodes"):
+        return "graph"
+    return "volume"
+
+
+class CrossModalTokenFusion(nn.Module):
+    """Fuse the tokens of several encoders with a transformer (see the module docstring).
+
+    Args:
+        modalities: name -> entry, in the order the tokens are concatenated. An entry is a bare
+            encoder (kind inferred by :func:`infer_kind`, pool "none") or a mapping with keys
+
+            * ``encoder`` (nn.Module, required; Hydra instantiates it inside the mapping),
+            * ``kind``: "sequence" | "graph" | "volume" (default: inferred),
+            * ``pool``: "none" | "space" (default "none"),
+            * ``spatial_positions``: int, size of the spatial embedding table,
+            * ``input_size``: [T, H, W] of the sequence/volume input, used with the encoder's
+              ``token_grid`` / ``output_shape`` to size the spatial table as H'·W'.
+            * ``checkpoint``: path of a migalab checkpoint (or a saved state dict) whose encoder
+              weights initialise this encoder (see :func:`load_encoder_weights`); null: none.
+              Loaded by :meth:`load_init_checkpoints`, which the LightningModule calls when a
+              fit starts fresh (not when resuming, evaluating or predicting: the run's own
+              checkpoint holds the weights then, and the init file need not exist there).
+
+            The spatial table size is, in order: ``spatial_positions``; graph ->
+            ``encoder.num_nodes``; sequence/volume -> H'·W' from ``input_size``, else an
+            ``encoder.spatial_positions`` attribute. If none applies (or ``pool="space"``) the
+            modality has no spatial embedding. It is fixed at construction (no lazy parameters,
+            as DDP needs); a larger spatial grid at run time raises ValueError.
+            The name "present" is reserved.
+        num_classes: K, classes of the auxiliary heads.
+        dim: fusion width (256).
+        depth: fusion transformer layers (2).
+        heads: attention heads (8; ``dim`` must be divisible by it).
+        mlp_ratio: MLP hidden width = ``dim · mlp_ratio``.
+        dropout: dropout on the embedded tokens, in the residual branches and MLPs.
+        attn_dropout: dropout on the attention weights.
+        time_bins: temporal bins of the shared temporal embedding (16, the T' of MViTv2-S on 32
+            frames and of AGCN on 64 frames; one extra row is the global time).
+        cross_attention: run ``cross_depth`` cross-modal attention rounds before the fusion
+            transformer (needs at least two modalities).
+        cross_depth: cross-attention rounds.
+        modality_dropout: per-sample drop probability in training, one for all modalities or a
+            name -> probability mapping (unlisted modalities: 0).
+        aux_heads: build per-modality auxiliary classifiers on the encoders' pooled features.
+        aux_dropout: dropout before the auxiliary classifiers.
+
+    Attributes:
+        out_channels: ``dim``.
+        backbone_prefix: "encoders." — parameter-name prefix of the encoders (lower lr).
+        kinds / pools: name -> token kind / pooling.
+
+    Forward:
+        x: name -> input of that modality's encoder, for the modalities present in the batch
+            (missing names are skipped and their encoders not run), plus optionally
+            ``x["present"]``: name -> (B,) bool per-sample availability (absent samples' tokens are
+            masked; their placeholder input should still be finite for BatchNorm statistics).
+        returns :class:`FusionOutput` ``(tokens (B, 1 + N, dim), pooled (B, dim), aux_logits)``.
+    """
+
+    backbone_prefix = "encoders."
+
+    def __init__(
+        self,
+        modalities: Mapping[str, Mapping[str, Any] | nn.Module],
+        num_classes: int,
+        dim: int = 256,
+        depth: int = 2,
+        heads: int = 8,
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.1,
+        attn_dropout: float = 0.0,
+        time_bins: int = 16,
+        cross_attention: bool = False,
+        cross_depth: int = 1,
+        modality_dropout: float | Mapping[str, float] = 0.1,
+        aux_heads: bool = True,
+        aux_dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if not modalities:
+            raise ValueError("CrossModalTokenFusion needs at least one modality")
+        if dim % heads != 0:
+            raise ValueError(f"dim={dim} must be divisible by heads={heads}")
+        if time_bins < 1 or depth < 0 or cross_depth < 1 or num_classes < 1:
+            raise ValueError(
+                f"bad sizes: time_bins={time_bins}, depth={depth}, cross_depth={cross_depth}, "
+                f"num_classes={num_classes}"
+            )
+        self.dim, self.out_channels, self.num_classes = dim, dim, num_classes
+        self.time_bins = time_bins
+
+        encoders: dict[str, nn.Module] = {}
+        self.kinds: dict[str, str] = {}
+        self.pools: dict[str, str] = {}
+        #: modality -> checkpoint whose encoder weights initialise it (load_init_checkpoints)
+        self.init_checkpoints: dict[str, str] = {}
+        spatial_sizes: dict[str, int] = {}
+        for name, entry in modalities.items():
+            name = str(name)
+            if name in RESERVED_KEYS or "." in name or not name:
+                raise ValueError(f"invalid modality name {name!r}")
+            encoder, kind, pool, size = self._parse_entry(name, entry)
+            if isinstance(entry, Mapping) and entry.get("checkpoint"):
+                self.init_checkpoints[name] = str(entry["checkpoint"])
+            encoders[name], self.kinds[name], self.pools[name] = encoder, kind, pool
+            if size is not None:
+                spatial_sizes[name] = size
+        self.modality_names: tuple[str, ...] = tuple(encoders)
+        self.encoders = nn.ModuleDict(encoders)
+
+        if cross_attention and len(self.modality_names) < 2:
+            raise ValueError("cross_attention needs at least two modalities")
+        probs = self._parse_dropout(modality_dropout)
+        self.modality_dropout: dict[str, float] = probs
+
+        channels = {n: int(self.encoders[n].out_channels) for n in self.modality_names}
+        self.proj = nn.ModuleDict(
+            {n: nn.Sequential(nn.Linear(c, dim), nn.LayerNorm(dim)) for n, c in channels.items()}
+        )
+        self.modality_embed = nn.ParameterDict(
+            {n: nn.Parameter(torch.zeros(dim)) for n in self.modality_names}
+        )
+        self.time_embed = nn.Parameter(torch.zeros(time_bins + 1, dim))
+        self.spatial_embed = nn.ParameterDict(
+            {n: nn.Parameter(torch.zeros(s, dim)) for n, s in spatial_sizes.items()}
+        )
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.token_drop = nn.Dropout(dropout)
+
+        self.cross_attention = cross_attention
+        self.cross_layers = nn.ModuleList(
+            nn.ModuleDict(
+                {
+                    n: CrossAttentionBlock(dim, heads, mlp_ratio, dropout, attn_dropout)
+                    for n in self.modality_names
+                }
+            )
+            for _ in range(cross_depth if cross_attention else 0)
+        )
+        layers = []
+        for _ in range(depth):
+            layer = nn.TransformerEncoderLayer(
+                dim,
+                heads,
+                dim_feedforward=int(dim * mlp_ratio),
+                dropout=dropout,
+                activation="gelu",
+                batch_first=True,
+                norm_first=True,
+            )
+            layer.self_attn.dropout = attn_dropout  # attention-weight dropout (float attribute)
+            layers.append(layer)
+        self.layers = nn.ModuleList(layers)
+        self.norm = nn.LayerNorm(dim)
+
+        self.aux_heads = nn.ModuleDict(
+            {
+                n: nn.Sequential(
+                    nn.Dropout(aux_dropout) if aux_dropout > 0 else nn.Identity(),
+                    nn.Linear(c, num_classes),
+                )
+                for n, c in channels.items()
+            }
+            if aux_heads
+            else {}
+        )
+        self._init_weights()
+
+    # ------------------------------------------------------------------ construction helpers
+
+    @staticmethod
+    def _parse_entry(
+        name: str, entry: Mapping[str, Any] | nn.Module
+    ) -> tuple[nn.Module, str, str, int | None]:
+        """(encoder, kind, pool, spatial table size or None) of one modality entry."""
+        if isinstance(entry, nn.Module):
+            entry = {"encoder": entry}
+        if not isinstance(entry, Mapping):
+            raise TypeError(f"modality {name!r}: expected an nn.Module or a mapping, got {entry!r}")
+        unknown = set(entry) - ENTRY_KEYS
+        if unknown:
+            raise ValueError(
+                f"modality {name!r}: unknown entry keys {sorted(unknown)}; "
+                f"allowed: {sorted(ENTRY_KEYS)}"
+            )
+        encoder = entry.get("encoder")
+        if not isinstance(encoder, nn.Module):
+            raise TypeError(f"modality {name!r}: 'encoder' must be an nn.Module, got {encoder!r}")
+        if not hasattr(encoder, "out_channels"):
+            raise ValueError(f"modality {name!r}: encoder has no 'out_channels' attribute")
+        kind = str(entry.get("kind") or infer_kind(encoder))
+        pool = str(entry.get("pool") or "none")
+        if kind not in KINDS:
+            raise ValueError(f"modality {name!r}: kind must be one of {KINDS}, got {kind!r}")
+        if pool not in POOLS:
+            raise ValueError(f"modality {name!r}: pool must be one of {POOLS}, got {pool!r}")
+        if kind == "sequence" and not callable(getattr(encoder, "token_grid", None)):
+            raise ValueError(f"modality {name!r}: a 'sequence' encoder needs token_grid(T, H, W)")
+
+        size: int | None = None
+        if entry.get("spatial_positions") is not None:
+            size = int(entry["spatial_positions"])
+        elif kind == "graph":
+            size = int(encoder.num_nodes)
+        elif entry.get("input_size") is not None:
+            input_size = [int(v) for v in entry["input_size"]]
+            if len(input_size) != 3:
+                raise ValueError(f"modality {name!r}: input_size must be [T, H, W]")
+            grid = _grid_from_encoder(encoder, input_size)
+            if grid is None:
+                raise ValueError(
+                    f"modality {name!r}: input_size given but the encoder has neither "
+                    "token_grid nor output_shape"
+                )
+            size = grid[1] * grid[2]
+        elif getattr(encoder, "spatial_positions", None) is not None:
+            size = int(encoder.spatial_positions)
+        if pool == "space":
+            size = None
+        if size is not None and size < 1:
+            raise ValueError(f"modality {name!r}: spatial_positions must be >= 1, got {size}")
+        return encoder, kind, pool, size
+
+    def load_init_checkpoints(self) -> list[str]:
+        """Load the entries' ``checkpoint`` weights into their encoders; returns the modalities
+        loaded."""
+        for name, path in self.init_checkpoints.items():
+            load_encoder_weights(self.encoders[name], path, name)
+        return list(self.init_checkpoints)
+
+    def _parse_dropout(self, modality_dropout: float | Mapping[str, float]) -> dict[str, float]:
+        """name -> drop probability, validated."""
+        if isinstance(modality_dropout, Mapping):
+            unknown = set(modality_dropout) - set(self.modality_names)
+            if unknown:
+                raise ValueError(
+                    f"modality_dropout names unknown modalities {sorted(unknown)}; "
+                    f"expected some of {list(self.modality_names)}"
+                )
+            probs = {n: float(modality_dropout.get(n, 0.0)) for n in self.modality_names}
+        else:
+            probs = dict.fromkeys(self.modality_names, float(modality_dropout))
+        for n, p in probs.items():
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"modality_dropout[{n!r}] must be in [0, 1], got {p}")
+        return probs
+
+    def _init_weights(self) -> None:
+        """trunc_normal(0.02) embeddings and fusion linears (zero bias), LayerNorm 1/0; the
+        encoders keep their own initialisation."""
+        for p in (self.time_embed, self.cls_token, *self.modality_embed.values()):
+            nn.init.trunc_normal_(p, std=0.02)
+        for p in self.spatial_embed.values():
+            nn.init.trunc_normal_(p, std=0.02)
+        for module in (self.proj, self.cross_layers, self.layers, self.norm, self.aux_heads):
+            for m in module.modules():
+                if isinstance(m, nn.Linear):
+                    nn.init.trunc_normal_(m.weight, std=0.02)
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
+                elif isinstance(m, nn.LayerNorm):
+                    nn.init.ones_(m.weight)
+                    nn.init.zeros_(m.bias)
+                elif isinstance(m, nn.MultiheadAttention):
+                    if m.in_proj_weight is not None:
+                        nn.init.trunc_normal_(m.in_proj_weight, std=0.02)
+                    if m.in_proj_bias is not None:
+                        nn.init.zeros_(m.in_proj_bias)
+
+    # ------------------------------------------------------------------------ token extraction
+
+    def _time_bins(self, num_frames: int, device: torch.device) -> torch.Tensor:
+        """(T',) long bins ``⌊τ·time_bins⌋`` with ``τ = (t' + 0.5) / T'`` (integer arithmetic)."""
+        t = torch.arange(num_frames, device=device)
+        return ((2 * t + 1) * self.time_bins) // (2 * num_frames)
+
+    def _check_spatial(self, name: str, positions: int) -> None:
+        if name in self.spatial_embed and positions > self.spatial_embed[name].shape[0]:
+            raise ValueError(
+                f"modality {name!r}: {positions} spatial positions but the spatial embedding "
+                f"was sized {self.spatial_embed[name].shape[0]} (set spatial_positions / "
+                "input_size in its entry)"
+            )
+
+    def extract_tokens(self, name: str, x: torch.Tensor) -> ModalityTokens:
+        """Run modality ``name``'s encoder on ``x`` and flatten its tokens (see
+        :class:`ModalityTokens`)."""
+        encoder = self.encoders[name]
+        kind, pool = self.kinds[name], self.pools[name]
+        tokens, pooled = encoder(x)
+        device = tokens.device
+        if kind == "graph":
+            if tokens.dim() == 5:  # (N, M, C, T', V) -> mean over persons
+                tokens = tokens.mean(dim=1)
+            if tokens.dim() != 4:
+                raise ValueError(
+                    f"modality {name!r}: graph tokens must be (N, M, C, T', V) or (N, C, T', V), "
+                    f"got {tuple(tokens.shape)}"
+                )
+            b, c, t, v = tokens.shape
+            grid = tokens.permute(0, 2, 3, 1)  # (N, T', V, C)
+            cls, s = None, v
+        elif kind == "volume":
+            if tokens.dim() != 5:
+                raise ValueError(
+                    f"modality {name!r}: volume tokens must be (N, C, T', H', W'), "
+                    f"got {tuple(tokens.shape)}"
+                )
+            b, c, t, h, w = tokens.shape
+            grid = tokens.permute(0, 2, 3, 4, 1).reshape(b, t, h * w, c)
+            cls, s = None, h * w
+        else:  # sequence
+            if tokens.dim() != 3:
+                raise ValueError(
+                    f"modality {name!r}: sequence tokens must be (B, N, C), got "
+                    f"{tuple(tokens.shape)}"
+                )
+            t, h, w = (int(v) for v in encoder.token_grid(*x.shape[-3:]))
+            b, n, c = tokens.shape
+            if n == t * h * w + 1:
+                cls, body = tokens[:, :1], tokens[:, 1:]
+            elif n == t * h * w:
+                cls, body = None, tokens
+            else:
+                raise ValueError(
+                    f"modality {name!r}: {n} tokens for a token grid {(t, h, w)} "
+                    f"(expected {t * h * w} or {t * h * w + 1} with a class token)"
+                )
+            grid = body.reshape(b, t, h * w, c)
+            s = h * w
+
+        bins = self._time_bins(t, device)
+        if pool == "space":
+            feats = grid.mean(dim=2)  # (B, T', C)
+            time_index = bins
+            spatial_index = torch.full((t,), -1, dtype=torch.long, device=device)
+        else:
+            self._check_spatial(name, s)
+            feats = grid.reshape(b, t * s, c)
+            time_index = bins.repeat_interleave(s)
+            spatial_index = torch.arange(s, device=device).repeat(t)
+        if cls is not None:
+            feats = torch.cat([cls, feats], dim=1)
+            glob = torch.full((1,), self.time_bins, dtype=torch.long, device=device)
+            time_index = torch.cat([glob, time_index])
+            spatial_index = torch.cat([torch.full_like(glob, -1), spatial_index])
+        return ModalityTokens(feats, time_index, spatial_index, pooled)
+
+    def embed(self, name: str, mt: ModalityTokens) -> torch.Tensor:
+        """Project and embed one modality's tokens: -> (B, N_m, dim)."""
+        z = self.proj[name](mt.features)
+        pos = self.time_embed[mt.time_index] + self.modality_embed[name]  # (N_m, dim)
+        if name in self.spatial_embed:
+            has = mt.spatial_index >= 0
+            table = self.spatial_embed[name]
+            sp = table[mt.spatial_index.clamp(min=0)] * has[:, None].to(table.dtype)
+            pos = pos + sp
+        return z + pos
+
+    # --------------------------------------------------------------------- modality dropout
+
+    def sample_modality_keep(self, present: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+        """Draw modality dropout: present (B, M) bool, probs (M,) drop probabilities ->
+        keep (B, M) bool ⊆ present, with at least one kept modality in every sample that has a
+        present one (a uniformly chosen present modality is re-enabled when all were dropped)."""
+        drop = torch.rand(present.shape, device=present.device) < probs.to(present.device)
+        keep = present & ~drop
+        need = present.any(dim=1) & ~keep.any(dim=1)  # (B,)
+        scores = torch.rand(present.shape, device=present.device).masked_fill(~present, -1.0)
+        pick = torch.zeros_like(present).scatter_(1, scores.argmax(dim=1, keepdim=True), True)
+        return keep | (pick & need[:, None])
+
+    # ------------------------------------------------------------------------------- forward
+
+    def _parse_inputs(
+        self, x: Mapping[str, Any]
+    ) -> tuple[list[str], dict[str, torch.Tensor | None]]:
+        """(names present in x in config order, name -> (B,) bool present or None)."""
+        unknown = set(x) - set(self.modality_names) - RESERVED_KEYS
+        if unknown:
+            raise ValueError(
+                f"unknown modality keys {sorted(unknown)}; expected some of "
+                f"{list(self.modality_names)} (and optionally 'present')"
+            )
+        names = [n for n in self.modality_names if n in x and x[n] is not None]
+        if not names:
+            raise ValueError(
+                f"no modality in the input; expected at least one of {list(self.modality_names)}"
+            )
+        present_in = x.get("present") or {}
+        bad = set(present_in) - set(self.modality_names)
+        if bad:
+            raise ValueError(f"x['present'] names unknown modalities {sorted(bad)}")
+        present = {n: present_in.get(n) for n in names}
+        return names, present
+
+    def forward(self, x: Mapping[str, Any]) -> FusionOutput:
+        """x: name -> encoder input (+ optional "present": name -> (B,) bool) ->
+        FusionOutput(tokens (B, 1 + N, dim), pooled (B, dim), aux_logits name -> (B, K))."""
+        names, present_in = self._parse_inputs(x)
+
+        embedded: list[torch.Tensor] = []
+        aux: dict[str, torch.Tensor] = {}
+        batch: int | None = None
+        for name in names:
+            mt = self.extract_tokens(name, x[name])
+            if batch is None:
+                batch = mt.features.shape[0]
+            elif mt.features.shape[0] != batch:
+                raise ValueError(
+                    f"modality {name!r} has batch size {mt.features.shape[0]}, expected {batch}"
+                )
+            embedded.append(self.embed(name, mt))
+            if name in self.aux_heads:
+                aux[name] = self.aux_heads[name](mt.pooled)
+        assert batch is not None
+        device = embedded[0].device
+
+        present = torch.ones(batch, len(names), dtype=torch.bool, device=device)
+        for i, name in enumerate(names):
+            p = present_in[name]
+            if p is not None:
+                p = torch.as_tensor(p, device=device)
+                if p.shape != (batch,):
+                    raise ValueError(
+                        f"x['present'][{name!r}] must have shape ({batch},), got {tuple(p.shape)}"
+                    )
+                present[:, i] = p.bool()
+        keep = present
+        if self.training:
+            probs = torch.tensor([self.modality_dropout[n] for n in names], device=device)
+            if bool((probs > 0).any()):
+                keep = self.sample_modality_keep(present, probs)
+
+        # Zero masked tokens (torch.where also removes NaN/inf of placeholder inputs).
+        masks = []
+        for i, z in enumerate(embedded):
+            m = (~keep[:, i])[:, None].expand(batch, z.shape[1])  # (B, N_m), True = masked
+            embedded[i] = torch.where(
+                m[..., None], torch.zeros((), dtype=z.dtype, device=device), z
+            )
+            masks.append(m)
+        embedded = [self.token_drop(z) for z in embedded]
+
+        if self.cross_attention and len(names) > 1:
+            for layer in self.cross_layers:
+                updated = []
+                for i, name in enumerate(names):
+                    ctx = torch.cat([z for j, z in enumerate(embedded) if j != i], dim=1)
+                    ctx_mask = torch.cat([m for j, m in enumerate(masks) if j != i], dim=1)
+                    updated.append(layer[name](embedded[i], ctx, ctx_mask))
+                embedded = updated
+
+        cls = self.cls_token.expand(batch, -1, -1)
+        tokens = torch.cat([cls, *embedded], dim=1)  # (B, 1 + N, dim)
+        cls_mask = torch.zeros(batch, 1, dtype=torch.bool, device=device)
+        padding_mask = torch.cat([cls_mask, *masks], dim=1)  # (B, 1 + N)
+        for layer in self.layers:
+            tokens = layer(tokens, src_key_padding_mask=padding_mask)
+        tokens = self.norm(tokens)
+        tokens = tokens.masked_fill(padding_mask[..., None], 0.0)
+        return FusionOutput(tokens, tokens[:, 0], aux)

@@ -1,0 +1,352 @@
+"""Tests of CrossModalTokenFusion on tiny encoders (a video stand-in with the MViT token contract,
+AGCN joint/bone streams, a SlowOnly volume)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from torch import nn
+
+from migalab.models.encoders.agcn import AGCN
+from migalab.models.fusion import CrossModalTokenFusion, FusionOutput
+from migalab.models.heads import ClassificationHead
+
+K = 32
+B = 3
+VIDEO_SHAPE = (3, 8, 16, 16)  # (C, T, H, W) -> grid (4, 4, 4), 1 + 64 tokens
+SKEL_SHAPE = (3, 8, 22, 1)  # (C, T, V, M) -> AGCN with 5 units: T' = 4, 4·22 = 88 tokens
+N_VIDEO, N_SKEL = 1 + 64, 4 * 22
+
+
+class TinyVideoEncoder(nn.Module):
+    """MViT stand-in: Conv3d patchify (2, 4, 4) + class token.
+    (B, 3, T, H, W) -> tokens (B, 1 + T'·H'·W', C) (class token first), pooled (B, C)."""
+
+    def __init__(self, out_channels: int = 12) -> None:
+        super().__init__()
+        self.out_channels = out_channels
+        self.patch = nn.Conv3d(3, out_channels, (2, 4, 4), stride=(2, 4, 4))
+        self.cls = nn.Parameter(torch.randn(1, 1, out_channels) * 0.02)
+
+    def token_grid(self, t: int, h: int, w: int) -> tuple[int, int, int]:
+        return t // 2, h // 4, w // 4
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.patch(x).flatten(2).transpose(1, 2)  # (B, T'H'W', C)
+        cls = self.cls.expand(z.shape[0], -1, -1) + z.mean(dim=1, keepdim=True)
+        tokens = torch.cat([cls, z], dim=1)
+        return tokens, tokens[:, 0]
+
+
+def agcn() -> AGCN:
+    return AGCN(layout="imigue22", base_channels=4, num_units=5)
+
+
+def make_fusion(
+    names: tuple[str, ...] = ("video", "joint", "bone"), seed: int = 0, **kwargs
+) -> CrossModalTokenFusion:
+    torch.manual_seed(seed)
+    entries = {}
+    for n in names:
+        if n == "video":
+            entries[n] = {
+                "encoder": TinyVideoEncoder(),
+                "kind": "sequence",
+                "input_size": VIDEO_SHAPE[1:],
+                "pool": kwargs.pop("video_pool", "none"),
+            }
+        else:
+            entries[n] = {
+                "encoder": agcn(),
+                "kind": "graph",
+                "pool": kwargs.pop(f"{n}_pool", "none"),
+            }
+    defaults = dict(dim=32, depth=1, heads=4, dropout=0.0, modality_dropout=0.0)
+    defaults.update(kwargs)
+    return CrossModalTokenFusion(entries, num_classes=K, **defaults)
+
+
+def make_inputs(names=("video", "joint", "bone"), batch: int = B, seed: int = 1) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    x = {}
+    for n in names:
+        shape = VIDEO_SHAPE if n == "video" else SKEL_SHAPE
+        x[n] = torch.randn(batch, *shape, generator=g)
+    return x
+
+
+@pytest.mark.parametrize("names", [("video", "joint"), ("video", "joint", "bone")])
+@pytest.mark.parametrize("cross", [False, True])
+def test_shapes(names, cross):
+    model = make_fusion(names, cross_attention=cross).eval()
+    with torch.no_grad():
+        out = model(make_inputs(names))
+    assert isinstance(out, FusionOutput)
+    tokens, pooled, aux = out
+    n = 1 + N_VIDEO + N_SKEL * (len(names) - 1)
+    assert tokens.shape == (B, n, 32)
+    assert pooled.shape == (B, 32) and model.out_channels == 32
+    assert torch.equal(pooled, tokens[:, 0])
+    assert set(aux) == set(names)
+    assert all(a.shape == (B, K) for a in aux.values())
+    assert torch.isfinite(tokens).all()
+    assert len(model.cross_layers) == (1 if cross else 0)
+
+
+def test_pool_space_token_counts():
+    model = make_fusion(video_pool="space", joint_pool="space", bone_pool="none").eval()
+    with torch.no_grad():
+        tokens, _, _ = model(make_inputs())
+    # video: cls + T'=4; joint: T'=4; bone: 4·22
+    assert tokens.shape == (B, 1 + 5 + 4 + N_SKEL, 32)
+    assert "video" not in model.spatial_embed and "joint" not in model.spatial_embed
+    assert model.spatial_embed["bone"].shape == (22, 32)
+
+
+def test_spatial_embedding_sizes_and_grid_check():
+    model = make_fusion(("video", "joint"))
+    assert model.spatial_embed["video"].shape == (16, 32)  # H'·W' from input_size
+    assert model.spatial_embed["joint"].shape == (22, 32)  # num_nodes
+    # Bare modules: kinds inferred, no input_size -> no video spatial embedding.
+    bare = CrossModalTokenFusion({"video": TinyVideoEncoder(), "joint": agcn()}, K, dim=32, heads=4)
+    assert bare.kinds == {"video": "sequence", "joint": "graph"}
+    assert "video" not in bare.spatial_embed
+    # A larger run-time grid than the table was sized for is an error.
+    with pytest.raises(ValueError, match="spatial positions"):
+        model.eval()({"video": torch.randn(1, 3, 8, 32, 32)})
+
+
+def test_time_bins_shared_and_global_row():
+    model = make_fusion(("video", "joint"), time_bins=16)
+    assert model.time_embed.shape == (17, 32)
+    assert model._time_bins(4, torch.device("cpu")).tolist() == [2, 6, 10, 14]
+    mt = model.extract_tokens("video", torch.randn(1, *VIDEO_SHAPE))
+    assert mt.time_index[0] == 16 and mt.spatial_index[0] == -1  # class token
+    assert mt.time_index[1:].tolist() == [2] * 16 + [6] * 16 + [10] * 16 + [14] * 16
+    assert mt.spatial_index[1:17].tolist() == list(range(16))
+    mg = model.extract_tokens("joint", torch.randn(1, *SKEL_SHAPE))
+    assert mg.time_index.tolist() == [2] * 22 + [6] * 22 + [10] * 22 + [14] * 22
+    assert mg.spatial_index[:22].tolist() == list(range(22))
+
+
+@pytest.mark.parametrize("names", [("joint",), ("joint", "bone"), ("video",)])
+def test_missing_modalities_at_eval(names):
+    model = make_fusion(cross_attention=True).eval()
+    head = ClassificationHead(model.out_channels, K)
+    with torch.no_grad():
+        tokens, pooled, aux = model(make_inputs(names))
+        logits = head(pooled)
+    assert logits.shape == (B, K) and torch.isfinite(logits).all()
+    assert set(aux) == set(names)
+
+
+@pytest.mark.parametrize("grad", [False, True])  # eval fast path / regular path
+def test_present_mask_invariance_and_all_masked(grad):
+    model = make_fusion(cross_attention=True).eval()
+    x = make_inputs()
+    x["present"] = {
+        "video": torch.tensor([True, False, False]),
+        "joint": torch.tensor([True, True, False]),
+        "bone": torch.tensor([True, True, False]),
+    }
+    with torch.set_grad_enabled(grad):
+        t1, p1, a1 = model(x)
+        x2 = dict(x)
+        x2["video"] = x["video"].clone()
+        x2["video"][1:] = torch.randn(2, *VIDEO_SHAPE)
+        x2["joint"] = x["joint"].clone()
+        x2["joint"][2] = float("nan")  # even non-finite placeholders must not leak
+        x2["bone"] = x["bone"].clone()
+        x2["bone"][2] = 1e3
+        t2, p2, _ = model(x2)
+    t1, p1, t2, p2 = (v.detach() for v in (t1, p1, t2, p2))
+    assert torch.isfinite(p1).all() and torch.isfinite(p2).all()
+    torch.testing.assert_close(p1, p2, rtol=0, atol=1e-6)
+    torch.testing.assert_close(t1, t2, rtol=0, atol=1e-6)
+    # masked tokens are zero in the output (sample 1's video tokens, all of sample 2 but cls)
+    assert (t1[1, 1 : 1 + N_VIDEO] == 0).all() and (t1[2, 1:] == 0).all()
+    # the all-masked sample's pooled is input-independent: equals a model-only constant
+    with torch.set_grad_enabled(grad):
+        _, p3, _ = model({**make_inputs(seed=5), "present": x["present"]})
+    p3 = p3.detach()
+    torch.testing.assert_close(p3[2], p1[2], rtol=0, atol=1e-6)
+
+
+def test_modality_dropout_sampling_never_all_dropped():
+    model = make_fusion(modality_dropout=0.9)
+    torch.manual_seed(0)
+    present = torch.rand(4000, 3) < 0.7
+    keep = model.sample_modality_keep(present, torch.full((3,), 0.9))
+    assert not (keep & ~present).any()  # only present modalities are kept
+    has_any = present.any(dim=1)
+    assert keep[has_any].any(dim=1).all()  # never all dropped
+    assert not keep[~has_any].any()
+    assert keep.sum() < present.sum()  # masks are drawn
+    # exactly one survivor is common at p = 0.9, and each modality can be the survivor
+    single = keep.sum(dim=1) == 1
+    assert single.float().mean() > 0.5 and keep[single].any(dim=0).all()
+
+
+def test_modality_dropout_train_only():
+    model = make_fusion(modality_dropout=0.9)
+    x = make_inputs(batch=8)
+    model.train()
+    with torch.no_grad():
+        torch.manual_seed(0)
+        outs = [model(x).pooled for _ in range(4)]
+    assert any(not torch.allclose(outs[0], o) for o in outs[1:])
+    model.eval()
+    ref = make_fusion(modality_dropout=0.0).eval()
+    ref.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(model(x).pooled, model(x).pooled, rtol=0, atol=0)
+        torch.testing.assert_close(model(x).pooled, ref(x).pooled, rtol=0, atol=0)
+    # p = 0 in train mode: no randomness (dropout 0, BN in batch-statistics mode)
+    ref.train()
+    with torch.no_grad():
+        torch.testing.assert_close(ref(x).pooled, ref(x).pooled, rtol=0, atol=0)
+
+
+def test_modality_dropout_mapping_validation():
+    model = make_fusion(modality_dropout={"video": 0.5})
+    assert model.modality_dropout == {"video": 0.5, "joint": 0.0, "bone": 0.0}
+    with pytest.raises(ValueError, match="unknown modalities"):
+        make_fusion(modality_dropout={"audio": 0.5})
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        make_fusion(modality_dropout=1.5)
+
+
+def test_backbone_prefix_param_names():
+    model = make_fusion()
+    assert CrossModalTokenFusion.backbone_prefix == "encoders."
+    names = [n for n, _ in model.named_parameters()]
+    backbone = [n for n in names if n.startswith(model.backbone_prefix)]
+    n_enc = sum(len(list(e.parameters())) for e in model.encoders.values())
+    assert len(backbone) == n_enc > 0
+    for m in ("video", "joint", "bone"):
+        assert any(n.startswith(f"encoders.{m}.") for n in backbone)
+    assert all(not n.startswith("encoders.") for n in names if "aux_heads" in n or "proj" in n)
+
+
+def test_gradients_reach_everything():
+    model = make_fusion(cross_attention=True, cross_depth=2, depth=2).train()
+    head = ClassificationHead(model.out_channels, K)
+    x = make_inputs()
+    tokens, pooled, aux = model(x)
+    loss = head(pooled).logsumexp(1).mean() + sum(a.logsumexp(1).mean() for a in aux.values())
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing, missing
+    for n, p in model.named_parameters():
+        assert torch.isfinite(p.grad).all(), n
+    for m in ("video", "joint", "bone"):
+        g = sum(p.grad.abs().sum() for p in model.encoders[m].parameters())
+        assert g > 0, m
+        assert model.modality_embed[m].grad.abs().sum() > 0
+        assert model.spatial_embed[m].grad.abs().sum() > 0
+    # bins 2, 6, 10, 14 and the global row (video class token) are used
+    used = model.time_embed.grad.abs().sum(dim=1) > 0
+    assert used.nonzero().flatten().tolist() == [2, 6, 10, 14, 16]
+    assert model.cls_token.grad.abs().sum() > 0
+
+
+def test_input_errors():
+    model = make_fusion().eval()
+    with pytest.raises(ValueError, match="unknown modality keys"):
+        model({**make_inputs(("joint",)), "audio": torch.randn(B, 4)})
+    with pytest.raises(ValueError, match=r"video.*joint.*bone"):
+        model({})
+    with pytest.raises(ValueError, match="unknown modalities"):
+        model({**make_inputs(("joint",)), "present": {"audio": torch.ones(B, dtype=torch.bool)}})
+    with pytest.raises(ValueError, match="shape"):
+        model(
+            {**make_inputs(("joint",)), "present": {"joint": torch.ones(B + 1, dtype=torch.bool)}}
+        )
+    with pytest.raises(ValueError, match="batch size"):
+        model({"joint": torch.randn(2, *SKEL_SHAPE), "bone": torch.randn(3, *SKEL_SHAPE)})
+    with pytest.raises(ValueError, match="at least two"):
+        make_fusion(("joint",), cross_attention=True)
+    with pytest.raises(ValueError, match="unknown entry keys"):
+        CrossModalTokenFusion({"joint": {"encoder": agcn(), "kindd": "graph"}}, K, dim=32, heads=4)
+
+
+def test_deterministic_eval():
+    model = make_fusion(cross_attention=True, dropout=0.1, modality_dropout=0.5).eval()
+    x = make_inputs()
+    with torch.no_grad():
+        a, b = model(x), model(x)
+    torch.testing.assert_close(a.tokens, b.tokens, rtol=0, atol=0)
+    for m in a.aux_logits:
+        torch.testing.assert_close(a.aux_logits[m], b.aux_logits[m], rtol=0, atol=0)
+
+
+def test_hydra_instantiate_with_volume():
+    cfg = OmegaConf.create(
+        {
+            "_target_": "migalab.models.fusion.CrossModalTokenFusion",
+            "num_classes": K,
+            "dim": 32,
+            "heads": 4,
+            "depth": 1,
+            "modalities": {
+                "joint": {
+                    "encoder": {
+                        "_target_": "migalab.models.encoders.agcn.AGCN",
+                        "base_channels": 4,
+                        "num_units": 5,
+                    },
+                    "kind": "graph",
+                },
+                "heatmap": {
+                    "encoder": {
+                        "_target_": "migalab.models.encoders.posec3d.SlowOnly",
+                        "in_channels": 4,
+                        "base_channels": 2,
+                        "stage_blocks": [1, 1, 1],
+                    },
+                    "kind": "volume",
+                    "input_size": [8, 32, 32],
+                },
+            },
+        }
+    )
+    model = instantiate(cfg).eval()
+    assert model.kinds == {"joint": "graph", "heatmap": "volume"}
+    assert model.spatial_embed["heatmap"].shape == (16, 32)  # 32 / 8 = 4 -> 4·4
+    x = {"joint": torch.randn(2, *SKEL_SHAPE), "heatmap": torch.randn(2, 4, 8, 32, 32)}
+    with torch.no_grad():
+        tokens, pooled, aux = model(x)
+    assert tokens.shape == (2, 1 + N_SKEL + 4 * 16, 32)
+    assert pooled.shape == (2, 32) and set(aux) == {"joint", "heatmap"}
+
+
+def test_encoder_checkpoint_entry(tmp_path):
+    src = agcn()
+    with torch.no_grad():
+        for p in src.parameters():
+            p.add_(torch.randn_like(p))
+    # a single-encoder Lightning-style checkpoint ("encoder." prefix) ...
+    single = tmp_path / "single.ckpt"
+    torch.save({"state_dict": {f"encoder.{k}": v for k, v in src.state_dict().items()}}, single)
+    # ... and a fusion checkpoint ("encoder.encoders.<name>." prefix, other modalities too)
+    fused = make_fusion(("video", "joint"))
+    fused.encoders["joint"].load_state_dict(src.state_dict())
+    fusion_ckpt = tmp_path / "fusion.ckpt"
+    torch.save(
+        {"state_dict": {f"encoder.{k}": v for k, v in fused.state_dict().items()}}, fusion_ckpt
+    )
+    for path in (single, fusion_ckpt):
+        model = CrossModalTokenFusion(
+            {"joint": {"encoder": agcn(), "checkpoint": str(path)}}, K, dim=32, heads=4
+        )
+        assert model.load_init_checkpoints() == ["joint"]
+        for k, v in src.state_dict().items():
+            torch.testing.assert_close(model.encoders["joint"].state_dict()[k], v)
+    # the file is only needed when a fresh fit loads it (not to rebuild the model for eval)
+    model = CrossModalTokenFusion(
+        {"joint": {"encoder": agcn(), "checkpoint": str(tmp_path / "nope.ckpt")}}, K
+    )
+    with pytest.raises(FileNotFoundError, match="nope.ckpt"):
+        model.load_init_checkpoints()
