@@ -22,7 +22,11 @@ class ClassificationHead(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, num_classes: int, dropout: float = 0.0, init_std: float | None = None
+        self,
+        in_channels: int,
+        num_classes: int,
+        dropout: float = 0.0,
+        init_std: float | None = None,
     ) -> None:
         super().__init__()
         self.in_channels, self.num_classes = in_channels, num_classes
