@@ -16,6 +16,7 @@ Rows (data=synthetic_video everywhere: the same clips, skeletons and rendered vi
    encoders at 0.1x the lr, 5 more epochs
 7. row 5's checkpoint evaluated without RGB, and 8. without the skeleton (missing modality at
    test time: the fusion masks what is absent)
+9. rows 2 + 3 fused at score level (equal weights; the 2s-AGCN paper's two-stream model)
 
 Each run trains with ``migalab-train`` in its own folder under ``--out`` (rows already done are
 reused: delete a folder to re-run it). Writes ``results.json`` and ``results.md``.
@@ -46,8 +47,8 @@ INIT_ROW = ("6 token fusion from rows 1-3 (+5 epochs, encoders lr x0.1)", "syste
             ["model.backbone_lr_mult=0.1", "trainer.max_epochs=5"])  # fmt: skip
 #: evaluations of row 5's checkpoint with a modality missing
 MISSING = [
-    ("7 row 5 without RGB at test", ["data.modalities=[joint,bone]"]),
-    ("8 row 5 without skeleton at test", ["data.modalities=[rgb]"]),
+    ("7 row 5 without RGB at test", ["+data.modalities=[joint,bone]"]),
+    ("8 row 5 without skeleton at test", ["+data.modalities=[rgb]"]),
 ]
 
 
@@ -101,6 +102,17 @@ def main() -> None:
         payload = json.loads((run_dir / "metrics.json").read_text())
         results.append({"row": name, "experiment": "migalab-eval", "overrides": extra,
                         **metrics_row(payload)})  # fmt: skip
+
+    score_dir = out / "9_joint_bone_score_fusion"
+    if not (score_dir / "metrics.json").is_file():
+        joint, bone = ckpts[ROWS[1][0]], ckpts[ROWS[2][0]]
+        cmd = [sys.executable, "-m", "migalab.eval", f"ckpt_path=[{joint},{bone}]",
+               f"hydra.run.dir={score_dir}"]  # fmt: skip
+        print("[9 joint + bone score fusion] evaluating", flush=True)
+        run(cmd, score_dir / "stdout.log")
+    payload = json.loads((score_dir / "metrics.json").read_text())
+    results.append({"row": "9 rows 2 + 3 score fusion (2s-AGCN's two streams)",
+                    "experiment": "migalab-eval", **metrics_row(payload)})  # fmt: skip
 
     (out / "results.json").write_text(json.dumps(results, indent=2))
     lines = ["| row | val top-1 | val macro-F1 | test top-1 | test macro-F1 | train time (s) |",
