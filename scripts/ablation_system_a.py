@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from migalab.data.classes import CLASS_NAMES
-from run_helpers import run, slug
+from run_helpers import run, slug, split_metrics, write_results
 
 ROWS: list[tuple[str, str, list[str]]] = [
     ("1 PoseC3D 22 joints", "posec3d_joint_synth", []),
@@ -52,12 +52,7 @@ FACE_CLASSES = (3, 4, 5, 6, 7, 8, 9, 10, 28)
 
 def metrics_row(payload: dict[str, Any]) -> dict[str, float]:
     """top-1 / macro-F1 per split and the mean test accuracy over the face-region classes."""
-    row = {
-        f"{split}_{key}": round(float(payload[split][key]), 4)
-        for split in ("val", "test")
-        for key in ("top1", "macro_f1")
-        if split in payload
-    }
+    row = split_metrics(payload)
     test = payload.get("test", {})
     acc, support = test.get("per_class_acc"), test.get("support")
     if acc is not None and support is not None:
@@ -104,15 +99,9 @@ def main() -> None:
     results.append({"row": "5 + joint & limb fusion", "experiment": "migalab-eval",
                     "weights": payload["fusion"]["weights"], **metrics_row(payload)})  # fmt: skip
 
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    lines = ["| row | val top-1 | val macro-F1 | test top-1 | test macro-F1 | test face-class acc |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
-    for r in results:
-        lines.append(f"| {r['row']} | {r.get('val_top1', '')} | {r.get('val_macro_f1', '')} | "
-                     f"{r.get('test_top1', '')} | {r.get('test_macro_f1', '')} | "
-                     f"{r.get('test_face_acc', '')} |")  # fmt: skip
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    print(
+        write_results(out, results, ("test face-class acc", lambda r: r.get("test_face_acc", "")))
+    )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from run_helpers import run, slug
+from run_helpers import run, slug, split_metrics, write_results
 
 SKELETON_ONLY = ["data=synthetic_video", "data.modalities=null"]
 ROWS: list[tuple[str, str, list[str]]] = [
@@ -52,13 +52,9 @@ MISSING = [
 ]
 
 
-def metrics_row(payload: dict[str, Any]) -> dict[str, float]:
-    return {
-        f"{split}_{key}": round(float(payload[split][key]), 4)
-        for split in ("val", "test")
-        for key in ("top1", "macro_f1")
-        if split in payload
-    }
+def _wall_time(row: dict[str, Any]) -> str:
+    wall = row.get("wall_time_s")
+    return "" if wall is None else str(round(wall))
 
 
 def main() -> None:
@@ -90,7 +86,7 @@ def main() -> None:
         if experiment == "system_b_mg_synth" and not extra:
             fused_ckpt = payload["ckpt_path"]
         results.append({"row": name, "experiment": experiment, "overrides": extra,
-                        "wall_time_s": payload.get("wall_time_s"), **metrics_row(payload)})  # fmt: skip
+                        "wall_time_s": payload.get("wall_time_s"), **split_metrics(payload)})  # fmt: skip
         print(f"[{name}] {results[-1]}", flush=True)
     for name, extra in MISSING:
         run_dir = out / slug(name)
@@ -101,7 +97,7 @@ def main() -> None:
             run(cmd, run_dir / "stdout.log")
         payload = json.loads((run_dir / "metrics.json").read_text())
         results.append({"row": name, "experiment": "migalab-eval", "overrides": extra,
-                        **metrics_row(payload)})  # fmt: skip
+                        **split_metrics(payload)})  # fmt: skip
 
     score_dir = out / "9_joint_bone_score_fusion"
     if not (score_dir / "metrics.json").is_file():
@@ -112,18 +108,9 @@ def main() -> None:
         run(cmd, score_dir / "stdout.log")
     payload = json.loads((score_dir / "metrics.json").read_text())
     results.append({"row": "9 rows 2 + 3 score fusion (2s-AGCN's two streams)",
-                    "experiment": "migalab-eval", **metrics_row(payload)})  # fmt: skip
+                    "experiment": "migalab-eval", **split_metrics(payload)})  # fmt: skip
 
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    lines = ["| row | val top-1 | val macro-F1 | test top-1 | test macro-F1 | train time (s) |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
-    for r in results:
-        wall = r.get("wall_time_s")
-        lines.append(f"| {r['row']} | {r.get('val_top1', '')} | {r.get('val_macro_f1', '')} | "
-                     f"{r.get('test_top1', '')} | {r.get('test_macro_f1', '')} | "
-                     f"{'' if wall is None else round(wall)} |")  # fmt: skip
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    print(write_results(out, results, ("train time (s)", _wall_time)))
 
 
 if __name__ == "__main__":

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def slug(name: str) -> str:
@@ -21,3 +24,32 @@ def run(cmd: list[str], log: Path) -> None:
     if proc.returncode != 0:
         tail = log.read_text()[-3000:]
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{tail}")
+
+
+def split_metrics(payload: dict[str, Any]) -> dict[str, float]:
+    """``val_top1``, ``val_macro_f1``, ``test_top1``, ``test_macro_f1`` of a run's
+    ``metrics.json`` payload (splits it lacks are left out)."""
+    return {
+        f"{split}_{key}": round(float(payload[split][key]), 4)
+        for split in ("val", "test")
+        for key in ("top1", "macro_f1")
+        if split in payload
+    }
+
+
+def write_results(
+    out: Path, results: list[dict[str, Any]], last: tuple[str, Callable[[dict], Any]]
+) -> str:
+    """Write ``results.json`` and the markdown table ``results.md`` (row, val / test top-1 and
+    macro-F1, and a last column ``last = (header, row -> value)``) under ``out``; returns the
+    table."""
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    header, value = last
+    lines = [f"| row | val top-1 | val macro-F1 | test top-1 | test macro-F1 | {header} |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for r in results:
+        lines.append(f"| {r['row']} | {r.get('val_top1', '')} | {r.get('val_macro_f1', '')} | "
+                     f"{r.get('test_top1', '')} | {r.get('test_macro_f1', '')} | {value(r)} |")  # fmt: skip
+    table = "\n".join(lines)
+    (out / "results.md").write_text(table + "\n")
+    return table

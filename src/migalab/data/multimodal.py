@@ -23,6 +23,7 @@ and ``present["rgb"] = False``; fusion blocks mask it (see
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -85,10 +86,17 @@ def video_options(video: Mapping[str, Any] | None) -> dict[str, Any]:
     return opts
 
 
+@functools.cache
+def _box_steps(layout: str) -> Compose:
+    """``ValidateClip -> SelectLayout`` (no interpolation, so the load-time box of a raw clip is
+    the box its prepared crop was cut with); built once per layout, not per sample."""
+    return Compose(temporal_steps(layout))
+
+
 def clip_person_box(record: ClipRecord, layout: str, margin: float = 0.15) -> np.ndarray:
     """(4,) upper-body box (x0, y0, x1, y1) of the whole clip in keypoint pixels, from the
     valid keypoints of ``layout`` (see :func:`migalab.data.video.transforms.person_box`)."""
-    rec = Compose(temporal_steps(layout))(record)
+    rec = _box_steps(layout)(record)
     return person_box(rec.keypoint, rec.keypoint_score, rec.img_shape, margin=margin)
 
 

@@ -406,12 +406,15 @@ class Camera:
     hip_visible: float  # probability that OpenPose finds the hips through the table
     quality: float  # confidence multiplier of this video's detections
 
+    def depth(self, pts: np.ndarray) -> np.ndarray:
+        """(..., 3) world points -> (...) camera-space depth ``z'`` (cm, larger = farther)."""
+        return pts[..., 1] * np.sin(self.tilt) + pts[..., 2] * np.cos(self.tilt)
+
     def project(self, pts: np.ndarray) -> np.ndarray:
         """(..., 3) world points -> (..., 2) pixels."""
         c, s = np.cos(self.tilt), np.sin(self.tilt)
         y = pts[..., 1] * c - pts[..., 2] * s
-        z = pts[..., 1] * s + pts[..., 2] * c
-        f = self.dist / (self.dist + z)
+        f = self.dist / (self.dist + self.depth(pts))
         return np.stack([self.cx + self.scale * pts[..., 0] * f, self.cy + self.scale * y * f], -1)
 
 

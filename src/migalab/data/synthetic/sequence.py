@@ -379,12 +379,6 @@ def assemble_points(
     return p
 
 
-def camera_depth(cam: Camera, pts: np.ndarray) -> np.ndarray:
-    """(...) camera-space depth (cm, larger = farther) of (..., 3) world points (the ``z'`` of
-    :meth:`Camera.project`)."""
-    return pts[..., 1] * np.sin(cam.tilt) + pts[..., 2] * np.cos(cam.tilt)
-
-
 def render(
     ctl: dict[str, np.ndarray],
     pose: BodyPose,
@@ -393,8 +387,10 @@ def render(
     cam: Camera,
     rng: np.random.Generator,
     cfg: SynthConfig,
+    xy: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(T, 411) OpenPose table (pixels, confidences, dropped points exactly 0)."""
+    """(T, 411) OpenPose table (pixels, confidences, dropped points exactly 0). ``xy``: the
+    clean projection ``cam.project(pts)`` when the caller already has it."""
     t = len(pts)
     vis = np.ones((t, 137))
     vis[:, [10, 11, 13, 14]] = 0.0
@@ -452,7 +448,7 @@ def render(
         vis[:, hidx] *= ctl[f"hvis_{side}"][:, None]
         vis[:, [wj, ej]] *= np.clip(ctl[f"avis_{side}"], 0.0, 1.0)[:, None]
 
-    xy = cam.project(pts)
+    xy = cam.project(pts) if xy is None else xy
     # confidences: base x video quality x slow / fast variation x visibility x motion blur
     conf = BASE_CONF * cam.quality * (1.0 + 0.06 * smooth_noise(rng, t, 137, period=12))
     conf = conf + rng.normal(0.0, 0.03, (t, 137))
@@ -538,8 +534,9 @@ def generate_video(spec: VideoSpec, cfg: SynthConfig) -> VideoResult:
             ctl[f"spread_{side}"], side, subj.hand_scale,
         )  # fmt: skip
     pts = assemble_points(pose, arms, hands)
-    table = render(ctl, pose, pts, subj, cam, r_render, cfg)
+    xy = cam.project(pts)  # clean pixels: the table adds jitter to them, the RGB draws them
+    table = render(ctl, pose, pts, subj, cam, r_render, cfg, xy=xy)
     return VideoResult(
-        spec=spec, table=table, clips=clips, points=pts, xy=cam.project(pts),
-        depth=camera_depth(cam, pts), pose=pose, camera=cam, subject=subj,
+        spec=spec, table=table, clips=clips, points=pts, xy=xy, depth=cam.depth(pts),
+        pose=pose, camera=cam, subject=subj,
     )  # fmt: skip

@@ -46,6 +46,7 @@ from migalab.data.video.readers import (
     VideoReadError,
     open_video,
 )
+from migalab.data.video.transforms import crop_resize as crop_resize_clip
 from migalab.data.video.writer import VideoWriter
 from migalab.utils.io import atomic_write, atomic_write_json
 from migalab.utils.progress import progress_bar
@@ -95,8 +96,6 @@ def crop_resize(frame: np.ndarray, box: Sequence[float], size: int) -> np.ndarra
     """Crop ``box`` out of an (H, W, 3) uint8 frame (black padding) and resize it to
     (size, size, 3) uint8: :func:`migalab.data.video.transforms.crop_resize` on one frame, so
     prepared clips and clips cropped from the long video at load time cover the same pixels."""
-    from migalab.data.video.transforms import crop_resize as crop_resize_clip
-
     return crop_resize_clip(frame[None], box, size)[0].permute(1, 2, 0).numpy()
 
 
