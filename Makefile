@@ -1,11 +1,24 @@
 # migalab — `make help` lists the targets.
-PYTHON ?= python3
-PIP ?= $(PYTHON) -m pip
+#
+# Where things get installed: the active virtualenv or conda env when there is one, else a
+# `.venv/` in this checkout (created on first use). `PYTHON=/path/to/python make ...` picks any
+# other interpreter. `make install` installs the locked environment (requirements.lock);
+# `make install LOCK=` resolves the ranges of pyproject.toml instead (bring your own torch).
+ifdef VIRTUAL_ENV
+PYTHON ?= $(VIRTUAL_ENV)/bin/python
+else ifdef CONDA_PREFIX
+PYTHON ?= $(CONDA_PREFIX)/bin/python
+else
+PYTHON ?= .venv/bin/python
+endif
+BASE_PYTHON ?= python3
+LOCK ?= requirements.lock
 PYTEST_ARGS ?=
-STAMP := .make/installed
+# one stamp per environment: a new venv installs again, an unchanged one skips the install
+STAMP = $(shell $(PYTHON) -c "import sys; print(sys.prefix)" 2>/dev/null)/.migalab-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-full lint format bench clean
+.PHONY: help install lock train test test-slow test-full lint format bench clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -13,10 +26,23 @@ help: ## Show this help
 # where `import migalab` resolves now (empty when not installed)
 INSTALLED = $(shell $(PYTHON) -c "import pathlib, migalab; print(pathlib.Path(migalab.__file__).resolve().parent)" 2>/dev/null)
 
-install: ## Install migalab (editable) and its dependencies where missing or changed
-	@if [ "$(INSTALLED)" != "$(CURDIR)/src/migalab" ] || [ ! -f $(STAMP) ] || [ pyproject.toml -nt $(STAMP) ]; then \
-		$(PIP) install -e ".[dev]" && mkdir -p $(dir $(STAMP)) && touch $(STAMP); \
-	else echo "migalab is installed from this checkout (pyproject.toml unchanged)"; fi
+$(PYTHON):
+	$(BASE_PYTHON) -m venv $(patsubst %/bin/python,%,$(PYTHON))
+
+install: | $(PYTHON) ## Install migalab (editable) and its locked dependencies where missing or changed
+	@if [ "$(INSTALLED)" != "$(CURDIR)/src/migalab" ] || [ ! -f "$(STAMP)" ] \
+		|| [ pyproject.toml -nt "$(STAMP)" ] || [ setup.py -nt "$(STAMP)" ] \
+		|| { [ -n "$(LOCK)" ] && [ "$(LOCK)" -nt "$(STAMP)" ]; }; then \
+		$(PYTHON) -m pip install $(if $(LOCK),-c $(LOCK)) -e ".[dev]" && touch "$(STAMP)"; \
+	else echo "migalab is installed from this checkout in $(dir $(PYTHON)) (nothing changed)"; fi
+
+lock: ## Re-resolve pyproject.toml in a throw-away venv and write requirements.lock
+	rm -rf .make/lock-venv && $(BASE_PYTHON) -m venv .make/lock-venv
+	.make/lock-venv/bin/python -m pip install -q ".[dev]"
+	{ echo "# Full environment of a fresh install of migalab[dev] (Python $$(.make/lock-venv/bin/python -c 'import platform; print(platform.python_version(), platform.machine())')),"; \
+	  echo "# used as pip constraints by 'make install'. Regenerate with 'make lock'."; \
+	  .make/lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^migalab'; } > $(LOCK).tmp
+	mv $(LOCK).tmp $(LOCK) && rm -rf .make/lock-venv
 
 train: install ## Train the default experiment (synthetic iMiGUE, 2s-AGCN, CPU, a few minutes)
 	$(PYTHON) -m migalab.train $(ARGS)
@@ -24,22 +50,25 @@ train: install ## Train the default experiment (synthetic iMiGUE, 2s-AGCN, CPU, 
 test: install ## Run the test suite (fast tests; CI runs this)
 	$(PYTHON) -m pytest -q $(PYTEST_ARGS)
 
+test-slow: install ## Run only the tests marked slow (CI's second step)
+	$(PYTHON) -m pytest -q -m slow $(PYTEST_ARGS)
+
 test-full: install ## Run every test, slow ones included
 	$(PYTHON) -m pytest -q -m "" $(PYTEST_ARGS)
 
 lint: install ## Ruff lint + format check
-	$(PYTHON) -m ruff check src tests scripts
-	$(PYTHON) -m ruff format --check src tests scripts
+	$(PYTHON) -m ruff check src tests scripts setup.py
+	$(PYTHON) -m ruff format --check src tests scripts setup.py
 
 format: install ## Ruff autofix + format
-	$(PYTHON) -m ruff check --fix src tests scripts
-	$(PYTHON) -m ruff format src tests scripts
+	$(PYTHON) -m ruff check --fix src tests scripts setup.py
+	$(PYTHON) -m ruff format src tests scripts setup.py
 
 bench: install ## Benchmarks (ratios against in-process baselines; ~15 min) -> bench_results/
 	$(PYTHON) scripts/bench.py prepare
 	$(PYTHON) scripts/bench.py heatmaps
 	$(PYTHON) scripts/bench.py video
 
-clean: ## Remove caches and build files (keeps data/ and logs/)
+clean: ## Remove caches and build files (keeps .venv/, data/ and logs/)
 	rm -rf .make .pytest_cache .ruff_cache build dist src/*.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -110,6 +110,7 @@ def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=cwd, env=env)
 
 
+@pytest.mark.slow  # two training subprocesses (~15 s)
 def test_sigterm_mid_epoch_saves_checkpoint_and_resumes(
     tiny_release: Path, tiny_cache: Path, tmp_path: Path
 ) -> None:

@@ -4,8 +4,6 @@ run writes its results, and migalab-eval reproduces them from the checkpoint."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -211,14 +209,3 @@ def test_fuse_scores_weights_and_space() -> None:
     assert torch.allclose(probs.sum(-1), torch.full((2,), 2.0))
     with pytest.raises(ValueError, match="fusion weights"):
         fuse_scores([a, b], [1.0], "probs")
-
-
-def test_cli_train_subprocess(tiny_release: Path, tiny_cache: Path, tmp_path: Path) -> None:
-    """The console entry point as a user runs it (Hydra run dir, printed summary)."""
-    cmd = [
-        sys.executable, "-m", "migalab.train", "debug=fdr", "logger=csv",
-        f"paths.log_dir={tmp_path}", *tiny_data_overrides(tiny_release, tiny_cache),
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert list(tmp_path.glob("debug/runs/*/metrics.json"))

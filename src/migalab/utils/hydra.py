@@ -36,20 +36,20 @@ def register_resolvers() -> None:
 def compose_config(
     config_name: str, overrides: Sequence[str] = (), output_dir: Path | None = None
 ) -> DictConfig:
-    """Compose ``conf/<config_name>.yaml`` with overrides as the CLI would, outside a Hydra app
+    """Compose ``<config_name>.yaml`` of the installed configs with overrides as the CLI would, outside a Hydra app
     (tests, benchmarks, notebooks): no run dir is created; ``output_dir`` sets
     ``paths.output_dir`` / ``paths.log_dir``. The Hydra config is registered (for
     ``${hydra:...}`` interpolations) and removed from the returned config."""
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    from migalab.utils.paths import config_dir
+    from migalab.utils.paths import CONFIG_MODULE
 
     register_resolvers()
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
     if output_dir is not None:
         with open_dict(cfg):

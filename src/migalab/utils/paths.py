@@ -1,14 +1,28 @@
-"""Where the project lives: the repo root holds ``conf/`` and is the default home of data and logs."""
+"""Where the configs and the project live.
+
+The Hydra configs are the top-level ``conf/`` of the repository, installed as the package
+``migalab.conf`` (see ``setup.py``): entry points name them by module (:data:`CONFIG_PATH`), so
+console scripts find them from any directory, in an editable install and in a wheel alike.
+Data and logs default to the project root: the checkout holding ``conf/`` in an editable
+install, else the current directory (``$MIGALAB_ROOT`` overrides both).
+"""
 
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
+
+#: the package holding the Hydra configs
+CONFIG_MODULE = "migalab.conf"
+#: ``config_path`` of every ``@hydra.main`` entry point
+CONFIG_PATH = f"pkg://{CONFIG_MODULE}"
 
 
 def project_root() -> Path:
     """The migalab checkout root (``$MIGALAB_ROOT`` if set, else the folder holding ``conf/``
-    above this package, else the current working directory)."""
+    and ``pyproject.toml`` above this package — an editable install — else the current working
+    directory, for an installed wheel)."""
     env = os.environ.get("MIGALAB_ROOT")
     if env:
         return Path(env).resolve()
@@ -20,5 +34,5 @@ def project_root() -> Path:
 
 
 def config_dir() -> Path:
-    """The Hydra config root (``<project_root>/conf``)."""
-    return project_root() / "conf"
+    """The folder of the installed configs (``conf/`` of the checkout in an editable install)."""
+    return Path(str(resources.files(CONFIG_MODULE)))

@@ -1,0 +1,1 @@
+"""Hydra configs of migalab, installed as the package ``migalab.conf`` (see setup.py)."""

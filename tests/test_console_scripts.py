@@ -1,0 +1,150 @@
+"""Every console script, run by name in a subprocess from a temporary directory, as a user
+runs it: ``--help``, a short training run, evaluation and prediction of its checkpoint, and the
+same scripts from a freshly built wheel (not the editable checkout)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import tiny_data_overrides
+from tests.utils.test_checkpoints import malicious_checkpoint
+
+SCRIPTS = ["migalab-train", "migalab-eval", "migalab-predict", "migalab-synth", "migalab-prepare"]
+#: where this environment installed its console scripts (next to its python)
+BIN = Path(sysconfig.get_path("scripts"))
+
+
+def run_script(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run ``args`` (a console script by name first) in ``cwd`` with this env's scripts on PATH."""
+    full_env = {**os.environ, **(env or {})}
+    full_env["PATH"] = f"{BIN}{os.pathsep}{full_env.get('PATH', '')}"
+    return subprocess.run(
+        args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def _ok(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 0, f"{proc.args}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    return proc.stdout + proc.stderr
+
+
+def test_help_from_any_directory(tmp_path: Path) -> None:
+    """``<script> --help`` of every console script, started together (each pays the torch and
+    Lightning import, ~6 s on 2 cores)."""
+    full_env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    procs = {}
+    for script in SCRIPTS:
+        assert (BIN / script).is_file(), f"{script} is not installed in {BIN}"
+        procs[script] = subprocess.Popen(
+            [script, "--help"], cwd=tmp_path, env=full_env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    for script, proc in procs.items():
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, f"{script} --help failed:\n{out[-3000:]}"
+        if script in ("migalab-train", "migalab-eval", "migalab-predict"):
+            # Hydra's help lists the config groups it found: the configs were located
+            assert "== Configuration groups ==" in out and "trainer:" in out, script
+            if script == "migalab-train":
+                assert "agcn_joint_synth" in out  # the experiment group
+        else:
+            assert "usage:" in out, script
+    assert not list(tmp_path.iterdir()), "--help wrote files into the working directory"
+
+
+@pytest.fixture(scope="module")
+def cli_run(
+    tiny_release: Path, tiny_cache: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
+    """``migalab-train`` by name from an empty directory: 1 short epoch on the tiny release.
+    Returns the working directory and the best checkpoint."""
+    cwd = tmp_path_factory.mktemp("cli")
+    proc = run_script(
+        ["migalab-train", "logger=csv", f"paths.log_dir={cwd / 'logs'}",
+         *tiny_data_overrides(tiny_release, tiny_cache), "model.encoder.base_channels=8",
+         "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0"],
+        cwd=cwd,
+    )  # fmt: skip
+    out = _ok(proc)
+    (metrics,) = (cwd / "logs").glob("train/runs/*/metrics.json")
+    payload = json.loads(metrics.read_text())
+    assert f"run dir: {metrics.parent}" in " ".join(out.split())  # the summary says where
+    return cwd, Path(payload["ckpt_path"])
+
+
+def test_train_eval_predict_by_name(cli_run: tuple[Path, Path]) -> None:
+    cwd, ckpt = cli_run
+    trained = json.loads(next((cwd / "logs").glob("train/runs/*/metrics.json")).read_text())
+    _ok(run_script(["migalab-eval", f"ckpt_path={ckpt}", f"paths.log_dir={cwd / 'logs'}"], cwd))
+    (ev,) = (cwd / "logs").glob("eval/runs/*/metrics.json")
+    evaluated = json.loads(ev.read_text())
+    for split in ("val", "test"):
+        assert evaluated[split]["top1"] == pytest.approx(trained[split]["top1"], abs=1e-6)
+
+    _ok(run_script(["migalab-predict", f"ckpt_path={ckpt}", f"paths.log_dir={cwd / 'logs'}"], cwd))
+    (sub,) = (cwd / "logs").glob("predict/runs/*/submission.csv")
+    rows = list(csv.reader(sub.open()))
+    assert rows[0] == ["Id", "Target"] and len(rows) > 1
+    assert {int(r[1]) for r in rows[1:]} <= set(range(1, 32)) | {99}
+
+
+def test_eval_refuses_a_malicious_checkpoint_by_name(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    ckpt = malicious_checkpoint(tmp_path / "shared.ckpt", marker)
+    proc = run_script(["migalab-eval", f"ckpt_path={ckpt}", f"paths.log_dir={tmp_path}"], tmp_path)
+    assert proc.returncode != 0
+    assert "refused to load checkpoint" in proc.stderr and "shared.ckpt" in proc.stderr
+    assert not marker.exists()
+
+
+def test_user_config_dir_is_searched(tmp_path: Path) -> None:
+    """Users keep their own configs outside the package (``--config-dir``)."""
+    mine = tmp_path / "myconf" / "experiment"
+    mine.mkdir(parents=True)
+    (mine / "my_exp.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - agcn_joint_synth\ntags: [mine]\n"
+        "model:\n  encoder:\n    base_channels: 12\n"
+    )
+    out = _ok(run_script(["migalab-train", "--config-dir", str(tmp_path / "myconf"),
+                          "experiment=my_exp", "--cfg", "job"], tmp_path))  # fmt: skip
+    assert "base_channels: 12" in out and "- mine" in out
+
+
+@pytest.mark.slow  # builds and installs a wheel (~13 s)
+def test_wheel_install_runs_from_anywhere(tmp_path: Path) -> None:
+    """``pip install .`` (not editable): the configs travel inside the wheel."""
+    repo = Path(__file__).resolve().parents[1]
+    wheels, target = tmp_path / "wheels", tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(repo)]
+    _ok(subprocess.run(build, cwd=tmp_path, capture_output=True, text=True, check=False))
+    (wheel,) = wheels.glob("migalab-*.whl")
+    _ok(subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)],
+                       cwd=tmp_path, capture_output=True, text=True, check=False))  # fmt: skip
+    env = {"PYTHONPATH": str(target)}  # the wheel's migalab first; dependencies from this env
+    where = _ok(run_script([sys.executable, "-c", "import migalab; print(migalab.__file__)"],
+                           tmp_path, env))  # fmt: skip
+    assert where.strip().startswith(str(target))
+    packaged = {p.relative_to(target / "migalab" / "conf") for p in
+                (target / "migalab" / "conf").rglob("*.yaml")}  # fmt: skip
+    source = {p.relative_to(repo / "conf") for p in (repo / "conf").rglob("*.yaml")
+              if "local" not in p.parts}  # fmt: skip
+    assert source <= packaged
+    work = tmp_path / "work"
+    work.mkdir()
+    script = str(target / "bin" / "migalab-train")
+    out = _ok(run_script([script, "experiment=agcn_bone_synth", "--cfg", "job"], work, env))
+    assert "stream: bone" in out
+    # outside a checkout, data and logs default to the working directory
+    out = _ok(run_script([script, "--cfg", "job", "--resolve"], work, env))
+    assert f"log_dir: {work.resolve()}/logs" in out
