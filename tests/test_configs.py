@@ -9,7 +9,13 @@ import pytest
 from lightning import LightningDataModule, LightningModule, Trainer
 from omegaconf import OmegaConf
 
-from migalab.utils.hydra import compose_config, instantiate_callbacks, instantiate_loggers
+from migalab.utils.checkpoints import check_config_targets
+from migalab.utils.hydra import (
+    compose_config,
+    instantiate_callbacks,
+    instantiate_loggers,
+    resolved_container,
+)
 from migalab.utils.paths import config_dir
 
 CONF = config_dir()
@@ -38,6 +44,9 @@ def test_train_config_instantiates(experiment: str | None, tmp_path: Path) -> No
     assert model.head.fc.out_features == cfg.data.num_classes
     assert instantiate_callbacks(cfg.callbacks)
     assert instantiate_loggers(cfg.logger)
+    # what a checkpoint stores is what migalab-eval will agree to instantiate again
+    for part in ("data", "model"):
+        check_config_targets(resolved_container(cfg)[part], f"experiment {experiment}")
 
 
 @pytest.mark.parametrize("trainer", _group_options("trainer"))

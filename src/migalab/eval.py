@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,24 +29,37 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from migalab.tasks.metrics import compute_metrics
 from migalab.utils.callbacks import CONFIG_KEY
+from migalab.utils.checkpoints import check_config_targets, load_checkpoint
 from migalab.utils.hydra import register_resolvers, save_resolved_config
 from migalab.utils.io import atomic_write_json
+from migalab.utils.paths import CONFIG_PATH
 from migalab.utils.summary import print_summary, write_metrics
 
 log = logging.getLogger(__name__)
 
 
-def load_checkpoint_config(ckpt_path: str | Path) -> tuple[DictConfig, dict[str, Any]]:
-    """The training config stored in a checkpoint and the checkpoint's state dict."""
+def load_checkpoint_config(
+    ckpt_path: str | Path, unsafe_unpickle: bool = False
+) -> tuple[DictConfig, dict[str, Any]]:
+    """The training config stored in a checkpoint and the checkpoint's state dict.
+
+    The file is read with ``weights_only=True`` and the ``data`` and ``model`` configs (what
+    gets instantiated) may name only allowed classes (:mod:`migalab.utils.checkpoints`);
+    ``unsafe_unpickle`` is the explicit opt-in for a trusted legacy pickle.
+    """
     path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if CONFIG_KEY not in ckpt:
+    ckpt = load_checkpoint(path, unsafe_unpickle=unsafe_unpickle)
+    if not isinstance(ckpt, Mapping) or CONFIG_KEY not in ckpt or "state_dict" not in ckpt:
         raise ValueError(
             f"checkpoint {path} has no '{CONFIG_KEY}' entry: it was not written by migalab-train"
         )
-    return OmegaConf.create(ckpt[CONFIG_KEY]), ckpt["state_dict"]
+    cfg = OmegaConf.create(ckpt[CONFIG_KEY])
+    missing = [part for part in ("data", "model") if part not in cfg]
+    if missing:
+        raise ValueError(f"checkpoint {path}: its stored config has no {missing} section")
+    stored = OmegaConf.to_container(cfg, resolve=False)
+    check_config_targets({"data": stored["data"], "model": stored["model"]}, f"checkpoint {path}")
+    return cfg, ckpt["state_dict"]
 
 
 @dataclass
@@ -94,16 +107,18 @@ def score_checkpoints(
     trainer_cfg: DictConfig,
     data_overrides: DictConfig | None = None,
     require_labels: bool = True,
+    unsafe_unpickle: bool = False,
 ) -> list[CheckpointScores]:
     """Rebuild each checkpoint's model and data from its stored config and score ``splits``.
 
     Splits that are missing (or unlabelled, when ``require_labels``) are skipped with a
     warning. Runs on one process: fusion needs every clip's scores in one place (for DDP
     evaluation of a single checkpoint use ``migalab-train train=false ckpt_path=...``).
+    Checkpoints are read safely (:func:`load_checkpoint_config`; ``unsafe_unpickle`` opts out).
     """
     out: list[CheckpointScores] = []
     for ckpt in ckpts:
-        train_cfg, state_dict = load_checkpoint_config(ckpt)
+        train_cfg, state_dict = load_checkpoint_config(ckpt, unsafe_unpickle)
         if data_overrides:
             train_cfg.data = OmegaConf.merge(train_cfg.data, data_overrides)
         datamodule = hydra.utils.instantiate(train_cfg.data)
@@ -236,7 +251,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     splits = list(cfg.splits)
     if cfg.fusion.get("search", False) and cfg.fusion.get("search_split", "val") not in splits:
         splits.insert(0, cfg.fusion.get("search_split", "val"))
-    entries = score_checkpoints(ckpts, splits, cfg.trainer, cfg.get("data"))
+    entries = score_checkpoints(ckpts, splits, cfg.trainer, cfg.get("data"),
+                                unsafe_unpickle=bool(cfg.get("unsafe_unpickle_checkpoints")))  # fmt: skip
     num_classes, class_names = entries[0].num_classes, entries[0].class_names
 
     payload: dict[str, Any] = {"task": cfg.task_name, "run_dir": cfg.paths.output_dir,
@@ -275,7 +291,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return payload
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="eval")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
 def _main(cfg: DictConfig) -> None:
     save_resolved_config(cfg, cfg.paths.output_dir)
     evaluate(cfg)

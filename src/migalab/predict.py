@@ -38,6 +38,7 @@ from migalab.data.formats.miga2025 import class_to_raw
 from migalab.eval import check_same_clips, fuse_scores, resolve_fusion_weights, score_checkpoints
 from migalab.utils.hydra import register_resolvers, save_resolved_config
 from migalab.utils.io import atomic_write, atomic_write_json, atomic_write_text
+from migalab.utils.paths import CONFIG_PATH
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,8 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     splits = [split]
     if len(ckpts) > 1 and fusion.get("search", False):
         splits.insert(0, fusion.get("search_split", "val"))
-    entries = score_checkpoints(ckpts, splits, cfg.trainer, cfg.get("data"), require_labels=False)
+    entries = score_checkpoints(ckpts, splits, cfg.trainer, cfg.get("data"), require_labels=False,
+                                unsafe_unpickle=bool(cfg.get("unsafe_unpickle_checkpoints")))  # fmt: skip
     if any(split not in e.splits for e in entries):
         raise ValueError(f"split {split} is missing or empty; nothing to predict")
     weights: list[float] | None = None
@@ -134,7 +136,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="predict")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")
 def _main(cfg: DictConfig) -> None:
     save_resolved_config(cfg, cfg.paths.output_dir)
     predict(cfg)

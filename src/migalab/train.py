@@ -28,7 +28,6 @@ from typing import Any
 
 import hydra
 import lightning as L
-import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
@@ -37,6 +36,7 @@ from migalab.utils.callbacks import (
     StoreConfigInCheckpoint,
     find_resume_checkpoint,
 )
+from migalab.utils.checkpoints import load_checkpoint
 from migalab.utils.hydra import (
     instantiate_callbacks,
     instantiate_loggers,
@@ -44,6 +44,7 @@ from migalab.utils.hydra import (
     resolved_container,
     save_resolved_config,
 )
+from migalab.utils.paths import CONFIG_PATH
 from migalab.utils.summary import print_summary, write_metrics
 from migalab.utils.wandb import finish_wandb
 
@@ -81,7 +82,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], Any]:
         lg.log_hyperparams(container)
     if cfg.get("train", True):
         try:
-            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         except SIGTERMException as err:  # graceful stop (SLURM preemption): checkpoint saved
             log.warning(
                 "stopped by SIGTERM at epoch %d, step %d; resume with: migalab-train "
@@ -96,10 +97,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], Any]:
         ckpt = ckpt_path
 
     results: dict[str, Any] = {}
-    trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+    trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
     results["val"] = model.last_summaries.get("val", {})
     if cfg.get("test", True) and datamodule.has_labels("test"):
-        trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+        trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
         results["test"] = model.last_summaries.get("test", {})
     payload = {
         "task": cfg.task_name,
@@ -131,7 +132,7 @@ def _keep_csv_history(loggers: list[Any], ckpt_path: str) -> None:
             continue
         try:
             # mmap: read the step without loading every tensor (fit loads the checkpoint itself)
-            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+            ckpt = load_checkpoint(ckpt_path, mmap=True)
             step = ckpt["global_step"]
         except Exception as err:  # not a plain Lightning checkpoint: start a fresh log
             log.warning("could not read the step of %s (%s); %s restarts", ckpt_path, err, path)
@@ -154,7 +155,7 @@ def _metric_value(payload: dict[str, Any], name: str | None) -> float | None:
     return float(value) if value is not None else None
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def _main(cfg: DictConfig) -> float | None:
     payload, _ = train(cfg)
     return _metric_value(payload, cfg.get("optimized_metric"))

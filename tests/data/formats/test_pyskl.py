@@ -114,3 +114,37 @@ def test_infer_layout() -> None:
     assert [infer_layout(v) for v in (22, 36, 137)] == ["imigue22", "mg36", "openpose137"]
     with pytest.raises(ValueError):
         infer_layout(5)
+
+
+class _RunsCode:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+def test_numpy_scalars_and_old_protocols_load(tmp_path: Path, protocol: int) -> None:
+    """pyskl's own pickles (NumPy scalars, protocol 2 from older tooling) are plain data."""
+    kp = np.random.default_rng(0).uniform(0, 500, (1, 5, 22, 2)).astype(np.float32)
+    ann = {"frame_dir": "0003_5", "label": np.int64(2), "img_shape": (np.int64(720), 1280),
+           "total_frames": np.int64(5), "keypoint": kp,
+           "keypoint_score": np.ones((1, 5, 22), np.float16)}  # fmt: skip
+    path = tmp_path / "ann.pkl"
+    path.write_bytes(pickle.dumps({"split": {"xsub_val": ["0003_5"]}, "annotations": [ann]},
+                                  protocol=protocol))  # fmt: skip
+    (got,) = read_pyskl(path)["xsub_val"]
+    assert got.label == 2 and got.end == 4
+    np.testing.assert_array_equal(got.keypoint, kp)
+
+
+def test_pickle_that_carries_code_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "ann.pkl"
+    path.write_bytes(pickle.dumps({"split": {}, "annotations": [], "x": _RunsCode(marker)}))
+    with pytest.raises(FormatError, match=r"ann\.pkl: unreadable pickle .*posix\.system"):
+        read_pyskl(path)
+    assert not marker.exists()

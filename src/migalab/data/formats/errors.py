@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
+from typing import Any
 
 
 class FormatError(ValueError):
@@ -27,13 +29,45 @@ class FormatError(ValueError):
         return (type(self), (self.path, self.reason, self.row))
 
 
-def load_pickle(path: Path) -> object:
-    """Unpickle ``path``; a missing or unreadable file raises :class:`FormatError` naming it."""
-    import pickle
+#: what a data pickle (pyskl annotations, 2023 label lists) may reference besides plain Python
+#: containers: NumPy arrays, dtypes and scalars (``_codecs.encode`` carries array bytes in
+#: protocol-2 pickles). Anything else -- a function, a class with side effects -- is refused.
+_PICKLE_GLOBALS = frozenset({
+    ("collections", "OrderedDict"),
+    ("_codecs", "encode"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),  # protocol-5 arrays
+    ("numpy._core.numeric", "_frombuffer"),
+})  # fmt: skip
 
+
+class _DataUnpickler(pickle.Unpickler):
+    """Unpickles data only: plain containers, NumPy arrays and scalars (no code runs)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _PICKLE_GLOBALS or module == "numpy.dtypes":
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(
+            f"it references {module}.{name}; a data pickle may hold only containers, numbers, "
+            f"strings and NumPy arrays, and loading anything else could run code"
+        )
+
+
+def load_pickle(path: Path) -> object:
+    """Unpickle the data file ``path`` without running code from it.
+
+    Only plain containers, numbers, strings and NumPy arrays are rebuilt (the pyskl annotation
+    and 2023 label pickles hold nothing else); a missing, unreadable or code-carrying file
+    raises :class:`FormatError` naming it.
+    """
     try:
         with open(path, "rb") as f:
-            return pickle.load(f)
+            return _DataUnpickler(f).load()
     except FileNotFoundError:
         raise FormatError(path, "no such file") from None
     except Exception as exc:

@@ -70,6 +70,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from migalab.utils.checkpoints import load_checkpoint
+
 __all__ = [
     "CrossAttentionBlock",
     "CrossModalTokenFusion",
@@ -197,7 +199,7 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path, name: str) -> Non
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"modality {name!r}: checkpoint {path} does not exist")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(path)  # weights_only: a shared checkpoint runs no code here
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, Mapping) else None
     if not isinstance(state, Mapping):
         raise ValueError(f"modality {name!r}: {path} holds no state dict")

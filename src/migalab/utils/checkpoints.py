@@ -1,0 +1,152 @@
+"""Safe reading of checkpoints and of the run configs stored in them.
+
+Research groups exchange checkpoints; a ``torch.load(weights_only=False)`` of one runs whatever
+its pickle holds. Everything here reads with ``weights_only=True`` (tensors, plain containers and
+numbers only: what ``migalab-train`` writes), and a file that needs more is refused with a
+message naming it. ``unsafe_unpickle=True`` is the explicit opt-in for a legacy file the user
+trusts (``unsafe_unpickle_checkpoints=true`` on ``migalab-eval`` / ``migalab-predict``).
+
+A checkpoint's stored config is instantiated to rebuild its model and data pipeline, so a config
+``_target_`` is as powerful as a pickle. :func:`check_config_targets` admits only the suite's own
+classes, a few named factory functions of the suite, and classes of its libraries that are
+models, optimisers, schedulers, metrics or Lightning components.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import pickle
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+#: top-level packages whose objects a stored config may name
+ALLOWED_PACKAGES = ("migalab", "torch", "torchvision", "timm", "torchmetrics", "lightning")
+#: functions of the suite a stored config may call (factories; every migalab class is allowed)
+ALLOWED_FUNCTIONS = frozenset({"migalab.utils.schedulers.cosine_with_warmup"})
+_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+
+
+class UnsafeCheckpointError(RuntimeError):
+    """A checkpoint (or its stored config) would run code that is not the suite's own."""
+
+
+def load_checkpoint(path: str | Path, *, unsafe_unpickle: bool = False, mmap: bool = False) -> Any:
+    """Read a checkpoint onto the CPU without executing code from it.
+
+    Args:
+        path: a ``.ckpt`` / ``.pt`` / ``.pth`` file written by ``torch.save``.
+        unsafe_unpickle: read it with full pickle (runs the code it holds): only for files
+            the user wrote themselves or trusts; logged as a warning.
+        mmap: memory-map the tensors instead of reading them (cheap peeks at metadata).
+
+    Raises:
+        FileNotFoundError: no such file.
+        UnsafeCheckpointError: the file holds Python objects beyond tensors and plain data.
+        ValueError: the file is not a readable torch checkpoint (truncated, another format).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if unsafe_unpickle:
+        log.warning(
+            "UNSAFE: unpickling %s with weights_only=False; any code it holds runs now", path
+        )
+        return torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as err:
+        reason = _first_reason(str(err))
+        raise UnsafeCheckpointError(
+            f"refused to load checkpoint {path}: it holds Python objects beyond tensors and "
+            f"plain data ({reason}), and unpickling them could run arbitrary code. Checkpoints "
+            f"written by migalab-train never need this. If you wrote this file yourself or trust "
+            f"its author, opt in with unsafe_unpickle_checkpoints=true."
+        ) from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise ValueError(
+            f"checkpoint {path} is not a readable torch checkpoint "
+            f"({type(err).__name__}: {_first_reason(str(err))})"
+        ) from err
+
+
+def _first_reason(message: str) -> str:
+    """The line of torch's weights-only error that names the offending global."""
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    for line in lines:
+        if "GLOBAL" in line or "Unsupported" in line:
+            return line
+    return lines[0] if lines else "unknown reason"
+
+
+def check_config_targets(cfg: Any, source: str) -> None:
+    """Raise :class:`UnsafeCheckpointError` unless every ``_target_`` in ``cfg`` is allowed.
+
+    Allowed: any class defined in ``migalab``; the functions in :data:`ALLOWED_FUNCTIONS`;
+    classes of torch, torchvision, timm, torchmetrics and lightning that are modules (``nn.Module``,
+    Lightning modules included), optimisers, learning-rate schedulers or metrics. ``source``
+    names where the config came from (for the message).
+    """
+    if isinstance(cfg, DictConfig | ListConfig):
+        cfg = OmegaConf.to_container(cfg, resolve=False)
+    for keypath, target in _targets(cfg, ""):
+        reason = _target_problem(target)
+        if reason:
+            raise UnsafeCheckpointError(
+                f"{source}: refused to instantiate {keypath or '<root>'}._target_={target!r} "
+                f"({reason}); a config stored in a checkpoint may only name migalab's own "
+                f"classes and the model, optimiser, scheduler and metric classes of its libraries"
+            )
+
+
+def _targets(node: Any, path: str) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    if isinstance(node, Mapping):
+        if "_target_" in node:
+            out.append((path, node["_target_"]))
+        for key, value in node.items():
+            out.extend(_targets(value, f"{path}.{key}" if path else str(key)))
+    elif isinstance(node, Sequence) and not isinstance(node, str | bytes):
+        for i, value in enumerate(node):
+            out.extend(_targets(value, f"{path}[{i}]"))
+    return out
+
+
+def _library_bases() -> tuple[type, ...]:
+    """What a library class named by a stored model/data config must be. Loggers, datasets and
+    anything else that may touch the network or the file system are left out on purpose."""
+    import torchmetrics
+    from torch.optim.lr_scheduler import LRScheduler
+
+    return (torch.nn.Module, torch.optim.Optimizer, LRScheduler, torchmetrics.Metric)
+
+
+def _target_problem(target: Any) -> str | None:
+    """Why ``target`` may not be instantiated from a stored config (None: it may)."""
+    if not isinstance(target, str) or not _DOTTED.match(target):
+        return "not a dotted import path"
+    package = target.split(".", 1)[0]
+    if package not in ALLOWED_PACKAGES:
+        return f"package {package!r} is not one of {', '.join(ALLOWED_PACKAGES)}"
+    if target in ALLOWED_FUNCTIONS:
+        return None
+    from hydra.utils import get_object
+
+    try:  # imports a module of an allowed package: no code from the file runs
+        obj = get_object(target)
+    except Exception as err:  # noqa: BLE001 - any import failure means "cannot allow"
+        return f"cannot be imported: {type(err).__name__}: {err}"
+    if not inspect.isclass(obj):
+        return "not a class" if package != "migalab" else "not a class nor an allowed factory"
+    if package == "migalab" and obj.__module__.split(".", 1)[0] == "migalab":
+        return None
+    if not issubclass(obj, _library_bases()):
+        return "a library class that is not a model, optimiser, scheduler or metric"
+    return None

@@ -1,0 +1,118 @@
+"""Checkpoints from elsewhere run no code: weights-only reading, stored-config target allowlist."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from migalab.eval import load_checkpoint_config
+from migalab.models.fusion.token_fusion import load_encoder_weights
+from migalab.utils.checkpoints import (
+    UnsafeCheckpointError,
+    check_config_targets,
+    load_checkpoint,
+)
+
+
+class _RunsCode:
+    """Unpickling this object runs ``touch <marker>`` (a shell command) -- the attack."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def malicious_checkpoint(path: Path, marker: Path) -> Path:
+    """A Lightning-looking checkpoint whose pickle creates ``marker`` when fully unpickled."""
+    torch.save(
+        {"state_dict": {"w": torch.zeros(2)}, "migalab_config": {"data": {}, "model": {}},
+         "payload": _RunsCode(marker)},
+        path,
+    )  # fmt: skip
+    return path
+
+
+def test_malicious_checkpoint_is_refused_and_runs_nothing(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    ckpt = malicious_checkpoint(tmp_path / "shared.ckpt", marker)
+    with pytest.raises(UnsafeCheckpointError, match=r"refused to load checkpoint .*shared\.ckpt"):
+        load_checkpoint(ckpt)
+    with pytest.raises(UnsafeCheckpointError, match="unsafe_unpickle_checkpoints=true"):
+        load_checkpoint_config(ckpt)
+    with pytest.raises(UnsafeCheckpointError):
+        load_encoder_weights(torch.nn.Linear(2, 2), ckpt, "rgb")
+    assert not marker.exists()
+
+
+def test_unsafe_opt_in_reads_a_trusted_legacy_file(tmp_path: Path) -> None:
+    # legacy Lightning checkpoints often pickled an argparse.Namespace of hyper-parameters
+    path = tmp_path / "legacy.ckpt"
+    torch.save({"hparams": argparse.Namespace(lr=0.1), "state_dict": {}}, path)
+    with pytest.raises(UnsafeCheckpointError, match="argparse"):
+        load_checkpoint(path)
+    assert load_checkpoint(path, unsafe_unpickle=True)["hparams"].lr == 0.1
+
+
+def test_plain_checkpoints_load_and_bad_files_are_named(tmp_path: Path) -> None:
+    good = tmp_path / "good.ckpt"
+    torch.save({"state_dict": {"w": torch.ones(3)}, "epoch": 2, "meta": {"a": [1, "x"]}}, good)
+    ckpt = load_checkpoint(good)
+    assert torch.equal(ckpt["state_dict"]["w"], torch.ones(3)) and ckpt["epoch"] == 2
+    with pytest.raises(FileNotFoundError, match="missing.ckpt"):
+        load_checkpoint(tmp_path / "missing.ckpt")
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(good.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"truncated\.ckpt is not a readable torch checkpoint"):
+        load_checkpoint(truncated)
+    with pytest.raises(ValueError, match="has no 'migalab_config'"):
+        load_checkpoint_config(good)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "os.system",
+        "builtins.exec",
+        "subprocess.Popen",
+        "torch.hub.load",  # a torch function: downloads and runs a repo's hubconf
+        "torch.utils.cpp_extension.load_inline",  # compiles and loads C++
+        "migalab.utils.io.atomic_write_text",  # our own function: writes any file
+        "torchvision.datasets.MNIST",  # a library class that is not a model (downloads)
+        "lightning.pytorch.loggers.WandbLogger",  # network access
+        "torch.nn.Linear; import os",
+    ],
+)
+def test_stored_config_targets_outside_the_allowlist_are_refused(
+    target: str, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pwned"
+    cfg = {
+        "data": {"_target_": "migalab.data.datamodules.SkeletonDataModule"},
+        "model": {"_target_": "migalab.tasks.gesture.GestureModule",
+                  "encoder": {"_target_": target, "_args_": [f"touch {marker}"]}},
+    }  # fmt: skip
+    path = tmp_path / "crafted.ckpt"
+    torch.save({"state_dict": {}, "migalab_config": cfg}, path)
+    with pytest.raises(UnsafeCheckpointError, match=r"model\.encoder\._target_"):
+        load_checkpoint_config(path)
+    assert not marker.exists()
+
+
+def test_allowed_targets() -> None:
+    check_config_targets(
+        {"model": {"_target_": "migalab.tasks.gesture.GestureModule",
+                   "optimizer": {"_target_": "torch.optim.AdamW", "_partial_": True},
+                   "scheduler": {"_target_": "migalab.utils.schedulers.cosine_with_warmup"},
+                   "layers": [{"_target_": "torch.nn.Linear"}, {"_target_": "timm.layers.Mlp"}],
+                   "metric": {"_target_": "torchmetrics.classification.MulticlassAccuracy"}}},
+        "test",
+    )  # fmt: skip
+    with pytest.raises(UnsafeCheckpointError, match=r"layers\[1\]\._target_"):
+        check_config_targets({"layers": [{"_target_": "torch.nn.Linear"},
+                                         {"_target_": "posix.system"}]}, "test")  # fmt: skip
