@@ -168,5 +168,43 @@ def test_ddp_configs_compose(tmp_path: Path) -> None:
     cfg = compose_config("train", ["trainer=slurm"], output_dir=tmp_path)
     (plugin,) = cfg.trainer.plugins
     assert plugin._target_.endswith("SLURMEnvironment") and plugin.auto_requeue
+    assert cfg.ckpt_path == "auto"  # a requeued job resumes with the same command
+    assert cfg.trainer.strategy == "ddp" and cfg.trainer.num_nodes == 1
+    assert compose_config("train", ["trainer=slurm", "ckpt_path=null"]).ckpt_path is None
     cfg = compose_config("train", ["trainer=ddp_sim"], output_dir=tmp_path)
     assert not cfg.trainer.sync_batchnorm  # SyncBatchNorm is GPU-only
+
+
+@pytest.mark.slow  # three 2-process training runs (~45 s)
+def test_ddp_sim_requeued_command_matches_uninterrupted_run(
+    tiny_release: Path, tiny_cache: Path, tmp_path: Path
+) -> None:
+    """The requeue test of ``tests/test_resume.py`` on 2 processes: SIGTERM on both ranks in the
+    middle of epoch 1, the same command again, and the run ends as an uninterrupted one."""
+    from tests.test_resume import _assert_same_run, _requeue_run
+
+    base = [*_ddp_overrides(tiny_release, tiny_cache, tmp_path / "logs"), "trainer.max_epochs=3",
+            "data.batch_size=4", "test=false", "ckpt_path=auto"]  # fmt: skip
+    # 14 training clips per rank in batches of 4: 3 steps per epoch, step 4 is mid-epoch 1
+    kill = ["+callbacks.kill._target_=tests.test_resume.SigtermAtStep", "+callbacks.kill.step=4"]
+    procs = _requeue_run([*base, *kill], tmp_path / "run", tmp_path)
+    assert [p.returncode for p in procs] == [143, 0], procs[-1].stderr[-4000:]
+    assert "resuming from" in procs[1].stdout + procs[1].stderr
+    (straight,) = _requeue_run(base, tmp_path / "straight", tmp_path)
+    assert straight.returncode == 0, straight.stderr[-4000:]
+    _assert_same_run(tmp_path / "run", tmp_path / "straight")
+
+
+def test_slurm_trainer_run_dir_is_fixed_per_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A requeued SLURM job keeps its SLURM_JOB_ID: its run dir (checkpoints) must not move."""
+    from hydra import compose, initialize_config_module
+
+    from migalab.utils.hydra import register_resolvers
+    from migalab.utils.paths import CONFIG_MODULE
+
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    register_resolvers()
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        cfg = compose("train", ["trainer=slurm"], return_hydra_config=True)
+    run_dir = cfg.hydra.run.dir
+    assert run_dir.endswith("/train/slurm/4242") and "${now" not in run_dir

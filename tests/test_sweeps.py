@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from migalab.utils.hydra import register_resolvers
@@ -134,6 +135,13 @@ def test_slurm_launcher_config() -> None:
     assert launcher.name == "train"
     assert cfg.trainer.strategy == "ddp"
     assert cfg.hydra.runtime.choices["hydra/launcher"] == "slurm"
+    # requeued jobs (submitit's checkpoint protocol) run the same command: it must resume
+    assert launcher.max_num_timeout > 0
+    for overrides, expected in ((["hydra/launcher=slurm"], "auto"), ([], None),
+                                (["hydra/launcher=slurm", "ckpt_path=null"], None)):  # fmt: skip
+        cfg = _compose_with_hydra(overrides)
+        HydraConfig.instance().set_config(cfg)  # as in a job: ${ckpt_path_default:} reads it
+        assert cfg.ckpt_path == expected, overrides
     # with the Optuna sweeper too
     cfg = _compose_with_hydra(["hparams_search=agcn_optuna", "hydra/launcher=slurm"])
     assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")

@@ -209,3 +209,37 @@ def test_fuse_scores_weights_and_space() -> None:
     assert torch.allclose(probs.sum(-1), torch.full((2,), 2.0))
     with pytest.raises(ValueError, match="fusion weights"):
         fuse_scores([a, b], [1.0], "probs")
+
+
+def test_weight_files_in_the_config_are_needed_only_by_a_fresh_fit(
+    tiny_video_release: Path, tiny_video_cache: Path, tmp_path: Path
+) -> None:
+    """``model.encoder.pretrained=<file>``: a fresh fit loads it; evaluating or resuming the
+    run's checkpoint after the file is gone works (the weights come from the checkpoint)."""
+    from migalab.models.encoders.mvit import MViTEncoder
+
+    weights = tmp_path / "mvit_xs.pth"
+    torch.manual_seed(3)
+    src = MViTEncoder("xs", temporal_size=4, spatial_size=32)
+    torch.save(src.state_dict(), weights)
+    overrides = [
+        "experiment=mvit_rgb_synth", "trainer=cpu", "trainer.precision=32-true", "logger=csv",
+        *tiny_video_overrides(tiny_video_release, tiny_video_cache), "model.encoder.preset=xs",
+        f"model.encoder.pretrained={weights}", "callbacks.progress_bar.refresh_rate=0",
+        "test=false",
+    ]  # fmt: skip
+    run = tmp_path / "run"
+    payload, trainer = train(
+        compose_config("train", [*overrides, "trainer.max_epochs=1"], output_dir=run)
+    )
+    weights.unlink()
+    result = evaluate(compose_config("eval", [f"ckpt_path={payload['ckpt_path']}",
+                                              "splits=[val]"], output_dir=tmp_path / "ev"))  # fmt: skip
+    assert result["val"]["top1"] == pytest.approx(payload["val"]["top1"], abs=1e-6)
+    _, resumed = train(compose_config("train", [*overrides, "trainer.max_epochs=2",
+                                                "ckpt_path=last"], output_dir=run))  # fmt: skip
+    assert resumed.current_epoch == 2
+    # a fresh fit does need the file, and says which
+    with pytest.raises(FileNotFoundError, match=r"mvit_xs\.pth"):
+        train(compose_config("train", [*overrides, "trainer.max_epochs=1"],
+                             output_dir=tmp_path / "fresh"))  # fmt: skip

@@ -12,10 +12,14 @@ Resume a run in its own run dir (its checkpoints live there), with the run's ove
 
     migalab-train <overrides> hydra.run.dir=logs/train/runs/<run> ckpt_path=last
 
-``ckpt_path=last`` takes the newest of ``checkpoints/last.ckpt`` (end of the last epoch),
-``checkpoints/interrupted.ckpt`` (written when SIGTERM / Ctrl-C stopped the run mid-epoch) and
-SLURM requeue checkpoints; it is an error when there is none. Resuming from an epoch-end
-checkpoint reproduces the uninterrupted run exactly (see ``migalab.data.samplers``).
+``ckpt_path=last`` takes the newest readable of ``checkpoints/last.ckpt`` (end of the last
+epoch), ``checkpoints/interrupted.ckpt`` (written when SIGTERM / Ctrl-C stopped the run
+mid-epoch) and SLURM requeue checkpoints; it is an error when there is none. ``ckpt_path=auto``
+(the default of ``trainer=slurm`` and ``hydra/launcher=slurm``) does the same but starts fresh
+when there is none, so a requeued job continues with the very same command. Resuming from an
+epoch-end checkpoint reproduces the uninterrupted run exactly (see ``migalab.data.samplers``).
+Encoder weights named in the config (``pretrained=...``, a modality ``checkpoint``) are loaded
+only when a fit starts fresh: a resume or an evaluation takes the weights from the checkpoint.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
+from migalab.models.finetune import load_initial_weights
 from migalab.utils.callbacks import (
+    CollectiveFreeSigterm,
     RNGStateCheckpoint,
     StoreConfigInCheckpoint,
     find_resume_checkpoint,
@@ -67,19 +73,23 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], Any]:
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     callbacks.append(StoreConfigInCheckpoint(container))
     callbacks.append(RNGStateCheckpoint())
+    callbacks.append(CollectiveFreeSigterm())
     loggers = instantiate_loggers(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     if trainer.is_global_zero:
         save_resolved_config(cfg, output_dir)
 
-    ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path == "last":  # explicit: never a silent fresh start
-        ckpt_path = find_resume_checkpoint(trainer)
-        log.info("resuming from %s", ckpt_path)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), trainer)
     if ckpt_path and cfg.get("train", True) and trainer.is_global_zero:
         _keep_csv_history(loggers, ckpt_path)
     for lg in loggers:
         lg.log_hyperparams(container)
+    if cfg.get("train", True) and ckpt_path is None:
+        # pretrained encoders / fusion entries' checkpoints: only for a fresh fit (a resume or
+        # an evaluation takes every weight from its checkpoint and needs none of these files)
+        loaded = load_initial_weights(model)
+        if loaded:
+            log.info("initial weights: %s", ", ".join(loaded))
     if cfg.get("train", True):
         try:
             trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
@@ -119,6 +129,24 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], Any]:
         )
     finish_wandb(loggers)  # each job of a multirun gets its own W&B run
     return payload, trainer
+
+
+def resolve_ckpt_path(ckpt_path: str | None, trainer: L.Trainer) -> str | None:
+    """The checkpoint ``trainer.fit`` starts from.
+
+    ``last``: the newest readable checkpoint of this run dir, an error when there is none (never
+    a silent fresh start). ``auto``: the same, or None (a fresh start) when there is none: the
+    same command then serves the first start and every requeue. Anything else is a path (or
+    None). Says which it did.
+    """
+    if ckpt_path not in ("last", "auto"):
+        return ckpt_path
+    found = find_resume_checkpoint(trainer, required=ckpt_path == "last")
+    if found:
+        log.info("ckpt_path=%s: resuming from %s", ckpt_path, found)
+    else:
+        log.info("ckpt_path=auto: no checkpoint in this run dir yet; starting fresh")
+    return found
 
 
 def _keep_csv_history(loggers: list[Any], ckpt_path: str) -> None:

@@ -274,11 +274,23 @@ def test_backbone_lr_mult_applies_to_fusion_backbones_only() -> None:
     assert fusion_ids <= {id(p) for p in rest["params"]}
 
 
-def test_fresh_fit_loads_encoder_init_checkpoints_resume_does_not(tmp_path) -> None:
+def test_initial_weights_children_before_parents(tmp_path) -> None:
+    """A fusion entry's checkpoint overrides what its encoder loaded itself (pretrained)."""
+    from migalab.models.finetune import load_initial_weights
     from migalab.models.fusion import CrossModalTokenFusion
 
     def agcn() -> AGCN:
         return AGCN("imigue22", in_channels=C, num_persons=M, base_channels=4, num_units=4)
+
+    calls: list[str] = []
+
+    class SelfLoading(AGCN):
+        def load_initial_weights(self) -> list[str]:
+            calls.append("encoder")
+            with torch.no_grad():
+                for p in self.parameters():
+                    p.fill_(-1.0)
+            return ["encoder pretrained"]
 
     trained = agcn()
     with torch.no_grad():
@@ -286,11 +298,13 @@ def test_fresh_fit_loads_encoder_init_checkpoints_resume_does_not(tmp_path) -> N
             p.add_(1.0)
     path = tmp_path / "joint.ckpt"
     torch.save({"state_dict": {f"encoder.{k}": v for k, v in trained.state_dict().items()}}, path)
-    for ckpt_path, loaded in ((None, True), (str(tmp_path / "last.ckpt"), False)):
-        fusion = CrossModalTokenFusion({"joint": {"encoder": agcn(), "checkpoint": str(path)},
-                                        "bone": agcn()}, num_classes=K, dim=16, heads=2)  # fmt: skip
-        module = _module(encoder=fusion)
-        module._trainer = SimpleNamespace(datamodule=None, ckpt_path=ckpt_path)  # type: ignore[assignment]
-        module.setup("fit")
-        w = module.encoder.encoders["joint"].units[0].tcn.conv.weight
-        assert torch.equal(w, trained.units[0].tcn.conv.weight) is loaded
+    enc = SelfLoading("imigue22", in_channels=C, num_persons=M, base_channels=4, num_units=4)
+    fusion = CrossModalTokenFusion({"joint": {"encoder": enc, "checkpoint": str(path)},
+                                    "bone": agcn()}, num_classes=K, dim=16, heads=2)  # fmt: skip
+    module = _module(encoder=fusion)
+    assert load_initial_weights(module) == ["encoder pretrained", "joint"]
+    assert calls == ["encoder"]
+    w = module.encoder.encoders["joint"].units[0].tcn.conv.weight
+    assert torch.equal(w, trained.units[0].tcn.conv.weight)
+    module.setup("fit")  # setup never loads initial weights (train.py decides: fresh fits only)
+    assert calls == ["encoder"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ import wandb
 from migalab.train import train
 from migalab.utils.hydra import compose_config, instantiate_callbacks, instantiate_loggers
 from migalab.utils.wandb import (
+    RUN_ID_FILE,
     MigalabWandbLogger,
     WandbReports,
     finish_wandb,
@@ -207,3 +209,29 @@ def test_reports_without_wandb_logger_do_not_fail(
     (record,) = reports.records
     assert record["split"] == "val"
     assert sum(map(sum, record["confusion_matrix"])) == model.last_summaries["val"]["num_samples"]
+
+
+def test_resumed_run_continues_the_same_wandb_run(
+    wandb_env: Path, tiny_release: Path, tiny_cache: Path, tmp_path: Path
+) -> None:
+    """A job started again in its run dir (requeue, ``ckpt_path=auto``) logs into the W&B run
+    of its first start: the same run id, resumed (offline here; online takes the same id)."""
+    overrides = [
+        "trainer=cpu", "logger=wandb", "callbacks.progress_bar.refresh_rate=0",
+        *tiny_data_overrides(tiny_release, tiny_cache), "model.encoder.base_channels=8",
+        "ckpt_path=auto", "test=false",
+    ]  # fmt: skip
+    train(compose_config("train", [*overrides, "trainer.max_epochs=1"], output_dir=tmp_path))
+    first_id = (tmp_path / "wandb" / RUN_ID_FILE).read_text().strip()
+    _, trainer = train(
+        compose_config("train", [*overrides, "trainer.max_epochs=2"], output_dir=tmp_path)
+    )
+    assert trainer.current_epoch == 2  # resumed from last.ckpt, not restarted
+    runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    # offline-run-<date>_<time>-<run id>[-<n> when two starts share a second]
+    ids = [re.fullmatch(r"offline-run-\d{8}_\d{6}-([a-z0-9]+)(-\d+)?", r.name) for r in runs]
+    assert len(runs) == 2 and [m.group(1) for m in ids if m] == [first_id, first_id]
+    # a new run dir gets a new W&B run
+    other = tmp_path / "other"
+    train(compose_config("train", [*overrides, "trainer.max_epochs=1"], output_dir=other))
+    assert (other / "wandb" / RUN_ID_FILE).read_text().strip() != first_id

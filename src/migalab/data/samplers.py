@@ -175,6 +175,8 @@ class ResumableDataLoader(DataLoader):
     progress: Callable[[], tuple[int, int]] | None = None
     #: epoch -> seed for the global RNGs at the start of that epoch
     epoch_seed_fn: Callable[[int], int] | None = None
+    #: (resume) this rank's transform generator states, applied when the epoch resumes
+    _transform_rngs: dict[str, Any] | None = None
 
     @property
     def epoch_sampler(self) -> Any:
@@ -192,17 +194,36 @@ class ResumableDataLoader(DataLoader):
     def _start_epoch(self) -> Iterator[Any]:
         sampler = self.epoch_sampler
         skip = getattr(sampler, "_skip", None)
-        if self.epoch_seed_fn is not None and not (skip and skip[0] == sampler.epoch):
-            reseed_global_rngs(self.epoch_seed_fn(sampler.epoch))
-        return super().__iter__()
+        if not (skip and skip[0] == sampler.epoch):
+            if self.epoch_seed_fn is not None:
+                reseed_global_rngs(self.epoch_seed_fn(sampler.epoch))
+            return super().__iter__()
+        # mid-epoch resume: the checkpoint's RNG states stand, and creating the iterator draws
+        # the workers' base seed from torch's global RNG -- a draw the interrupted run made at
+        # the start of the epoch, not here. Undo it, so the remaining batches' augmentations and
+        # dropout are drawn exactly as in the uninterrupted run.
+        from migalab.utils.callbacks import collect_rng_states, set_rng_states
 
-    def state_dict(self) -> dict[str, int]:
+        states = collect_rng_states()
+        iterator = super().__iter__()
+        set_rng_states(states)
+        if self._transform_rngs is not None:  # the augmentation streams, where they stopped
+            restore_transform_rngs(self.dataset, self._transform_rngs)
+            self._transform_rngs = None
+        return iterator
+
+    def state_dict(self) -> dict[str, Any]:
         sampler = self.epoch_sampler
         epoch = int(sampler.epoch) if sampler is not None else 0
         done, total = self.progress() if self.progress is not None else (0, 0)
+        state: dict[str, Any] = {"batch_size": int(self.batch_size or 1)}
         if total and done >= total:  # the epoch is complete: the next one starts from its top
             epoch, done = epoch + 1, 0
-        return {"epoch": epoch, "batches": int(done), "batch_size": int(self.batch_size or 1)}
+        elif done > 0 and self.progress is not None:
+            # mid-epoch: every rank's augmentation generators (gathered: rank 0 writes the
+            # checkpoint; collective under DDP, as checkpoint saving is)
+            state["transform_rngs"] = _gather_object(transform_rngs(self.dataset))
+        return {"epoch": epoch, "batches": int(done), **state}
 
     def load_state_dict(self, state: Mapping[str, int]) -> None:
         sampler = self.epoch_sampler
@@ -210,3 +231,75 @@ class ResumableDataLoader(DataLoader):
             return
         sampler.set_epoch(int(state["epoch"]))
         sampler.skip_in_epoch(int(state["epoch"]), int(state["batches"]) * int(state["batch_size"]))
+        per_rank = state.get("transform_rngs") or []
+        if len(per_rank) == _world_size():
+            self._transform_rngs = per_rank[_rank()]
+
+
+def _random_transforms(root: Any) -> dict[str, Any]:
+    """The random transforms (``RandomTransform``) reachable from a dataset, by attribute path:
+    its pipeline's steps, nested pipelines, per-modality pipelines of a multimodal dataset."""
+    from migalab.data.skeleton.transforms import RandomTransform
+
+    found: dict[str, Any] = {}
+    seen: set[int] = set()
+
+    def visit(obj: Any, path: str, depth: int) -> None:
+        if id(obj) in seen or depth > 8:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, RandomTransform):
+            found[path] = obj
+        if isinstance(obj, list | tuple):
+            for i, item in enumerate(obj):
+                visit(item, f"{path}[{i}]", depth + 1)
+        elif isinstance(obj, dict):
+            for key, item in obj.items():
+                visit(item, f"{path}[{key!r}]", depth + 1)
+        elif type(obj).__module__.startswith("migalab.") and hasattr(obj, "__dict__"):
+            for key, item in vars(obj).items():
+                visit(item, f"{path}.{key}", depth + 1)
+
+    visit(root, "dataset", 0)
+    return found
+
+
+def transform_rngs(dataset: Any) -> dict[str, Any]:
+    """The state of every training-mode random transform's numpy generator in ``dataset``
+    (this process' copies: exact for ``num_workers=0``, whose transforms run here)."""
+    out: dict[str, Any] = {}
+    for path, t in _random_transforms(dataset).items():
+        if not t._fixed and t._rng is not None:
+            out[path] = {"seed": t._torch_seed, "state": t._rng.bit_generator.state}
+    return out
+
+
+def restore_transform_rngs(dataset: Any, states: Mapping[str, Any]) -> None:
+    """Put the generators saved by :func:`transform_rngs` back (matched by attribute path)."""
+    found = _random_transforms(dataset)
+    for path, saved in states.items():
+        t = found.get(path)
+        if t is None or t._fixed:
+            continue
+        rng = np.random.default_rng()
+        rng.bit_generator.state = saved["state"]
+        t._rng, t._torch_seed = rng, saved["seed"]
+
+
+def _world_size() -> int:
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _rank() -> int:
+    dist = torch.distributed
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _gather_object(obj: Any) -> list[Any]:
+    """``obj`` of every rank, in rank order (``[obj]`` without a process group)."""
+    if _world_size() == 1:
+        return [obj]
+    out: list[Any] = [None] * _world_size()
+    torch.distributed.all_gather_object(out, obj)
+    return out

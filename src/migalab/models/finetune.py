@@ -22,7 +22,13 @@ from collections.abc import Iterable, Sequence
 
 from torch import nn
 
-__all__ = ["FINETUNE_MODES", "FinetuneMixin", "apply_finetune", "keep_frozen_in_eval"]
+__all__ = [
+    "FINETUNE_MODES",
+    "FinetuneMixin",
+    "apply_finetune",
+    "keep_frozen_in_eval",
+    "load_initial_weights",
+]
 
 FINETUNE_MODES = ("full", "frozen", "partial")
 
@@ -157,3 +163,20 @@ class FinetuneMixin(nn.Module):
         if mode:
             keep_frozen_in_eval(self.frozen_modules)
         return self
+
+
+def load_initial_weights(model: nn.Module) -> list[str]:
+    """Load the initial weights every submodule names (MViT ``pretrained``, a fusion entry's
+    ``checkpoint``, ...): calls their ``load_initial_weights()``, children before parents (a
+    fusion's encoder checkpoint overrides that encoder's pretrained weights).
+
+    ``migalab-train`` calls this only when a fit starts fresh: a resumed fit or an evaluation
+    takes every weight from its checkpoint, so the files named in the config need not exist
+    then. Returns what was loaded (for the log).
+    """
+    loaded: list[str] = []
+    for module in reversed(list(model.modules())):  # pre-order reversed: descendants first
+        fn = getattr(module, "load_initial_weights", None)
+        if module is not model and callable(fn):
+            loaded += [str(x) for x in fn() or []]
+    return loaded

@@ -177,13 +177,6 @@ class GestureModule(LightningModule):
         counts = getattr(dm, "class_counts", None)
         if counts is not None:
             self.loss_fn.set_class_counts(counts)
-        init = getattr(self.encoder, "load_init_checkpoints", None)
-        if stage == "fit" and callable(init) and getattr(self.trainer, "ckpt_path", None) is None:
-            # encoders initialised from earlier runs (fusion entries' `checkpoint`); a resumed
-            # fit restores its own weights instead
-            loaded = init()
-            if loaded:
-                rank_zero_info(f"encoders {loaded} initialised from their checkpoints")
         if self.channels_last:
             self.to(memory_format=torch.channels_last)  # 4-D tensors only; others unchanged
         if self._compile is not False and stage == "fit" and not self._compiled:

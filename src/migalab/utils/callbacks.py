@@ -102,6 +102,46 @@ class RNGStateCheckpoint(Callback):
 
 
 # -- interruption -------------------------------------------------------------------------------
+class CollectiveFreeSigterm(Callback):
+    """Under DDP, handle SIGTERM without collective calls inside the signal handler.
+
+    Lightning's SIGTERM handler broadcasts from rank 0 *inside the handler*, wherever the process
+    happens to be: a rank that gets the signal twice (SLURM signals every task, and Lightning's
+    subprocess launcher forwards rank 0's signal to the other ranks) or while another collective
+    is in flight leaves the ranks' collectives out of step, and the job hangs instead of saving
+    ``interrupted.ckpt``. Lightning already shares rank 0's flag at every training step (a
+    broadcast at a fixed point of the loop), so the handler only needs to set the flag: this
+    callback installs such a handler when training starts (Lightning restores the original
+    handlers at teardown). Handlers registered before the fit (e.g. submitit's) still run.
+    Nothing changes for a single process.
+    """
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        import signal
+        import threading
+
+        connector = getattr(trainer, "_signal_connector", None)  # private: checked, not assumed
+        if (
+            trainer.world_size <= 1
+            or connector is None
+            or not hasattr(connector, "received_sigterm")
+            or threading.current_thread() is not threading.main_thread()
+        ):
+            return
+        previous = getattr(connector, "_original_handlers", {}).get(signal.SIGTERM)
+
+        def on_sigterm(signum: int, frame: Any) -> None:
+            if not connector.received_sigterm:
+                log.info(
+                    "[rank %d] received SIGTERM: stopping after this batch", trainer.global_rank
+                )
+            connector.received_sigterm = True
+            if callable(previous):
+                previous(signum, frame)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+
+
 class InterruptCheckpoint(Callback):
     """Save ``<dirpath>/<filename>.ckpt`` when fitting is interrupted (SIGTERM, e.g. SLURM
     preemption, which Lightning turns into a graceful stop after the current batch; or Ctrl-C),
@@ -137,11 +177,11 @@ class InterruptCheckpoint(Callback):
             Path(self.ckpt_path).unlink(missing_ok=True)
 
 
-def find_resume_checkpoint(trainer: Trainer) -> str:
-    """The newest of the run's ``last*.ckpt`` (ModelCheckpoint), interrupt checkpoints and
-    SLURM requeue checkpoints (``<default_root_dir>/hpc_ckpt_<n>.ckpt``).
+def resume_candidates(trainer: Trainer) -> tuple[list[Path], list[str]]:
+    """Checkpoints a run can resume from, newest first, and the places searched.
 
-    Raises FileNotFoundError naming the folders searched when there is none.
+    The run's ``last*.ckpt`` (ModelCheckpoint), its interrupt checkpoints and SLURM requeue
+    checkpoints (``<default_root_dir>/hpc_ckpt_<n>.ckpt``).
     """
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -157,12 +197,43 @@ def find_resume_checkpoint(trainer: Trainer) -> str:
             searched.append(str(folder / f"{cb.CHECKPOINT_NAME_LAST}*{cb.FILE_EXTENSION}"))
     if trainer.default_root_dir:  # SLURM auto-requeue checkpoints (trainer=slurm)
         candidates |= set(Path(trainer.default_root_dir).glob("hpc_ckpt_*.ckpt"))
+        searched.append(str(Path(trainer.default_root_dir) / "hpc_ckpt_*.ckpt"))
     existing = [p for p in candidates if p.is_file()]
-    if not existing:
-        raise FileNotFoundError(
-            "ckpt_path=last: no checkpoint to resume from (looked for "
-            + (", ".join(searched) or "nothing: no ModelCheckpoint with a dirpath configured")
-            + "). To resume a run, point Hydra at its run dir: "
-            "migalab-train hydra.run.dir=<old run dir> ckpt_path=last (with the run's overrides)"
-        )
-    return str(max(existing, key=lambda p: p.stat().st_mtime_ns))
+    return sorted(existing, key=lambda p: p.stat().st_mtime_ns, reverse=True), searched
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be resumed from (None: it can). Reads only its metadata (mmap)."""
+    from migalab.utils.checkpoints import load_checkpoint
+
+    try:
+        ckpt = load_checkpoint(path, mmap=True)
+    except Exception as err:  # noqa: BLE001 - any read failure makes it unusable
+        return str(err)
+    missing = [k for k in ("state_dict", "loops", "global_step") if k not in ckpt]
+    return f"not a full training checkpoint (no {', '.join(missing)})" if missing else None
+
+
+def find_resume_checkpoint(trainer: Trainer, required: bool = True) -> str | None:
+    """The newest readable checkpoint of this run (:func:`resume_candidates`).
+
+    A newer file that cannot be read (e.g. cut short by ``kill -9`` while being written) is
+    skipped with a warning and the next one is taken. With nothing usable: FileNotFoundError
+    naming the places searched when ``required`` (``ckpt_path=last``), else None
+    (``ckpt_path=auto``: start fresh).
+    """
+    candidates, searched = resume_candidates(trainer)
+    for path in candidates:
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return str(path)
+        rank_zero_warn(f"cannot resume from {path}: {problem}; trying an older checkpoint")
+    if not required:
+        return None
+    raise FileNotFoundError(
+        "ckpt_path=last: no checkpoint to resume from (looked for "
+        + (", ".join(searched) or "nothing: no ModelCheckpoint with a dirpath configured")
+        + "). To resume a run, point Hydra at its run dir: "
+        "migalab-train hydra.run.dir=<old run dir> ckpt_path=last (with the run's overrides); "
+        "ckpt_path=auto resumes when there is a checkpoint and starts fresh otherwise"
+    )

@@ -19,8 +19,9 @@ log = logging.getLogger(__name__)
 
 
 def register_resolvers() -> None:
-    """Register the ``${migalab_root:}``, ``${class_names:}`` and
-    ``${heatmap_channels:<layout>,<stream>}`` resolvers (idempotent)."""
+    """Register the ``${migalab_root:}``, ``${class_names:}``,
+    ``${heatmap_channels:<layout>,<stream>}`` and ``${ckpt_path_default:}`` resolvers
+    (idempotent)."""
     from migalab.data.classes import CLASS_NAMES
     from migalab.data.datamodules import heatmap_channels
     from migalab.utils.paths import project_root
@@ -31,6 +32,24 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("class_names", lambda: OmegaConf.create(list(CLASS_NAMES)))
     if not OmegaConf.has_resolver("heatmap_channels"):
         OmegaConf.register_new_resolver("heatmap_channels", heatmap_channels)
+    if not OmegaConf.has_resolver("ckpt_path_default"):
+        OmegaConf.register_new_resolver("ckpt_path_default", ckpt_path_default)
+
+
+#: launchers whose jobs may be requeued with the same command (``ckpt_path`` defaults to auto)
+REQUEUEING_LAUNCHERS = ("slurm",)
+
+
+def ckpt_path_default() -> str | None:
+    """``${ckpt_path_default:}``: ``"auto"`` in a job of a requeueing launcher
+    (``hydra/launcher=slurm``: a requeued job runs the very same command and must resume), else
+    None (a fresh run)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    choice = HydraConfig.get().runtime.choices.get("hydra/launcher")
+    return "auto" if choice in REQUEUEING_LAUNCHERS else None
 
 
 def compose_config(

@@ -36,7 +36,14 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MigalabWandbLogger", "WandbReports", "finish_wandb", "wandb_loggers", "wandb_logger"]
+__all__ = [
+    "MigalabWandbLogger",
+    "WandbReports",
+    "finish_wandb",
+    "run_dir_wandb_id",
+    "wandb_loggers",
+    "wandb_logger",
+]
 
 
 class MigalabWandbLogger(WandbLogger):
@@ -103,6 +110,13 @@ def wandb_logger(
     import wandb
 
     kwargs = {k: _plain(v) for k, v in kwargs.items()}
+    run_dir_id = kwargs.get("id") is None and kwargs.get("save_dir") and rank_zero_only.rank == 0
+    if run_dir_id:
+        # one W&B run per run dir: a resumed or requeued job continues the same run
+        kwargs["id"], resumed = run_dir_wandb_id(kwargs["save_dir"])
+        if resumed:
+            kwargs.setdefault("resume", "allow")
+            log.info("continuing W&B run %s of this run dir", kwargs["id"])
     run_settings: dict[str, Any] = {
         "init_timeout": float(init_timeout),
         "login_timeout": float(init_timeout),
@@ -147,8 +161,38 @@ def wandb_logger(
             except Exception:  # noqa: BLE001
                 pass
         kwargs.pop("mode", None)
+        if run_dir_id:  # the failed online start holds its id in this process: a new one
+            kwargs["id"], _ = run_dir_wandb_id(kwargs["save_dir"], renew=True)
         return MigalabWandbLogger(offline=True, settings=dict(run_settings), **kwargs)
     return logger
+
+
+#: the W&B run id of a run dir, kept in ``<run dir>/wandb/``
+RUN_ID_FILE = "migalab_run_id"
+
+
+def run_dir_wandb_id(save_dir: str | os.PathLike, renew: bool = False) -> tuple[str, bool]:
+    """The W&B run id of the run dir ``save_dir``: the one stored there by an earlier start of
+    this run (then ``True``: resume it), else a new id, stored atomically (``False``).
+
+    A job that is resumed or requeued in its run dir (``ckpt_path=auto|last``) thus logs into the
+    same W&B run, online or offline (``wandb sync`` uploads every offline part into that run).
+    ``renew`` stores a new id (an online start that failed keeps its id busy in this process).
+    """
+    import secrets
+    import string
+
+    from migalab.utils.io import atomic_write_text
+
+    path = Path(save_dir) / "wandb" / RUN_ID_FILE
+    if path.is_file() and not renew:
+        stored = path.read_text(encoding="utf-8").strip()
+        if stored:
+            return stored, True
+    # W&B's own form (8 lowercase letters / digits); its id helper is not public API
+    run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+    atomic_write_text(path, run_id + "\n")
+    return run_id, False
 
 
 def wandb_loggers(loggers: Iterable[Logger] | Logger | None) -> list[WandbLogger]:

@@ -139,6 +139,13 @@ def test_load_torchvision_file_into_s(s_encoder: MViTEncoder, tv_model: MViT, tv
         assert torch.equal(v, tv_model.state_dict()[k]), k
 
 
+def _loaded(*args, **kwargs) -> MViTEncoder:
+    """An encoder with its ``pretrained`` weights loaded, as a fresh fit does."""
+    enc = MViTEncoder(*args, **kwargs)
+    assert enc.load_initial_weights() == [f"MViT <- {kwargs['pretrained']}"]
+    return enc
+
+
 def test_load_wrapped_prefixed_file(tmp_path: Path):
     torch.manual_seed(0)
     src = MViTEncoder("xs")
@@ -146,15 +153,15 @@ def test_load_wrapped_prefixed_file(tmp_path: Path):
     state["module.head.1.weight"] = torch.zeros(5, 384)  # a head: ignored
     path = tmp_path / "wrapped.ckpt"
     torch.save({"state_dict": state, "epoch": 3}, path)
-    dst = MViTEncoder("xs", pretrained=str(path))
+    dst = _loaded("xs", pretrained=str(path))
     for k, v in dst.state_dict().items():
         assert torch.equal(v, src.state_dict()[k]), k
     torch.save({"model": src.state_dict()}, path)
-    assert torch.equal(MViTEncoder("xs", pretrained=str(path)).norm.weight, src.norm.weight)
+    assert torch.equal(_loaded("xs", pretrained=str(path)).norm.weight, src.norm.weight)
 
 
 def test_load_into_other_clip_size_interpolates_rel_pos(tv_model: MViT, tv_file: Path):
-    enc = MViTEncoder("s", temporal_size=8, spatial_size=96, pretrained=str(tv_file))
+    enc = _loaded("s", temporal_size=8, spatial_size=96, pretrained=str(tv_file))
     src = tv_model.state_dict()
     own = enc.state_dict()
     resized = 0
@@ -194,7 +201,7 @@ def test_bad_files_raise_clear_errors(tmp_path: Path):
     path = tmp_path / "broken.pth"
     torch.save(state, path)
     with pytest.raises(ValueError, match="broken.pth") as err:
-        MViTEncoder("xs", pretrained=str(path))
+        _loaded("xs", pretrained=str(path))
     msg = str(err.value)
     assert "missing keys (26): blocks.4." in msg and "(+14 more)" in msg
     assert "unexpected keys (1): blocks.9.attn.qkv.weight" in msg
@@ -202,12 +209,14 @@ def test_bad_files_raise_clear_errors(tmp_path: Path):
     state["norm.weight"] = torch.zeros(7)
     torch.save(state, path)
     with pytest.raises(ValueError, match=r"shape mismatches \(1\): norm.weight"):
-        MViTEncoder("xs", pretrained=str(path))
+        _loaded("xs", pretrained=str(path))
+    # the file is read when a fresh fit loads it, not to build the model (eval, resume)
+    named = MViTEncoder("xs", pretrained=str(tmp_path / "nope.pth"))
     with pytest.raises(FileNotFoundError, match="nope.pth"):
-        MViTEncoder("xs", pretrained=str(tmp_path / "nope.pth"))
+        named.load_initial_weights()
     torch.save([1, 2], path)
     with pytest.raises(ValueError, match="state dict of tensors"):
-        MViTEncoder("xs", pretrained=str(path))
+        _loaded("xs", pretrained=str(path))
 
 
 def test_kinetics_weights(s_encoder: MViTEncoder, tv_model: MViT, monkeypatch):

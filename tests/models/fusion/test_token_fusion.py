@@ -341,7 +341,7 @@ def test_encoder_checkpoint_entry(tmp_path):
         model = CrossModalTokenFusion(
             {"joint": {"encoder": agcn(), "checkpoint": str(path)}}, K, dim=32, heads=4
         )
-        assert model.load_init_checkpoints() == ["joint"]
+        assert model.load_initial_weights() == ["joint"]
         for k, v in src.state_dict().items():
             torch.testing.assert_close(model.encoders["joint"].state_dict()[k], v)
     # the file is only needed when a fresh fit loads it (not to rebuild the model for eval)
@@ -349,4 +349,4 @@ def test_encoder_checkpoint_entry(tmp_path):
         {"joint": {"encoder": agcn(), "checkpoint": str(tmp_path / "nope.ckpt")}}, K
     )
     with pytest.raises(FileNotFoundError, match="nope.ckpt"):
-        model.load_init_checkpoints()
+        model.load_initial_weights()

@@ -185,7 +185,8 @@ class MViTEncoder(FinetuneMixin, nn.Module):
             widths, heads and first key/value pooling stride (:func:`stage_block_setting`).
         pretrained: None (random init, torchvision's), ``"kinetics400"`` (torchvision
             ``MViT_V2_S_Weights.KINETICS400_V1``, preset "s" only) or the path of a
-            torchvision-format state dict (see :meth:`load_pretrained`).
+            torchvision-format state dict (see :meth:`load_pretrained`). Loaded when a fit
+            starts fresh (:meth:`load_initial_weights`), not at construction.
         drop_path: stochastic depth rate of the last block (torchvision's
             ``stochastic_depth_prob``; 0.2 as ``mvit_v2_s``), linear from 0 at the first.
         attention_dropout: dropout after the attention projection (0, as torchvision).
@@ -281,8 +282,13 @@ class MViTEncoder(FinetuneMixin, nn.Module):
         self.grid = self.token_grid(t, *hw)
         self.num_tokens = 1 + math.prod(self.grid)
 
-        if pretrained is not None:
-            self.load_pretrained(pretrained)
+        if pretrained == "kinetics400" and preset != "s":
+            raise ValueError(
+                f"pretrained='kinetics400' exists only for preset 's' (MViTv2-S), not {preset!r}"
+            )
+        #: weights for a fresh fit (:meth:`load_initial_weights`); never read at construction,
+        #: so a checkpoint naming them is evaluated or resumed without the file
+        self.pretrained = pretrained
         stem = nn.ModuleList([self.conv_proj, self.pos_encoding])  # a group, not registered
         self.configure_finetune(finetune, [stem, *self.blocks], trainable_blocks, [self.norm])
 
@@ -332,6 +338,14 @@ class MViTEncoder(FinetuneMixin, nn.Module):
             )
 
     # ------------------------------------------------------------------ weights
+    def load_initial_weights(self) -> list[str]:
+        """Load ``pretrained`` (if any); called by :func:`migalab.models.finetune.
+        load_initial_weights` when a fit starts fresh. Returns what was loaded."""
+        if self.pretrained is None:
+            return []
+        self.load_pretrained(self.pretrained)
+        return [f"MViT <- {self.pretrained}"]
+
     def load_pretrained(self, source: str) -> None:
         """Load torchvision-format weights.
 

@@ -236,7 +236,7 @@ class CrossModalTokenFusion(nn.Module):
               ``token_grid`` / ``output_shape`` to size the spatial table as H'·W'.
             * ``checkpoint``: path of a migalab checkpoint (or a saved state dict) whose encoder
               weights initialise this encoder (see :func:`load_encoder_weights`); null: none.
-              Loaded by :meth:`load_init_checkpoints`, which the LightningModule calls when a
+              Loaded by :meth:`load_initial_weights`, which the LightningModule calls when a
               fit starts fresh (not when resuming, evaluating or predicting: the run's own
               checkpoint holds the weights then, and the init file need not exist there).
 
@@ -311,7 +311,7 @@ class CrossModalTokenFusion(nn.Module):
         encoders: dict[str, nn.Module] = {}
         self.kinds: dict[str, str] = {}
         self.pools: dict[str, str] = {}
-        #: modality -> checkpoint whose encoder weights initialise it (load_init_checkpoints)
+        #: modality -> checkpoint whose encoder weights initialise it (load_initial_weights)
         self.init_checkpoints: dict[str, str] = {}
         spatial_sizes: dict[str, int] = {}
         for name, entry in modalities.items():
@@ -440,9 +440,9 @@ class CrossModalTokenFusion(nn.Module):
             raise ValueError(f"modality {name!r}: spatial_positions must be >= 1, got {size}")
         return encoder, kind, pool, size
 
-    def load_init_checkpoints(self) -> list[str]:
-        """Load the entries' ``checkpoint`` weights into their encoders; returns the modalities
-        loaded."""
+    def load_initial_weights(self) -> list[str]:
+        """Load the entries' ``checkpoint`` weights into their encoders (when a fit starts fresh:
+        :func:`migalab.models.finetune.load_initial_weights`); returns the modalities loaded."""
         for name, path in self.init_checkpoints.items():
             load_encoder_weights(self.encoders[name], path, name)
         return list(self.init_checkpoints)
