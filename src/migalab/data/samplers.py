@@ -267,23 +267,16 @@ def _random_transforms(root: Any) -> dict[str, Any]:
 def transform_rngs(dataset: Any) -> dict[str, Any]:
     """The state of every training-mode random transform's numpy generator in ``dataset``
     (this process' copies: exact for ``num_workers=0``, whose transforms run here)."""
-    out: dict[str, Any] = {}
-    for path, t in _random_transforms(dataset).items():
-        if not t._fixed and t._rng is not None:
-            out[path] = {"seed": t._torch_seed, "state": t._rng.bit_generator.state}
-    return out
+    states = {path: t.rng_state() for path, t in _random_transforms(dataset).items()}
+    return {path: state for path, state in states.items() if state is not None}
 
 
 def restore_transform_rngs(dataset: Any, states: Mapping[str, Any]) -> None:
     """Put the generators saved by :func:`transform_rngs` back (matched by attribute path)."""
     found = _random_transforms(dataset)
     for path, saved in states.items():
-        t = found.get(path)
-        if t is None or t._fixed:
-            continue
-        rng = np.random.default_rng()
-        rng.bit_generator.state = saved["state"]
-        t._rng, t._torch_seed = rng, saved["seed"]
+        if path in found:
+            found[path].set_rng_state(saved)
 
 
 def _world_size() -> int:

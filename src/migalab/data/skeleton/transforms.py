@@ -203,6 +203,23 @@ class RandomTransform:
             self._torch_seed = s
         return self._rng
 
+    def rng_state(self) -> dict[str, Any] | None:
+        """Where this transform's training stream stands (for mid-epoch checkpoints): the torch
+        seed it was built from and the generator state; None for a fixed seed or an unused
+        stream."""
+        if self._fixed or self._rng is None:
+            return None
+        return {"seed": self._torch_seed, "state": self._rng.bit_generator.state}
+
+    def set_rng_state(self, state: dict[str, Any]) -> None:
+        """Continue the stream saved by :meth:`rng_state` (ignored for a fixed seed). The stream
+        is rebuilt as usual once ``torch.initial_seed()`` differs from the saved seed."""
+        if self._fixed:
+            return
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state["state"]
+        self._rng, self._torch_seed = rng, state["seed"]
+
 
 # --------------------------------------------------------------------------------------------
 # transforms
