@@ -42,7 +42,7 @@ from migalab.utils.callbacks import (
     StoreConfigInCheckpoint,
     find_resume_checkpoint,
 )
-from migalab.utils.checkpoints import load_checkpoint
+from migalab.utils.checkpoints import AtomicCheckpointIO, load_checkpoint
 from migalab.utils.hydra import (
     instantiate_callbacks,
     instantiate_loggers,
@@ -75,7 +75,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], Any]:
     callbacks.append(RNGStateCheckpoint())
     callbacks.append(CollectiveFreeSigterm())
     loggers = instantiate_loggers(cfg.get("logger"))
-    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    trainer: L.Trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers, plugins=trainer_plugins(cfg.trainer)
+    )
     if trainer.is_global_zero:
         save_resolved_config(cfg, output_dir)
 
@@ -129,6 +131,17 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], Any]:
         )
     finish_wandb(loggers)  # each job of a multirun gets its own W&B run
     return payload, trainer
+
+
+def trainer_plugins(trainer_cfg: DictConfig) -> list[Any]:
+    """The trainer config's ``plugins`` plus :class:`AtomicCheckpointIO` (checkpoints written
+    atomically) unless a checkpoint IO plugin is configured already."""
+    from lightning.pytorch.plugins.io import CheckpointIO
+
+    plugins = [hydra.utils.instantiate(p) for p in trainer_cfg.get("plugins") or []]
+    if not any(isinstance(p, CheckpointIO) for p in plugins):
+        plugins.append(AtomicCheckpointIO())
+    return plugins
 
 
 def resolve_ckpt_path(ckpt_path: str | None, trainer: L.Trainer) -> str | None:

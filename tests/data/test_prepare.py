@@ -175,3 +175,85 @@ def test_cli_nothing_converted(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "out/prepare_report.json").read_text())
     assert report["num_videos"] == 0 and report["num_skipped"] == 3
     assert any("row 1" in s["error"] and "class id 77" in s["error"] for s in report["skipped"])
+
+
+def _video(root: Path, split: str, vid: str, labels: list, frames: int = 30) -> Path:
+    """One csv-table video folder of ``split`` with the label rows ``labels`` (raw lines)."""
+    rng = np.random.default_rng(int(vid))
+    folder = root / split / vid
+    table = rng.uniform(0, 700, (frames, 411))
+    table[:, 2::3] = rng.uniform(0, 1, (frames, 137))
+    write_openpose_table(folder / f"{vid}_openpose.csv", table)
+    (folder / f"{vid}_label.csv").write_text("".join(f"{line}\n" for line in labels))
+    return folder
+
+
+def test_unlabelled_interval_in_a_labelled_split_is_skipped_and_named(tmp_path: Path) -> None:
+    """A ``start,end`` row or an empty class: fine for hidden test labels, not for training."""
+    root = tmp_path / "release"
+    _video(root, "train", "0001", ["6,0,9", "12,10,19"])  # good
+    _video(root, "train", "0002", ["6,0,9", "10,19"])  # two fields: no class
+    _video(root, "validate", "0003", ["6,0,9", ",10,19"])  # empty class
+    _video(root, "test", "0004", ["6,0,9", "10,19", ",20,25"])  # hidden labels: allowed
+    res = prepare_release(root, tmp_path / "cache", progress=False)
+    problems = dict(res.skipped)
+    assert set(problems) == {str(root / f"{s}/{v}/{v}_label.csv")
+                             for s, v in (("train", "0002"), ("validate", "0003"))}  # fmt: skip
+    assert "1 interval(s) without a class (0002_1) in the labelled split 'train'" in str(problems)
+    assert "0003_1" in str(problems)
+    cache = SkeletonCache(tmp_path / "cache")
+    labels = dict(zip(cache.index["name"], cache.index["label"], strict=True))
+    assert labels == {"0001_0": 5, "0001_1": 11, "0004_0": 5, "0004_1": -1, "0004_2": -1}
+
+
+def test_absurd_coordinates_are_refused_with_row_and_column(tmp_path: Path) -> None:
+    root = tmp_path / "release"
+    _video(root, "train", "0001", ["6,0,9"])
+    bad = _video(root, "train", "0002", ["6,0,9"])
+    table = pd.read_csv(bad / "0002_openpose.csv", header=None).to_numpy()
+    table[7, 3 * 4 + 1] = 1e30  # row 8, joint 4's y
+    write_openpose_table(bad / "0002_openpose.csv", table)
+    slightly_out = _video(root, "train", "0003", ["6,0,9"])  # occluded joints just outside
+    table = pd.read_csv(slightly_out / "0003_openpose.csv", header=None).to_numpy()
+    table[0, 0], table[1, 1] = -40.0, 900.0
+    write_openpose_table(slightly_out / "0003_openpose.csv", table)
+    res = prepare_release(root, tmp_path / "cache", progress=False)
+    ((file, message),) = res.skipped
+    assert file.endswith("0002_openpose.csv") and "row 8" in message
+    assert "y=1e+30 is not a pixel of a 1280x720 frame" in message
+    assert res.num_videos == 2 and res.num_clips == 2
+
+
+def test_empty_label_file_is_reported(tmp_path: Path) -> None:
+    root = tmp_path / "release"
+    _video(root, "train", "0001", ["6,0,9"])
+    _video(root, "train", "0002", [])  # empty: no clips
+    _video(root, "test", "0003", [""])  # blank line only
+    res = prepare_release(root, tmp_path / "cache", progress=False)
+    assert (res.num_videos, res.num_clips, res.skipped) == (3, 1, [])
+    warned = {Path(f).name: m for f, m in res.warnings}
+    assert set(warned) == {"0002_label.csv", "0003_label.csv"}
+    assert "video 0002 gives no clips (split 'train' is labelled" in warned["0002_label.csv"]
+    report = json.loads((tmp_path / "cache" / "prepare_report.json").read_text())
+    assert len(report["warnings"]) == 2
+
+
+def test_datamodule_names_clips_with_unusable_labels(tmp_path: Path) -> None:
+    """A cache written before these checks (or by hand) with -1 / out-of-range training labels
+    fails at setup, naming the clips, instead of inside cross_entropy mid-epoch."""
+    from migalab.data.datamodules import SkeletonDataModule
+
+    root = tmp_path / "release"
+    _video(root, "train", "0001", ["6,0,9", "12,10,19", "3,20,25"])
+    _video(root, "validate", "0002", ["6,0,9"])
+    cache = tmp_path / "cache"
+    prepare_release(root, cache, progress=False)
+    index = pd.read_csv(cache / "index.csv")
+    index.loc[index["name"] == "0001_1", "label"] = -1
+    index.loc[index["name"] == "0001_2", "label"] = 40
+    index.to_csv(cache / "index.csv", index=False)
+    dm = SkeletonDataModule(str(root), str(cache), num_workers=0)
+    with pytest.raises(
+        ValueError, match=r"2 train clip\(s\).*0001_1 \(label -1\), 0001_2 \(label 40\)"
+    ):
+        dm.setup("fit")

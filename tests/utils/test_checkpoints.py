@@ -116,3 +116,42 @@ def test_allowed_targets() -> None:
     with pytest.raises(UnsafeCheckpointError, match=r"layers\[1\]\._target_"):
         check_config_targets({"layers": [{"_target_": "torch.nn.Linear"},
                                          {"_target_": "posix.system"}]}, "test")  # fmt: skip
+
+
+def test_atomic_checkpoint_io_keeps_the_old_file_when_a_write_dies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job killed while writing last.ckpt (simulated: torch.save dies half way) leaves the
+    previous checkpoint readable and no partial file under the real name."""
+    from migalab.utils.checkpoints import AtomicCheckpointIO
+
+    io = AtomicCheckpointIO()
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    io.save_checkpoint({"state_dict": {"w": torch.ones(3)}, "epoch": 1}, path)
+
+    real_save = torch.save
+
+    def dies_half_way(obj, f, *args, **kwargs) -> None:
+        real_save(obj, f, *args, **kwargs)
+        f.truncate(64)  # what is on disk when the process is killed mid-write
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(torch, "save", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "epoch": 2}, path)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["epoch"] == 1
+    assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]
+
+
+def test_train_uses_atomic_checkpoint_io() -> None:
+    from omegaconf import OmegaConf
+
+    from migalab.train import trainer_plugins
+    from migalab.utils.checkpoints import AtomicCheckpointIO
+
+    (plugin,) = trainer_plugins(OmegaConf.create({"max_epochs": 1}))
+    assert isinstance(plugin, AtomicCheckpointIO)
+    mine = {"plugins": [{"_target_": "lightning.pytorch.plugins.io.TorchCheckpointIO"}]}
+    (plugin,) = trainer_plugins(OmegaConf.create(mine))  # a configured IO plugin is kept
+    assert type(plugin).__name__ == "TorchCheckpointIO"

@@ -388,6 +388,27 @@ class SkeletonDataModule(LightningDataModule):
             self.datasets[key] = SkeletonClipDataset(
                 cache, split, self.pipeline(train=train, key=key), layout=self.layout
             )
+        self.check_labels()
+
+    def check_labels(self) -> None:
+        """Raise ValueError naming the clips whose class id cannot be used, once, before any
+        batch: ids >= ``num_classes`` in any split, and unlabelled clips (-1) in training (a
+        cross-entropy on -1 fails mid-epoch without naming the clip)."""
+        for key, ds in self.datasets.items():
+            labels = ds.labels
+            bad = labels >= self.num_classes
+            if key == "train":
+                bad |= labels < 0
+            if not bad.any():
+                continue
+            idx = np.flatnonzero(bad)
+            shown = ", ".join(f"{ds.clip_name(int(i))} (label {int(labels[i])})" for i in idx[:10])
+            more = f" and {len(idx) - 10} more" if len(idx) > 10 else ""
+            raise ValueError(
+                f"{len(idx)} {key} clip(s) of the cache {self.cache_dir} have a class id outside "
+                f"0..{self.num_classes - 1}{' (or no class)' if key == 'train' else ''}: "
+                f"{shown}{more}. Fix the label files and prepare again (migalab-prepare)."
+            )
 
     @property
     def class_counts(self) -> np.ndarray:

@@ -29,6 +29,7 @@ import argparse
 import hashlib
 import io
 import json
+import logging
 import multiprocessing
 import os
 import sys
@@ -49,13 +50,17 @@ from migalab.data.formats.miga2025 import (
     NUM_KEYPOINTS,
     SPLITS,
     VideoFiles,
+    describe_column,
     find_videos,
     read_emotion_labels,
     read_label_csv,
     read_openpose_table,
 )
+from migalab.data.record import UNKNOWN_LABEL
 from migalab.utils.io import atomic_write, atomic_write_text
 from migalab.utils.progress import progress_bar
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 META_FILE = "meta.json"
@@ -85,6 +90,8 @@ class PrepareResult:
         num_videos: videos converted.
         num_clips: clips in ``index.csv``.
         skipped: (file, error message) per video (or release file) that was not converted.
+        warnings: (file, message) for videos converted with something to say (e.g. an empty
+            label file: no clips).
         missing_splits: requested splits without a folder in the release (not an error).
         complete: True when meta.json was written (at least one video converted).
         seconds: wall time.
@@ -94,6 +101,7 @@ class PrepareResult:
     num_videos: int = 0
     num_clips: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
     missing_splits: list[str] = field(default_factory=list)
     complete: bool = False
     seconds: float = 0.0
@@ -174,7 +182,18 @@ def convert_video(
     if vf.label is None:
         raise FormatError(vf.folder / f"{vf.video_id}_label.csv", "no such file")
     table = read_openpose_table(vf.table)
+    check_coordinates(vf.table, table, img_shape)
     labels = read_label_csv(vf.label, num_frames=len(table))
+    if vf.split in LABELLED_SPLITS:
+        unlabelled = [i for i, (label, _, _) in enumerate(labels) if label == UNKNOWN_LABEL]
+        if unlabelled:
+            names = ", ".join(f"{vf.video_id}_{i}" for i in unlabelled[:5])
+            more = f" (+{len(unlabelled) - 5} more)" if len(unlabelled) > 5 else ""
+            raise FormatError(
+                vf.label,
+                f"{len(unlabelled)} interval(s) without a class ({names}{more}) in the labelled "
+                f"split {vf.split!r}: every training / validation clip needs its class id",
+            )
     arr = table.reshape(len(table), NUM_KEYPOINTS, 3).astype(dtype, copy=False)
     rel = f"{vf.split}/{vf.video_id}.npy"
     atomic_write(Path(out_dir) / rel, lambda f: np.save(f, arr, allow_pickle=False))
@@ -196,6 +215,36 @@ def convert_video(
         }
         for row, (label, start, end) in enumerate(labels)
     ]
+
+
+#: release splits whose label files must give every interval a class (test labels are hidden)
+LABELLED_SPLITS = ("train", "validate")
+#: how far outside the stated frame a keypoint may lie, as a fraction of the frame size (pose
+#: estimators place occluded joints slightly outside; a 1920x1080 release read as 1280x720 fits)
+COORD_TOLERANCE = 0.5
+
+
+def check_coordinates(
+    path: str | os.PathLike, table: np.ndarray, img_shape: tuple[int, int]
+) -> None:
+    """Raise a FormatError naming the first row and column of ``table`` (T, 411) whose x or y
+    cannot be a pixel of an ``img_shape`` (height, width) frame, within :data:`COORD_TOLERANCE`
+    (e.g. 1e30, which a float16 cache would also turn into inf)."""
+    h, w = (float(v) for v in img_shape)
+    for axis, (size, offset) in enumerate(((w, 0), (h, 1))):
+        values = table[:, offset::3]
+        lo, hi = -COORD_TOLERANCE * size, (1 + COORD_TOLERANCE) * size
+        bad = (values < lo) | (values > hi)
+        if bad.any():
+            r, j = (int(v) for v in np.argwhere(bad)[0])
+            name = "xy"[axis]
+            raise FormatError(
+                path,
+                f"{describe_column(3 * j + offset)}: {name}={values[r, j]:.6g} is not a pixel of a "
+                f"{int(w)}x{int(h)} frame (allowed {lo:g}..{hi:g}; {int(bad.sum())} such values "
+                f"in the table; give the release's frame size if it differs)",
+                row=r + 1,
+            )
 
 
 def _problem(vf: VideoFiles, exc: BaseException) -> tuple[str, str]:
@@ -273,7 +322,9 @@ def prepare_release(
         with progress_bar("prepare", len(videos), progress) as advance:
             for vf in videos:
                 try:
-                    rows += convert_video(vf, *args, emotion=emotions.get(vf.video_id))
+                    video_rows = convert_video(vf, *args, emotion=emotions.get(vf.video_id))
+                    _note_empty(result, vf, video_rows)
+                    rows += video_rows
                     result.num_videos += 1
                 except Exception as exc:
                     result.skipped.append(_problem(vf, exc))
@@ -295,6 +346,7 @@ def prepare_release(
                         vf = futures[fut]
                         exc = fut.exception()
                         if exc is None:
+                            _note_empty(result, vf, fut.result())
                             rows += fut.result()
                             result.num_videos += 1
                         else:
@@ -334,6 +386,19 @@ def prepare_release(
     return result
 
 
+def _note_empty(result: PrepareResult, vf: VideoFiles, rows: list[dict[str, Any]]) -> None:
+    """A video whose label file lists no interval gives no clips: say so (never silently)."""
+    if rows:
+        return
+    labelled = vf.split in LABELLED_SPLITS
+    message = f"{vf.label}: no intervals in the label file; video {vf.video_id} gives no clips" + (
+        f" (split {vf.split!r} is labelled: is the file complete?)" if labelled else ""
+    )
+    result.warnings.append((str(vf.label), message))
+    if labelled:
+        log.warning(message)
+
+
 def _start_method() -> str:
     methods = multiprocessing.get_all_start_methods()
     return "fork" if "fork" in methods else methods[0]
@@ -358,6 +423,7 @@ def _write_report(result: PrepareResult, splits: Sequence[str], src_root: Path) 
         "num_skipped": len(result.skipped),
         "seconds": round(result.seconds, 3),
         "skipped": [{"file": f, "error": m} for f, m in result.skipped],
+        "warnings": [{"file": f, "warning": m} for f, m in result.warnings],
     }
     atomic_write_text(result.report_path, json.dumps(report, indent=2) + "\n")
 
@@ -383,6 +449,8 @@ def print_summary(result: PrepareResult, console: Any = None) -> None:
     summary.add_row("videos converted", str(result.num_videos))
     summary.add_row("clips", str(result.num_clips))
     summary.add_row("skipped", str(len(result.skipped)))
+    if result.warnings:
+        summary.add_row("warnings", str(len(result.warnings)))
     if result.missing_splits:
         summary.add_row("splits not in the release", ", ".join(result.missing_splits))
     summary.add_row("complete", "yes" if result.complete else "NO (no meta.json)")
@@ -398,6 +466,13 @@ def print_summary(result: PrepareResult, console: Any = None) -> None:
                 file, message[len(prefix) :] if message.startswith(prefix) else message
             )
         console.print(problems)
+    if result.warnings:
+        notes = Table(title=f"warnings ({len(result.warnings)}), see {result.report_path}")
+        notes.add_column("file", overflow="fold")
+        notes.add_column("warning", overflow="fold")
+        for file, message in result.warnings:
+            notes.add_row(file, message.removeprefix(f"{file}: "))
+        console.print(notes)
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,7 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from migalab.utils.io import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -150,3 +153,19 @@ def _target_problem(target: Any) -> str | None:
     if not issubclass(obj, _library_bases()):
         return "a library class that is not a model, optimiser, scheduler or metric"
     return None
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's torch checkpoint IO, but each file is written to a temporary file next to it
+    and moved into place (``os.replace``): a job killed while writing (``kill -9``, OOM, node
+    failure) leaves the previous ``last.ckpt`` intact instead of a truncated one. Remote (fsspec
+    URL) paths are written by Lightning as before. ``migalab-train`` always uses it unless the
+    trainer config names a checkpoint IO plugin of its own."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        if storage_options is not None or "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        atomic_write(Path(path), lambda f: torch.save(checkpoint, f))
+        return None
