@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from migalab.eval import evaluate, fuse_scores, search_fusion_weights, simplex_grid
-from migalab.predict import predict, submission_csv
+from migalab.predict import check_submission, predict, submission_csv
 from migalab.train import train
 from migalab.utils.hydra import compose_config
 from tests.conftest import tiny_data_overrides, tiny_video_overrides
@@ -173,7 +173,7 @@ def test_fusion_weights_searched_on_val_then_used_for_submission(
     targets = [int(r.split(",")[1]) for r in rows[1:]]
     assert len(ids) == summary["clips"] > 0
     assert ids == sorted(ids, key=lambda n: (n.split("_")[0], int(n.split("_")[1])))
-    assert set(targets) <= set(range(1, 32)) | {99}
+    assert set(targets) <= set(range(32))  # 0-based, the challenge's format
     with zipfile.ZipFile(out / "submission.zip") as zf:
         assert zf.namelist() == ["submission.csv"]
         assert zf.read("submission.csv").decode() == (out / "submission.csv").read_text()
@@ -183,10 +183,32 @@ def test_fusion_weights_searched_on_val_then_used_for_submission(
 
 
 def test_submission_label_formats() -> None:
-    assert submission_csv(["0007_0", "0007_1"], [0, 31]) == "Id,Target\n0007_0,1\n0007_1,99\n"
-    assert submission_csv(["0007_0"], [31], "index") == "Id,Target\n0007_0,31\n"
+    # the default is the challenge's (and the winners') format: 0-based, 31 = illustrative
+    assert submission_csv(["0007_0", "0007_1"], [0, 31]) == "Id,Target\n0007_0,0\n0007_1,31\n"
+    assert (
+        submission_csv(["0007_0", "0007_1"], [0, 31], "raw") == "Id,Target\n0007_0,1\n0007_1,99\n"
+    )
     with pytest.raises(ValueError, match="label_format"):
         submission_csv(["a"], [0], "letters")
+    assert compose_config("predict", ["ckpt_path=x"]).submission.label_format == "index"
+
+
+def test_submission_is_checked_against_the_clip_list() -> None:
+    names = ["0007_0", "0007_1", "0008_0"]
+    good = "Id,Target\n0007_0,0\n0007_1,31\n0008_0,5\n"
+    check_submission(good, names)
+    bad = {
+        "Id,Target\n0007_0,0\n0007_1,31\n": "differ from the 3 clips",  # a clip missing
+        "Id,Target\n0007_0,0\n0007_0,0\n0008_0,5\n": "more than once",
+        "Id,Target\n0007_1,31\n0007_0,0\n0008_0,5\n": "out of order",
+        "Id,Target\n0007_0,0\n0007_1,32\n0008_0,5\n": "not a index class id",
+        "Id,Label\n0007_0,0\n": "header",
+    }
+    for text, message in bad.items():
+        with pytest.raises(ValueError, match=message):
+            check_submission(text, names)
+    with pytest.raises(ValueError, match="not a raw class id"):
+        check_submission("Id,Target\n0007_0,0\n0007_1,99\n0008_0,5\n", names, "raw")
 
 
 def test_simplex_grid_and_search() -> None:

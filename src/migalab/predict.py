@@ -11,8 +11,9 @@ split), and writes into the run dir:
 
 * ``submission.csv``: ``Id,Target`` in the split's clip order (the order of the release's label
   files: videos in folder order, rows in file order); ``Id`` is the clip name ``<vid>_<row>``,
-  ``Target`` the predicted class in the release's own ids (``submission.label_format=raw``:
-  1-based, 99 for class 31) or 0-based (``index``);
+  ``Target`` the predicted 0-based class, 31 = illustrative (``submission.label_format=index``, the
+  default: the format of the winning MiGA submissions) or the release's own label-file ids
+  (``raw``: 1-based, 99 for class 31); checked against the clip list before it is written;
 * ``submission.zip`` holding ``submission.csv`` (what the challenge server takes);
 * ``predictions.csv``: clip, predicted 0-based class, its name and probability, and the true
   label where known;
@@ -34,7 +35,7 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, ListConfig
 
-from migalab.data.formats.miga2025 import class_to_raw
+from migalab.data.formats.miga2025 import NUM_CLASSES, class_to_raw
 from migalab.eval import check_same_clips, fuse_scores, resolve_fusion_weights, score_checkpoints
 from migalab.utils.hydra import register_resolvers, save_resolved_config
 from migalab.utils.io import atomic_write, atomic_write_json, atomic_write_text
@@ -45,8 +46,13 @@ log = logging.getLogger(__name__)
 LABEL_FORMATS = ("raw", "index")
 
 
-def submission_csv(names: Sequence[str], preds: Sequence[int], label_format: str = "raw") -> str:
-    """The ``Id,Target`` CSV text of 0-based predictions ``preds`` for clips ``names``."""
+def submission_csv(names: Sequence[str], preds: Sequence[int], label_format: str = "index") -> str:
+    """The ``Id,Target`` CSV text of 0-based predictions ``preds`` for clips ``names``.
+
+    ``label_format="index"`` (the challenge's format, as the winning submissions): Target is the
+    0-based class, 31 = illustrative. ``"raw"``: the release's label-file ids (1-based, 99).
+    The result is checked with :func:`check_submission` before it is returned.
+    """
     if label_format not in LABEL_FORMATS:
         raise ValueError(f"label_format must be one of {LABEL_FORMATS}, got {label_format!r}")
     buf = io.StringIO()
@@ -54,11 +60,37 @@ def submission_csv(names: Sequence[str], preds: Sequence[int], label_format: str
     writer.writerow(["Id", "Target"])
     for name, p in zip(names, preds, strict=True):
         writer.writerow([name, class_to_raw(int(p)) if label_format == "raw" else int(p)])
-    return buf.getvalue()
+    text = buf.getvalue()
+    check_submission(text, names, label_format)
+    return text
+
+
+def check_submission(text: str, names: Sequence[str], label_format: str = "index") -> None:
+    """Raise ValueError unless ``text`` is an ``Id,Target`` CSV with every clip of ``names``
+    exactly once, in that order, and every Target a class of ``label_format`` (index: 0..31;
+    raw: 1..31 or 99)."""
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows or rows[0] != ["Id", "Target"]:
+        raise ValueError(f"submission header must be Id,Target, got {rows[:1]}")
+    ids = [r[0] for r in rows[1:]]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise ValueError(f"submission lists clip {dup} more than once")
+    if ids != list(names):
+        missing = sorted(set(names) - set(ids))[:5]
+        extra = sorted(set(ids) - set(names))[:5]
+        raise ValueError(
+            f"submission Ids differ from the {len(names)} clips of the split "
+            f"(missing {missing}, unexpected {extra}, or out of order)"
+        )
+    allowed = set(range(NUM_CLASSES)) if label_format == "index" else set(range(1, 32)) | {99}
+    for row in rows[1:]:
+        if len(row) != 2 or not row[1].lstrip("-").isdigit() or int(row[1]) not in allowed:
+            raise ValueError(f"submission row {row}: Target is not a {label_format} class id")
 
 
 def write_submission(
-    out_dir: str | Path, names: Sequence[str], preds: Sequence[int], label_format: str = "raw"
+    out_dir: str | Path, names: Sequence[str], preds: Sequence[int], label_format: str = "index"
 ) -> tuple[Path, Path]:
     """Write ``submission.csv`` and ``submission.zip`` (atomically); returns both paths."""
     out_dir = Path(out_dir)
