@@ -79,6 +79,19 @@ def test_label_count_mismatch(tmp_path: Path) -> None:
         read_npy2023(tmp_path / "d.npy", tmp_path / "l.pkl")
 
 
+def test_labels_are_range_checked(tmp_path: Path) -> None:
+    """A raw release id (99) passes no more as class 99: the sample is named."""
+    np.save(tmp_path / "d.npy", np.zeros((2, 3, 90, 22, 1), np.float32))
+    for bad in (99, 32, -2, "x"):
+        with open(tmp_path / "l.pkl", "wb") as f:
+            pickle.dump((["a_0", "a_1"], [0, bad]), f)
+        with pytest.raises(FormatError, match=r"l\.pkl: sample 1 \(a_1\): label"):
+            read_npy2023(tmp_path / "d.npy", tmp_path / "l.pkl")
+    with open(tmp_path / "l.pkl", "wb") as f:
+        pickle.dump((["a_0", "a_1"], [31, -1]), f)  # the last class and unknown are fine
+    assert [r.label for r in read_npy2023(tmp_path / "d.npy", tmp_path / "l.pkl")] == [31, -1]
+
+
 def test_bad_pickle(tmp_path: Path) -> None:
     np.save(tmp_path / "d.npy", np.zeros((1, 3, 90, 22, 1), np.float32))
     (tmp_path / "l.pkl").write_bytes(b"not a pickle")

@@ -68,7 +68,41 @@ def test_plain_pyskl_annotation(tmp_path: Path) -> None:
         pickle.dump({"split": {"val": ["0003_5"]}, "annotations": [ann]}, f)
     (r,) = read_pyskl(path)["val"]
     assert (r.layout, r.video_id, r.start, r.end, r.label) == ("mg36", "0003", 0, 3, 2)
-    assert read_pyskl(path, layout="custom")["val"][0].layout == "custom"
+    # a layout is checked against the data: a known one with another joint count, or an
+    # unknown name, is refused naming the annotation
+    with pytest.raises(FormatError, match=r"0003_5\): layout 'imigue22' has 22 joints but .*V=36"):
+        read_pyskl(path, layout="imigue22")
+    with pytest.raises(FormatError, match="unknown joint layout 'custom'"):
+        read_pyskl(path, layout="custom")
+
+
+def test_labels_are_range_checked(tmp_path: Path) -> None:
+    """A raw release id (99) or any id past the classes is refused, naming the annotation."""
+    for bad in (99, 32, -2):
+        path = write_pyskl(tmp_path / "ann.pkl", {"train": [rec("0001_0", label=bad)]})
+        with pytest.raises(
+            FormatError, match=rf"annotation 0 \(0001_0\): label {bad} outside 0..31"
+        ):
+            read_pyskl(path)
+    path = write_pyskl(tmp_path / "ann.pkl", {"test": [rec("0001_0", label=-1)]})
+    assert read_pyskl(path)["test"][0].label == -1  # unknown (hidden test labels)
+
+
+def test_three_channel_keypoints(tmp_path: Path) -> None:
+    """(M, T, V, 3) without keypoint_score: (x, y, score) is read; (x, y, z) is refused, never
+    read with z as a confidence."""
+    kp = np.random.default_rng(1).uniform(0, 500, (1, 4, 22, 3)).astype(np.float32)
+    kp[..., 2] = 0.7
+    ann = {"frame_dir": "0003_5", "label": 2, "img_shape": (720, 1280), "total_frames": 4,
+           "keypoint": kp}  # fmt: skip
+    path = tmp_path / "a.pkl"
+    path.write_bytes(pickle.dumps({"annotations": [ann]}))
+    (r,) = read_pyskl(path)["all"]
+    np.testing.assert_allclose(r.keypoint_score, 0.7)
+    kp[..., 2] = np.random.default_rng(2).uniform(-300, 300, (1, 4, 22))  # a depth axis
+    path.write_bytes(pickle.dumps({"annotations": [ann]}))
+    with pytest.raises(FormatError, match="3-D skeletons .* are not supported"):
+        read_pyskl(path)
 
 
 def test_missing_key_names_index(tmp_path: Path) -> None:

@@ -29,6 +29,23 @@ class FormatError(ValueError):
         return (type(self), (self.path, self.reason, self.row))
 
 
+def class_id(path: Path | str, item: str, value: object, num_classes: int) -> int:
+    """``value`` as a 0-based class id in ``0..num_classes-1`` (or -1: unknown); anything else
+    raises :class:`FormatError` naming ``item`` of ``path`` (a raw release id such as 99 is the
+    usual cause: the 0-based id is ``k - 1``, and ``99 -> 31``)."""
+    try:
+        label = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise FormatError(path, f"{item}: label {value!r} is not an integer") from None
+    if not -1 <= label < num_classes:
+        raise FormatError(
+            path,
+            f"{item}: label {label} outside 0..{num_classes - 1} (-1 = unknown); raw release ids "
+            f"(1-based, 99) must be converted (k -> k-1, 99 -> {num_classes - 1})",
+        )
+    return label
+
+
 #: what a data pickle (pyskl annotations, 2023 label lists) may reference besides plain Python
 #: containers: NumPy arrays, dtypes and scalars (``_codecs.encode`` carries array bytes in
 #: protocol-2 pickles). Anything else -- a function, a class with side effects -- is refused.

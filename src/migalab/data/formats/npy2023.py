@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from migalab.data.formats.errors import FormatError, load_pickle
-from migalab.data.record import UNKNOWN_LABEL, ClipRecord
+from migalab.data.classes import NUM_CLASSES
+from migalab.data.formats.errors import FormatError, class_id, load_pickle
+from migalab.data.record import ClipRecord
 from migalab.data.skeleton.layouts import get_layout
 from migalab.utils.io import atomic_write
 
@@ -43,6 +44,7 @@ def read_npy2023(
     img_shape: tuple[int, int] = DEFAULT_IMG_SHAPE,
     split: str | None = None,
     mmap: bool = True,
+    num_classes: int = NUM_CLASSES,
 ) -> list[ClipRecord]:
     """Read one split of the 2023/24 release.
 
@@ -52,6 +54,7 @@ def read_npy2023(
         img_shape: (height, width) stored in the records.
         split: stored in ``meta["split"]``.
         mmap: memory-map the array while slicing (records own copies either way).
+        num_classes: labels must be 0-based ids below it (or -1, unknown).
 
     Returns:
         N ClipRecords with keypoint (M, T, 22, 2), keypoint_score (M, T, 22), start 0 and
@@ -59,7 +62,8 @@ def read_npy2023(
 
     Raises:
         FormatError: unreadable files, a data array that is not (N, 3, T, 22, M), a label pickle
-            that is not a (names, labels) pair, or label count != N.
+            that is not a (names, labels) pair, label count != N, or a label outside
+            -1..num_classes-1 (e.g. a raw release id 99), naming the sample.
     """
     data_path, label_path = Path(data_path), Path(label_path)
     try:
@@ -74,7 +78,7 @@ def read_npy2023(
             f"array shape {tuple(data.shape)}, expected (N, 3, T, {NUM_JOINTS}, M) "
             "with channels (x, y, score)",
         )
-    names, labels = _read_label_pickle(label_path)
+    names, labels = _read_label_pickle(label_path, num_classes)
     n = data.shape[0]
     if len(names) != n:
         raise FormatError(label_path, f"{len(names)} labels for {n} samples in {data_path.name}")
@@ -100,22 +104,16 @@ def read_npy2023(
     return records
 
 
-def _read_label_pickle(path: Path) -> tuple[list[str], list[int]]:
+def _read_label_pickle(path: Path, num_classes: int) -> tuple[list[str], list[int]]:
     obj = load_pickle(path)
     if not isinstance(obj, (tuple, list)) or len(obj) != 2:
         raise FormatError(path, f"expected a (sample_names, labels) pair, got {type(obj).__name__}")
     names, labels = list(obj[0]), list(obj[1])
     if len(names) != len(labels):
         raise FormatError(path, f"{len(names)} sample names but {len(labels)} labels")
-    out = []
-    for i, lab in enumerate(labels):
-        try:
-            value = int(lab)
-        except (TypeError, ValueError):
-            raise FormatError(path, f"label {i} ({lab!r}) is not an integer") from None
-        if value < UNKNOWN_LABEL:
-            raise FormatError(path, f"label {i} is {value}")
-        out.append(value)
+    out = [
+        class_id(path, f"sample {i} ({names[i]})", lab, num_classes) for i, lab in enumerate(labels)
+    ]
     return [str(n) for n in names], out
 
 

@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from migalab.data.formats.errors import FormatError, load_pickle
+from migalab.data.classes import NUM_CLASSES
+from migalab.data.formats.errors import FormatError, class_id, load_pickle
 from migalab.data.record import UNKNOWN_LABEL, ClipRecord
-from migalab.data.skeleton.layouts import LAYOUTS
+from migalab.data.skeleton.layouts import LAYOUTS, get_layout
 from migalab.utils.io import atomic_write
 
 _LAYOUT_BY_JOINTS = {22: "imigue22", 36: "mg36", 137: "openpose137"}
@@ -46,7 +47,14 @@ def _video_id(name: str) -> str:
     return head if sep and tail.isdigit() else name
 
 
-def _to_record(path: Path, i: int, ann: Any, layout: str | None, split: str | None) -> ClipRecord:
+def _to_record(
+    path: Path,
+    i: int,
+    ann: Any,
+    layout: str | None,
+    split: str | None,
+    num_classes: int = NUM_CLASSES,
+) -> ClipRecord:
     if not isinstance(ann, Mapping):
         raise FormatError(path, f"annotation {i} is a {type(ann).__name__}, not a dict")
     missing = [k for k in _REQUIRED if k not in ann]
@@ -61,8 +69,19 @@ def _to_record(path: Path, i: int, ann: Any, layout: str | None, split: str | No
     if "keypoint_score" in ann:
         score = np.asarray(ann["keypoint_score"], dtype=np.float32)
         kp = kp[..., :2]
-    else:
-        kp, score = kp[..., :2], kp[..., 2]
+    elif kp.shape[-1] == 3:
+        # (x, y, score) packed in one array (older pyskl files) -- or a 3-D skeleton (x, y, z),
+        # whose z must not be read as a confidence
+        third = kp[..., 2]
+        if third.size and (np.nanmin(third) < 0 or np.nanmax(third) > 1):
+            raise FormatError(
+                path,
+                f"annotation {i} ({name}): keypoint {kp.shape} has no keypoint_score and its third "
+                f"channel spans {np.nanmin(third):.3g}..{np.nanmax(third):.3g}, not a 0..1 "
+                "confidence: 3-D skeletons (x, y, z) are not supported; give 2-D keypoints with a "
+                "keypoint_score",
+            )
+        kp, score = kp[..., :2], third
     if score.shape != kp.shape[:3]:
         raise FormatError(
             path, f"annotation {i} ({name}): keypoint_score {score.shape} vs keypoint {kp.shape}"
@@ -79,16 +98,28 @@ def _to_record(path: Path, i: int, ann: Any, layout: str | None, split: str | No
             lay = infer_layout(kp.shape[2])
         except ValueError as exc:
             raise FormatError(path, f"annotation {i} ({name}): {exc}") from None
+    try:
+        expected = get_layout(str(lay)).num_joints
+    except (KeyError, ValueError) as exc:
+        raise FormatError(path, f"annotation {i} ({name}): {exc}") from None
+    if expected != kp.shape[2]:
+        raise FormatError(
+            path,
+            f"annotation {i} ({name}): layout {lay!r} has {expected} joints but keypoint has "
+            f"V={kp.shape[2]}",
+        )
     start = int(ann.get("start", 0))
     emotion = ann.get("emotion")
     label = ann.get("label", UNKNOWN_LABEL)
+    label = UNKNOWN_LABEL if label is None else class_id(path, f"annotation {i} ({name})", label,
+                                                         num_classes)  # fmt: skip
     h, w = (int(v) for v in ann["img_shape"])
     return ClipRecord(
         name=str(name),
         video_id=str(ann.get("video_id", _video_id(str(name)))),
         start=start,
         end=int(ann.get("end", start + t - 1)),
-        label=UNKNOWN_LABEL if label is None else int(label),
+        label=label,
         keypoint=np.ascontiguousarray(kp),
         keypoint_score=np.ascontiguousarray(score),
         img_shape=(h, w),
@@ -103,6 +134,7 @@ def read_pyskl(
     path: str | os.PathLike,
     layout: str | None = None,
     splits: Sequence[str] | None = None,
+    num_classes: int = NUM_CLASSES,
 ) -> dict[str, list[ClipRecord]]:
     """Read a pyskl annotation pickle.
 
@@ -111,6 +143,7 @@ def read_pyskl(
         layout: joint layout of the V axis; default: the annotation's ``layout`` key, else inferred
             from V (22 imigue22, 36 mg36, 137 openpose137).
         splits: only these splits (default all in the file).
+        num_classes: labels must be 0-based ids below it (or -1 / missing: unknown).
 
     Returns:
         ``{split: [ClipRecord, ...]}`` in the order of the split lists; keypoint (M, T, V, 2),
@@ -119,7 +152,9 @@ def read_pyskl(
 
     Raises:
         FormatError: unreadable pickle, missing ``annotations``, an annotation missing a key
-            (named by its index), inconsistent shapes, or a split naming an unknown frame_dir.
+            (named by its index), inconsistent shapes, a layout whose joint count is not V, a
+            3-channel keypoint whose third channel is not a 0..1 score (3-D skeletons), a label
+            outside -1..num_classes-1, or a split naming an unknown frame_dir.
     """
     path = Path(path)
     obj = load_pickle(path)
@@ -148,7 +183,7 @@ def read_pyskl(
             if str(name) not in by_name:
                 raise FormatError(path, f"split {split!r} lists {name!r}, not in annotations")
             i = by_name[str(name)]
-            records.append(_to_record(path, i, anns[i], layout, split))
+            records.append(_to_record(path, i, anns[i], layout, split, num_classes))
         out[str(split)] = records
     return out
 
