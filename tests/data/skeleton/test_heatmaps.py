@@ -195,6 +195,43 @@ def test_vectorised_equals_reference(size, m):
     )
 
 
+def test_low_scores_follow_pyskl_cutoff():
+    """pyskl's GeneratePoseTarget draws nothing below EPS = 1e-3, judging a limb by its weaker
+    end; checked side by side with pyskl's own class (scores U(0, 1e-2), sub-pixel limbs
+    included: identical joints, limbs within 1.2e-7). Here the cases that decide it."""
+    assert hm.SCORE_EPS == 1e-3
+    kp = np.array([[[[4.0, 4.0], [10.0, 10.0], [10.3, 10.2]]]], np.float32)  # joint 2 ~ joint 1
+    sc = np.array([[[5e-4, 2e-3, 0.9]]], np.float32)
+    vol = joint_heatmaps(kp, sc, (16, 16))
+    assert not vol[0].any() and vol[1].max() == pytest.approx(2e-3, rel=0.1)
+    # a sub-pixel limb from a strong end (0.9) to a weak one (5e-4) draws nothing (pyskl: the
+    # weaker end decides, before the sub-pixel point is drawn with the first end's score)
+    sc = np.array([[[0.9, 5e-4, 0.9]]], np.float32)
+    assert not limb_heatmaps(kp, sc, [(2, 1)], (16, 16)).any()
+    assert not limb_heatmaps_reference(kp, sc, [(2, 1)], (16, 16)).any()
+    assert not limb_heatmaps_torch(torch.from_numpy(kp), torch.from_numpy(sc), [(2, 1)],
+                                   (16, 16)).any()  # fmt: skip
+    sc[0, 0, 1] = 2e-3  # above the cutoff: the joint map of end a at its own score
+    point_a = joint_heatmaps(kp[:, :, 2:3], sc[:, :, 2:3], (16, 16))
+    np.testing.assert_allclose(limb_heatmaps(kp, sc, [(2, 1)], (16, 16)), point_a, atol=1e-7)
+
+
+@pytest.mark.parametrize("m", [1, 2])
+def test_low_scores_vectorised_equals_reference_and_torch(m):
+    rng = np.random.default_rng(11 + m)
+    size = (56, 56)
+    kp, _ = random_clip(rng, m, 6, 7, size)
+    sc = rng.uniform(0, 1e-2, kp.shape[:3]).astype(np.float32)
+    limbs = random_limbs(rng, 7, 8)
+    ref_j = joint_heatmaps_reference(kp, sc, size)
+    ref_l = limb_heatmaps_reference(kp, sc, limbs, size)
+    np.testing.assert_allclose(joint_heatmaps(kp, sc, size), ref_j, atol=1e-9, rtol=0)
+    np.testing.assert_allclose(limb_heatmaps(kp, sc, limbs, size), ref_l, atol=1e-8, rtol=0)
+    tk, ts = torch.from_numpy(kp), torch.from_numpy(sc)
+    np.testing.assert_allclose(joint_heatmaps_torch(tk, ts, size).numpy(), ref_j, atol=1e-7)
+    np.testing.assert_allclose(limb_heatmaps_torch(tk, ts, limbs, size).numpy(), ref_l, atol=1e-7)
+
+
 def test_empty_inputs():
     kp, sc = np.zeros((1, 0, 3, 2), np.float32), np.zeros((1, 0, 3), np.float32)
     assert joint_heatmaps(kp, sc, (8, 8)).shape == (3, 0, 8, 8)

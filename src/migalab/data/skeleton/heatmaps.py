@@ -7,7 +7,7 @@ follow pyskl exactly:
 * joint ``v`` in frame ``t``: ``max_m score * exp(-((x - mx)^2 + (y - my)^2) / (2 sigma^2))``,
   restricted to pyskl's 3-sigma window ``x in [max(int(mx - 3 sigma), 0),
   min(int(mx + 3 sigma) + 1, W))`` (same for y; ``int`` truncates toward zero); keypoints with
-  ``score < eps`` or an empty window add nothing.
+  ``score < eps`` (``SCORE_EPS`` = 1e-3, pyskl's ``EPS``) or an empty window add nothing.
 * limb ``(a, b)``: value ``min(score_a, score_b)`` (skipped below ``eps``) times the Gaussian of the
   squared distance to the segment ``ab``, inside the bounding box of both ends +- 3 sigma; a limb
   shorter than one pixel (``|ab|^2 < 1``) is the joint map of end ``a`` with value ``score_a``.
@@ -60,6 +60,9 @@ __all__ = [
 ]
 
 HEATMAP_STREAMS = ("joint", "limb")
+#: keypoints (and limbs, by their weaker end) scoring below this draw nothing: pyskl's ``EPS``
+#: (``heatmap_related.py``), so low-confidence points give pyskl's inputs exactly
+SCORE_EPS = 1e-3
 
 #: Largest number of float32 elements one torch temporary may hold: ~256 MB on accelerators;
 #: 16 MB on CPU, where smaller temporaries stay in cache and reuse malloc'd memory (fresh large
@@ -152,7 +155,7 @@ def joint_heatmaps(
     score: np.ndarray | None,
     size: tuple[int, int],
     sigma: float = 0.6,
-    eps: float = 1e-4,
+    eps: float = SCORE_EPS,
 ) -> np.ndarray:
     """Per-joint pseudo-heatmaps of one clip (vectorised; see the module docstring for values).
 
@@ -204,7 +207,7 @@ def limb_heatmaps(
     limbs: Sequence[tuple[int, int]],
     size: tuple[int, int],
     sigma: float = 0.6,
-    eps: float = 1e-4,
+    eps: float = SCORE_EPS,
 ) -> np.ndarray:
     """Per-limb pseudo-heatmaps of one clip (vectorised; pyskl ``generate_a_limb_heatmap``).
 
@@ -343,7 +346,7 @@ def joint_heatmaps_reference(
     score: np.ndarray | None,
     size: tuple[int, int],
     sigma: float = 0.6,
-    eps: float = 1e-4,
+    eps: float = SCORE_EPS,
 ) -> np.ndarray:
     """:func:`joint_heatmaps` as pyskl writes it: loops over persons, frames and joints."""
     kp, sc = _prepare_numpy(keypoint, score)
@@ -362,7 +365,7 @@ def limb_heatmaps_reference(
     limbs: Sequence[tuple[int, int]],
     size: tuple[int, int],
     sigma: float = 0.6,
-    eps: float = 1e-4,
+    eps: float = SCORE_EPS,
 ) -> np.ndarray:
     """:func:`limb_heatmaps` as pyskl writes it: loops over persons, frames and limbs."""
     kp, sc = _prepare_numpy(keypoint, score)
@@ -426,7 +429,7 @@ def joint_heatmaps_torch(
     score: torch.Tensor | None,
     size: tuple[int, int],
     sigma: float = 0.6,
-    eps: float = 1e-4,
+    eps: float = SCORE_EPS,
 ) -> torch.Tensor:
     """Batched per-joint heatmaps on the input's device (same values as :func:`joint_heatmaps`).
 
@@ -469,7 +472,7 @@ def limb_heatmaps_torch(
     limbs: Sequence[tuple[int, int]],
     size: tuple[int, int],
     sigma: float = 0.6,
-    eps: float = 1e-4,
+    eps: float = SCORE_EPS,
 ) -> torch.Tensor:
     """Batched per-limb heatmaps on the input's device (same values as :func:`limb_heatmaps`).
 
