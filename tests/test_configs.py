@@ -86,7 +86,7 @@ def test_eval_config_composes(tmp_path: Path) -> None:
 
 def test_predict_config_composes(tmp_path: Path) -> None:
     cfg = compose_config("predict", ["ckpt_path=x.ckpt"], output_dir=tmp_path)
-    assert cfg.split == "test" and cfg.submission.label_format == "raw"
+    assert cfg.split == "test" and cfg.submission.label_format == "index"  # the challenge format
     assert isinstance(hydra.utils.instantiate(cfg.trainer, logger=False), Trainer)
 
 

@@ -257,3 +257,60 @@ def test_datamodule_names_clips_with_unusable_labels(tmp_path: Path) -> None:
         ValueError, match=r"2 train clip\(s\).*0001_1 \(label -1\), 0001_2 \(label 40\)"
     ):
         dm.setup("fit")
+
+
+OFFICIAL = {
+    "train": "imigue_data_phase1/datasets/imigue_skeleton_train",
+    "validate": "imigue_data_phase1/datasets/imigue_skeleton_validate",
+    "test": "imigue_data_phase2/imigue_skeleton_test",
+}
+
+
+def official_layout(release: Path, root: Path) -> Path:
+    """Copy a release (``<split>/<vid>/``) into the MiGA 2025 archives' layout as they unpack."""
+    import shutil
+
+    for split, rel in OFFICIAL.items():
+        if (release / split).is_dir():
+            shutil.copytree(release / split, root / rel)
+    return root
+
+
+def test_official_archive_layout_is_found(tiny_release: Path, tmp_path: Path) -> None:
+    root = official_layout(tiny_release, tmp_path / "unpacked")
+    res = prepare_release(root, tmp_path / "cache", progress=False)
+    plain = prepare_release(tiny_release, tmp_path / "plain", progress=False)
+    assert res.num_videos == plain.num_videos == 8 and res.num_clips == plain.num_clips
+    assert res.missing_splits == [] and res.skipped == []
+    index = SkeletonCache(tmp_path / "cache").index
+    assert sorted(set(index["split"])) == ["test", "train", "validate"]
+
+
+def test_train_on_the_official_layout(tiny_release: Path, tmp_path: Path) -> None:
+    """prepare -> train fast_dev_run on a release laid out as the archives unpack."""
+    from migalab.train import train
+    from migalab.utils.hydra import compose_config
+
+    root = official_layout(tiny_release, tmp_path / "unpacked")
+    cfg = compose_config(
+        "train",
+        ["data=imigue", f"data.release_root={root}", f"data.cache_dir={tmp_path / 'cache'}",
+         "data.num_workers=0", "data.pin_memory=false", "data.batch_size=8", "debug=fdr",
+         "trainer=cpu", "logger=csv", "model.encoder.base_channels=8"],
+        output_dir=tmp_path / "run",
+    )  # fmt: skip
+    payload, trainer = train(cfg)
+    assert trainer.state.finished and payload["val"]["num_samples"] > 0
+
+
+def test_no_videos_is_an_error_that_says_where_it_looked(tmp_path: Path) -> None:
+    root = tmp_path / "release"
+    (root / "imigue_rgb_train" / "0001").mkdir(parents=True)  # the RGB archive, not skeletons
+    (root / "README.txt").write_text("hi")
+    with pytest.raises(FileNotFoundError) as err:
+        prepare_release(root, tmp_path / "cache", progress=False)
+    message = str(err.value)
+    assert "no video folders found" in message
+    assert "imigue_data_phase1/datasets/imigue_skeleton_train" in message
+    assert "imigue_rgb_train/" in message and "README.txt" in message
+    assert main([str(root), str(tmp_path / "out"), "--quiet"]) == 1

@@ -55,6 +55,8 @@ from migalab.data.formats.miga2025 import (
     read_emotion_labels,
     read_label_csv,
     read_openpose_table,
+    split_dir,
+    split_dir_candidates,
 )
 from migalab.data.record import UNKNOWN_LABEL
 from migalab.utils.io import atomic_write, atomic_write_text
@@ -312,9 +314,15 @@ def prepare_release(
 
     videos: list[VideoFiles] = []
     for split in splits:
-        if not (src_root / split).is_dir():
+        folder = split_dir(src_root, split)
+        if folder is None:
             result.missing_splits.append(split)
-        videos += find_videos(src_root, split)
+            continue
+        found = find_videos(src_root, split)
+        log.info("release split %s: %d video folders in %s", split, len(found), folder)
+        videos += found
+    if not videos:
+        raise FileNotFoundError(no_videos_message(src_root, splits))
 
     rows: list[dict[str, Any]] = []
     args = (str(out_dir), tuple(img_shape), dtype)
@@ -384,6 +392,21 @@ def prepare_release(
     if progress:
         print_summary(result)
     return result
+
+
+def no_videos_message(src_root: Path, splits: Sequence[str]) -> str:
+    """Why a release gave no video: the split folders looked for and what the root holds."""
+    looked = "; ".join(
+        f"{split}: "
+        + ", ".join(str(c.relative_to(src_root)) for c in split_dir_candidates(src_root, split))
+        for split in splits
+    )
+    holds = sorted(p.name + ("/" if p.is_dir() else "") for p in src_root.iterdir())[:20]
+    return (
+        f"no video folders found in the release {src_root} (looked for {looked}; each should hold "
+        f"<vid>/ folders with <vid>_openpose.xlsx|csv and <vid>_label.csv). The folder holds: "
+        f"{', '.join(holds) or 'nothing'}"
+    )
 
 
 def _note_empty(result: PrepareResult, vf: VideoFiles, rows: list[dict[str, Any]]) -> None:

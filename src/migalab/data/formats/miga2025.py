@@ -478,15 +478,47 @@ def video_files(folder: str | os.PathLike, split: str = "") -> VideoFiles:
     )
 
 
+def split_dir_candidates(root: str | os.PathLike, split: str) -> list[Path]:
+    """Where the folder of ``split`` may be below ``root``, in the order they are tried.
+
+    The suite's own layout (``<root>/<split>/``) and the official MiGA 2025 archives as they
+    unpack, with one or both archives under ``root``: ``imigue_data_phase1/datasets/
+    imigue_skeleton_{train,validate}/`` and ``imigue_data_phase2/imigue_skeleton_test/`` (also
+    with ``root`` pointing inside an archive: ``datasets/imigue_skeleton_<split>/`` or
+    ``imigue_skeleton_<split>/``).
+    """
+    root = Path(root)
+    official = f"imigue_skeleton_{split}"
+    return [
+        root / split,
+        root / official,
+        root / "datasets" / official,
+        root / "imigue_data_phase1" / "datasets" / official,
+        root / "imigue_data_phase2" / official,
+        root / "imigue_data_phase2" / "datasets" / official,
+    ]
+
+
+def split_dir(root: str | os.PathLike, split: str) -> Path | None:
+    """The folder holding the ``<vid>/`` folders of ``split`` (:func:`split_dir_candidates`), or
+    None when the release has no such split."""
+    for candidate in split_dir_candidates(root, split):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
 def find_videos(root: str | os.PathLike, split: str) -> list[VideoFiles]:
-    """All video folders of one split (``<root>/<split>/<vid>/``), sorted by video id.
+    """All video folders of one split (``<split folder>/<vid>/``, the split folder found by
+    :func:`split_dir`: the suite's ``<root>/<split>/`` or the official archive names), sorted
+    by video id.
 
     Returns an empty list when the split folder does not exist. Hidden folders are ignored.
     """
-    split_dir = Path(root) / split
-    if not split_dir.is_dir():
+    folder = split_dir(root, split)
+    if folder is None:
         return []
-    folders = sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     return [video_files(p, split) for p in folders]
 
 
