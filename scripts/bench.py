@@ -663,6 +663,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# --------------------------------------------------------------------------------------------
+# section: light35 (MiGA 2024-2026 35-joint tables)
+# --------------------------------------------------------------------------------------------
+
+
+def _light35_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--videos", type=int, default=20, help="train videos to generate")
+    p.add_argument("--frames", type=int, default=9000, help="frames per video (at least)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+@section("light35", "prepare 35-joint light_hand.csv videos vs the same videos as 137-point csv",
+         _light35_args)  # fmt: skip
+def bench_light35(args: argparse.Namespace) -> dict[str, Any]:
+    """Time ``prepare_release`` (1 worker) on N videos written as ``<vid>_light_hand.csv``
+    against the same synthetic videos as 411-column ``<vid>_openpose.csv`` (the baseline), in
+    this process."""
+    from migalab.data.prepare import prepare_release
+    from migalab.data.synthetic import SynthConfig, generate_release
+
+    console = _console()
+    rows: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="migalab-bench-") as tmp:
+        for fmt in ("csv", "light"):
+            root = Path(tmp) / fmt
+            cfg = SynthConfig(seed=args.seed, num_videos={"train": args.videos, "validate": 0,
+                              "test": 0}, min_video_frames=args.frames, table_format=fmt,
+                              workers=os.cpu_count() or 1)  # fmt: skip
+            with console.status(f"writing {args.videos} {fmt} videos x {args.frames} frames"):
+                generate_release(root, cfg, progress=False)
+            t0 = time.perf_counter()
+            res = prepare_release(root, Path(tmp) / f"cache_{fmt}", workers=1, progress=False)
+            seconds = time.perf_counter() - t0
+            rows[fmt] = {"seconds": seconds, "videos": res.num_videos,
+                         "per_video_s": seconds / max(res.num_videos, 1)}  # fmt: skip
+            console.log(f"{fmt}: {seconds:.1f} s, {rows[fmt]['per_video_s']:.2f} s/video")
+    ratio = rows["csv"]["per_video_s"] / rows["light"]["per_video_s"]
+    console.log(f"light35 vs 137-point csv: {ratio:.2f}x")
+    return {"rows": rows, "speedup_vs_csv137": ratio}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     sec = SECTIONS[args.section]

@@ -180,7 +180,10 @@ def convert_video(
     """Read one video folder, write ``<out>/<split>/<vid>.npy`` (T, 137, 3) atomically, and
     return its index rows (dicts with :data:`INDEX_COLUMNS`). Raises FormatError on bad input."""
     if vf.table is None:
-        raise FormatError(vf.folder, f"no {vf.video_id}_openpose.xlsx or .csv in the folder")
+        raise FormatError(
+            vf.folder,
+            f"no {vf.video_id}_openpose.xlsx / .csv or {vf.video_id}_light_hand.csv in the folder",
+        )
     if vf.label is None:
         raise FormatError(vf.folder / f"{vf.video_id}_label.csv", "no such file")
     table = read_openpose_table(vf.table)

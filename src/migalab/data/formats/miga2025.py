@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from migalab.data.formats.errors import FormatError
+from migalab.data.formats.light35 import LIGHT_TABLE_SUFFIXES, is_light_table, read_light_table
 from migalab.data.record import UNKNOWN_LABEL, ClipRecord
 from migalab.utils.io import atomic_write_text, default_file_mode
 
@@ -139,7 +140,8 @@ def describe_column(col: int) -> str:
 
 
 def read_openpose_table(path: str | os.PathLike, engine: str = "calamine") -> np.ndarray:
-    """Read a MiGA OpenPose table (``.xlsx`` first sheet or ``.csv``, no header).
+    """Read a MiGA OpenPose table (``.xlsx`` first sheet or ``.csv``, no header), or a 2024-2026
+    35-joint table (``<vid>_light_hand.csv``: :mod:`migalab.data.formats.light35`).
 
     Args:
         path: ``<vid>_openpose.xlsx`` or ``.csv``.
@@ -159,6 +161,8 @@ def read_openpose_table(path: str | os.PathLike, engine: str = "calamine") -> np
     suffix = path.suffix.lower()
     if not path.is_file():
         raise FormatError(path, "no such file")
+    if is_light_table(path):  # <vid>_light_hand.csv: 35 joints, placed at their 137 positions
+        return read_light_table(path)
     if suffix == ".xlsx":
         if engine == "calamine":
             rows = _calamine_rows(path)
@@ -459,6 +463,9 @@ def _find_table(folder: Path, vid: str) -> Path | None:
         found = sorted(p for p in folder.glob(f"*openpose*{suffix}") if not p.name.startswith("."))
         if found:
             return found[0]
+    for suffix in LIGHT_TABLE_SUFFIXES:  # the 2024-2026 35-joint tables
+        if (folder / f"{vid}{suffix}").is_file():
+            return folder / f"{vid}{suffix}"
     return None
 
 
@@ -549,7 +556,10 @@ def read_video_folder(
     split = split if split is not None else vf.split
     if table is None:
         if vf.table is None:
-            raise FormatError(vf.folder, f"no {vf.video_id}_openpose.xlsx or .csv in the folder")
+            raise FormatError(
+                vf.folder,
+                f"no {vf.video_id}_openpose.xlsx / .csv or {vf.video_id}_light_hand.csv in the folder",
+            )
         table = read_openpose_table(vf.table, engine=engine)
     if vf.label is None:
         raise FormatError(vf.folder / f"{vf.video_id}_label.csv", "no such file")

@@ -233,13 +233,28 @@ OPENPOSE137 = JointLayout(
     ),
 )  # fmt: skip
 
+# ---- light35: the 35 joints of the MiGA 2024-2026 tables (BODY_25 + 5 fingertips per hand),
+# fingertips hanging from their wrists; the limbs (PoseC3D limb stream) are the tree edges.
+LIGHT35 = JointLayout(
+    name="light35",
+    indices=tuple(range(25))
+    + tuple(RHAND_OFFSET + t for t in FINGERTIPS)
+    + tuple(LHAND_OFFSET + t for t in FINGERTIPS),
+    edges_op=tuple(
+        OPENPOSE137.edges_op[:24]
+        + tuple((RHAND_OFFSET + t, 4) for t in FINGERTIPS)
+        + tuple((LHAND_OFFSET + t, 7) for t in FINGERTIPS)
+    ),
+)
+
 LAYOUTS: dict[str, JointLayout] = {
-    layout.name: layout for layout in (IMIGUE22, MG36, BODY_FACE41, OPENPOSE137)
+    layout.name: layout for layout in (IMIGUE22, MG36, BODY_FACE41, OPENPOSE137, LIGHT35)
 }
 
 
 def get_layout(name: str) -> JointLayout:
-    """Look up a layout by name (``imigue22``, ``mg36``, ``body_face41``, ``openpose137``)."""
+    """Look up a layout by name (``imigue22``, ``mg36``, ``body_face41``, ``openpose137``,
+    ``light35``)."""
     try:
         return LAYOUTS[name]
     except KeyError:

@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gap-frames", type=int, nargs=2, metavar=("MIN", "MAX"), default=d.gap_frames)
     p.add_argument("--min-frames", type=int, default=d.min_video_frames,
                    help="pad every video with idle frames to at least this many (9000 = benchmark)")  # fmt: skip
-    p.add_argument("--format", choices=("xlsx", "csv"), default=d.table_format)
+    p.add_argument("--format", choices=("xlsx", "csv", "light"), default=d.table_format)
     p.add_argument("--frame-size", type=int, nargs=2, metavar=("H", "W"), default=d.frame_size)
     p.add_argument("--tail-mix", type=float, default=d.tail_mix,
                    help="class prior = (1-t) * iMiGUE frequencies + t * uniform")  # fmt: skip

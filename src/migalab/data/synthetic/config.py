@@ -63,7 +63,8 @@ class SynthConfig:
         min_video_frames: pad each video with idle frames (spread over its gaps) up to at least
             this many frames; iMiGUE interviews are several thousand frames (use 9000 for the
             reading benchmark).
-        table_format: ``"xlsx"`` (the release format) or ``"csv"`` (same table, 10x faster).
+        table_format: ``"xlsx"`` (the release format) or ``"csv"`` (same table, 10x faster), or
+            ``"light"``: the MiGA 2024-26 35-joint ``<vid>_light_hand.csv`` tables.
         frame_size: (height, width) of the frames in pixels.
 
     Labels:
@@ -164,8 +165,10 @@ class SynthConfig:
         if min(self.frame_size) < 64:
             raise ValueError(f"frame_size too small: {self.frame_size}")
         self.min_video_frames = int(self.min_video_frames)
-        if self.table_format not in ("xlsx", "csv"):
-            raise ValueError(f"table_format must be 'xlsx' or 'csv', got {self.table_format!r}")
+        if self.table_format not in ("xlsx", "csv", "light"):
+            raise ValueError(
+                f"table_format must be 'xlsx', 'csv' or 'light', got {self.table_format!r}"
+            )
         if not 0.0 <= self.tail_mix <= 1.0:
             raise ValueError(f"tail_mix must be in [0, 1], got {self.tail_mix}")
         if self.clip_classes is not None:

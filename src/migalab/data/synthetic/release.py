@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from migalab.data.formats.light35 import write_light_table
 from migalab.data.formats.miga2025 import class_to_raw, write_label_csv, write_openpose_table
 from migalab.data.synthetic.config import (
     CLASS_NAMES,
@@ -78,8 +79,13 @@ def _video_dir(root: Path, spec: VideoSpec) -> Path:
     return root / spec.split / spec.vid
 
 
+#: table formats and their file names: the 2025 OpenPose-137 tables, the 2024-26 35-joint one
+TABLE_FILES = {"xlsx": "{vid}_openpose.xlsx", "csv": "{vid}_openpose.csv",
+               "light": "{vid}_light_hand.csv"}  # fmt: skip
+
+
 def _table_path(root: Path, spec: VideoSpec, fmt: str) -> Path:
-    return _video_dir(root, spec) / f"{spec.vid}_openpose.{fmt}"
+    return _video_dir(root, spec) / TABLE_FILES[fmt].format(vid=spec.vid)
 
 
 def _label_path(root: Path, spec: VideoSpec) -> Path:
@@ -96,13 +102,15 @@ def _write_video(root: str, spec: VideoSpec, cfg: SynthConfig) -> dict[str, Any]
     root_p = Path(root)
     res = generate_video(spec, cfg)
     fmt = cfg.table_format
-    other = _table_path(root_p, spec, "csv" if fmt == "xlsx" else "xlsx")
-    if other.exists():  # readers prefer .xlsx: never leave a stale table of the other format
-        other.unlink()
+    for other_fmt in TABLE_FILES.keys() - {fmt}:  # readers prefer .xlsx: no stale other table
+        _table_path(root_p, spec, other_fmt).unlink(missing_ok=True)
     mp4 = _mp4_path(root_p, spec)
     if mp4.exists():  # an mp4 of an earlier config never sits next to the new table
         mp4.unlink()
-    write_openpose_table(_table_path(root_p, spec, fmt), res.table)
+    if fmt == "light":
+        write_light_table(_table_path(root_p, spec, fmt), res.table)
+    else:
+        write_openpose_table(_table_path(root_p, spec, fmt), res.table)
     rows = [(class_to_raw(c), s, e) for c, s, e in res.clips]
     write_label_csv(_label_path(root_p, spec), rows)
     if cfg.video:
@@ -148,8 +156,8 @@ def _remove_stale(root: Path, specs: list[VideoSpec]) -> None:
             if not sub.is_dir() or not _VID_RE.match(sub.name) or (split, sub.name) in planned:
                 continue
             vid = sub.name
-            ours = {f"{vid}_openpose.xlsx", f"{vid}_openpose.csv", f"{vid}_label.csv",
-                    f"{vid}.mp4"}  # fmt: skip
+            ours = {f.format(vid=vid) for f in TABLE_FILES.values()}
+            ours |= {f"{vid}_label.csv", f"{vid}.mp4"}
             files = list(sub.iterdir())
             if all(f.is_file() and (f.name in ours or f.name.startswith(".")) for f in files):
                 shutil.rmtree(sub)
@@ -280,7 +288,7 @@ def release_is_current(root: str | os.PathLike, cfg: SynthConfig) -> bool:
     fmt = meta.get("table_format", cfg.table_format)
     for v in meta.get("videos", []):
         d = root / v["split"] / v["video_id"]
-        if not (d / f"{v['video_id']}_openpose.{fmt}").is_file():
+        if not (d / TABLE_FILES[fmt].format(vid=v["video_id"])).is_file():
             return False
         if not (d / f"{v['video_id']}_label.csv").is_file():
             return False
