@@ -83,7 +83,9 @@ def check_submission(text: str, names: Sequence[str], label_format: str = "index
             f"submission Ids differ from the {len(names)} clips of the split "
             f"(missing {missing}, unexpected {extra}, or out of order)"
         )
-    allowed = set(range(NUM_CLASSES)) if label_format == "index" else set(range(1, 32)) | {99}
+    allowed = set(range(NUM_CLASSES))
+    if label_format == "raw":
+        allowed = {class_to_raw(k) for k in allowed}
     for row in rows[1:]:
         if len(row) != 2 or not row[1].lstrip("-").isdigit() or int(row[1]) not in allowed:
             raise ValueError(f"submission row {row}: Target is not a {label_format} class id")

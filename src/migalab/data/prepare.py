@@ -357,8 +357,9 @@ def prepare_release(
                         vf = futures[fut]
                         exc = fut.exception()
                         if exc is None:
-                            _note_empty(result, vf, fut.result())
-                            rows += fut.result()
+                            video_rows = fut.result()
+                            _note_empty(result, vf, video_rows)
+                            rows += video_rows
                             result.num_videos += 1
                         else:
                             result.skipped.append(_problem(vf, exc))
@@ -407,7 +408,8 @@ def no_videos_message(src_root: Path, splits: Sequence[str]) -> str:
     holds = sorted(p.name + ("/" if p.is_dir() else "") for p in src_root.iterdir())[:20]
     return (
         f"no video folders found in the release {src_root} (looked for {looked}; each should hold "
-        f"<vid>/ folders with <vid>_openpose.xlsx|csv and <vid>_label.csv). The folder holds: "
+        f"<vid>/ folders with <vid>_openpose.xlsx|csv or <vid>_light_hand.csv, and <vid>_label.csv). "
+        f"The folder holds: "
         f"{', '.join(holds) or 'nothing'}"
     )
 

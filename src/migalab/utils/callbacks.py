@@ -14,6 +14,8 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
+from migalab.utils.checkpoints import load_checkpoint
+
 log = logging.getLogger(__name__)
 
 CONFIG_KEY = "migalab_config"
@@ -204,8 +206,6 @@ def resume_candidates(trainer: Trainer) -> tuple[list[Path], list[str]]:
 
 def checkpoint_problem(path: Path) -> str | None:
     """Why ``path`` cannot be resumed from (None: it can). Reads only its metadata (mmap)."""
-    from migalab.utils.checkpoints import load_checkpoint
-
     try:
         ckpt = load_checkpoint(path, mmap=True)
     except Exception as err:  # noqa: BLE001 - any read failure makes it unusable

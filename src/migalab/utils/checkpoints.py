@@ -9,7 +9,7 @@ trusts (``unsafe_unpickle_checkpoints=true`` on ``migalab-eval`` / ``migalab-pre
 A checkpoint's stored config is instantiated to rebuild its model and data pipeline, so a config
 ``_target_`` is as powerful as a pickle. :func:`check_config_targets` admits only the suite's own
 classes, a few named factory functions of the suite, and classes of its libraries that are
-models, optimisers, schedulers, metrics or Lightning components.
+models (``nn.Module``), optimisers, learning-rate schedulers or metrics.
 """
 
 from __future__ import annotations

@@ -55,8 +55,8 @@ def ckpt_path_default() -> str | None:
 def compose_config(
     config_name: str, overrides: Sequence[str] = (), output_dir: Path | None = None
 ) -> DictConfig:
-    """Compose ``<config_name>.yaml`` of the installed configs with overrides as the CLI would, outside a Hydra app
-    (tests, benchmarks, notebooks): no run dir is created; ``output_dir`` sets
+    """Compose ``<config_name>.yaml`` of the installed configs with overrides as the CLI would,
+    outside a Hydra app (tests, benchmarks, notebooks): no run dir is created; ``output_dir`` sets
     ``paths.output_dir`` / ``paths.log_dir``. The Hydra config is registered (for
     ``${hydra:...}`` interpolations) and removed from the returned config."""
     from hydra import compose, initialize_config_module

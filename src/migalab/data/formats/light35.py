@@ -25,18 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from migalab.data.formats.errors import FormatError
-from migalab.data.skeleton.layouts import FINGERTIPS, LHAND_OFFSET, RHAND_OFFSET
+from migalab.data.skeleton.layouts import LIGHT35
 
 #: table file names, in the order they are looked for
 LIGHT_TABLE_SUFFIXES = ("_light_hand.csv", "_light.csv")
 NUM_LIGHT_JOINTS = 35
 NUM_LIGHT_COLUMNS = 1 + 3 * NUM_LIGHT_JOINTS
-#: OpenPose-137 index of each of the 35 joints, in table order
-LIGHT35_OPENPOSE = (
-    tuple(range(25))
-    + tuple(RHAND_OFFSET + t for t in FINGERTIPS)
-    + tuple(LHAND_OFFSET + t for t in FINGERTIPS)
-)
+#: OpenPose-137 index of each of the 35 joints, in table order (the ``light35`` layout)
+LIGHT35_OPENPOSE = LIGHT35.indices
 _R_WRIST, _L_WRIST = 4, 7
 #: frames with both wrists and a fingertip group seen needed to decide the hand side from data
 MIN_SIDE_FRAMES = 5

@@ -43,6 +43,7 @@ from torchvision.models.video import MViT, MViT_V2_S_Weights, mvit_v2_s
 from torchvision.models.video.mvit import MSBlockConfig
 
 from migalab.models.finetune import FinetuneMixin
+from migalab.utils.checkpoints import load_checkpoint
 
 __all__ = [
     "MVIT_PRESETS",
@@ -386,7 +387,7 @@ class MViTEncoder(FinetuneMixin, nn.Module):
                 f"MViT pretrained weights: no file {source!r} (expected None, 'kinetics400' or "
                 f"the path of a torchvision-format state dict)"
             )
-        obj = torch.load(source, map_location="cpu", weights_only=True)
+        obj = load_checkpoint(source)  # weights_only: a downloaded file runs no code
         self._load_torchvision_state(obj, source)
 
     def _load_torchvision_state(self, obj: Any, source: str) -> None:
