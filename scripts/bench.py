@@ -557,7 +557,7 @@ def _data_wait(experiment: str, source: str, steps: int, out: Path) -> dict[str,
 @section("video", "RGB clip loading: decord vs PyAV on long videos vs prepared clips", _video_args)
 def bench_video(args: argparse.Namespace) -> dict[str, Any]:
     from migalab.data.cache import SkeletonCache
-    from migalab.data.multimodal import VideoSource, build_clip_jobs
+    from migalab.data.pipelines.multimodal import VideoSource, build_clip_jobs
     from migalab.data.skeleton.transforms import uniform_frame_indices
     from migalab.data.video.clips import prepare_clips
     from migalab.data.video.readers import open_video

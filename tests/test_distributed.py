@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DistributedSampler
 
 import migalab
-from migalab.data.datamodules import SkeletonDataModule
+from migalab.data.datamodule import ClipDataModule
 from migalab.eval import evaluate
 from migalab.utils.hydra import compose_config
 from tests.conftest import TINY_SYNTH, tiny_data_overrides
@@ -73,7 +73,7 @@ def test_ddp_sim_trains_and_evaluates_every_clip_once(
     # DDP evaluation (after fit, on 2 ranks) of the best checkpoint == 1-process evaluation
     cfg = compose_config("eval", [f"ckpt_path={ddp['ckpt_path']}"], output_dir=tmp_path / "ev")
     single = evaluate(cfg)
-    dm = SkeletonDataModule(str(tiny_release), str(tiny_cache), synthetic=TINY_SYNTH)
+    dm = ClipDataModule(str(tiny_release), str(tiny_cache), synthetic=TINY_SYNTH)
     dm.setup()
     for split in ("val", "test"):
         assert ddp[split]["num_samples"] == len(dm.datasets[split])  # none dropped or repeated
@@ -115,8 +115,8 @@ def _fake_trainer(rank: int, world: int = 2, epoch: int = 0) -> SimpleNamespace:
 def test_datamodule_builds_distributed_samplers(
     tiny_release: Path, tiny_cache: Path, sampler: str
 ) -> None:
-    def dm_for(rank: int) -> SkeletonDataModule:
-        dm = SkeletonDataModule(str(tiny_release), str(tiny_cache), synthetic=TINY_SYNTH,
+    def dm_for(rank: int) -> ClipDataModule:
+        dm = ClipDataModule(str(tiny_release), str(tiny_cache), synthetic=TINY_SYNTH,
                                 batch_size=4, eval_batch_size=3, sampler=sampler, seed=5)  # fmt: skip
         dm.setup()
         dm.trainer = _fake_trainer(rank)  # type: ignore[assignment]
@@ -146,13 +146,13 @@ def test_datamodule_builds_distributed_samplers(
 
 
 def test_single_process_loaders_and_options(tiny_release: Path, tiny_cache: Path) -> None:
-    dm = SkeletonDataModule(str(tiny_release), str(tiny_cache), synthetic=TINY_SYNTH,
+    dm = ClipDataModule(str(tiny_release), str(tiny_cache), synthetic=TINY_SYNTH,
                             num_workers=1, prefetch_factor=3, prepare_per_node=False)  # fmt: skip
     assert dm.prepare_data_per_node is False  # Lightning: prepare on global rank 0 only
     dm.setup()
     assert dm.val_dataloader().prefetch_factor == 3
     assert not isinstance(dm.val_dataloader().sampler, DistributedSampler)
-    dm0 = SkeletonDataModule(str(tiny_release), str(tiny_cache), synthetic=TINY_SYNTH,
+    dm0 = ClipDataModule(str(tiny_release), str(tiny_cache), synthetic=TINY_SYNTH,
                              prefetch_factor=3)  # fmt: skip
     dm0.setup()
     assert dm0.val_dataloader().prefetch_factor is None  # not passed without workers

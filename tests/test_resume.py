@@ -171,7 +171,7 @@ def test_sigterm_checkpoint_holds_position_and_rng_states(
         train(cfg)
     interrupted = _state(run / "checkpoints" / "interrupted.ckpt")
     assert (interrupted["epoch"], interrupted["global_step"]) == (1, 4)
-    position = interrupted["SkeletonDataModule"]["train_position"]
+    position = interrupted["ClipDataModule"]["train_position"]
     assert (position["epoch"], position["batches"]) == (1, 1)  # epoch 1, one batch trained
     assert interrupted["migalab_rng_states"]["world_size"] == 1
     assert not (run / "metrics.json").exists()

@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from migalab.data import prepare as prep
-from migalab.data.cache import SkeletonCache
+from migalab.data.cache import INDEX_COLUMNS, SkeletonCache
 from migalab.data.formats.miga2025 import (
     read_video_folder,
     write_emotion_labels,
@@ -19,6 +18,7 @@ from migalab.data.formats.miga2025 import (
     write_openpose_table,
 )
 from migalab.data.prepare import PrepareError, is_cache_current, main, prepare_release
+from migalab.data.prepare import release as prep
 
 
 def make_release(root: Path, corrupt: bool = True) -> Path:
@@ -61,7 +61,7 @@ def test_prepare_skips_corrupt_video(release: Path, tmp_path: Path) -> None:
     assert meta["source_root"] == str(release.resolve()) and len(meta["fingerprint"]) == 64
 
     index = pd.read_csv(out / "index.csv", dtype={"video_id": str}, keep_default_na=False)
-    assert list(index.columns) == list(prep.INDEX_COLUMNS)
+    assert list(index.columns) == list(INDEX_COLUMNS)
     assert index["name"].tolist() == ["0001_0", "0001_1", "0001_2", "0002_0", "0002_1", "0002_2"]
     assert index["label"].tolist() == [4, 31, 11] * 2
     assert index["start"].tolist() == [0, 10, 3] * 2 and index["end"].tolist() == [9, 19, 4] * 2
@@ -118,7 +118,7 @@ def test_crash_leaves_no_meta(release: Path, tmp_path: Path, monkeypatch) -> Non
     def boom(*args, **kwargs):
         raise KeyboardInterrupt  # a crash half way (after the .npy files, before the end)
 
-    monkeypatch.setattr(prep, "_write_index", boom)
+    monkeypatch.setattr(prep, "write_index", boom)
     with pytest.raises(KeyboardInterrupt):
         prepare_release(release, out, progress=False)
     assert not (out / "meta.json").exists()  # the old complete marker was removed first
@@ -241,7 +241,7 @@ def test_empty_label_file_is_reported(tmp_path: Path) -> None:
 def test_datamodule_names_clips_with_unusable_labels(tmp_path: Path) -> None:
     """A cache written before these checks (or by hand) with -1 / out-of-range training labels
     fails at setup, naming the clips, instead of inside cross_entropy mid-epoch."""
-    from migalab.data.datamodules import SkeletonDataModule
+    from migalab.data.datamodule import ClipDataModule
 
     root = tmp_path / "release"
     _video(root, "train", "0001", ["6,0,9", "12,10,19", "3,20,25"])
@@ -252,7 +252,7 @@ def test_datamodule_names_clips_with_unusable_labels(tmp_path: Path) -> None:
     index.loc[index["name"] == "0001_1", "label"] = -1
     index.loc[index["name"] == "0001_2", "label"] = 40
     index.to_csv(cache / "index.csv", index=False)
-    dm = SkeletonDataModule(str(root), str(cache), num_workers=0)
+    dm = ClipDataModule(str(root), str(cache), num_workers=0)
     with pytest.raises(
         ValueError, match=r"2 train clip\(s\).*0001_1 \(label -1\), 0001_2 \(label 40\)"
     ):

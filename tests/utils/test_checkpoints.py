@@ -93,7 +93,7 @@ def test_stored_config_targets_outside_the_allowlist_are_refused(
 ) -> None:
     marker = tmp_path / "pwned"
     cfg = {
-        "data": {"_target_": "migalab.data.datamodules.SkeletonDataModule"},
+        "data": {"_target_": "migalab.data.datamodule.ClipDataModule"},
         "model": {"_target_": "migalab.tasks.gesture.GestureModule",
                   "encoder": {"_target_": target, "_args_": [f"touch {marker}"]}},
     }  # fmt: skip

@@ -1,12 +1,26 @@
-"""Random access to clips of a prepared skeleton cache (see :mod:`migalab.data.prepare`).
+"""The prepared skeleton cache: its on-disk format and random access to its clips.
 
-Each video's (T, 137, 3) array is memory-mapped once per process and clips are slices of it, so
-loading a clip costs microseconds plus the copy of its frames.
+``migalab-prepare`` (:mod:`migalab.data.prepare`) writes, and :class:`SkeletonCache` reads:
+
+``<cache>/<split>/<name>.npy``
+    one array per source sequence: a whole per-video table (T, V, 3) of a MiGA release (V = 137
+    OpenPose points), or one clip (M, T, V, 3) of a clip-level release (2023 npy, pyskl
+    pickles); channels (x, y, confidence) in pixels.
+``<cache>/index.csv``
+    one row per clip (:data:`INDEX_COLUMNS`); a clip is frames ``start..end`` of its ``file``.
+``<cache>/meta.json``
+    format version, the joint ``layout`` of the arrays (absent: ``openpose137``), splits, counts
+    and a source fingerprint. Written last: a cache without it is incomplete.
+
+Each array is memory-mapped once per process and clips are slices of it, so loading a clip costs
+microseconds plus the copy of its frames.
 """
 
 from __future__ import annotations
 
 import copy
+import io
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,12 +28,45 @@ from typing import Any
 
 import numpy as np
 
-from migalab.data.prepare import FORMAT_VERSION, INDEX_FILE, META_FILE, read_meta
 from migalab.data.record import UNKNOWN_LABEL, ClipRecord
 from migalab.data.skeleton.layouts import get_layout
+from migalab.utils.io import atomic_write_text
 
+FORMAT_VERSION = 1
+META_FILE = "meta.json"
+INDEX_FILE = "index.csv"
+INDEX_COLUMNS = (
+    "name", "video_id", "split", "row", "label", "start", "end", "video_frames",
+    "height", "width", "emotion", "video_path", "file",
+)  # fmt: skip
+#: joint layout of caches whose meta.json names none (per-video MiGA tables)
+TABLE_LAYOUT = "openpose137"
 _STR_COLUMNS = ("name", "video_id", "split", "video_path", "file")
 _INT_COLUMNS = ("row", "label", "start", "end", "video_frames", "height", "width", "emotion")
+
+
+def read_meta(cache_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The cache's meta.json as a dict, or None when absent / unreadable (incomplete cache)."""
+    try:
+        with open(Path(cache_dir) / META_FILE) as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def write_meta(cache_dir: str | os.PathLike, meta: dict[str, Any]) -> Path:
+    """Write meta.json atomically (the last file of a prepare: it marks the cache complete)."""
+    return atomic_write_text(Path(cache_dir) / META_FILE, json.dumps(meta, indent=2) + "\n")
+
+
+def write_index(cache_dir: str | os.PathLike, rows: list[dict[str, Any]]) -> Path:
+    """Write index.csv atomically from rows (dicts with :data:`INDEX_COLUMNS`)."""
+    import pandas as pd
+
+    buf = io.StringIO()
+    pd.DataFrame(rows, columns=list(INDEX_COLUMNS)).to_csv(buf, index=False)
+    return atomic_write_text(Path(cache_dir) / INDEX_FILE, buf.getvalue())
 
 
 class SkeletonCache:
@@ -52,6 +99,8 @@ class SkeletonCache:
                 f"{FORMAT_VERSION}; prepare it again"
             )
         self.meta: dict[str, Any] = meta
+        #: joint layout of the cached arrays
+        self.layout: str = str(meta.get("layout", TABLE_LAYOUT))
         index = pd.read_csv(
             self.root / INDEX_FILE,
             dtype={c: str for c in _STR_COLUMNS} | {c: np.int64 for c in _INT_COLUMNS},
@@ -96,7 +145,8 @@ class SkeletonCache:
         return new
 
     def video_array(self, file: str) -> np.ndarray:
-        """The (T, 137, 3) memmap of one cached video (``file`` as in the index)."""
+        """The memmap of one cached sequence (``file`` as in the index): (T, V, 3) or
+        (M, T, V, 3)."""
         arr = self._mmaps.get(file)
         if arr is None:
             arr = np.load(self.root / file, mmap_mode="r", allow_pickle=False)
@@ -108,24 +158,38 @@ class SkeletonCache:
 
         Args:
             i: 0-based position in ``index``.
-            layout: joint layout to select (e.g. ``"imigue22"``); None keeps all 137 joints
-                (layout ``openpose137``).
+            layout: joint layout to select (e.g. ``"imigue22"``); None keeps the cache's own
+                joints (:attr:`layout`). From an ``openpose137`` cache any layout of
+                :mod:`migalab.data.skeleton.layouts` can be selected; other caches only give
+                their own layout.
 
         Returns:
-            keypoint (1, T, V, 2) float32 pixels and keypoint_score (1, T, V) float32 for frames
-            start..end inclusive; ``emotion`` None when unknown; meta has ``split`` and ``row``.
+            keypoint (M, T, V, 2) float32 pixels and keypoint_score (M, T, V) float32 for frames
+            start..end inclusive (M = 1 for per-video tables); ``emotion`` None when unknown;
+            meta has ``split`` and ``row``.
+
+        Raises:
+            ValueError: ``layout`` cannot be selected from this cache's joints.
         """
         c = self._cols
         if not -len(self) <= i < len(self):
             raise IndexError(f"clip {i} out of range for {len(self)} clips")
         start, end = int(c["start"][i]), int(c["end"][i])
-        seg = self.video_array(c["file"][i])[start : end + 1]  # (T, 137, 3) view
-        if layout is not None and layout != "openpose137":
-            seg = seg[:, _layout_indices(layout)]  # (T, V, 3) copy
+        arr = self.video_array(c["file"][i])
+        if arr.ndim == 3:
+            arr = arr[None]
+        seg = arr[:, start : end + 1]  # (M, T, V, 3) view
+        if layout is None or layout == self.layout:
+            layout = self.layout
+        elif self.layout == TABLE_LAYOUT:
+            seg = seg[:, :, _layout_indices(layout)]  # (M, T, V, 3) copy
         else:
-            layout = "openpose137"
-        kp = np.array(seg[None, :, :, :2], dtype=np.float32)
-        score = np.array(seg[None, :, :, 2], dtype=np.float32)
+            raise ValueError(
+                f"{self.root}: the cache holds {self.layout} joints; layout {layout!r} cannot be "
+                f"selected from them (use data.layout={self.layout})"
+            )
+        kp = np.array(seg[..., :2], dtype=np.float32)
+        score = np.array(seg[..., 2], dtype=np.float32)
         emotion = int(c["emotion"][i])
         video_path = c["video_path"][i]
         return ClipRecord(

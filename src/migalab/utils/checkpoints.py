@@ -93,12 +93,24 @@ def check_config_targets(cfg: Any, source: str) -> None:
     """Raise :class:`UnsafeCheckpointError` unless every ``_target_`` in ``cfg`` is allowed.
 
     Allowed: any class defined in ``migalab``; the functions in :data:`ALLOWED_FUNCTIONS`;
+    ``data.dataset`` must name one of migalab's dataset specs (importing another would run it);
     classes of torch, torchvision, timm, torchmetrics and lightning that are modules (``nn.Module``,
     Lightning modules included), optimisers, learning-rate schedulers or metrics. ``source``
     names where the config came from (for the message).
     """
     if isinstance(cfg, DictConfig | ListConfig):
         cfg = OmegaConf.to_container(cfg, resolve=False)
+    data = cfg.get("data") if isinstance(cfg, Mapping) else None
+    dataset = data.get("dataset") if isinstance(data, Mapping) else None
+    if dataset is not None:
+        from migalab.data.specs.base import is_builtin
+
+        if not is_builtin(dataset):
+            raise UnsafeCheckpointError(
+                f"{source}: refused data.dataset={dataset!r}: a config stored in a checkpoint may "
+                f"only name migalab's own dataset specs (importing {dataset!r} would run its "
+                f"code); give data.dataset on the command line to use your own"
+            )
     for keypath, target in _targets(cfg, ""):
         reason = _target_problem(target)
         if reason:

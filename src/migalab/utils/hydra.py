@@ -19,21 +19,40 @@ log = logging.getLogger(__name__)
 
 
 def register_resolvers() -> None:
-    """Register the ``${migalab_root:}``, ``${class_names:}``,
-    ``${heatmap_channels:<layout>,<stream>}`` and ``${ckpt_path_default:}`` resolvers
-    (idempotent)."""
-    from migalab.data.classes import CLASS_NAMES
-    from migalab.data.datamodules import heatmap_channels
+    """Register the suite's resolvers (idempotent):
+
+    * ``${migalab_root:}``: the project root (:func:`migalab.utils.paths.project_root`);
+    * ``${class_names:}`` / ``${num_classes:}``: of the dataset spec named by ``data.dataset``
+      (``miga2025`` when the config has none);
+    * ``${heatmap_channels:<layout>,<stream>}``: input channels of a heatmap encoder;
+    * ``${ckpt_path_default:}``: see :func:`ckpt_path_default`.
+    """
     from migalab.utils.paths import project_root
 
-    if not OmegaConf.has_resolver("migalab_root"):
-        OmegaConf.register_new_resolver("migalab_root", lambda: str(project_root()))
-    if not OmegaConf.has_resolver("class_names"):
-        OmegaConf.register_new_resolver("class_names", lambda: OmegaConf.create(list(CLASS_NAMES)))
-    if not OmegaConf.has_resolver("heatmap_channels"):
-        OmegaConf.register_new_resolver("heatmap_channels", heatmap_channels)
-    if not OmegaConf.has_resolver("ckpt_path_default"):
-        OmegaConf.register_new_resolver("ckpt_path_default", ckpt_path_default)
+    resolvers = {
+        "migalab_root": lambda: str(project_root()),
+        "class_names": lambda *, _root_: OmegaConf.create(list(_dataset(_root_).class_names)),
+        "num_classes": lambda *, _root_: _dataset(_root_).num_classes,
+        "heatmap_channels": _heatmap_channels,
+        "ckpt_path_default": ckpt_path_default,
+    }
+    for name, fn in resolvers.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+def _dataset(root: DictConfig) -> Any:
+    """The DatasetSpec named by ``data.dataset`` of a config (miga2025 when unset)."""
+    from migalab.data.specs import get_dataset
+
+    name = OmegaConf.select(root, "data.dataset", default=None)
+    return get_dataset(name or "miga2025")
+
+
+def _heatmap_channels(layout: str, stream: str) -> int:
+    from migalab.data.pipelines.heatmap import heatmap_channels
+
+    return heatmap_channels(layout, stream)
 
 
 #: launchers whose jobs may be requeued with the same command (``ckpt_path`` defaults to auto)

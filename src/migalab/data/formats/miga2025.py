@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from migalab.data.classes import NUM_CLASSES
 from migalab.data.formats.errors import FormatError
 from migalab.data.formats.light35 import LIGHT_TABLE_SUFFIXES, is_light_table, read_light_table
 from migalab.data.record import UNKNOWN_LABEL, ClipRecord
@@ -23,7 +24,6 @@ from migalab.utils.io import atomic_write_text, default_file_mode
 
 NUM_COLUMNS = 411
 ILLUSTRATIVE_CODE = 99
-NUM_CLASSES = 32
 
 
 def raw_to_class(raw: int) -> int:

@@ -7,7 +7,8 @@ See :mod:`.gestures` for what each class does and which keypoints carry its sign
 :mod:`.sequence` for idle behaviour, occlusions, noise and dropouts.
 """
 
-from migalab.data.synthetic.config import CLASS_NAMES, SynthConfig
+from migalab.data.classes import CLASS_NAMES
+from migalab.data.synthetic.config import SynthConfig
 from migalab.data.synthetic.release import (
     generate_release,
     plan_release,

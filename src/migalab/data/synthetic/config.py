@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from migalab.data.classes import CLASS_NAMES, IMIGUE_TRAIN_FREQ_PERCENT
+from migalab.data.classes import IMIGUE_TRAIN_FREQ_PERCENT, NUM_CLASSES
 
 #: Bump when a code change alters the generated data; it is part of the config hash, so
 #: ``release_is_current`` reports releases written by an older generator as stale.
@@ -20,8 +20,6 @@ GENERATOR_VERSION = 1
 FPS = 25.0
 
 SPLITS = ("train", "validate", "test")
-
-NUM_CLASSES = len(CLASS_NAMES)
 
 #: Class frequencies (%) of the real iMiGUE train split (12,893 clips), 0-based classes.
 IMIGUE_TRAIN_FREQ = np.array(IMIGUE_TRAIN_FREQ_PERCENT)

@@ -23,16 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from migalab.data.classes import CLASS_NAMES, NUM_CLASSES
 from migalab.data.formats.light35 import write_light_table
 from migalab.data.formats.miga2025 import class_to_raw, write_label_csv, write_openpose_table
-from migalab.data.synthetic.config import (
-    CLASS_NAMES,
-    FPS,
-    GENERATOR_VERSION,
-    NUM_CLASSES,
-    SPLITS,
-    SynthConfig,
-)
+from migalab.data.synthetic.config import FPS, GENERATOR_VERSION, SPLITS, SynthConfig
 from migalab.data.synthetic.sequence import VideoSpec, generate_video
 from migalab.utils.io import atomic_write_text
 from migalab.utils.progress import progress_bar

@@ -12,7 +12,7 @@ import torch
 
 from migalab.data.cache import SkeletonCache
 from migalab.data.datasets import ClipLoadError, SkeletonClipDataset
-from migalab.data.multimodal import (
+from migalab.data.pipelines.multimodal import (
     MultiModalPipeline,
     VideoSource,
     build_clip_jobs,
@@ -192,7 +192,7 @@ def test_datamodule_prepares_clips_once_and_batches_dicts(
                          output_dir=tmp_path)  # fmt: skip
     dm = hydra.utils.instantiate(cfg.data)
     dm.prepare_data()
-    csv = dm.prepared_video_dir / "clips.csv"
+    csv = dm.representation.prepared_video_dir / "clips.csv"
     assert csv.is_file()
     stamp = csv.stat().st_mtime_ns
     dm.prepare_data()  # current: nothing rewritten

@@ -1,48 +1,34 @@
-"""Convert a MiGA 2025 release once into a compact skeleton cache.
+"""Convert a MiGA release of per-video tables (2025: 137-point xlsx/csv; 2024-26: 35-joint
+``_light_hand.csv``) once into the skeleton cache (:mod:`migalab.data.cache`).
 
 Parsing the release spreadsheets costs seconds per video (python-calamine; ~10x that with
-openpyxl), so training never reads them: ``migalab-prepare SRC OUT`` writes
+openpyxl), so training never reads them. Each video's whole table becomes
+``<cache>/<split>/<vid>.npy`` (T, 137, 3) = (x, y, confidence) in pixels, float32 by default.
+``dtype="float16"`` halves the size but float16 has an 11-bit mantissa, so coordinates in
+1024..2048 px are rounded to 1 px steps (0.5 px in 512..1024): ~1 px error at 1280-px frames.
+Keep float32 unless disk space matters more than sub-pixel accuracy.
 
-``<out>/<split>/<vid>.npy``
-    the whole per-video OpenPose table as (T, 137, 3) = (x, y, confidence) in pixels, float32
-    by default. ``--dtype float16`` halves the size but float16 has an 11-bit mantissa, so
-    coordinates in 1024..2048 px are rounded to 1 px steps (0.5 px in 512..1024): ~1 px error
-    at 1280-px frames. Keep float32 unless disk space matters more than sub-pixel accuracy.
-``<out>/index.csv``
-    one row per clip: name, video_id, split, row, label, start, end, video_frames, height, width,
-    emotion (-1 unknown), video_path (empty when none), file (the .npy path relative to out).
-``<out>/prepare_report.json``
-    the videos that were skipped and why.
-``<out>/meta.json``
-    format version, source root, dtype, splits, creation time, counts and a fingerprint of the
-    source files (names, sizes, mtimes) for :func:`is_cache_current`. Written LAST: a cache
-    without meta.json is incomplete (a crashed or running prepare) and
-    :class:`migalab.data.cache.SkeletonCache` refuses it.
-
-Every file is written atomically (temp file in the same folder + ``os.replace``). Bad videos are
-skipped and reported, not fatal, unless ``strict``.
+``meta.json`` holds a fingerprint of the source files (names, sizes, mtimes) for
+:func:`is_cache_current`. Every file is written atomically; bad videos are skipped and reported,
+not fatal, unless ``strict``.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import io
-import json
 import logging
 import multiprocessing
 import os
-import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from migalab.data.cache import FORMAT_VERSION, META_FILE, read_meta, write_index, write_meta
 from migalab.data.formats.errors import FormatError
 from migalab.data.formats.miga2025 import (
     DEFAULT_IMG_SHAPE,
@@ -58,63 +44,14 @@ from migalab.data.formats.miga2025 import (
     split_dir,
     split_dir_candidates,
 )
+from migalab.data.prepare.result import PrepareResult, fail, write_report
 from migalab.data.record import UNKNOWN_LABEL
-from migalab.utils.io import atomic_write, atomic_write_text
+from migalab.utils.io import atomic_write
 from migalab.utils.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-META_FILE = "meta.json"
-INDEX_FILE = "index.csv"
-REPORT_FILE = "prepare_report.json"
-INDEX_COLUMNS = (
-    "name", "video_id", "split", "row", "label", "start", "end", "video_frames",
-    "height", "width", "emotion", "video_path", "file",
-)  # fmt: skip
 DTYPES = ("float32", "float16")
-
-
-class PrepareError(RuntimeError):
-    """A strict prepare met a problem (``problems`` lists (file, message) pairs)."""
-
-    def __init__(self, message: str, problems: Sequence[tuple[str, str]] = ()):
-        super().__init__(message)
-        self.problems = list(problems)
-
-
-@dataclass
-class PrepareResult:
-    """Outcome of :func:`prepare_release`.
-
-    Attributes:
-        out_dir: the cache folder.
-        num_videos: videos converted.
-        num_clips: clips in ``index.csv``.
-        skipped: (file, error message) per video (or release file) that was not converted.
-        warnings: (file, message) for videos converted with something to say (e.g. an empty
-            label file: no clips).
-        missing_splits: requested splits without a folder in the release (not an error).
-        complete: True when meta.json was written (at least one video converted).
-        seconds: wall time.
-    """
-
-    out_dir: Path
-    num_videos: int = 0
-    num_clips: int = 0
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    warnings: list[tuple[str, str]] = field(default_factory=list)
-    missing_splits: list[str] = field(default_factory=list)
-    complete: bool = False
-    seconds: float = 0.0
-
-    @property
-    def report_path(self) -> Path:
-        return self.out_dir / REPORT_FILE
-
-    @property
-    def meta_path(self) -> Path:
-        return self.out_dir / META_FILE
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,16 +78,6 @@ def source_fingerprint(src_root: str | os.PathLike, splits: Sequence[str] = SPLI
         rel = p.relative_to(src_root).as_posix()
         h.update(f"{rel}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
-
-
-def read_meta(out_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """The cache's meta.json as a dict, or None when absent / unreadable (incomplete cache)."""
-    try:
-        with open(Path(out_dir) / META_FILE) as f:
-            meta = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) else None
 
 
 def is_cache_current(src_root: str | os.PathLike, out_dir: str | os.PathLike) -> bool:
@@ -313,7 +240,7 @@ def prepare_release(
         except FormatError as exc:
             result.skipped.append((str(emo_file), str(exc)))
             if strict:
-                _fail(result, splits, src_root)
+                fail(result, splits, src_root)
 
     videos: list[VideoFiles] = []
     for split in splits:
@@ -340,7 +267,7 @@ def prepare_release(
                 except Exception as exc:
                     result.skipped.append(_problem(vf, exc))
                     if strict:
-                        _fail(result, splits, src_root)
+                        fail(result, splits, src_root)
                 advance(f"{vf.split}/{vf.video_id}")
     else:
         # fork is ~20x cheaper to start than forkserver/spawn and works from notebooks and
@@ -364,7 +291,7 @@ def prepare_release(
                         else:
                             result.skipped.append(_problem(vf, exc))
                             if strict:
-                                _fail(result, splits, src_root)
+                                fail(result, splits, src_root)
                         advance(f"{vf.split}/{vf.video_id}")
             except BaseException:
                 ex.shutdown(wait=True, cancel_futures=True)
@@ -373,9 +300,9 @@ def prepare_release(
     order = {s: i for i, s in enumerate(splits)}
     rows.sort(key=lambda r: (order[r["split"]], r["video_id"], r["row"]))
     result.num_clips = len(rows)
-    _write_index(out_dir / INDEX_FILE, rows)
+    write_index(out_dir, rows)
     result.seconds = time.perf_counter() - t0
-    _write_report(result, splits, src_root)
+    write_report(result, splits, src_root)
     if result.num_videos > 0:
         meta = {
             "format_version": FORMAT_VERSION,
@@ -390,11 +317,11 @@ def prepare_release(
             "num_skipped": len(result.skipped),
             "fingerprint": fingerprint,
         }
-        _write_meta(out_dir / META_FILE, meta)  # LAST: marks the cache complete
+        write_meta(out_dir, meta)  # LAST: marks the cache complete
         result.complete = True
     result.seconds = time.perf_counter() - t0
     if progress:
-        print_summary(result)
+        result.print_summary()
     return result
 
 
@@ -430,147 +357,3 @@ def _note_empty(result: PrepareResult, vf: VideoFiles, rows: list[dict[str, Any]
 def _start_method() -> str:
     methods = multiprocessing.get_all_start_methods()
     return "fork" if "fork" in methods else methods[0]
-
-
-def _write_index(path: Path, rows: list[dict[str, Any]]) -> None:
-    import pandas as pd
-
-    frame = pd.DataFrame(rows, columns=list(INDEX_COLUMNS))
-    buf = io.StringIO()
-    frame.to_csv(buf, index=False)
-    atomic_write_text(path, buf.getvalue())
-
-
-def _write_report(result: PrepareResult, splits: Sequence[str], src_root: Path) -> None:
-    report = {
-        "source_root": str(src_root),
-        "splits": list(splits),
-        "missing_splits": result.missing_splits,
-        "num_videos": result.num_videos,
-        "num_clips": result.num_clips,
-        "num_skipped": len(result.skipped),
-        "seconds": round(result.seconds, 3),
-        "skipped": [{"file": f, "error": m} for f, m in result.skipped],
-        "warnings": [{"file": f, "warning": m} for f, m in result.warnings],
-    }
-    atomic_write_text(result.report_path, json.dumps(report, indent=2) + "\n")
-
-
-def _write_meta(path: Path, meta: dict[str, Any]) -> None:
-    atomic_write_text(path, json.dumps(meta, indent=2) + "\n")
-
-
-def _fail(result: PrepareResult, splits: Sequence[str], src_root: Path) -> None:
-    _write_report(result, splits, src_root)
-    file, message = result.skipped[-1]
-    raise PrepareError(f"strict prepare stopped: {message}", result.skipped)
-
-
-def print_summary(result: PrepareResult, console: Any = None) -> None:
-    """Print the counts and, when any, a table of skipped files with their errors (Rich)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = console or Console()
-    summary = Table(title="prepare summary", show_header=False)
-    summary.add_row("cache", str(result.out_dir))
-    summary.add_row("videos converted", str(result.num_videos))
-    summary.add_row("clips", str(result.num_clips))
-    summary.add_row("skipped", str(len(result.skipped)))
-    if result.warnings:
-        summary.add_row("warnings", str(len(result.warnings)))
-    if result.missing_splits:
-        summary.add_row("splits not in the release", ", ".join(result.missing_splits))
-    summary.add_row("complete", "yes" if result.complete else "NO (no meta.json)")
-    summary.add_row("seconds", f"{result.seconds:.1f}")
-    console.print(summary)
-    if result.skipped:
-        problems = Table(title=f"skipped ({len(result.skipped)}), see {result.report_path}")
-        problems.add_column("file", overflow="fold")
-        problems.add_column("problem", overflow="fold")
-        for file, message in result.skipped:
-            prefix = f"{file}: "
-            problems.add_row(
-                file, message[len(prefix) :] if message.startswith(prefix) else message
-            )
-        console.print(problems)
-    if result.warnings:
-        notes = Table(title=f"warnings ({len(result.warnings)}), see {result.report_path}")
-        notes.add_column("file", overflow="fold")
-        notes.add_column("warning", overflow="fold")
-        for file, message in result.warnings:
-            notes.add_row(file, message.removeprefix(f"{file}: "))
-        console.print(notes)
-
-
-# --------------------------------------------------------------------------------------------
-# CLI
-# --------------------------------------------------------------------------------------------
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="migalab-prepare",
-        description="Convert a MiGA 2025 release (xlsx/csv per video) into a fast .npy cache.",
-    )
-    p.add_argument("src", type=Path, help="release root with train/ validate/ test/ folders")
-    p.add_argument("out", type=Path, help="cache folder to write")
-    p.add_argument(
-        "--splits",
-        nargs="+",
-        default=list(SPLITS),
-        help="splits to convert (space or comma separated; default: train validate test)",
-    )
-    p.add_argument("--workers", type=int, default=1, help="parallel processes (0 = all CPUs)")
-    p.add_argument("--dtype", choices=DTYPES, default="float32", help="float16 loses ~1 px")
-    p.add_argument("--strict", action="store_true", help="any bad video is fatal")
-    p.add_argument("--height", type=int, default=DEFAULT_IMG_SHAPE[0], help="frame height (px)")
-    p.add_argument("--width", type=int, default=DEFAULT_IMG_SHAPE[1], help="frame width (px)")
-    p.add_argument("--force", action="store_true", help="rebuild even when the cache is current")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``migalab-prepare``: exit 0 when at least one video was converted, 1 otherwise (or on a
-    strict failure)."""
-    args = build_parser().parse_args(argv)
-    splits = [s for item in args.splits for s in item.split(",") if s]
-    img_shape = (args.height, args.width)
-    meta = read_meta(args.out)
-    if (
-        not args.force
-        and meta is not None
-        and meta.get("splits") == splits
-        and meta.get("dtype") == args.dtype
-        and meta.get("img_shape") == list(img_shape)
-        and is_cache_current(args.src, args.out)
-    ):
-        if not args.quiet:
-            print(f"cache {args.out} is current ({meta.get('num_clips')} clips); --force rebuilds")
-        return 0
-    try:
-        result = prepare_release(
-            args.src,
-            args.out,
-            splits=splits,
-            img_shape=img_shape,
-            dtype=args.dtype,
-            workers=args.workers,
-            strict=args.strict,
-            progress=not args.quiet,
-        )
-    except PrepareError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    if result.num_videos == 0:
-        print("error: no video could be converted", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

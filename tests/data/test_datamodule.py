@@ -1,4 +1,4 @@
-"""SkeletonDataModule / SkeletonClipDataset on the tiny synthetic release."""
+"""ClipDataModule / SkeletonClipDataset on the tiny synthetic release."""
 
 from __future__ import annotations
 
@@ -8,17 +8,17 @@ import pytest
 import torch
 
 from migalab.data.cache import SkeletonCache
-from migalab.data.datamodules import SkeletonDataModule
+from migalab.data.datamodule import ClipDataModule
 from migalab.data.datasets import ClipLoadError, SkeletonClipDataset
 from migalab.data.skeleton.transforms import build_skeleton_pipeline
 from tests.conftest import TINY_SYNTH
 
 
-def _dm(release: Path, cache: Path, **kw: object) -> SkeletonDataModule:
+def _dm(release: Path, cache: Path, **kw: object) -> ClipDataModule:
     args = dict(release_root=str(release), cache_dir=str(cache), synthetic=TINY_SYNTH,
                 num_frames=16, batch_size=4, num_workers=0)  # fmt: skip
     args.update(kw)
-    return SkeletonDataModule(**args)
+    return ClipDataModule(**args)
 
 
 @pytest.mark.parametrize(("layout", "stream", "v"), [("imigue22", "joint", 22),
@@ -68,7 +68,7 @@ def test_bad_clip_error_names_the_clip(tiny_cache: Path) -> None:
 
 
 def test_missing_real_release_is_a_clear_error(tmp_path: Path) -> None:
-    dm = SkeletonDataModule(release_root=str(tmp_path / "nope"), cache_dir=str(tmp_path / "c"))
+    dm = ClipDataModule(release_root=str(tmp_path / "nope"), cache_dir=str(tmp_path / "c"))
     with pytest.raises(FileNotFoundError, match="nope"):
         dm.prepare_data()
 

@@ -24,13 +24,16 @@ and ``present["rgb"] = False``; fusion blocks mask it (see
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from migalab.data.pipelines.base import ClipOptions, Representation, options_from
 from migalab.data.record import ClipRecord
 from migalab.data.skeleton.transforms import (
     STREAMS,
@@ -53,37 +56,52 @@ from migalab.data.video.transforms import VideoClipTransform, person_box, scale_
 MODALITIES = ("rgb", *STREAMS)
 VIDEO_SOURCES = ("prepared", "raw")
 
-#: RGB options (``data.video``); entries given there override these.
-DEFAULT_VIDEO: dict[str, Any] = {
-    # prepared: person-cropped, resized, short-GOP clips written once by prepare_data (fast);
-    # raw: decode the long <vid>.mp4 for every sample (no preparation; ~1 clip/s on long GOPs)
-    "source": "prepared",
-    "backend": "auto",  # decord | pyav | auto (decord when installed)
-    "num_frames": 16,  # T_v; data.num_frames must be a multiple of it
-    "size": 224,  # side of the encoder's input crop
-    "area_range": (0.4, 1.0),  # training random-resized crop, fraction of the person box
-    "box_margin": 0.15,  # person box margin (fraction of its size, each side)
-    "prepared_size": 256,  # side of the stored person crops (>= size)
-    "prepared_gop": 16,  # keyframe interval of the stored clips
-    "prepared_crf": 20,
-    "prepared_dir": None,  # default: <cache_dir>/video_clips_<prepared_size>
-    "prepare_workers": 1,
-    "on_error": "raise",  # prepare: raise | skip (report; the clip's RGB is marked missing)
-}
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """RGB options (``data.video``; defaults here and in ``conf/data``).
+
+    Attributes:
+        source: ``prepared`` (person-cropped, resized, short-GOP clips written once by
+            :meth:`MultiModalRepresentation.prepare`; fast) or ``raw`` (decode the long
+            ``<vid>.mp4`` for every sample; no preparation, ~1 clip/s on long GOPs).
+        backend: ``decord`` | ``pyav`` | ``auto`` (decord when installed).
+        num_frames: T_v; ``data.num_frames`` must be a multiple of it.
+        size: side of the encoder's input crop.
+        area_range: training random-resized crop, fraction of the person box.
+        box_margin: person box margin (fraction of its size, each side).
+        prepared_size: side of the stored person crops (>= size).
+        prepared_gop: keyframe interval of the stored clips.
+        prepared_crf: x264 quality of the stored clips.
+        prepared_dir: where they go (default ``<cache_dir>/video_clips_<prepared_size>``).
+        prepare_workers: processes writing them.
+        on_error: ``raise`` | ``skip`` (report; the clip's RGB is marked missing).
+    """
+
+    source: str = "prepared"
+    backend: str = "auto"
+    num_frames: int = 16
+    size: int = 224
+    area_range: tuple[float, float] = (0.4, 1.0)
+    box_margin: float = 0.15
+    prepared_size: int = 256
+    prepared_gop: int = 16
+    prepared_crf: int = 20
+    prepared_dir: str | None = None
+    prepare_workers: int = 1
+    on_error: str = "raise"
+
+    def __post_init__(self) -> None:
+        if self.source not in VIDEO_SOURCES:
+            raise ValueError(f"video.source must be one of {VIDEO_SOURCES}, got {self.source!r}")
+        if self.on_error not in ("raise", "skip"):
+            raise ValueError(f"video.on_error must be 'raise' or 'skip', got {self.on_error!r}")
+        object.__setattr__(self, "area_range", tuple(float(v) for v in self.area_range))
 
 
-def video_options(video: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``DEFAULT_VIDEO`` updated with ``video``; unknown keys and bad values raise."""
-    opts = {**DEFAULT_VIDEO, **dict(video or {})}
-    unknown = set(opts) - set(DEFAULT_VIDEO)
-    if unknown:
-        raise ValueError(f"unknown video options {sorted(unknown)}; known: {sorted(DEFAULT_VIDEO)}")
-    if opts["source"] not in VIDEO_SOURCES:
-        raise ValueError(f"video.source must be one of {VIDEO_SOURCES}, got {opts['source']!r}")
-    if opts["on_error"] not in ("raise", "skip"):
-        raise ValueError(f"video.on_error must be 'raise' or 'skip', got {opts['on_error']!r}")
-    opts["area_range"] = tuple(float(v) for v in opts["area_range"])
-    return opts
+def video_options(video: Mapping[str, Any] | VideoOptions | None) -> VideoOptions:
+    """:class:`VideoOptions` updated with ``video``; unknown keys and bad values raise."""
+    return options_from(VideoOptions, video, "video")
 
 
 @functools.cache
@@ -296,3 +314,92 @@ def build_clip_jobs(
                             end=record.end, box=tuple(float(v) for v in box),
                             split=str(record.meta.get("split", ""))))  # fmt: skip
     return jobs, problems
+
+
+log = logging.getLogger(__name__)
+
+
+class MultiModalRepresentation(Representation):
+    """``multimodal`` (System B; the RGB-only experiments with ``modalities=[rgb]``): samples
+    ``{"x": {"rgb": (3, T_v, S, S), "joint": (3, T, V, M), ..., "present": {"rgb": bool}}}``.
+
+    With ``video.source=prepared``, :meth:`prepare` writes every clip's person crop once as a
+    short-GOP mp4 (:mod:`migalab.data.video.clips`), so training never decodes the long videos.
+    """
+
+    name = "multimodal"
+
+    def __init__(
+        self, clip: ClipOptions, modalities: Sequence[str], video: VideoOptions, cache_dir: Path
+    ) -> None:
+        super().__init__(clip)
+        self.modalities = list(modalities)
+        unknown = set(self.modalities) - set(MODALITIES)
+        if unknown:
+            raise ValueError(f"unknown modalities {sorted(unknown)}; known: {MODALITIES}")
+        self.video = video
+        self.cache_dir = Path(cache_dir)
+        self._video_source: VideoSource | None = None
+
+    @property
+    def uses_rgb(self) -> bool:
+        return "rgb" in self.modalities
+
+    @property
+    def uses_prepared_video(self) -> bool:
+        return self.uses_rgb and self.video.source == "prepared"
+
+    @property
+    def prepared_video_dir(self) -> Path:
+        """Folder of the prepared person-cropped clips."""
+        if self.video.prepared_dir:
+            return Path(self.video.prepared_dir)
+        return self.cache_dir / f"video_clips_{int(self.video.prepared_size)}"
+
+    def prepare(self, cache_dir: Path, splits: Sequence[str]) -> None:
+        """Write every clip's person crop as a short-GOP mp4 unless the clips are current."""
+        if not self.uses_prepared_video:
+            return
+        from migalab.data.cache import SkeletonCache
+        from migalab.data.video.clips import clips_are_current, prepare_clips
+
+        v = self.video
+        jobs, problems = build_clip_jobs(
+            SkeletonCache(cache_dir), self.clip.layout, list(splits),
+            box_margin=float(v.box_margin), on_error=v.on_error,
+        )  # fmt: skip
+        for what, message in problems:
+            log.warning("video: skipping %s: %s", what, message)
+        size, gop, crf = int(v.prepared_size), int(v.prepared_gop), int(v.prepared_crf)
+        if clips_are_current(self.prepared_video_dir, jobs, size, gop, crf):
+            return
+        log.info("writing %d person-cropped clips (%d px, GOP %d) to %s", len(jobs), size, gop,
+                 self.prepared_video_dir)  # fmt: skip
+        result = prepare_clips(
+            jobs, self.prepared_video_dir, size=size, gop=gop, crf=crf,
+            workers=int(v.prepare_workers), on_error=v.on_error,
+        )  # fmt: skip
+        for what, message in result.problems:
+            log.warning("video: skipped %s: %s", what, message)
+
+    @property
+    def video_source(self) -> VideoSource:
+        """Where RGB frames come from (shared by the split datasets)."""
+        if self._video_source is None:
+            v = self.video
+            self._video_source = VideoSource(
+                v.source, backend=v.backend,
+                prepared_dir=self.prepared_video_dir if v.source == "prepared" else None,
+                layout=self.clip.layout, box_margin=float(v.box_margin),
+            )  # fmt: skip
+        return self._video_source
+
+    def pipeline(self, train: bool, key: str | None = None) -> MultiModalPipeline:
+        c, v = self.clip, self.video
+        return MultiModalPipeline(
+            self.modalities, c.layout, c.num_frames, train=train,
+            video=self.video_source if self.uses_rgb else None,
+            video_frames=int(v.num_frames), video_size=int(v.size),
+            area_range=v.area_range, augment=c.augment,
+            num_persons=c.num_persons, interpolate=c.interpolate,
+        )  # fmt: skip

@@ -1,0 +1,322 @@
+"""The LightningDataModule of every experiment: splits, samplers, loaders and resume.
+
+What a dataset is comes from its spec (:mod:`migalab.data.specs`), how a clip becomes an input
+from a representation (:mod:`migalab.data.pipelines`), and what is written to disk before
+training from :mod:`migalab.data.prepare`; sampling, DDP and resume details live in
+:mod:`migalab.data.samplers`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning import LightningDataModule
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader
+
+from migalab.data.cache import SkeletonCache
+from migalab.data.datasets import SkeletonClipDataset
+from migalab.data.pipelines import ClipOptions, Representation, build_representation
+from migalab.data.prepare.clip_data import prepare_clip_data
+from migalab.data.samplers import (
+    DistributedWeightedSampler,
+    EpochShuffleSampler,
+    EpochWeightedRandomSampler,
+    ResumableDataLoader,
+    epoch_seed,
+    global_seed,
+)
+from migalab.data.specs import DatasetSpec, get_dataset
+
+_CLIP = ClipOptions()
+
+
+class ClipDataModule(LightningDataModule):
+    """Clips of one dataset (a real release or the synthetic stand-in) for training, evaluation
+    and prediction.
+
+    ``prepare_data`` (rank 0 of each node) generates the synthetic release when ``synthetic`` is
+    given, converts the release into the skeleton cache unless it is current
+    (:func:`~migalab.data.prepare.clip_data.prepare_clip_data`) and runs the representation's
+    own preparation (person-cropped video clips). ``setup`` builds one
+    :class:`SkeletonClipDataset` per split. Batches: ``x``, ``label`` (N,), ``index`` (N,) and,
+    for multi-view heatmaps, ``views``. ``x`` by representation:
+
+    * ``gcn`` (2s-AGCN): (N, C=3, T, V, M) normalised skeletons of ``stream``.
+    * ``heatmap`` (PoseC3D): (N, C, T, H, W), or (N, K, C, T, H, W) with K evaluation views;
+      with ``heatmap.render=device`` the loader ships keypoints and
+      :meth:`on_after_batch_transfer` renders them on the training device.
+    * multimodal (``modalities`` given): ``{"rgb": (N, 3, T_v, S, S), "joint": (N, 3, T, V, M),
+      ..., "present": {"rgb": (N,) bool}}``.
+
+    Args:
+        release_root: the release (a folder; the ``.pkl`` file for ``dataset=pyskl``).
+        cache_dir: where the skeleton cache lives (created if missing).
+        dataset: the dataset spec's name (:data:`migalab.data.specs.BUILTIN_DATASETS`) or
+            ``package.module:SPEC``; it gives the class names and count, split names, reader.
+        synthetic: :class:`~migalab.data.synthetic.SynthConfig` fields, or None for real data.
+        layout, num_frames, stream, num_persons, augment, interpolate: how clips are sampled
+            (:class:`~migalab.data.pipelines.ClipOptions` documents them and their defaults).
+        representation: ``gcn`` or ``heatmap`` (:mod:`migalab.data.pipelines`).
+        heatmap: :class:`~migalab.data.pipelines.HeatmapOptions` fields.
+        modalities: None (one skeleton stream), or a list of ``rgb``, ``joint``, ``bone``, ...
+            for multimodal samples.
+        video: :class:`~migalab.data.pipelines.VideoOptions` fields (RGB modalities).
+        batch_size: per-device batch size (global batch = batch_size x devices x nodes x
+            accumulate_grad_batches; ``model.lr_scaling`` can scale the lr with it).
+        eval_batch_size: per-device batch size of validation / test / predict (default batch_size).
+        num_workers, pin_memory, persistent_workers: DataLoader options.
+        prefetch_factor: batches loaded in advance per worker (only used when num_workers > 0;
+            None = torch's default, 2).
+        sampler: ``random`` or ``class_balanced`` (sample clips with probability ∝ 1/n_class).
+        splits: map of stage (train / val / test) -> release split name (default: the spec's).
+        img_shape: (height, width) of the source frames (default: the spec's).
+        prepare_workers: processes converting the release.
+        num_classes: K (default: the spec's; a label >= K is refused before training).
+        prepare_per_node: run ``prepare_data`` on local rank 0 of every node (True, node-local
+            disks) or only on global rank 0 (False, a filesystem shared by all nodes); Lightning's
+            ``prepare_data_per_node``.
+        seed: seed of the training order (None: the run seed from ``seed_everything``, else 0).
+    """
+
+    def __init__(
+        self,
+        release_root: str,
+        cache_dir: str,
+        dataset: str = "miga2025",
+        synthetic: Mapping[str, Any] | None = None,
+        layout: str = _CLIP.layout,
+        num_frames: int = _CLIP.num_frames,
+        stream: str = _CLIP.stream,
+        num_persons: int = _CLIP.num_persons,
+        augment: Mapping[str, Any] | None = _CLIP.augment,
+        interpolate: bool | Mapping[str, Any] = _CLIP.interpolate,
+        representation: str = "gcn",
+        heatmap: Mapping[str, Any] | None = None,
+        modalities: list[str] | None = None,
+        video: Mapping[str, Any] | None = None,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        prefetch_factor: int | None = None,
+        sampler: str = "random",
+        splits: Mapping[str, str] | None = None,
+        img_shape: tuple[int, int] | None = None,
+        prepare_workers: int = 1,
+        num_classes: int | None = None,
+        prepare_per_node: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        if sampler not in ("random", "class_balanced"):
+            raise ValueError(f"sampler must be 'random' or 'class_balanced', got {sampler!r}")
+        self.spec: DatasetSpec = get_dataset(dataset)
+        self.release_root = Path(release_root)
+        self.cache_dir = Path(cache_dir)
+        self.synthetic = dict(synthetic) if synthetic is not None else None
+        interpolate = dict(interpolate) if isinstance(interpolate, Mapping) else interpolate
+        self.clip = ClipOptions(
+            layout=layout, num_frames=num_frames, stream=stream, num_persons=num_persons,
+            augment=dict(augment) if augment is not None else None, interpolate=interpolate,
+        )  # fmt: skip
+        self.representation: Representation = build_representation(
+            representation, self.clip, heatmap=heatmap, video=video, modalities=modalities,
+            cache_dir=self.cache_dir,
+        )  # fmt: skip
+        self.modalities = list(modalities) if modalities else None
+        self.predict_split = "test"
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers and num_workers > 0
+        self.prefetch_factor = prefetch_factor
+        self.sampler = sampler
+        self.splits = dict(splits) if splits is not None else dict(self.spec.splits)
+        self.img_shape = tuple(img_shape) if img_shape is not None else self.spec.img_shape
+        self.prepare_workers = prepare_workers
+        self.num_classes = int(num_classes) if num_classes is not None else self.spec.num_classes
+        self.prepare_data_per_node = prepare_per_node  # read by Lightning
+        self.seed = seed
+        self.datasets: dict[str, SkeletonClipDataset] = {}
+        self._train_loader: ResumableDataLoader | None = None
+        self._resume_position: dict[str, int] | None = None
+
+    # -- preparation (rank 0) -------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        prepare_clip_data(
+            self.spec, self.release_root, self.cache_dir, list(self.splits.values()),
+            synthetic=self.synthetic, img_shape=self.img_shape, workers=self.prepare_workers,
+        )  # fmt: skip
+        self.representation.prepare(self.cache_dir, list(self.splits.values()))
+
+    @property
+    def layout(self) -> str:
+        return self.clip.layout
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The dataset's class names (by 0-based class id)."""
+        return self.spec.class_names
+
+    # -- datasets -------------------------------------------------------------------------------
+    def pipeline(self, train: bool, key: str | None = None) -> Any:
+        """The clip → sample transform of the training side or of evaluation split ``key``
+        (``val`` / ``test``): a dict with ``x`` (see the class docstring) and, for multi-view or
+        device-rendered heatmaps, ``views`` / ``canvas``."""
+        return self.representation.pipeline(train, key)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """The representation's device-side step (heatmaps rendered on the training device)."""
+        return self.representation.on_after_batch_transfer(batch)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        cache = SkeletonCache(self.cache_dir)
+        for key, split in self.splits.items():
+            train = key == "train"
+            self.datasets[key] = SkeletonClipDataset(
+                cache, split, self.pipeline(train=train, key=key), layout=self.layout
+            )
+        self.check_labels()
+
+    def check_labels(self) -> None:
+        """Raise ValueError naming the clips whose class id cannot be used, once, before any
+        batch: ids >= ``num_classes`` in any split, and unlabelled clips (-1) in training (a
+        cross-entropy on -1 fails mid-epoch without naming the clip)."""
+        for key, ds in self.datasets.items():
+            labels = ds.labels
+            bad = labels >= self.num_classes
+            if key == "train":
+                bad |= labels < 0
+            if not bad.any():
+                continue
+            idx = np.flatnonzero(bad)
+            shown = ", ".join(f"{ds.clip_name(int(i))} (label {int(labels[i])})" for i in idx[:10])
+            more = f" and {len(idx) - 10} more" if len(idx) > 10 else ""
+            raise ValueError(
+                f"{len(idx)} {key} clip(s) of the cache {self.cache_dir} have a class id outside "
+                f"0..{self.num_classes - 1}{' (or no class)' if key == 'train' else ''}: "
+                f"{shown}{more}. Fix the label files and prepare again (migalab-prepare)."
+            )
+
+    @property
+    def class_counts(self) -> np.ndarray:
+        """(K,) number of training clips per class (after ``setup``)."""
+        labels = self.datasets["train"].labels
+        return np.bincount(labels[labels >= 0], minlength=self.num_classes)
+
+    def has_labels(self, key: str) -> bool:
+        """Whether split ``key`` (train/val/test) exists, is non-empty and is fully labelled."""
+        ds = self.datasets.get(key)
+        return ds is not None and ds.has_labels
+
+    def _distributed(self) -> tuple[int, int] | None:
+        """(world size, global rank) when attached to a distributed trainer that injects
+        distributed samplers, else None."""
+        trainer = self.trainer
+        if trainer is None or trainer.world_size <= 1:
+            return None
+        connector = getattr(trainer, "_accelerator_connector", None)
+        if connector is not None and not getattr(connector, "use_distributed_sampler", True):
+            return None  # the user asked Lightning not to touch samplers: neither do we
+        kwargs = trainer.distributed_sampler_kwargs or {}
+        return int(kwargs.get("num_replicas", trainer.world_size)), int(
+            kwargs.get("rank", trainer.global_rank)
+        )
+
+    def _train_sampler(self, ds: SkeletonClipDataset) -> Any:
+        dist = self._distributed()
+        replicas, rank = dist if dist is not None else (1, 0)
+        seed = global_seed(self.seed)
+        if self.sampler == "class_balanced":
+            counts = self.class_counts
+            weights = torch.as_tensor(1.0 / np.maximum(counts[ds.labels], 1), dtype=torch.double)
+            if dist is None:
+                return EpochWeightedRandomSampler(weights, num_samples=len(ds), seed=seed)
+            return DistributedWeightedSampler(ds, weights, replicas, rank, seed=seed)
+        return EpochShuffleSampler(ds, replicas, rank, seed=seed)
+
+    def _loader_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = dict(
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+        )
+        if self.num_workers > 0 and self.prefetch_factor is not None:
+            kwargs["prefetch_factor"] = self.prefetch_factor
+        return kwargs
+
+    def _eval_loader(self, key: str) -> DataLoader:
+        ds = self.datasets[key]
+        sampler = None
+        dist = self._distributed()
+        if dist is not None:
+            # every clip exactly once: no padding with repeated clips (Lightning's default)
+            sampler = UnrepeatedDistributedSampler(ds, num_replicas=dist[0], rank=dist[1],
+                                                   shuffle=False)  # fmt: skip
+        return DataLoader(
+            ds, batch_size=self.eval_batch_size, shuffle=False, sampler=sampler,
+            **self._loader_kwargs(),
+        )  # fmt: skip
+
+    def train_dataloader(self) -> DataLoader:
+        ds = self.datasets["train"]
+        sampler = self._train_sampler(ds)
+        loader = ResumableDataLoader(
+            ds,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            drop_last=len(sampler) > self.batch_size,
+            **self._loader_kwargs(),
+        )
+        trainer = self.trainer
+        if trainer is not None:
+            seed, rank = global_seed(self.seed), trainer.global_rank
+            loader.epoch_seed_fn = lambda epoch: epoch_seed(seed, epoch, rank)
+            loader.progress = lambda: _epoch_progress(trainer)
+            sampler.set_epoch(trainer.current_epoch)
+        if self._resume_position is not None:  # restored from a checkpoint (load_state_dict)
+            loader.load_state_dict(self._resume_position)
+            self._resume_position = None
+        self._train_loader = loader
+        return loader
+
+    # -- checkpointed state (Lightning stores it in every checkpoint) ---------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The training loader's position (epoch, batches done), when fitting."""
+        trainer = self.trainer
+        if self._train_loader is None or trainer is None or trainer.state.fn != "fit":
+            return {}
+        return {"train_position": self._train_loader.state_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restored before the training loader is built (which then starts at the position)."""
+        self._resume_position = state_dict.get("train_position")
+        if self._resume_position is not None and self._train_loader is not None:
+            self._train_loader.load_state_dict(self._resume_position)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        """Loader of split ``predict_split`` (``test`` by default; ``val`` for fusion search)."""
+        return self._eval_loader(self.predict_split)
+
+
+def _epoch_progress(trainer: Any) -> tuple[int, int]:
+    """(batches trained in the current epoch, batches per epoch) of a fitting trainer."""
+    done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+    total = trainer.num_training_batches
+    return int(done), int(total) if math.isfinite(total) else 0
