@@ -90,6 +90,20 @@ def test_predict_config_composes(tmp_path: Path) -> None:
     assert isinstance(hydra.utils.instantiate(cfg.trainer, logger=False), Trainer)
 
 
+def test_eval_and_predict_share_the_fusion_group(tmp_path: Path) -> None:
+    ev = compose_config("eval", ["ckpt_path=x.ckpt"], output_dir=tmp_path)
+    pr = compose_config("predict", ["ckpt_path=x.ckpt"], output_dir=tmp_path)
+    shared = OmegaConf.to_container(
+        compose_config("eval", ["ckpt_path=x", "fusion=default"]).fusion
+    )
+    assert OmegaConf.to_container(ev.fusion) == shared
+    assert OmegaConf.to_container(pr.fusion) == {**shared, "from": None}  # predict adds fusion.from
+    tuned = compose_config(
+        "predict", ["ckpt_path=x", "fusion.grid_step=0.25", "fusion.from=f.json"]
+    )
+    assert tuned.fusion.grid_step == 0.25 and tuned.fusion["from"] == "f.json"
+
+
 def test_system_a_parts_are_one_override_each(tmp_path: Path) -> None:
     cfg = compose_config("train", ["experiment=system_a"], output_dir=tmp_path)
     assert cfg.data.layout == "body_face41" and cfg.data.interpolate

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from migalab.eval import evaluate, fuse_scores, search_fusion_weights, simplex_grid
+from migalab.ensemble import fuse_scores, search_fusion_weights, simplex_grid
+from migalab.eval import evaluate
 from migalab.predict import check_submission, predict, submission_csv
 from migalab.train import train
 from migalab.utils.hydra import compose_config

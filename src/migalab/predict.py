@@ -7,7 +7,7 @@
 Scores the ``split`` clips (test by default; their labels may be hidden) with every checkpoint
 (model and data rebuilt from the config stored in it, as ``migalab-eval`` does), fuses the
 scores (weights given, read from an evaluation's ``fusion.json``, or searched on the validation
-split), and writes into the run dir:
+split; :mod:`migalab.ensemble`), and writes into the run dir:
 
 * ``submission.csv``: ``Id,Target`` in the split's clip order (the order of the release's label
   files: videos in folder order, rows in file order); ``Id`` is the clip name ``<vid>_<row>``,
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import zipfile
 from collections.abc import Sequence
@@ -36,7 +35,13 @@ import lightning as L
 from omegaconf import DictConfig, ListConfig
 
 from migalab.data.formats.miga2025 import NUM_CLASSES, class_to_raw
-from migalab.eval import check_same_clips, fuse_scores, resolve_fusion_weights, score_checkpoints
+from migalab.ensemble import (
+    check_same_clips,
+    fuse_scores,
+    fused_probabilities,
+    resolve_fusion_weights,
+    score_checkpoints,
+)
 from migalab.utils.hydra import register_resolvers, save_resolved_config
 from migalab.utils.io import atomic_write, atomic_write_json, atomic_write_text
 from migalab.utils.paths import CONFIG_PATH
@@ -106,19 +111,6 @@ def write_submission(
     return csv_path, zip_path
 
 
-def _fusion_from_file(path: str | Path) -> list[float]:
-    """Weights stored by ``migalab-eval`` (``fusion.json`` or the ``fusion`` entry of a
-    ``metrics.json``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"fusion.from: {path} does not exist")
-    data = json.loads(path.read_text())
-    data = data.get("fusion", data) if "weights" not in data else data
-    if not data or data.get("weights") is None:
-        raise ValueError(f"fusion.from: {path} holds no fusion weights")
-    return [float(w) for w in data["weights"]]
-
-
 def predict(cfg: DictConfig) -> dict[str, Any]:
     """Score, fuse and write the submission files; returns a summary dict."""
     L.seed_everything(cfg.get("seed", 42), workers=True)
@@ -136,17 +128,11 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     weights: list[float] | None = None
     fusion_info: dict[str, Any] | None = None
     if len(entries) > 1:
-        if fusion.get("from"):
-            weights = _fusion_from_file(fusion["from"])
-            fusion_info = {"weights": weights, "from": str(fusion["from"]),
-                           "space": fusion.space, "checkpoints": ckpts}  # fmt: skip
-        else:
-            weights, fusion_info = resolve_fusion_weights(fusion, entries)
+        weights, fusion_info = resolve_fusion_weights(fusion, entries)
         check_same_clips(entries, split)
         atomic_write_json(Path(cfg.paths.output_dir) / "fusion.json", fusion_info)
     scores = fuse_scores([e.splits[split].logits for e in entries], weights, fusion.space)
-    # fused probabilities are a weighted sum: renormalise; fused logits: softmax
-    probs = scores / scores.sum(-1, keepdim=True) if fusion.space == "probs" else scores.softmax(-1)
+    probs = fused_probabilities(scores, fusion.space)
     conf, preds = probs.max(-1)
     names = entries[0].splits[split].names
     labels = entries[0].splits[split].labels

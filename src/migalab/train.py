@@ -5,7 +5,8 @@
     migalab-train trainer=gpu data.batch_size=64    # any override
 
 Every run writes, in its Hydra run dir: ``.hydra/`` (composed config), ``config_resolved.yaml``,
-``checkpoints/`` (best + last), ``csv/metrics.csv`` (or W&B files) and ``metrics.json`` with
+``checkpoints/`` (best + last), ``csv/metrics.csv`` (or W&B files; kept across resumes by
+``migalab.utils.csv_logger.ResumableCSVLogger``) and ``metrics.json`` with
 the best checkpoint's val/test metrics.
 
 Resume a run in its own run dir (its checkpoints live there), with the run's overrides:
@@ -24,10 +25,8 @@ only when a fit starts fresh: a resume or an evaluation takes the weights from t
 
 from __future__ import annotations
 
-import csv
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import hydra
@@ -42,7 +41,8 @@ from migalab.utils.callbacks import (
     StoreConfigInCheckpoint,
     find_resume_checkpoint,
 )
-from migalab.utils.checkpoints import AtomicCheckpointIO, load_checkpoint
+from migalab.utils.checkpoints import AtomicCheckpointIO
+from migalab.utils.csv_logger import ResumableCSVLogger
 from migalab.utils.hydra import (
     instantiate_callbacks,
     instantiate_loggers,
@@ -83,7 +83,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], Any]:
 
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), trainer)
     if ckpt_path and cfg.get("train", True) and trainer.is_global_zero:
-        _keep_csv_history(loggers, ckpt_path)
+        for lg in loggers:  # resuming in the run dir: metrics.csv keeps its earlier rows
+            if isinstance(lg, ResumableCSVLogger):
+                lg.keep_history(ckpt_path)
     for lg in loggers:
         lg.log_hyperparams(container)
     if cfg.get("train", True) and ckpt_path is None:
@@ -160,31 +162,6 @@ def resolve_ckpt_path(ckpt_path: str | None, trainer: L.Trainer) -> str | None:
     else:
         log.info("ckpt_path=auto: no checkpoint in this run dir yet; starting fresh")
     return found
-
-
-def _keep_csv_history(loggers: list[Any], ckpt_path: str) -> None:
-    """Resuming in the run dir: Lightning's CSVLogger deletes an existing ``metrics.csv`` when it
-    starts; keep its rows logged before the checkpoint's step so the file stays continuous."""
-    from lightning.pytorch.loggers import CSVLogger
-
-    for lg in loggers:
-        path = Path(lg.log_dir) / "metrics.csv" if isinstance(lg, CSVLogger) else None
-        if path is None or not path.is_file():
-            continue
-        try:
-            # mmap: read the step without loading every tensor (fit loads the checkpoint itself)
-            ckpt = load_checkpoint(ckpt_path, mmap=True)
-            step = ckpt["global_step"]
-        except Exception as err:  # not a plain Lightning checkpoint: start a fresh log
-            log.warning("could not read the step of %s (%s); %s restarts", ckpt_path, err, path)
-            return
-        with path.open(newline="") as f:
-            reader = csv.DictReader(f)
-            keys, rows = list(reader.fieldnames or []), list(reader)
-        rows = [r for r in rows if r.get("step", "").isdigit() and int(r["step"]) < step]
-        writer = lg.experiment  # the writer removes the old file here
-        writer.metrics_keys = sorted(set(writer.metrics_keys) | set(keys))
-        writer.metrics = [{k: v for k, v in r.items() if v != ""} for r in rows] + writer.metrics
 
 
 def _metric_value(payload: dict[str, Any], name: str | None) -> float | None:

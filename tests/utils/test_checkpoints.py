@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from migalab.eval import load_checkpoint_config
+from migalab.ensemble import load_checkpoint_config
 from migalab.models.fusion.token_fusion import load_encoder_weights
 from migalab.utils.checkpoints import (
     UnsafeCheckpointError,

@@ -239,7 +239,7 @@ class ResumableDataLoader(DataLoader):
 def _random_transforms(root: Any) -> dict[str, Any]:
     """The random transforms (``RandomTransform``) reachable from a dataset, by attribute path:
     its pipeline's steps, nested pipelines, per-modality pipelines of a multimodal dataset."""
-    from migalab.data.skeleton.transforms import RandomTransform
+    from migalab.data.transforms_base import RandomTransform
 
     found: dict[str, Any] = {}
     seen: set[int] = set()

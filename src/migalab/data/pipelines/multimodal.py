@@ -45,7 +45,7 @@ from migalab.data.skeleton.transforms import (
     ToBone,
     ToMotion,
     UniformSample,
-    _augment_kwargs,
+    resolve_augment,
     temporal_steps,
 )
 from migalab.data.video.clips import ClipJob, PreparedClips
@@ -229,7 +229,7 @@ class MultiModalPipeline:
         self.sample = UniformSample(num_frames, test_mode=not train)
         steps: list[Callable[[ClipRecord], ClipRecord]] = [NormalizeSkeleton()]
         if train:
-            aug = _augment_kwargs(augment)
+            aug = resolve_augment(augment)
             if aug["flip"] is not None:
                 steps.append(RandomFlip(**aug["flip"]))
             if aug["affine"] is not None:

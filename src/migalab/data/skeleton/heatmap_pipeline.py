@@ -38,16 +38,13 @@ import numpy as np
 from migalab.data.record import ClipRecord
 from migalab.data.skeleton.layouts import JointLayout
 from migalab.data.skeleton.transforms import (
-    Compose,
     RandomFlip,
-    RandomTransform,
-    SeedLike,
     UniformSample,
-    _as_layout,
-    _with,
     temporal_steps,
     uniform_frame_indices,
 )
+from migalab.data.skeleton.transforms.common import as_layout, replace_record
+from migalab.data.transforms_base import Compose, RandomTransform, SeedLike
 
 __all__ = [
     "CenterCrop",
@@ -87,7 +84,7 @@ def _affine_kp(record: ClipRecord, scale: tuple[float, float], shift: tuple[floa
 def _crop(record: ClipRecord, box: tuple[int, int, int, int], meta: Mapping[str, Any]):
     """Crop the canvas to ``box = (x0, y0, x1, y1)`` (x1, y1 exclusive; may exceed the canvas)."""
     x0, y0, x1, y1 = box
-    return _with(
+    return replace_record(
         record,
         meta,
         keypoint=_affine_kp(record, (1.0, 1.0), (float(x0), float(y0))),
@@ -183,7 +180,7 @@ class PoseCompact:
         box = self.box(record)
         if isinstance(box, str):
             _canvas(record)  # the full frame must be a usable canvas
-            return _with(record, {"compact": box})
+            return replace_record(record, {"compact": box})
         return _crop(record, box, {"compact": "crop", "compact_box": box})
 
     def __repr__(self) -> str:
@@ -229,7 +226,7 @@ class Resize:
     def __call__(self, record: ClipRecord) -> ClipRecord:
         h, w = _canvas(record)
         new_h, new_w = self.out_shape((h, w))
-        return _with(
+        return replace_record(
             record,
             keypoint=_affine_kp(record, (new_w / w, new_h / h), (0.0, 0.0)),
             keypoint_score=record.keypoint_score.copy(),
@@ -339,7 +336,7 @@ class SelectPersons:
 
     def __call__(self, record: ClipRecord) -> ClipRecord:
         keep = _top_persons(np.asarray(record.keypoint_score), self.num_persons)
-        return _with(
+        return replace_record(
             record, keypoint=record.keypoint[keep], keypoint_score=record.keypoint_score[keep]
         )
 
@@ -424,7 +421,7 @@ class MultiView:
         prev = record.meta.get("frame_inds")
         frame_inds = np.asarray(prev)[inds] if prev is not None else inds
         flat = inds.reshape(-1)
-        sampled = _with(
+        sampled = replace_record(
             record,
             {"frame_inds": frame_inds.reshape(-1)},
             keypoint=record.keypoint[:, flat],
@@ -434,7 +431,7 @@ class MultiView:
         views = []
         f = self.num_frames
         for i in range(self.num_clips):
-            clip = _with(
+            clip = replace_record(
                 canvas,
                 {"frame_inds": frame_inds[i]},
                 keypoint=canvas.keypoint[:, i * f : (i + 1) * f],
@@ -500,7 +497,7 @@ def build_heatmap_pipeline(
         A ``Compose``: ClipRecord -> float32 (C, T, H, W) | (M, T, V, 3), or with multi-view
         (K, C, T, H, W) | (K, M, T, V, 3).
     """
-    lay = _as_layout(layout)
+    lay = as_layout(layout)
     if stream not in ("joint", "limb"):
         raise ValueError(f"stream must be 'joint' or 'limb', got {stream!r}")
     if render not in ("cpu", "device"):

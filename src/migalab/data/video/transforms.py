@@ -17,7 +17,7 @@ A box may extend beyond the frame; ``crop_resize`` pads the outside with zeros (
 
 Randomness
 ----------
-``VideoClipTransform`` derives from ``migalab.data.skeleton.transforms.RandomTransform`` and follows
+``VideoClipTransform`` derives from ``migalab.data.transforms_base.RandomTransform`` and follows
 its seed semantics (``seed=None`` for training: a stream re-seeded from ``torch.initial_seed()``
 per DataLoader worker and epoch; a fixed seed only for tests). The flip is NOT drawn here: the
 caller passes ``flip=`` so the RGB clip is mirrored exactly when the skeleton is
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from migalab.data.skeleton.transforms import RandomTransform, SeedLike
+from migalab.data.transforms_base import RandomTransform, SeedLike
 
 __all__ = [
     "KINETICS_MEAN",

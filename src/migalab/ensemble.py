@@ -1,0 +1,325 @@
+"""Score-level ensembling of checkpoints, shared by ``migalab-eval`` and ``migalab-predict``.
+
+The pieces, in the order the entry points use them:
+
+* :func:`load_checkpoint_config` and :func:`score_checkpoints`: rebuild each checkpoint's model
+  and data pipeline from the training config stored in it and score the requested splits
+  (:class:`CheckpointScores`, one :class:`SplitScores` per split, in dataset order);
+* :func:`resolve_fusion_weights`: the weights of the streams, given (``fusion.weights``), read
+  from an evaluation's ``fusion.json`` (``fusion.from``, :func:`fusion_weights_from_file`) or
+  searched on a labelled split (:func:`search_fusion_weights`, a grid over the simplex from
+  :func:`simplex_grid`);
+* :func:`fuse_scores`: the weighted sum of per-stream softmax probabilities or raw logits, and
+  :func:`fused_probabilities`, the class probabilities of a fused score;
+* :func:`evaluate_scores`: the metrics of each stream and of the fusion on every split.
+
+There is no temperature: every stream enters the fusion with its logits as they are.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from migalab.tasks.metrics import compute_metrics
+from migalab.utils.callbacks import CONFIG_KEY
+from migalab.utils.checkpoints import check_config_targets, load_checkpoint
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CheckpointScores",
+    "SplitScores",
+    "check_same_clips",
+    "evaluate_scores",
+    "fuse_scores",
+    "fused_probabilities",
+    "fusion_weights_from_file",
+    "load_checkpoint_config",
+    "predict_scores",
+    "resolve_fusion_weights",
+    "score_checkpoints",
+    "search_fusion_weights",
+    "simplex_grid",
+]
+
+
+# -- scoring checkpoints ------------------------------------------------------------------------
+def load_checkpoint_config(
+    ckpt_path: str | Path, unsafe_unpickle: bool = False
+) -> tuple[DictConfig, dict[str, Any]]:
+    """The training config stored in a checkpoint and the checkpoint's state dict.
+
+    The file is read with ``weights_only=True`` and the ``data`` and ``model`` configs (what
+    gets instantiated) may name only allowed classes (:mod:`migalab.utils.checkpoints`);
+    ``unsafe_unpickle`` is the explicit opt-in for a trusted legacy pickle.
+    """
+    path = Path(ckpt_path)
+    ckpt = load_checkpoint(path, unsafe_unpickle=unsafe_unpickle)
+    if not isinstance(ckpt, Mapping) or CONFIG_KEY not in ckpt or "state_dict" not in ckpt:
+        raise ValueError(
+            f"checkpoint {path} has no '{CONFIG_KEY}' entry: it was not written by migalab-train"
+        )
+    cfg = OmegaConf.create(ckpt[CONFIG_KEY])
+    missing = [part for part in ("data", "model") if part not in cfg]
+    if missing:
+        raise ValueError(f"checkpoint {path}: its stored config has no {missing} section")
+    stored = OmegaConf.to_container(cfg, resolve=False)
+    check_config_targets({"data": stored["data"], "model": stored["model"]}, f"checkpoint {path}")
+    return cfg, ckpt["state_dict"]
+
+
+@dataclass
+class SplitScores:
+    """One checkpoint's scores on one split, in dataset order: logits (N, K), labels (N,) (-1
+    where unknown) and clip names."""
+
+    logits: torch.Tensor
+    labels: torch.Tensor
+    names: list[str]
+    has_labels: bool
+
+
+@dataclass
+class CheckpointScores:
+    """Scores of one checkpoint on the requested splits, plus what describes it."""
+
+    path: str
+    name: str
+    num_classes: int
+    class_names: list[str] | None
+    splits: dict[str, SplitScores] = field(default_factory=dict)
+
+
+def predict_scores(
+    model: L.LightningModule, datamodule: Any, split: str, trainer: L.Trainer
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (N, K) and labels (N,) of dataset split ``split`` in dataset order.
+
+    Runs ``trainer.predict`` with the datamodule attached (its batch hooks, e.g. on-device
+    heatmap rendering, apply) on ``datamodule.predict_split = split``.
+    """
+    datamodule.predict_split = split
+    outputs = trainer.predict(model, datamodule=datamodule)
+    index = torch.cat([o["index"] for o in outputs])
+    logits = torch.cat([o["logits"] for o in outputs]).float()
+    labels = torch.cat([o["label"] for o in outputs])
+    order = torch.argsort(index)
+    return logits[order], labels[order]
+
+
+def score_checkpoints(
+    ckpts: Sequence[str],
+    splits: Sequence[str],
+    trainer_cfg: DictConfig,
+    data_overrides: DictConfig | None = None,
+    require_labels: bool = True,
+    unsafe_unpickle: bool = False,
+) -> list[CheckpointScores]:
+    """Rebuild each checkpoint's model and data from its stored config and score ``splits``.
+
+    Splits that are missing (or unlabelled, when ``require_labels``) are skipped with a
+    warning. Runs on one process: fusion needs every clip's scores in one place (for DDP
+    evaluation of a single checkpoint use ``migalab-train train=false ckpt_path=...``).
+    Checkpoints are read safely (:func:`load_checkpoint_config`; ``unsafe_unpickle`` opts out).
+    """
+    out: list[CheckpointScores] = []
+    for ckpt in ckpts:
+        train_cfg, state_dict = load_checkpoint_config(ckpt, unsafe_unpickle)
+        if data_overrides:
+            train_cfg.data = OmegaConf.merge(train_cfg.data, data_overrides)
+        datamodule = hydra.utils.instantiate(train_cfg.data)
+        model = hydra.utils.instantiate(train_cfg.model)
+        model.load_state_dict(state_dict)
+        model.eval()
+        datamodule.prepare_data()
+        datamodule.setup("predict")
+        trainer: L.Trainer = hydra.utils.instantiate(
+            trainer_cfg,
+            logger=False,
+            callbacks=[],
+            enable_progress_bar=False,
+            devices=1,
+            num_nodes=1,
+            strategy="auto",
+        )
+        class_names = list(train_cfg.model.get("class_names") or []) or None
+        entry = CheckpointScores(
+            path=str(ckpt),
+            name=f"{train_cfg.data.get('stream', 'model')}:{Path(ckpt).name}",
+            num_classes=int(train_cfg.model.num_classes),
+            class_names=class_names,
+        )
+        for split in splits:
+            ds = datamodule.datasets.get(split)
+            labelled = datamodule.has_labels(split)
+            if ds is None or len(ds) == 0 or (require_labels and not labelled):
+                log.warning("%s: split %s is missing, empty or unlabelled; skipped", ckpt, split)
+                continue
+            logits, labels = predict_scores(model, datamodule, split, trainer)
+            names = [ds.clip_name(i) for i in range(len(ds))]
+            entry.splits[split] = SplitScores(logits, labels, names, labelled)
+        out.append(entry)
+    return out
+
+
+def check_same_clips(entries: Sequence[CheckpointScores], split: str) -> None:
+    """Raise unless every checkpoint scored the same ``split`` clips (names and labels)."""
+    first = entries[0].splits[split]
+    for other in entries[1:]:
+        s = other.splits[split]
+        if s.names != first.names or not torch.equal(s.labels, first.labels):
+            raise ValueError(f"checkpoints disagree on the {split} clips; cannot fuse")
+
+
+# -- fusion ---------------------------------------------------------------------------------------
+def fuse_scores(
+    scores: Sequence[torch.Tensor], weights: Sequence[float] | None, space: str = "probs"
+) -> torch.Tensor:
+    """Weighted sum of per-stream scores (N, K): softmax probabilities or raw logits."""
+    if weights is None:
+        weights = [1.0] * len(scores)
+    if len(weights) != len(scores):
+        raise ValueError(f"{len(weights)} fusion weights for {len(scores)} checkpoints")
+    if space not in ("probs", "logits"):
+        raise ValueError(f"fusion.space must be 'probs' or 'logits', got {space!r}")
+    terms = [s.softmax(-1) if space == "probs" else s for s in scores]
+    return sum(w * t for w, t in zip(weights, terms, strict=True))
+
+
+def fused_probabilities(fused: torch.Tensor, space: str = "probs") -> torch.Tensor:
+    """Class probabilities (N, K) of a :func:`fuse_scores` result: fused probabilities (a
+    weighted sum) are renormalised to sum to 1, fused logits go through a softmax."""
+    return fused / fused.sum(-1, keepdim=True) if space == "probs" else fused.softmax(-1)
+
+
+def simplex_grid(n: int, step: float) -> list[tuple[float, ...]]:
+    """Every weight vector of ``n`` non-negative multiples of ``step`` summing to 1."""
+    if not 0 < step <= 1:
+        raise ValueError(f"fusion.grid_step must be in (0, 1], got {step}")
+    k = round(1 / step)
+    if abs(k * step - 1) > 1e-9:
+        raise ValueError(f"fusion.grid_step must divide 1, got {step}")
+    return [
+        tuple(c / k for c in combo)
+        for combo in itertools.product(range(k + 1), repeat=n)
+        if sum(combo) == k
+    ]
+
+
+def search_fusion_weights(
+    scores: Sequence[torch.Tensor],
+    labels: torch.Tensor,
+    num_classes: int,
+    step: float = 0.05,
+    space: str = "probs",
+) -> tuple[tuple[float, ...], dict[str, float]]:
+    """Grid-search fusion weights maximising top-1 (ties: macro-F1, then the most even
+    weights) on labelled scores. Returns the weights and the metrics they reach."""
+    best: tuple[tuple[float, float, float], tuple[float, ...], dict[str, float]] | None = None
+    for w in simplex_grid(len(scores), step):
+        m = compute_metrics(fuse_scores(scores, w, space), labels, num_classes)
+        evenness = -max(w)
+        key = (float(m["top1"]), float(m["macro_f1"]), evenness)
+        if best is None or key > best[0]:
+            best = (key, w, {"top1": float(m["top1"]), "macro_f1": float(m["macro_f1"])})
+    assert best is not None
+    return best[1], best[2]
+
+
+def fusion_weights_from_file(path: str | Path) -> list[float]:
+    """Weights stored by ``migalab-eval`` (``fusion.json`` or the ``fusion`` entry of a
+    ``metrics.json``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"fusion.from: {path} does not exist")
+    data = json.loads(path.read_text())
+    data = data.get("fusion", data) if "weights" not in data else data
+    if not data or data.get("weights") is None:
+        raise ValueError(f"fusion.from: {path} holds no fusion weights")
+    return [float(w) for w in data["weights"]]
+
+
+def resolve_fusion_weights(
+    fusion: DictConfig, entries: Sequence[CheckpointScores]
+) -> tuple[list[float] | None, dict[str, Any]]:
+    """The fusion weights to use: read from ``fusion.from`` when set (migalab-predict), else
+    searched on ``fusion.search_split`` when ``fusion.search``, else ``fusion.weights`` (None =
+    equal). Returns them and a record for ``fusion.json``."""
+    if fusion.get("from"):
+        weights = fusion_weights_from_file(fusion["from"])
+        info = {"weights": weights, "from": str(fusion["from"]), "space": fusion.space,
+                "checkpoints": [e.path for e in entries]}  # fmt: skip
+        return weights, info
+    info: dict[str, Any] = {"space": fusion.space, "checkpoints": [e.path for e in entries]}
+    if not fusion.get("search", False):
+        weights = list(fusion.weights) if fusion.weights is not None else None
+        info.update(weights=weights, searched=False)
+        return weights, info
+    split = fusion.get("search_split", "val")
+    if any(split not in e.splits or not e.splits[split].has_labels for e in entries):
+        raise ValueError(
+            f"fusion.search needs labelled {split} scores from every checkpoint; "
+            f"add {split} to splits or give fusion.weights"
+        )
+    labels = entries[0].splits[split].labels
+    weights, reached = search_fusion_weights(
+        [e.splits[split].logits for e in entries],
+        labels,
+        entries[0].num_classes,
+        step=float(fusion.get("grid_step", 0.05)),
+        space=fusion.space,
+    )
+    log.info("fusion weights searched on %s: %s (top1 %.4f)", split, weights, reached["top1"])
+    info.update(weights=list(weights), searched=True, search_split=split,
+                grid_step=float(fusion.get("grid_step", 0.05)), search_metrics=reached)  # fmt: skip
+    return list(weights), info
+
+
+# -- metrics --------------------------------------------------------------------------------------
+def evaluate_scores(
+    entries: Sequence[CheckpointScores],
+    splits: Sequence[str],
+    weights: Sequence[float] | None = None,
+    space: str = "probs",
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Metrics of every split that all ``entries`` scored: one checkpoint's own, or with several
+    the fusion's (``<split>``) and each stream's (``<split>_streams``).
+
+    Returns the metrics (for ``metrics.json``) and a flat table of them by row name (for
+    :func:`migalab.utils.summary.print_summary`).
+    """
+    num_classes, class_names = entries[0].num_classes, entries[0].class_names
+    metrics: dict[str, Any] = {}
+    table: dict[str, Any] = {}
+    for split in splits:
+        if any(split not in e.splits for e in entries):
+            continue
+        labels = entries[0].splits[split].labels
+        if len(entries) == 1:
+            metrics[split] = compute_metrics(
+                entries[0].splits[split].logits, labels, num_classes, class_names
+            )
+            table[split] = metrics[split]
+            continue
+        check_same_clips(entries, split)
+        streams = {
+            e.name: compute_metrics(e.splits[split].logits, labels, num_classes, class_names)
+            for e in entries
+        }
+        fused = fuse_scores([e.splits[split].logits for e in entries], weights, space)
+        metrics[split] = compute_metrics(fused, labels, num_classes, class_names)
+        metrics[f"{split}_streams"] = streams
+        table.update({f"{split} {n}": m for n, m in streams.items()})
+        table[f"{split} fused"] = metrics[split]
+    return metrics, table

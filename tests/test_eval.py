@@ -1,0 +1,148 @@
+"""Unit tests of score-level fusion (``migalab.ensemble``) and the ``migalab-eval`` entry point on
+hand-made scores (no training: ``score_checkpoints`` is replaced by the scores)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+import migalab.eval
+from migalab.ensemble import (
+    CheckpointScores,
+    SplitScores,
+    check_same_clips,
+    evaluate_scores,
+    fuse_scores,
+    fused_probabilities,
+    fusion_weights_from_file,
+    resolve_fusion_weights,
+    search_fusion_weights,
+)
+from migalab.eval import evaluate
+from migalab.tasks.metrics import compute_metrics
+from migalab.utils.hydra import compose_config
+
+LABELS = torch.tensor([0, 1, 0, 1])
+#: stream a: sure and right on clips 0 and 2, unsure and wrong on 1 and 3; stream b the reverse
+A = torch.tensor([[4.0, 0.0], [0.4, 0.0], [4.0, 0.0], [0.4, 0.0]])
+B = torch.tensor([[0.0, 0.4], [0.0, 4.0], [0.0, 0.4], [0.0, 4.0]])
+NAMES = ["0001_0", "0001_1", "0002_0", "0002_1"]
+
+
+def _entry(name: str, logits: torch.Tensor, splits: tuple[str, ...] = ("val", "test")):
+    entry = CheckpointScores(path=f"{name}.ckpt", name=name, num_classes=2, class_names=None)
+    for split in splits:
+        entry.splits[split] = SplitScores(logits, LABELS.clone(), list(NAMES), True)
+    return entry
+
+
+def test_search_finds_the_mixture_that_beats_both_streams() -> None:
+    # alone each stream gets half the clips; the even mix gets all (a's sure 0.98 outweighs b's
+    # unsure 0.6 on clips 0 and 2, and the reverse on 1 and 3)
+    for w in ((1.0, 0.0), (0.0, 1.0)):
+        assert compute_metrics(fuse_scores([A, B], w), LABELS, 2)["top1"] == 0.5
+    weights, reached = search_fusion_weights([A, B], LABELS, 2, step=0.25)
+    assert weights == (0.5, 0.5)
+    assert reached == {"top1": 1.0, "macro_f1": 1.0}
+
+
+def test_search_ties_go_to_the_most_even_weights() -> None:
+    weights, reached = search_fusion_weights([A, A, A], LABELS, 2, step=1 / 3)
+    assert weights == pytest.approx((1 / 3, 1 / 3, 1 / 3)) and reached["top1"] == 0.5
+
+
+def test_fuse_scores_probs_and_logits() -> None:
+    probs = fuse_scores([A, B], [0.25, 0.75], "probs")
+    assert torch.allclose(probs, 0.25 * A.softmax(-1) + 0.75 * B.softmax(-1))
+    assert torch.allclose(fuse_scores([A, B], None, "logits"), A + B)
+    with pytest.raises(ValueError, match="space"):
+        fuse_scores([A, B], None, "votes")
+
+
+def test_fused_probabilities_sum_to_one_in_both_spaces() -> None:
+    for space in ("probs", "logits"):
+        p = fused_probabilities(fuse_scores([A, B], [2.0, 1.0], space), space)
+        assert torch.allclose(p.sum(-1), torch.ones(4))
+    # equal weights in probability space: the mean of the softmaxes
+    mean = (A.softmax(-1) + B.softmax(-1)) / 2
+    assert torch.allclose(fused_probabilities(fuse_scores([A, B], None)), mean)
+
+
+def test_resolve_fusion_weights_given_searched_and_from_file(tmp_path: Path) -> None:
+    entries = [_entry("a", A), _entry("b", B)]
+    fusion = OmegaConf.create(
+        {"weights": [0.3, 0.7], "space": "probs", "search": False, "search_split": "val",
+         "grid_step": 0.25}
+    )  # fmt: skip
+    weights, info = resolve_fusion_weights(fusion, entries)
+    assert weights == [0.3, 0.7] and info["searched"] is False
+    assert info["checkpoints"] == ["a.ckpt", "b.ckpt"]
+
+    fusion.search = True
+    weights, info = resolve_fusion_weights(fusion, entries)
+    assert weights == [0.5, 0.5] and info["search_metrics"]["top1"] == 1.0
+    assert info["search_split"] == "val" and info["grid_step"] == 0.25
+
+    (tmp_path / "metrics.json").write_text(json.dumps({"fusion": {"weights": [0.1, 0.9]}}))
+    fusion = OmegaConf.merge(fusion, {"from": str(tmp_path / "metrics.json")})
+    weights, info = resolve_fusion_weights(fusion, entries)  # from wins over search
+    assert weights == [0.1, 0.9] and info["from"] == str(tmp_path / "metrics.json")
+
+
+def test_search_needs_labelled_scores_of_the_search_split() -> None:
+    entries = [_entry("a", A, ("test",)), _entry("b", B, ("test",))]
+    fusion = OmegaConf.create({"weights": None, "space": "probs", "search": True})
+    with pytest.raises(ValueError, match="labelled val scores"):
+        resolve_fusion_weights(fusion, entries)
+
+
+def test_fusion_weights_from_file_errors(tmp_path: Path) -> None:
+    (tmp_path / "fusion.json").write_text(json.dumps({"weights": [1, 2]}))
+    assert fusion_weights_from_file(tmp_path / "fusion.json") == [1.0, 2.0]
+    with pytest.raises(FileNotFoundError):
+        fusion_weights_from_file(tmp_path / "nope.json")
+    (tmp_path / "metrics.json").write_text(json.dumps({"fusion": None, "val": {}}))
+    with pytest.raises(ValueError, match="no fusion weights"):
+        fusion_weights_from_file(tmp_path / "metrics.json")
+
+
+def test_check_same_clips_refuses_other_clips() -> None:
+    a, b = _entry("a", A), _entry("b", B)
+    check_same_clips([a, b], "val")
+    b.splits["val"].names = list(reversed(NAMES))
+    with pytest.raises(ValueError, match="disagree on the val clips"):
+        check_same_clips([a, b], "val")
+
+
+def test_evaluate_scores_one_and_several_checkpoints() -> None:
+    metrics, table = evaluate_scores([_entry("a", A)], ["val"])
+    assert set(metrics) == {"val"} and metrics["val"]["top1"] == 0.5 and set(table) == {"val"}
+    metrics, table = evaluate_scores([_entry("a", A), _entry("b", B)], ["val", "train"], [1, 1])
+    assert set(metrics) == {"val", "val_streams"}  # train was not scored: skipped
+    assert metrics["val"]["top1"] == 1.0
+    assert {k: v["top1"] for k, v in metrics["val_streams"].items()} == {"a": 0.5, "b": 0.5}
+    assert list(table) == ["val a", "val b", "val fused"]
+
+
+def test_evaluate_writes_metrics_and_fusion_json(monkeypatch, tmp_path: Path) -> None:
+    calls = []
+
+    def fake_scores(ckpts, splits, *args, **kwargs):
+        calls.append((list(ckpts), list(splits)))
+        return [_entry("a", A), _entry("b", B)]
+
+    monkeypatch.setattr(migalab.eval, "score_checkpoints", fake_scores)
+    cfg = compose_config(
+        "eval", ["ckpt_path=[a.ckpt,b.ckpt]", "splits=[test]", "fusion.search=true",
+                 "fusion.grid_step=0.5"], output_dir=tmp_path,
+    )  # fmt: skip
+    payload = evaluate(cfg)
+    assert calls == [(["a.ckpt", "b.ckpt"], ["val", "test"])]  # the search split is scored too
+    assert payload["test"]["top1"] == 1.0 and payload["fusion"]["weights"] == [0.5, 0.5]
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["test"]["top1"] == 1.0 and set(saved["test_streams"]) == {"a", "b"}
+    assert json.loads((tmp_path / "fusion.json").read_text())["weights"] == [0.5, 0.5]
