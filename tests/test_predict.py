@@ -95,3 +95,12 @@ def test_predict_without_the_split_is_an_error(monkeypatch, tmp_path: Path) -> N
     cfg = compose_config("predict", ["ckpt_path=[a.ckpt,b.ckpt]"], output_dir=tmp_path)
     with pytest.raises(ValueError, match="split test is missing or empty"):
         predict(cfg)
+
+
+def test_raw_ids_come_from_the_dataset_spec(tmp_path: Path) -> None:
+    """MiGA 2025 raw ids are 1-based with 99; a 0-based release (2023 npy) keeps the index."""
+    from migalab.predict import submission_csv
+
+    assert submission_csv(NAMES, [0, 31, 7], "raw") == "Id,Target\n0104_0,1\n0104_1,99\n0105_0,8\n"
+    text = submission_csv(NAMES, [0, 31, 7], "raw", "miga2023_npy")
+    assert text == "Id,Target\n0104_0,0\n0104_1,31\n0105_0,7\n"

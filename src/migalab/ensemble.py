@@ -33,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from migalab.tasks.metrics import compute_metrics
 from migalab.utils.callbacks import CONFIG_KEY
-from migalab.utils.checkpoints import check_config_targets, load_checkpoint
+from migalab.utils.checkpoints import check_config_targets, load_checkpoint, upgrade_targets
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +56,18 @@ __all__ = [
 
 # -- scoring checkpoints ------------------------------------------------------------------------
 def load_checkpoint_config(
-    ckpt_path: str | Path, unsafe_unpickle: bool = False
+    ckpt_path: str | Path,
+    unsafe_unpickle: bool = False,
+    data_overrides: DictConfig | Mapping[str, Any] | None = None,
 ) -> tuple[DictConfig, dict[str, Any]]:
-    """The training config stored in a checkpoint and the checkpoint's state dict.
+    """The training config stored in a checkpoint (with ``data_overrides`` merged into its
+    ``data``) and the checkpoint's state dict.
 
-    The file is read with ``weights_only=True`` and the ``data`` and ``model`` configs (what
-    gets instantiated) may name only allowed classes (:mod:`migalab.utils.checkpoints`);
-    ``unsafe_unpickle`` is the explicit opt-in for a trusted legacy pickle.
+    The file is read with ``weights_only=True``; classes renamed since the checkpoint was
+    written are mapped to their new names (:func:`~migalab.utils.checkpoints.upgrade_targets`),
+    and the ``data`` and ``model`` configs (what gets instantiated) may name only allowed classes
+    and dataset specs (:mod:`migalab.utils.checkpoints`); ``unsafe_unpickle`` is the explicit
+    opt-in for a trusted legacy pickle.
     """
     path = Path(ckpt_path)
     ckpt = load_checkpoint(path, unsafe_unpickle=unsafe_unpickle)
@@ -70,10 +75,12 @@ def load_checkpoint_config(
         raise ValueError(
             f"checkpoint {path} has no '{CONFIG_KEY}' entry: it was not written by migalab-train"
         )
-    cfg = OmegaConf.create(ckpt[CONFIG_KEY])
+    cfg = OmegaConf.create(upgrade_targets(ckpt[CONFIG_KEY]))
     missing = [part for part in ("data", "model") if part not in cfg]
     if missing:
         raise ValueError(f"checkpoint {path}: its stored config has no {missing} section")
+    if data_overrides:
+        cfg.data = OmegaConf.merge(cfg.data, data_overrides)
     stored = OmegaConf.to_container(cfg, resolve=False)
     check_config_targets({"data": stored["data"], "model": stored["model"]}, f"checkpoint {path}")
     return cfg, ckpt["state_dict"]
@@ -98,6 +105,8 @@ class CheckpointScores:
     name: str
     num_classes: int
     class_names: list[str] | None
+    #: the dataset spec the model was trained on (``data.dataset``)
+    dataset: str = "miga2025"
     splits: dict[str, SplitScores] = field(default_factory=dict)
 
 
@@ -135,9 +144,7 @@ def score_checkpoints(
     """
     out: list[CheckpointScores] = []
     for ckpt in ckpts:
-        train_cfg, state_dict = load_checkpoint_config(ckpt, unsafe_unpickle)
-        if data_overrides:
-            train_cfg.data = OmegaConf.merge(train_cfg.data, data_overrides)
+        train_cfg, state_dict = load_checkpoint_config(ckpt, unsafe_unpickle, data_overrides)
         datamodule = hydra.utils.instantiate(train_cfg.data)
         model = hydra.utils.instantiate(train_cfg.model)
         model.load_state_dict(state_dict)
@@ -159,6 +166,7 @@ def score_checkpoints(
             name=f"{train_cfg.data.get('stream', 'model')}:{Path(ckpt).name}",
             num_classes=int(train_cfg.model.num_classes),
             class_names=class_names,
+            dataset=str(train_cfg.data.get("dataset") or "miga2025"),
         )
         for split in splits:
             ds = datamodule.datasets.get(split)

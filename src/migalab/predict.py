@@ -34,7 +34,7 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, ListConfig
 
-from migalab.data.formats.miga2025 import NUM_CLASSES, class_to_raw
+from migalab.data.specs import DatasetSpec, get_dataset
 from migalab.ensemble import (
     check_same_clips,
     fuse_scores,
@@ -51,29 +51,42 @@ log = logging.getLogger(__name__)
 LABEL_FORMATS = ("raw", "index")
 
 
-def submission_csv(names: Sequence[str], preds: Sequence[int], label_format: str = "index") -> str:
+def submission_csv(
+    names: Sequence[str],
+    preds: Sequence[int],
+    label_format: str = "index",
+    dataset: str | DatasetSpec = "miga2025",
+) -> str:
     """The ``Id,Target`` CSV text of 0-based predictions ``preds`` for clips ``names``.
 
     ``label_format="index"`` (the challenge's format, as the winning submissions): Target is the
-    0-based class, 31 = illustrative. ``"raw"``: the release's label-file ids (1-based, 99).
-    The result is checked with :func:`check_submission` before it is returned.
+    0-based class, 31 = illustrative. ``"raw"``: the release's label-file ids (MiGA 2025: 1-based,
+    99), as the dataset spec maps them. The result is checked with :func:`check_submission`
+    before it is returned.
     """
     if label_format not in LABEL_FORMATS:
         raise ValueError(f"label_format must be one of {LABEL_FORMATS}, got {label_format!r}")
+    spec = get_dataset(dataset)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["Id", "Target"])
     for name, p in zip(names, preds, strict=True):
-        writer.writerow([name, class_to_raw(int(p)) if label_format == "raw" else int(p)])
+        writer.writerow([name, spec.raw_label(int(p)) if label_format == "raw" else int(p)])
     text = buf.getvalue()
-    check_submission(text, names, label_format)
+    check_submission(text, names, label_format, spec)
     return text
 
 
-def check_submission(text: str, names: Sequence[str], label_format: str = "index") -> None:
+def check_submission(
+    text: str,
+    names: Sequence[str],
+    label_format: str = "index",
+    dataset: str | DatasetSpec = "miga2025",
+) -> None:
     """Raise ValueError unless ``text`` is an ``Id,Target`` CSV with every clip of ``names``
-    exactly once, in that order, and every Target a class of ``label_format`` (index: 0..31;
-    raw: 1..31 or 99)."""
+    exactly once, in that order, and every Target a class of ``label_format`` of the dataset
+    (MiGA 2025 index: 0..31; raw: 1..31 or 99)."""
+    spec = get_dataset(dataset)
     rows = list(csv.reader(io.StringIO(text)))
     if not rows or rows[0] != ["Id", "Target"]:
         raise ValueError(f"submission header must be Id,Target, got {rows[:1]}")
@@ -88,20 +101,24 @@ def check_submission(text: str, names: Sequence[str], label_format: str = "index
             f"submission Ids differ from the {len(names)} clips of the split "
             f"(missing {missing}, unexpected {extra}, or out of order)"
         )
-    allowed = set(range(NUM_CLASSES))
+    allowed = set(range(spec.num_classes))
     if label_format == "raw":
-        allowed = {class_to_raw(k) for k in allowed}
+        allowed = {spec.raw_label(k) for k in allowed}
     for row in rows[1:]:
         if len(row) != 2 or not row[1].lstrip("-").isdigit() or int(row[1]) not in allowed:
             raise ValueError(f"submission row {row}: Target is not a {label_format} class id")
 
 
 def write_submission(
-    out_dir: str | Path, names: Sequence[str], preds: Sequence[int], label_format: str = "index"
+    out_dir: str | Path,
+    names: Sequence[str],
+    preds: Sequence[int],
+    label_format: str = "index",
+    dataset: str | DatasetSpec = "miga2025",
 ) -> tuple[Path, Path]:
     """Write ``submission.csv`` and ``submission.zip`` (atomically); returns both paths."""
     out_dir = Path(out_dir)
-    text = submission_csv(names, preds, label_format)
+    text = submission_csv(names, preds, label_format, dataset)
     csv_path = atomic_write_text(out_dir / "submission.csv", text)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
@@ -138,7 +155,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     labels = entries[0].splits[split].labels
     out_dir = Path(cfg.paths.output_dir)
     csv_path, zip_path = write_submission(out_dir, names, preds.tolist(),
-                                          cfg.submission.label_format)  # fmt: skip
+                                          cfg.submission.label_format, entries[0].dataset)  # fmt: skip
     class_names = entries[0].class_names
     rows = io.StringIO()
     writer = csv.writer(rows, lineterminator="\n")

@@ -155,3 +155,16 @@ def test_train_uses_atomic_checkpoint_io() -> None:
     mine = {"plugins": [{"_target_": "lightning.pytorch.plugins.io.TorchCheckpointIO"}]}
     (plugin,) = trainer_plugins(OmegaConf.create(mine))  # a configured IO plugin is kept
     assert type(plugin).__name__ == "TorchCheckpointIO"
+
+
+def test_renamed_targets_are_upgraded() -> None:
+    """A checkpoint written before the datamodule's rename names its old class: it maps to the
+    new one (and nothing else changes)."""
+    from migalab.utils.checkpoints import upgrade_targets
+
+    old = {"data": {"_target_": "migalab.data.datamodules.SkeletonDataModule", "layout": "x"},
+           "model": {"_target_": "migalab.tasks.gesture.GestureModule", "l": [{"a": 1}]}}  # fmt: skip
+    new = upgrade_targets(old)
+    assert new["data"] == {"_target_": "migalab.data.datamodule.ClipDataModule", "layout": "x"}
+    assert new["model"] == old["model"]
+    assert old["data"]["_target_"].endswith("SkeletonDataModule")  # the input is not changed

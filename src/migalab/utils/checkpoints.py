@@ -89,6 +89,28 @@ def _first_reason(message: str) -> str:
     return lines[0] if lines else "unknown reason"
 
 
+#: classes renamed since checkpoints named them in their stored config: old -> new ``_target_``
+RENAMED_TARGETS: dict[str, str] = {
+    "migalab.data.datamodules.SkeletonDataModule": "migalab.data.datamodule.ClipDataModule",
+}
+
+
+def upgrade_targets(cfg: Any) -> Any:
+    """A copy of a stored config (plain containers) with renamed ``_target_`` values
+    (:data:`RENAMED_TARGETS`) replaced by their current names."""
+    if isinstance(cfg, DictConfig | ListConfig):
+        cfg = OmegaConf.to_container(cfg, resolve=False)
+    if isinstance(cfg, Mapping):
+        return {
+            k: RENAMED_TARGETS.get(v, v) if k == "_target_" and isinstance(v, str)
+            else upgrade_targets(v)
+            for k, v in cfg.items()
+        }  # fmt: skip
+    if isinstance(cfg, list | tuple):
+        return [upgrade_targets(v) for v in cfg]
+    return cfg
+
+
 def check_config_targets(cfg: Any, source: str) -> None:
     """Raise :class:`UnsafeCheckpointError` unless every ``_target_`` in ``cfg`` is allowed.
 

@@ -34,7 +34,7 @@ class RandomAffine(RandomTransform):
         self,
         scale: tuple[float, float] | None = (0.9, 1.1),
         rotate_deg: float | None = 10.0,
-        shift: float | tuple[float, float] | None = 0.1,
+        shift: float | tuple[float, float] | None = 0.05,
         p: float = 1.0,
         seed: SeedLike = None,
     ) -> None:
@@ -112,7 +112,7 @@ class RandomFlip(RandomTransform):
 
 DEFAULT_AUGMENT: dict[str, dict[str, Any]] = {
     "flip": {"p": 0.5},
-    "affine": {"scale": (0.9, 1.1), "rotate_deg": 10.0, "shift": 0.1, "p": 1.0},
+    "affine": {"scale": (0.9, 1.1), "rotate_deg": 10.0, "shift": 0.05, "p": 1.0},
 }
 
 
