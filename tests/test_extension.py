@@ -32,7 +32,8 @@ from migalab.models.encoders.output import EncoderOutput, grid_index
 
 
 class ToyEncoder(nn.Module):
-    """(N, C, T, V, M) -> tokens (N, T, width) (one per frame, persons averaged), pooled (N, width)."""
+    """(N, C, T, V, M) -> tokens (N, T, width), one per frame (persons averaged);
+    pooled (N, width)."""
 
     def __init__(self, layout: str, in_channels: int = 3, width: int = 8) -> None:
         super().__init__()

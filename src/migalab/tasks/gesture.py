@@ -2,8 +2,9 @@
 
 The module owns loss, metrics and optimisation only. The encoder is a plain ``nn.Module`` built
 by Hydra and injected; it maps a batch input to an
-:class:`~migalab.models.encoders.output.EncoderOutput` whose ``pooled`` (N, C) the head takes. The head is injected as a partial that receives ``in_channels=encoder.out_channels``;
-so is the optional label-embedding head (System A's auxiliary semantic supervision).
+:class:`~migalab.models.encoders.output.EncoderOutput` whose ``pooled`` (N, C) the head takes.
+The head is injected as a partial that receives ``in_channels=encoder.out_channels``; so is the
+optional label-embedding head (System A's auxiliary semantic supervision).
 
 Multi-view evaluation (PoseC3D's 10 clips x flip): an evaluation batch that carries ``views``
 has ``x`` shaped (N, K, ...): the K views of each clip go through the encoder as N*K samples and

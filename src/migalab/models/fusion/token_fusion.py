@@ -14,12 +14,13 @@ Pipeline, for the modalities present in the input mapping (configuration order):
    (:meth:`EncoderOutput.pool_space`), leaving T' tokens (+ the global tokens); such tokens get
    no spatial embedding.
 
-2. **Embedding.** Per modality ``Linear(C_m -> dim) + LayerNorm``, plus a learned modality-type
-   embedding, a temporal embedding from a table of ``time_bins + 1`` rows **shared by all
-   modalities** (row ``⌊τ·time_bins⌋``; the last row is the "global" time of class tokens), and a
-   per-modality spatial embedding when its size is known at construction (the entry's
-   ``spatial_positions``, else the encoder's ``spatial_positions`` attribute). The temporal table is shared because the data loaders sample video and skeleton frames
-   at the same instants, so equal τ is the same moment in every modality.
+2. **Embedding.** Per modality ``Linear(C_m -> dim) + LayerNorm``, plus a learned
+   modality-type embedding, a temporal embedding from a table of ``time_bins + 1`` rows
+   **shared by all modalities** (row ``⌊τ·time_bins⌋``; the last row is the "global" time of
+   class tokens), and a per-modality spatial embedding when its size is known at construction
+   (the entry's ``spatial_positions``, else the encoder's ``spatial_positions`` attribute). The
+   temporal table is shared because the data loaders sample video and skeleton frames at the
+   same instants, so equal τ is the same moment in every modality.
 
 3. **Masking.** A token is masked (``key_padding_mask`` True) when its modality is absent for that
    sample (``x["present"]``) or dropped by modality dropout. Masked tokens are replaced by zeros
