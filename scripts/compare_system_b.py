@@ -12,7 +12,7 @@ Rows (data=synthetic_video everywhere: the same clips, skeletons and rendered vi
 3. skeleton, bone stream: 2s-AGCN (agcn_bone_synth)
 4. skeleton, joint + bone token fusion (system_b_mg_synth with data.modalities=[joint,bone])
 5. RGB + joint + bone token fusion, from scratch (system_b_mg_synth)
-6. System B's recipe: the fusion's encoders initialised from rows 1-3 (``checkpoint`` entries),
+6. System B's recipe: the fusion's encoders initialised from rows 1-3 (the encoders' ``checkpoint``),
    encoders at 0.1x the lr, 5 more epochs
 7. row 5's checkpoint evaluated without RGB, and 8. without the skeleton (missing modality at
    test time: the fusion masks what is absent)
@@ -69,7 +69,7 @@ def main() -> None:
     ckpts: dict[str, str] = {}
     for name, experiment, extra in [*ROWS, INIT_ROW]:
         if name == INIT_ROW[0]:
-            extra = [*extra, *(f"model.encoder.modalities.{m}.checkpoint={ckpts[row]}"
+            extra = [*extra, *(f"model.encoder.modalities.{m}.encoder.checkpoint={ckpts[row]}"
                                for m, row in INIT_FROM.items())]  # fmt: skip
         run_dir = out / slug(name)
         metrics = run_dir / "metrics.json"

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import hydra
 import pytest
+import torch
 from lightning import LightningDataModule, LightningModule, Trainer
 from omegaconf import OmegaConf
 
+from migalab.models.encoders.output import EncoderOutput
 from migalab.utils.checkpoints import check_config_targets
 from migalab.utils.hydra import (
     compose_config,
@@ -29,8 +31,52 @@ EXPERIMENTS = _group_options("experiment")
 
 
 def test_every_group_has_configs() -> None:
-    for group in ("data", "model", "trainer", "logger", "callbacks", "experiment", "debug"):
+    for group in ("data", "model", "trainer", "logger", "callbacks", "experiment", "debug",
+                  "model/encoder", "model/loss", "model/optimizer", "model/scheduler"):  # fmt: skip
         assert _group_options(group), f"conf/{group} is empty"
+
+
+#: every encoder config (``model/encoder/**.yaml``), as its option name (``posec3d/slowonly``)
+ENCODERS = sorted(
+    p.relative_to(CONF / "model" / "encoder").with_suffix("").as_posix()
+    for p in (CONF / "model" / "encoder").rglob("*.yaml")
+)
+
+
+@pytest.mark.parametrize("encoder", ENCODERS)
+def test_encoder_configs_give_encoder_outputs(encoder: str, tmp_path: Path) -> None:
+    """Every encoder config drops into a model (``model/encoder=<name>``) and its encoder
+    returns an EncoderOutput: tokens (B, N, C), pooled (B, C), time / space (N,)."""
+    overrides = ["data=synthetic_video", f"model/encoder={encoder}"]
+    if encoder == "mvit":
+        overrides.append("model.encoder.preset=xs")
+    cfg = compose_config("train", overrides, output_dir=tmp_path)
+    enc = hydra.utils.instantiate(cfg.model.encoder).eval()
+    name = type(enc).__name__
+    if name == "AGCN":
+        x = torch.randn(2, 3, 16, enc.num_nodes, enc.num_persons)
+    elif name == "MViTEncoder":
+        x = torch.randn(2, 3, enc.temporal_size, *enc.spatial_size)
+    else:
+        x = torch.randn(2, enc.in_channels, 8, 32, 32)
+    with torch.no_grad():
+        out = enc(x)
+    assert isinstance(out, EncoderOutput) and out.aux == {}
+    b, n, c = out.tokens.shape
+    assert b == 2 and c == enc.out_channels and out.pooled.shape == (2, c)
+    assert out.time.shape == out.space.shape == (n,) and out.space.dtype == torch.long
+    assert ((out.time == -1) | ((out.time >= 0) & (out.time < 1))).all()
+    assert ((out.time < 0) <= (out.space < 0)).all()  # global tokens have no position
+
+
+def test_system_b_branches_reuse_the_encoder_configs(tmp_path: Path) -> None:
+    cfg = compose_config("train", ["experiment=system_b_mg"], output_dir=tmp_path)
+    branches = cfg.model.encoder.modalities
+    for name, option in (("rgb", "mvit"), ("joint", "agcn"), ("bone", "agcn")):
+        own = OmegaConf.load(CONF / "model" / "encoder" / f"{option}.yaml")
+        assert set(branches[name].encoder) == set(own), name
+        assert branches[name].encoder._target_ == own._target_
+    assert branches.joint.encoder.base_channels == 64 and branches.rgb.encoder.preset == "s"
 
 
 @pytest.mark.parametrize("experiment", [None, *EXPERIMENTS])

@@ -89,7 +89,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], Any]:
     for lg in loggers:
         lg.log_hyperparams(container)
     if cfg.get("train", True) and ckpt_path is None:
-        # pretrained encoders / fusion entries' checkpoints: only for a fresh fit (a resume or
+        # pretrained encoders / encoders' checkpoints: only for a fresh fit (a resume or
         # an evaluation takes every weight from its checkpoint and needs none of these files)
         loaded = load_initial_weights(model)
         if loaded:

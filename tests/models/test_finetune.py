@@ -9,7 +9,9 @@ from migalab.models.finetune import (
     FinetuneMixin,
     apply_finetune,
     keep_frozen_in_eval,
+    load_initial_weights,
 )
+from migalab.models.fusion import CrossModalTokenFusion
 
 
 class Toy(FinetuneMixin, nn.Module):
@@ -120,7 +122,7 @@ def test_agcn_finetune():
     assert not model.data_bn.training and not model.units[1].training
     assert model.units[2].training and model.units[3].dropout.training
     before = model.data_bn.running_mean.clone()
-    _, pooled = model(torch.randn(2, 3, 12, 22, 1) + 2)
+    pooled = model(torch.randn(2, 3, 12, 22, 1) + 2).pooled
     pooled.sum().backward()
     assert torch.equal(model.data_bn.running_mean, before)
     assert model.units[3].tcn.conv.weight.grad is not None
@@ -147,7 +149,7 @@ def test_mvit_finetune():
     assert enc.blocks[3].training and enc.norm.training
     # checkpointing works with a frozen prefix (inputs that need no grad)
     enc.grad_checkpointing = True
-    enc(torch.randn(2, 3, 8, 64, 64))[1].sum().backward()
+    enc(torch.randn(2, 3, 8, 64, 64)).pooled.sum().backward()
     assert enc.blocks[4].attn.qkv.weight.grad is not None
     assert enc.blocks[1].attn.qkv.weight.grad is None
 
@@ -157,4 +159,55 @@ def test_mvit_finetune():
     frozen = MViTEncoder("xs", drop_path=0.5, finetune="frozen").train()
     assert not any(p.requires_grad for p in frozen.parameters())
     x = torch.randn(2, 3, 8, 64, 64)
-    torch.testing.assert_close(frozen(x)[0], frozen(x)[0])  # drop path off
+    torch.testing.assert_close(frozen(x).tokens, frozen(x).tokens)  # drop path off
+
+
+def _agcn(**kwargs) -> AGCN:
+    return AGCN(layout="imigue22", base_channels=4, num_units=5, **kwargs)
+
+
+class _Model(nn.Module):
+    """A task stand-in: the encoder under the name ``encoder`` (as GestureModule)."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+
+def test_encoder_checkpoint(tmp_path):
+    """An encoder's ``checkpoint`` initialises it from a single-encoder checkpoint
+    ("encoder." keys) or from a checkpoint of the same fusion model ("encoder.encoders.joint."
+    keys, other modalities too), only when load_initial_weights runs."""
+    src = _agcn()
+    with torch.no_grad():
+        for p in src.parameters():
+            p.add_(torch.randn_like(p))
+    single = tmp_path / "single.ckpt"
+    torch.save({"state_dict": {f"encoder.{k}": v for k, v in src.state_dict().items()}}, single)
+    fused = CrossModalTokenFusion({"joint": _agcn(), "bone": _agcn()}, 5, dim=16, heads=2)
+    fused.encoders["joint"].load_state_dict(src.state_dict())
+    fusion_ckpt = tmp_path / "fusion.ckpt"
+    torch.save(
+        {"state_dict": {f"encoder.{k}": v for k, v in fused.state_dict().items()}}, fusion_ckpt
+    )
+    for path in (single, fusion_ckpt):
+        fusion = CrossModalTokenFusion(
+            {"joint": _agcn(checkpoint=str(path)), "bone": _agcn()}, 5, dim=16, heads=2
+        )
+        model = _Model(fusion)
+        assert load_initial_weights(model) == [f"encoder.encoders.joint <- {path}"]
+        for k, v in src.state_dict().items():
+            torch.testing.assert_close(fusion.encoders["joint"].state_dict()[k], v)
+    # a single-encoder model: its own checkpoint, or an encoder's bare state dict
+    bare = tmp_path / "bare.pt"
+    torch.save(src.state_dict(), bare)
+    for path in (single, bare):
+        model = _Model(_agcn(checkpoint=str(path)))
+        assert load_initial_weights(model) == [f"encoder <- {path}"]
+        torch.testing.assert_close(
+            model.encoder.units[0].tcn.conv.weight, src.units[0].tcn.conv.weight
+        )
+    # the file is only needed when a fresh fit loads it (not to rebuild the model for eval)
+    model = _Model(_agcn(checkpoint=str(tmp_path / "nope.ckpt")))
+    with pytest.raises(FileNotFoundError, match="nope.ckpt"):
+        load_initial_weights(model)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import torch
@@ -274,13 +275,14 @@ def test_backbone_lr_mult_applies_to_fusion_backbones_only() -> None:
     assert fusion_ids <= {id(p) for p in rest["params"]}
 
 
-def test_initial_weights_children_before_parents(tmp_path) -> None:
-    """A fusion entry's checkpoint overrides what its encoder loaded itself (pretrained)."""
+def test_initial_weights_checkpoint_after_own_loading(tmp_path) -> None:
+    """An encoder's ``checkpoint`` overrides what the encoder loaded itself (pretrained)."""
     from migalab.models.finetune import load_initial_weights
     from migalab.models.fusion import CrossModalTokenFusion
 
-    def agcn() -> AGCN:
-        return AGCN("imigue22", in_channels=C, num_persons=M, base_channels=4, num_units=4)
+    def agcn(**kwargs: Any) -> AGCN:
+        return AGCN("imigue22", in_channels=C, num_persons=M, base_channels=4, num_units=4,
+                    **kwargs)  # fmt: skip
 
     calls: list[str] = []
 
@@ -298,11 +300,15 @@ def test_initial_weights_children_before_parents(tmp_path) -> None:
             p.add_(1.0)
     path = tmp_path / "joint.ckpt"
     torch.save({"state_dict": {f"encoder.{k}": v for k, v in trained.state_dict().items()}}, path)
-    enc = SelfLoading("imigue22", in_channels=C, num_persons=M, base_channels=4, num_units=4)
-    fusion = CrossModalTokenFusion({"joint": {"encoder": enc, "checkpoint": str(path)},
-                                    "bone": agcn()}, num_classes=K, dim=16, heads=2)  # fmt: skip
+    enc = SelfLoading("imigue22", in_channels=C, num_persons=M, base_channels=4, num_units=4,
+                      checkpoint=str(path))  # fmt: skip
+    fusion = CrossModalTokenFusion({"joint": {"encoder": enc}, "bone": agcn()}, num_classes=K,
+                                   dim=16, heads=2)  # fmt: skip
     module = _module(encoder=fusion)
-    assert load_initial_weights(module) == ["encoder pretrained", "joint"]
+    assert load_initial_weights(module) == [
+        "encoder pretrained",
+        f"encoder.encoders.joint <- {path}",
+    ]
     assert calls == ["encoder"]
     w = module.encoder.encoders["joint"].units[0].tcn.conv.weight
     assert torch.equal(w, trained.units[0].tcn.conv.weight)

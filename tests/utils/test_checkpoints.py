@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from migalab.ensemble import load_checkpoint_config
-from migalab.models.fusion.token_fusion import load_encoder_weights
+from migalab.models.finetune import load_encoder_weights
 from migalab.utils.checkpoints import (
     UnsafeCheckpointError,
     check_config_targets,

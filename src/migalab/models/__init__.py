@@ -1,3 +1,5 @@
-"""Models: encoders (plain ``nn.Module``s that return tokens and a pooled feature), fusion blocks
-and heads. Submodules are imported explicitly (``migalab.models.encoders.agcn`` ...), so importing
-this package loads nothing heavy."""
+"""Models: encoders (plain ``nn.Module``s returning an
+:class:`~migalab.models.encoders.output.EncoderOutput`), fusion necks (several encoders' outputs
+-> one ``EncoderOutput``), heads, label embeddings and fine-tuning / initial weights. Submodules
+are imported explicitly (``migalab.models.encoders.agcn`` ...), so importing this package loads
+nothing heavy."""

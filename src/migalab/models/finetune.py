@@ -1,4 +1,5 @@
-"""Full, frozen and partially unfrozen fine-tuning of an encoder.
+"""Fine-tuning of encoders: their initial weights (:func:`load_initial_weights`: an encoder's
+``checkpoint``, MViT's ``pretrained``) and full, frozen or partially unfrozen training.
 
 An encoder lists its ``blocks`` in forward order (stem first, e.g. ``[data_bn, *units]`` for AGCN,
 ``[stem, *blocks]`` for MViT) and optionally modules that always train in ``"partial"`` mode
@@ -18,15 +19,19 @@ Modes:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 from torch import nn
+
+from migalab.utils.checkpoints import load_checkpoint
 
 __all__ = [
     "FINETUNE_MODES",
     "FinetuneMixin",
     "apply_finetune",
     "keep_frozen_in_eval",
+    "load_encoder_weights",
     "load_initial_weights",
 ]
 
@@ -165,18 +170,48 @@ class FinetuneMixin(nn.Module):
         return self
 
 
+def load_encoder_weights(encoder: nn.Module, path: str | Path, name: str = "encoder") -> None:
+    """Initialise ``encoder`` (strictly) from the checkpoint at ``path``.
+
+    ``path`` holds a Lightning checkpoint (its ``state_dict``) or a bare state dict. The weights
+    are taken, in order, from the keys prefixed ``<name>.`` (``name`` = the encoder's qualified
+    name in its model, e.g. ``encoder.encoders.joint``: a checkpoint of the same model),
+    ``encoder.`` (a single-encoder model, e.g. ``experiment=mvit_rgb``), else the whole dict
+    (an encoder's own state dict).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{name}: checkpoint {path} does not exist")
+    ckpt = load_checkpoint(path)  # weights_only: a shared checkpoint runs no code here
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, Mapping) else None
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{name}: {path} holds no state dict")
+    for prefix in dict.fromkeys((f"{name}.", "encoder.")):
+        sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if sub:
+            state = sub
+            break
+    encoder.load_state_dict(state, strict=True)
+
+
 def load_initial_weights(model: nn.Module) -> list[str]:
-    """Load the initial weights every submodule names (MViT ``pretrained``, a fusion entry's
-    ``checkpoint``, ...): calls their ``load_initial_weights()``, children before parents (a
-    fusion's encoder checkpoint overrides that encoder's pretrained weights).
+    """Load the initial weights every submodule names, descendants before ancestors: first its
+    own ``load_initial_weights()`` (MViT ``pretrained``), then its ``init_checkpoint`` (an
+    encoder's ``checkpoint`` option, see :func:`load_encoder_weights`), which so overrides
+    what the module loaded itself.
 
     ``migalab-train`` calls this only when a fit starts fresh: a resumed fit or an evaluation
     takes every weight from its checkpoint, so the files named in the config need not exist
     then. Returns what was loaded (for the log).
     """
     loaded: list[str] = []
-    for module in reversed(list(model.modules())):  # pre-order reversed: descendants first
+    named = [(n, m) for n, m in model.named_modules() if m is not model]
+    for name, module in reversed(named):  # pre-order reversed: descendants first
         fn = getattr(module, "load_initial_weights", None)
-        if module is not model and callable(fn):
+        if callable(fn):
             loaded += [str(x) for x in fn() or []]
+        path = getattr(module, "init_checkpoint", None)
+        if path:
+            load_encoder_weights(module, path, name)
+            loaded.append(f"{name} <- {path}")
     return loaded

@@ -1,9 +1,10 @@
 """Micro-gesture classification task: any encoder (or fusion block) + a classification head.
 
 The module owns loss, metrics and optimisation only. The encoder is a plain ``nn.Module`` built
-by Hydra and injected; it maps a batch input to ``(tokens, pooled)`` where ``pooled`` is
-(N, C). The head is injected as a partial that receives ``in_channels=encoder.out_channels``;
-so is the optional label-embedding head (System A's auxiliary semantic supervision).
+by Hydra and injected; it maps a batch input to an
+:class:`~migalab.models.encoders.output.EncoderOutput` whose ``pooled`` (N, C) the head takes.
+The head is injected as a partial that receives ``in_channels=encoder.out_channels``; so is the
+optional label-embedding head (System A's auxiliary semantic supervision).
 
 Multi-view evaluation (PoseC3D's 10 clips x flip): an evaluation batch that carries ``views``
 has ``x`` shaped (N, K, ...): the K views of each clip go through the encoder as N*K samples and
@@ -12,15 +13,15 @@ their softmax probabilities are averaged (pyskl's ``average_clips="prob"``); the
 
 Multimodal input (System B): ``x`` may be a dict of modality tensors (``{"rgb": (N, 3, T, H, W),
 "joint": (N, 3, T, V, M), ...}``). A fusion encoder takes the whole dict; a single-modality
-encoder takes ``x[input_key]``. An encoder may return ``(tokens, pooled, aux_logits)`` where
-``aux_logits`` maps modality -> (N, K) logits of auxiliary per-modality heads; their loss, times
-``aux_loss_weight``, is added in training (evaluation uses the main head only).
+encoder takes ``x[input_key]``. The output's ``aux`` maps modality -> (N, K) logits of auxiliary
+per-modality heads (a fusion neck's); their loss, times ``aux_loss_weight``, is added in training
+(evaluation uses the main head only).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from lightning import LightningModule
@@ -30,6 +31,9 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from migalab.tasks.losses import ClassificationLoss
 from migalab.tasks.metrics import build_metrics, summarize
+
+if TYPE_CHECKING:
+    from migalab.models.encoders.output import EncoderOutput
 
 LR_SCALING_RULES = ("linear", "sqrt")
 
@@ -53,7 +57,8 @@ class GestureModule(LightningModule):
     and ``index`` (N,) dataset positions.
 
     Args:
-        encoder: module with ``out_channels`` whose forward returns ``(tokens, pooled (N, C))``.
+        encoder: module with ``out_channels`` whose forward returns an ``EncoderOutput``
+            (pooled (N, C)).
         head: a module, or a callable ``head(in_channels=C) -> nn.Module`` giving logits (N, K).
         optimizer: partial ``optimizer(params=...)``.
         scheduler: optional partial ``scheduler(optimizer, total_steps=...)`` stepped per step.
@@ -81,7 +86,7 @@ class GestureModule(LightningModule):
         input_key: with dict batch inputs, feed ``x[input_key]`` to the encoder (a single-modality
             encoder on a multimodal datamodule); None feeds ``x`` as it is.
         aux_loss_weight: weight of the mean loss of the encoder's auxiliary per-modality heads
-            (fusion encoders returning ``aux_logits``); 0 = off.
+            (``EncoderOutput.aux`` of fusion necks); 0 = off.
 
     ``backbone_lr_mult`` applies to the encoder's parameters, or, when the encoder names its
     backbones with a ``backbone_prefix`` attribute (fusion blocks: ``"encoders."``), to those
@@ -147,9 +152,8 @@ class GestureModule(LightningModule):
             x = x[key]
         if self.channels_last and isinstance(x, torch.Tensor) and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        out = self.encoder(x)
-        aux = out[2] if len(out) > 2 else None
-        return out[1], aux
+        out: EncoderOutput = self.encoder(x)
+        return out.pooled, out.aux or None
 
     def features(self, x: Any) -> torch.Tensor:
         """Encoder input → pooled features (N, C)."""

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from migalab.models.encoders import AGCN
+from migalab.models.encoders import AGCN, EncoderOutput
 from migalab.models.encoders.agcn import (
     DEFAULT_CHANNEL_MULTIPLIERS,
     DEFAULT_STRIDES,
@@ -57,20 +57,24 @@ def test_full_model_parameter_count():
 def test_shapes(layout, v, m):
     model = AGCN(layout, num_persons=m, base_channels=8)
     x = torch.randn(2, 3, 32, v, m)
-    tokens, pooled = model(x)
-    assert tokens.shape == (2, m, 32, 8, v)
-    assert pooled.shape == (2, 32) and model.out_channels == 32
-    assert model.output_frames(32) == 8
-    torch.testing.assert_close(pooled, tokens.mean(dim=(1, 3, 4)))
+    out = model(x)
+    assert isinstance(out, EncoderOutput) and out.aux == {}
+    assert out.tokens.shape == (2, 8 * v, 32)  # T' = 8 frames x V joints, averaged over persons
+    assert out.pooled.shape == (2, 32) and model.out_channels == 32
+    assert model.output_frames(32) == 8 and model.spatial_positions == v
+    torch.testing.assert_close(out.pooled, out.tokens.mean(dim=1))
+    assert out.time.shape == out.space.shape == (8 * v,)
+    torch.testing.assert_close(out.time[::v], (torch.arange(8) + 0.5) / 8)
+    assert out.space.tolist() == list(range(v)) * 8
 
 
 def test_configurable_units_and_channels():
     model = AGCN(in_channels=2, base_channels=4, num_units=5, temporal_kernel=3, adaptive=False)
-    tokens, pooled = model(torch.randn(2, 2, 9, 22, 1))
-    assert tokens.shape == (2, 1, 8, 5, 22) and pooled.shape == (2, 8)
+    out = model(torch.randn(2, 2, 9, 22, 1))
+    assert out.tokens.shape == (2, 5 * 22, 8) and out.pooled.shape == (2, 8)
     assert not hasattr(model.units[0].gcn, "B")
     model = AGCN(base_channels=4, channel_multipliers=(1, 2), strides=(2, 2), dropout=0.5)
-    assert model(torch.randn(2, 3, 10, 22, 1))[0].shape == (2, 1, 8, 3, 22)
+    assert model(torch.randn(2, 3, 10, 22, 1)).tokens.shape == (2, 3 * 22, 8)
     with pytest.raises(ValueError, match="differ in length"):
         AGCN(channel_multipliers=(1, 2), strides=(1,))
     with pytest.raises(ValueError, match="odd"):
@@ -84,7 +88,7 @@ def test_gradients_reach_B_theta_phi():
     model = AGCN(base_channels=8, num_units=3)
     head = ClassificationHead(model.out_channels, 5)
     x = torch.randn(4, 3, 12, 22, 1)
-    loss = F.cross_entropy(head(model(x)[1]), torch.tensor([0, 1, 2, 3]))
+    loss = F.cross_entropy(head(model(x).pooled), torch.tensor([0, 1, 2, 3]))
     loss.backward()
     for unit in model.units:
         gcn = unit.gcn
@@ -100,10 +104,9 @@ def test_pooled_invariant_to_person_order():
     model = AGCN(num_persons=2, base_channels=8).eval()
     x = torch.randn(2, 3, 16, 22, 2)
     with torch.no_grad():
-        tokens, pooled = model(x)
-        tokens_sw, pooled_sw = model(x.flip(-1))
-    torch.testing.assert_close(pooled, pooled_sw)
-    torch.testing.assert_close(tokens, tokens_sw.flip(1))
+        out, out_sw = model(x), model(x.flip(-1))
+    torch.testing.assert_close(out.pooled, out_sw.pooled)
+    torch.testing.assert_close(out.tokens, out_sw.tokens)  # tokens are averaged over persons
 
 
 def test_init_matches_reference():

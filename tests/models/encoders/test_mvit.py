@@ -13,6 +13,7 @@ from migalab.models.encoders.mvit import (
     stage_block_setting,
     torchvision_mvit_v2_s_block_setting,
 )
+from migalab.models.encoders.output import EncoderOutput
 
 S = MVIT_PRESETS["s"]
 
@@ -74,21 +75,28 @@ def test_s_preset_is_torchvision_without_head(s_encoder: MViTEncoder, tv_model: 
 def test_s_preset_forward_shapes(s_encoder: MViTEncoder):
     s_encoder.eval()
     with torch.no_grad():
-        tokens, pooled = s_encoder(torch.randn(1, 3, 16, 224, 224))
-    assert tokens.shape == (1, 393, 768) and pooled.shape == (1, 768)
-    torch.testing.assert_close(pooled, tokens[:, 0])
+        out = s_encoder(torch.randn(1, 3, 16, 224, 224))
+    assert out.tokens.shape == (1, 393, 768) and out.pooled.shape == (1, 768)
+    torch.testing.assert_close(out.pooled, out.tokens[:, 0])
+    assert out.time.shape == out.space.shape == (393,) and s_encoder.spatial_positions == 49
 
 
 @pytest.mark.parametrize("t", [8, 16])
 def test_xs_shapes(t: int):
     torch.manual_seed(0)
     enc = MViTEncoder("xs", temporal_size=t, spatial_size=64)
-    tokens, pooled = enc(torch.randn(2, 3, t, 64, 64))
+    out = enc(torch.randn(2, 3, t, 64, 64))
+    assert isinstance(out, EncoderOutput) and out.aux == {}
+    tokens, pooled = out.tokens, out.pooled
     grid = (t // 2, 2, 2)
     assert enc.token_grid(t, 64, 64) == grid == enc.grid
     assert tokens.shape == (2, 1 + t // 2 * 4, 384) == (2, enc.num_tokens, enc.out_channels)
     assert pooled.shape == (2, 384)
     torch.testing.assert_close(pooled, tokens[:, 0])
+    # class token: time and space -1; then the (t', h'w') grid, time-major
+    assert out.time[0] == -1 and out.space[0] == -1
+    torch.testing.assert_close(out.time[1::4], (torch.arange(t // 2) + 0.5) / (t // 2))
+    assert out.space[1:].tolist() == list(range(4)) * (t // 2) and enc.spatial_positions == 4
     pooled.sum().backward()
     assert all(p.grad is not None for p in enc.parameters())
 
@@ -99,7 +107,7 @@ def test_xs_non_square_and_explicit_stages():
     )
     assert len(enc.blocks) == 3 and enc.out_channels == 32
     assert enc.grid == (2, 8, 12)
-    tokens, _ = enc(torch.randn(1, 3, 4, 64, 96))
+    tokens = enc(torch.randn(1, 3, 4, 64, 96)).tokens
     assert tokens.shape == (1, 1 + 2 * 8 * 12, 32)
 
 
@@ -130,7 +138,7 @@ def test_forward_equals_torchvision_mvit_forward():
     enc.load_state_dict({k: v for k, v in tv.state_dict().items() if not k.startswith("head.")})
     x = torch.randn(2, 3, 8, 64, 64)
     with torch.no_grad():
-        torch.testing.assert_close(enc(x)[1], tv(x))
+        torch.testing.assert_close(enc(x).pooled, tv(x))
 
 
 def test_load_torchvision_file_into_s(s_encoder: MViTEncoder, tv_model: MViT, tv_file: Path):
@@ -181,7 +189,7 @@ def test_load_into_other_clip_size_interpolates_rel_pos(tv_model: MViT, tv_file:
     assert resized == 3 * 16
     enc.eval()
     with torch.no_grad():
-        tokens, _ = enc(torch.randn(1, 3, 8, 96, 96))
+        tokens = enc(torch.randn(1, 3, 8, 96, 96)).tokens
     assert tokens.shape == (1, 1 + 4 * 3 * 3, 768)
 
 
@@ -246,7 +254,8 @@ def test_kinetics_weights(s_encoder: MViTEncoder, tv_model: MViT, monkeypatch):
 def _run(enc: MViTEncoder, x: torch.Tensor, seed: int):
     torch.manual_seed(seed)
     enc.zero_grad()
-    tokens, pooled = enc(x)
+    out = enc(x)
+    tokens, pooled = out.tokens, out.pooled
     (tokens.pow(2).mean() + pooled.sum()).backward()
     return tokens.detach(), {n: p.grad.clone() for n, p in enc.named_parameters()}
 

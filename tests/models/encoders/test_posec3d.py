@@ -2,6 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from migalab.models.encoders.output import EncoderOutput
 from migalab.models.encoders.posec3d import Bottleneck3d, SlowOnly
 from migalab.models.heads import ClassificationHead
 
@@ -63,18 +64,22 @@ def test_module_names_follow_pyskl():
 def test_train_shape_56():
     model = SlowOnly(17).eval()
     with torch.no_grad():
-        tokens, pooled = model(torch.randn(1, 17, 48, 56, 56))
-    assert tokens.shape == (1, 512, 24, 7, 7)
-    assert pooled.shape == (1, 512)
+        out = model(torch.randn(1, 17, 48, 56, 56))
+    assert isinstance(out, EncoderOutput) and out.aux == {}
+    assert out.tokens.shape == (1, 24 * 7 * 7, 512)
+    assert out.pooled.shape == (1, 512)
     assert model.output_shape(48, 56, 56) == (24, 7, 7)
-    torch.testing.assert_close(pooled, tokens.mean(dim=(2, 3, 4)))
+    torch.testing.assert_close(out.pooled, out.tokens.mean(dim=1))
+    assert out.time.shape == out.space.shape == (24 * 49,)
+    torch.testing.assert_close(out.time[::49], (torch.arange(24) + 0.5) / 24)
+    assert out.space.tolist() == list(range(49)) * 24 and model.spatial_positions is None
 
 
 def test_eval_shape_64_and_41_channels():
     model = SlowOnly(41).eval()
     with torch.no_grad():
-        tokens, pooled = model(torch.randn(1, 41, 48, 64, 64))
-    assert tokens.shape == (1, 512, 24, 8, 8) and pooled.shape == (1, 512)
+        out = model(torch.randn(1, 41, 48, 64, 64))
+    assert out.tokens.shape == (1, 24 * 8 * 8, 512) and out.pooled.shape == (1, 512)
     assert model.output_shape(48, 64, 64) == (24, 8, 8)
 
 
@@ -83,8 +88,8 @@ def test_limb_stream_channels():
 
     num_limbs = len(get_layout("body_face41").limbs)
     model = SlowOnly(num_limbs, base_channels=8, stage_blocks=(1, 1, 1))
-    tokens, pooled = model(torch.randn(2, num_limbs, 8, 32, 32))
-    assert tokens.shape == (2, 128, 4, 4, 4) and pooled.shape == (2, 128)
+    out = model(torch.randn(2, num_limbs, 8, 32, 32))
+    assert out.tokens.shape == (2, 4 * 4 * 4, 128) and out.pooled.shape == (2, 128)
 
 
 @pytest.mark.parametrize("base", [8, 16])
@@ -92,10 +97,10 @@ def test_small_variant_and_odd_sizes(base):
     model = SlowOnly(17, base_channels=base, stage_blocks=(1, 1, 1), dropout=0.5)
     assert model.out_channels == 16 * base
     x = torch.randn(2, 17, 9, 30, 27)
-    tokens, pooled = model(x)
-    assert tokens.shape == (2, 16 * base, *model.output_shape(9, 30, 27))
+    out = model(x)
     assert model.output_shape(9, 30, 27) == (5, 4, 4)
-    assert pooled.shape == (2, 16 * base)
+    assert out.tokens.shape == (2, 5 * 4 * 4, 16 * base)
+    assert out.pooled.shape == (2, 16 * base)
 
 
 def test_options_change_the_stem():
@@ -103,8 +108,8 @@ def test_options_change_the_stem():
                      temporal_strides=(1, 1), inflate=(1, 0), conv1_stride=(1, 2),
                      pool1_stride=(1, 2), with_pool=False)  # fmt: skip
     assert isinstance(model.maxpool, torch.nn.Identity)
-    tokens, _ = model(torch.randn(1, 5, 6, 32, 32))
-    assert tokens.shape == (1, 32, 6, 8, 8) == (1, 32, *model.output_shape(6, 32, 32))
+    tokens = model(torch.randn(1, 5, 6, 32, 32)).tokens
+    assert model.output_shape(6, 32, 32) == (6, 8, 8) and tokens.shape == (1, 6 * 8 * 8, 32)
     with pytest.raises(ValueError, match="entries"):
         SlowOnly(5, stage_blocks=(1, 1), spatial_strides=(2, 2, 2))
 
@@ -129,7 +134,7 @@ def test_backward_reaches_every_parameter():
             torch.nn.init.constant_(m.conv3.bn.weight, 0.5)
     head = ClassificationHead(model.out_channels, 4, dropout=0.5)
     x = torch.rand(4, 17, 8, 24, 24)
-    loss = F.cross_entropy(head(model(x)[1]), torch.tensor([0, 1, 2, 3]))
+    loss = F.cross_entropy(head(model(x).pooled), torch.tensor([0, 1, 2, 3]))
     loss.backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name

@@ -10,7 +10,8 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from migalab.models.encoders.agcn import AGCN
-from migalab.models.fusion import CrossModalTokenFusion, FusionOutput
+from migalab.models.encoders.output import EncoderOutput, grid_index
+from migalab.models.fusion import CrossModalTokenFusion
 from migalab.models.heads import ClassificationHead
 
 K = 32
@@ -22,22 +23,23 @@ N_VIDEO, N_SKEL = 1 + 64, 4 * 22
 
 class TinyVideoEncoder(nn.Module):
     """MViT stand-in: Conv3d patchify (2, 4, 4) + class token.
-    (B, 3, T, H, W) -> tokens (B, 1 + T'·H'·W', C) (class token first), pooled (B, C)."""
+    (B, 3, T, H, W) -> tokens (B, 1 + T'·H'·W', C) (class token first), pooled (B, C);
+    ``spatial_positions`` = H'·W' of the expected input (None: unknown)."""
 
-    def __init__(self, out_channels: int = 12) -> None:
+    def __init__(self, out_channels: int = 12, spatial_positions: int | None = 16) -> None:
         super().__init__()
-        self.out_channels = out_channels
+        self.out_channels, self.spatial_positions = out_channels, spatial_positions
         self.patch = nn.Conv3d(3, out_channels, (2, 4, 4), stride=(2, 4, 4))
         self.cls = nn.Parameter(torch.randn(1, 1, out_channels) * 0.02)
 
-    def token_grid(self, t: int, h: int, w: int) -> tuple[int, int, int]:
-        return t // 2, h // 4, w // 4
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z = self.patch(x).flatten(2).transpose(1, 2)  # (B, T'H'W', C)
+    def forward(self, x: torch.Tensor) -> EncoderOutput:
+        z = self.patch(x)  # (B, C, T', H', W')
+        _, _, t, h, w = z.shape
+        z = z.flatten(2).transpose(1, 2)  # (B, T'H'W', C)
         cls = self.cls.expand(z.shape[0], -1, -1) + z.mean(dim=1, keepdim=True)
         tokens = torch.cat([cls, z], dim=1)
-        return tokens, tokens[:, 0]
+        time, space = grid_index(t, h * w, x.device, num_global=1)
+        return EncoderOutput(tokens, tokens[:, 0], time, space)
 
 
 def agcn() -> AGCN:
@@ -51,18 +53,9 @@ def make_fusion(
     entries = {}
     for n in names:
         if n == "video":
-            entries[n] = {
-                "encoder": TinyVideoEncoder(),
-                "kind": "sequence",
-                "input_size": VIDEO_SHAPE[1:],
-                "pool": kwargs.pop("video_pool", "none"),
-            }
+            entries[n] = {"encoder": TinyVideoEncoder(), "pool": kwargs.pop("video_pool", "none")}
         else:
-            entries[n] = {
-                "encoder": agcn(),
-                "kind": "graph",
-                "pool": kwargs.pop(f"{n}_pool", "none"),
-            }
+            entries[n] = {"encoder": agcn(), "pool": kwargs.pop(f"{n}_pool", "none")}
     defaults = dict(dim=32, depth=1, heads=4, dropout=0.0, modality_dropout=0.0)
     defaults.update(kwargs)
     return CrossModalTokenFusion(entries, num_classes=K, **defaults)
@@ -83,10 +76,14 @@ def test_shapes(names, cross):
     model = make_fusion(names, cross_attention=cross).eval()
     with torch.no_grad():
         out = model(make_inputs(names))
-    assert isinstance(out, FusionOutput)
-    tokens, pooled, aux = out
+    assert isinstance(out, EncoderOutput)
+    tokens, pooled, aux = out.tokens, out.pooled, out.aux
     n = 1 + N_VIDEO + N_SKEL * (len(names) - 1)
     assert tokens.shape == (B, n, 32)
+    # the fused tokens keep the modalities' positions: fusion cls, video cls, grids
+    assert out.time.shape == out.space.shape == (n,)
+    assert out.time[:2].tolist() == [-1, -1] and out.space[:2].tolist() == [-1, -1]
+    assert out.space[1 + N_VIDEO :].tolist() == list(range(22)) * 4 * (len(names) - 1)
     assert pooled.shape == (B, 32) and model.out_channels == 32
     assert torch.equal(pooled, tokens[:, 0])
     assert set(aux) == set(names)
@@ -98,21 +95,36 @@ def test_shapes(names, cross):
 def test_pool_space_token_counts():
     model = make_fusion(video_pool="space", joint_pool="space", bone_pool="none").eval()
     with torch.no_grad():
-        tokens, _, _ = model(make_inputs())
+        out = model(make_inputs())
+    tokens = out.tokens
     # video: cls + T'=4; joint: T'=4; bone: 4·22
     assert tokens.shape == (B, 1 + 5 + 4 + N_SKEL, 32)
     assert "video" not in model.spatial_embed and "joint" not in model.spatial_embed
     assert model.spatial_embed["bone"].shape == (22, 32)
+    # pool="space" = the mean of each frame's tokens, class token kept first
+    enc = model.encoders["joint"]
+    x = make_inputs(("joint",))["joint"]
+    with torch.no_grad():
+        full, pooled = enc(x), model.extract_tokens("joint", x)
+    torch.testing.assert_close(pooled.tokens, full.tokens.view(B, 4, 22, -1).mean(dim=2))
+    assert pooled.space.tolist() == [-1] * 4 and pooled.time.tolist() == full.time[::22].tolist()
+    with torch.no_grad():
+        video = model.extract_tokens("video", make_inputs(("video",))["video"])
+    assert video.tokens.shape[1] == 5 and video.time[0] == -1 and video.num_global == 1
 
 
 def test_spatial_embedding_sizes_and_grid_check():
     model = make_fusion(("video", "joint"))
-    assert model.spatial_embed["video"].shape == (16, 32)  # H'·W' from input_size
-    assert model.spatial_embed["joint"].shape == (22, 32)  # num_nodes
-    # Bare modules: kinds inferred, no input_size -> no video spatial embedding.
-    bare = CrossModalTokenFusion({"video": TinyVideoEncoder(), "joint": agcn()}, K, dim=32, heads=4)
-    assert bare.kinds == {"video": "sequence", "joint": "graph"}
-    assert "video" not in bare.spatial_embed
+    assert model.spatial_embed["video"].shape == (16, 32)  # the encoder's spatial_positions
+    assert model.spatial_embed["joint"].shape == (22, 32)  # AGCN: V
+    # Bare modules; an encoder without spatial_positions gets no spatial embedding, unless the
+    # entry sizes it.
+    video = TinyVideoEncoder(spatial_positions=None)
+    bare = CrossModalTokenFusion({"video": video, "joint": agcn()}, K, dim=32, heads=4)
+    assert bare.pools == {"video": "none", "joint": "none"}
+    assert "video" not in bare.spatial_embed and bare.spatial_embed["joint"].shape == (22, 32)
+    sized = CrossModalTokenFusion({"video": {"encoder": video, "spatial_positions": 20}}, K)
+    assert sized.spatial_embed["video"].shape == (20, 256)
     # A larger run-time grid than the table was sized for is an error.
     with pytest.raises(ValueError, match="spatial positions"):
         model.eval()({"video": torch.randn(1, 3, 8, 32, 32)})
@@ -121,14 +133,26 @@ def test_spatial_embedding_sizes_and_grid_check():
 def test_time_bins_shared_and_global_row():
     model = make_fusion(("video", "joint"), time_bins=16)
     assert model.time_embed.shape == (17, 32)
-    assert model._time_bins(4, torch.device("cpu")).tolist() == [2, 6, 10, 14]
+    assert model.time_index(grid_index(4, 1)[0]).tolist() == [2, 6, 10, 14]
     mt = model.extract_tokens("video", torch.randn(1, *VIDEO_SHAPE))
-    assert mt.time_index[0] == 16 and mt.spatial_index[0] == -1  # class token
-    assert mt.time_index[1:].tolist() == [2] * 16 + [6] * 16 + [10] * 16 + [14] * 16
-    assert mt.spatial_index[1:17].tolist() == list(range(16))
+    bins = model.time_index(mt.time)
+    assert bins[0] == 16 and mt.space[0] == -1  # class token: the global row
+    assert bins[1:].tolist() == [2] * 16 + [6] * 16 + [10] * 16 + [14] * 16
+    assert mt.space[1:17].tolist() == list(range(16))
     mg = model.extract_tokens("joint", torch.randn(1, *SKEL_SHAPE))
-    assert mg.time_index.tolist() == [2] * 22 + [6] * 22 + [10] * 22 + [14] * 22
-    assert mg.spatial_index[:22].tolist() == list(range(22))
+    assert model.time_index(mg.time).tolist() == [2] * 22 + [6] * 22 + [10] * 22 + [14] * 22
+    assert mg.space[:22].tolist() == list(range(22))
+
+
+@pytest.mark.parametrize("time_bins", [1, 3, 7, 16, 25])
+def test_time_index_is_exact(time_bins):
+    """The float token times give exactly the integer bins ``⌊(2t' + 1)·bins / (2T')⌋``."""
+    model = make_fusion(("joint",), time_bins=time_bins)
+    for frames in (1, 2, 3, 5, 6, 7, 9, 12, 16, 24, 48, 96, 250):
+        time, _ = grid_index(frames, 3, num_global=1)
+        t = torch.arange(frames).repeat_interleave(3)
+        expected = [time_bins, *(((2 * t + 1) * time_bins) // (2 * frames)).tolist()]
+        assert model.time_index(time).tolist() == expected, frames
 
 
 @pytest.mark.parametrize("names", [("joint",), ("joint", "bone"), ("video",)])
@@ -136,8 +160,8 @@ def test_missing_modalities_at_eval(names):
     model = make_fusion(cross_attention=True).eval()
     head = ClassificationHead(model.out_channels, K)
     with torch.no_grad():
-        tokens, pooled, aux = model(make_inputs(names))
-        logits = head(pooled)
+        out = model(make_inputs(names))
+        aux, logits = out.aux, head(out.pooled)
     assert logits.shape == (B, K) and torch.isfinite(logits).all()
     assert set(aux) == set(names)
 
@@ -152,7 +176,8 @@ def test_present_mask_invariance_and_all_masked(grad):
         "bone": torch.tensor([True, True, False]),
     }
     with torch.set_grad_enabled(grad):
-        t1, p1, a1 = model(x)
+        out1 = model(x)
+        t1, p1 = out1.tokens, out1.pooled
         x2 = dict(x)
         x2["video"] = x["video"].clone()
         x2["video"][1:] = torch.randn(2, *VIDEO_SHAPE)
@@ -160,7 +185,8 @@ def test_present_mask_invariance_and_all_masked(grad):
         x2["joint"][2] = float("nan")  # even non-finite placeholders must not leak
         x2["bone"] = x["bone"].clone()
         x2["bone"][2] = 1e3
-        t2, p2, _ = model(x2)
+        out2 = model(x2)
+        t2, p2 = out2.tokens, out2.pooled
     t1, p1, t2, p2 = (v.detach() for v in (t1, p1, t2, p2))
     assert torch.isfinite(p1).all() and torch.isfinite(p2).all()
     torch.testing.assert_close(p1, p2, rtol=0, atol=1e-6)
@@ -169,7 +195,7 @@ def test_present_mask_invariance_and_all_masked(grad):
     assert (t1[1, 1 : 1 + N_VIDEO] == 0).all() and (t1[2, 1:] == 0).all()
     # the all-masked sample's pooled is input-independent: equals a model-only constant
     with torch.set_grad_enabled(grad):
-        _, p3, _ = model({**make_inputs(seed=5), "present": x["present"]})
+        p3 = model({**make_inputs(seed=5), "present": x["present"]}).pooled
     p3 = p3.detach()
     torch.testing.assert_close(p3[2], p1[2], rtol=0, atol=1e-6)
 
@@ -234,7 +260,8 @@ def test_gradients_reach_everything():
     model = make_fusion(cross_attention=True, cross_depth=2, depth=2).train()
     head = ClassificationHead(model.out_channels, K)
     x = make_inputs()
-    tokens, pooled, aux = model(x)
+    out = model(x)
+    pooled, aux = out.pooled, out.aux
     loss = head(pooled).logsumexp(1).mean() + sum(a.logsumexp(1).mean() for a in aux.values())
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
@@ -268,8 +295,10 @@ def test_input_errors():
         model({"joint": torch.randn(2, *SKEL_SHAPE), "bone": torch.randn(3, *SKEL_SHAPE)})
     with pytest.raises(ValueError, match="at least two"):
         make_fusion(("joint",), cross_attention=True)
-    with pytest.raises(ValueError, match="unknown entry keys"):
-        CrossModalTokenFusion({"joint": {"encoder": agcn(), "kindd": "graph"}}, K, dim=32, heads=4)
+    # the fusion neither guesses token layouts nor loads weights any more
+    for key, value in (("kind", "graph"), ("checkpoint", "x.ckpt"), ("input_size", [8, 1, 1])):
+        with pytest.raises(ValueError, match="unknown entry keys"):
+            CrossModalTokenFusion({"joint": {"encoder": agcn(), key: value}}, K, dim=32, heads=4)
 
 
 def test_deterministic_eval():
@@ -278,8 +307,8 @@ def test_deterministic_eval():
     with torch.no_grad():
         a, b = model(x), model(x)
     torch.testing.assert_close(a.tokens, b.tokens, rtol=0, atol=0)
-    for m in a.aux_logits:
-        torch.testing.assert_close(a.aux_logits[m], b.aux_logits[m], rtol=0, atol=0)
+    for m in a.aux:
+        torch.testing.assert_close(a.aux[m], b.aux[m], rtol=0, atol=0)
 
 
 def test_hydra_instantiate_with_volume():
@@ -297,7 +326,6 @@ def test_hydra_instantiate_with_volume():
                         "base_channels": 4,
                         "num_units": 5,
                     },
-                    "kind": "graph",
                 },
                 "heatmap": {
                     "encoder": {
@@ -306,47 +334,17 @@ def test_hydra_instantiate_with_volume():
                         "base_channels": 2,
                         "stage_blocks": [1, 1, 1],
                     },
-                    "kind": "volume",
-                    "input_size": [8, 32, 32],
+                    # SlowOnly's H'·W' depends on the input size: the entry sizes the table
+                    "spatial_positions": 16,
                 },
             },
         }
     )
     model = instantiate(cfg).eval()
-    assert model.kinds == {"joint": "graph", "heatmap": "volume"}
     assert model.spatial_embed["heatmap"].shape == (16, 32)  # 32 / 8 = 4 -> 4·4
     x = {"joint": torch.randn(2, *SKEL_SHAPE), "heatmap": torch.randn(2, 4, 8, 32, 32)}
     with torch.no_grad():
-        tokens, pooled, aux = model(x)
+        out = model(x)
+    tokens, pooled, aux = out.tokens, out.pooled, out.aux
     assert tokens.shape == (2, 1 + N_SKEL + 4 * 16, 32)
     assert pooled.shape == (2, 32) and set(aux) == {"joint", "heatmap"}
-
-
-def test_encoder_checkpoint_entry(tmp_path):
-    src = agcn()
-    with torch.no_grad():
-        for p in src.parameters():
-            p.add_(torch.randn_like(p))
-    # a single-encoder Lightning-style checkpoint ("encoder." prefix) ...
-    single = tmp_path / "single.ckpt"
-    torch.save({"state_dict": {f"encoder.{k}": v for k, v in src.state_dict().items()}}, single)
-    # ... and a fusion checkpoint ("encoder.encoders.<name>." prefix, other modalities too)
-    fused = make_fusion(("video", "joint"))
-    fused.encoders["joint"].load_state_dict(src.state_dict())
-    fusion_ckpt = tmp_path / "fusion.ckpt"
-    torch.save(
-        {"state_dict": {f"encoder.{k}": v for k, v in fused.state_dict().items()}}, fusion_ckpt
-    )
-    for path in (single, fusion_ckpt):
-        model = CrossModalTokenFusion(
-            {"joint": {"encoder": agcn(), "checkpoint": str(path)}}, K, dim=32, heads=4
-        )
-        assert model.load_initial_weights() == ["joint"]
-        for k, v in src.state_dict().items():
-            torch.testing.assert_close(model.encoders["joint"].state_dict()[k], v)
-    # the file is only needed when a fresh fit loads it (not to rebuild the model for eval)
-    model = CrossModalTokenFusion(
-        {"joint": {"encoder": agcn(), "checkpoint": str(tmp_path / "nope.ckpt")}}, K
-    )
-    with pytest.raises(FileNotFoundError, match="nope.ckpt"):
-        model.load_initial_weights()

@@ -1,15 +1,23 @@
-"""Encoders: plain ``nn.Module``s returning ``(tokens, pooled)``; each documents its token shape.
+"""Encoders: plain ``nn.Module``s with an ``out_channels`` attribute whose forward returns an
+:class:`~migalab.models.encoders.output.EncoderOutput` (tokens (B, N, C), pooled (B, C), each
+token's time and space index, aux logits). Each encoder owns its token layout:
 
 * ``AGCN`` (``migalab.models.encoders.agcn``): skeleton (N, C, T, V, M) ->
-  tokens (N, M, C_out, T', V), pooled (N, C_out).
+  tokens (N, T'·V, C_out) averaged over persons, ordered (t', v); pooled (N, C_out) = mean over
+  persons, frames and joints.
 * ``SlowOnly`` (``migalab.models.encoders.posec3d``): heatmap volumes (N, C, T, H, W) ->
-  tokens (N, 512, T', H', W'), pooled (N, 512).
+  tokens (N, T'·H'·W', 512) ordered (t', h', w'); pooled (N, 512) = global average.
 * ``MViTEncoder`` (``migalab.models.encoders.mvit``): RGB clips (B, 3, T, H, W) ->
   tokens (B, 1 + T'·H'·W', C) (class token first; C = 768 for MViTv2-S), pooled = class token.
+
+A new encoder is one module returning ``EncoderOutput`` plus one yaml in
+``conf/model/encoder/`` (``_target_`` and its arguments); an optional ``spatial_positions``
+attribute sizes the token fusion's spatial embedding.
 """
 
 from migalab.models.encoders.agcn import AGCN
 from migalab.models.encoders.mvit import MViTEncoder
+from migalab.models.encoders.output import EncoderOutput, grid_index
 from migalab.models.encoders.posec3d import SlowOnly
 
-__all__ = ["AGCN", "MViTEncoder", "SlowOnly"]
+__all__ = ["AGCN", "EncoderOutput", "MViTEncoder", "SlowOnly", "grid_index"]

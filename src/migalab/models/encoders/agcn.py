@@ -35,6 +35,7 @@ from torch import nn
 
 from migalab.data.skeleton.graph import Graph
 from migalab.data.skeleton.layouts import JointLayout
+from migalab.models.encoders.output import EncoderOutput, grid_index
 from migalab.models.finetune import FinetuneMixin
 
 __all__ = ["AGCN", "AGCNUnit", "AdaptiveGraphConv", "TemporalConv"]
@@ -229,17 +230,23 @@ class AGCN(FinetuneMixin, nn.Module):
             stay in eval mode (the data BN keeps its statistics, dropout is off).
         trainable_blocks: with ``finetune="partial"``, how many of the last blocks train
             (2: the last two units; 11 = every block).
+        checkpoint: a migalab checkpoint (or saved state dict) whose weights initialise this
+            encoder when a fit starts fresh (:func:`migalab.models.finetune.load_initial_weights`);
+            None: none.
 
     Attributes:
         out_channels: C_out, the width of the last unit (256 by default).
         num_nodes: V.
+        spatial_positions: V (the range of the tokens' ``space`` index).
 
     Forward:
         x: (N, C, T, V, M) float.
-        returns ``(tokens, pooled)``: tokens (N, M, C_out, T', V) — the last unit's features per
-        person, frame and joint, with ``T' = T`` divided by the product of the strides (rounded
-        up at each stride: T=32 -> 16 -> 8) — and pooled (N, C_out), the mean of the tokens over
-        M, T' and V (as the paper's global pooling; zero-padded persons are included).
+        returns :class:`~migalab.models.encoders.output.EncoderOutput`: tokens (N, T'·V, C_out)
+        — the last unit's features averaged over the M persons, ordered (t', v), with ``T' = T``
+        divided by the product of the strides (rounded up at each stride: T=32 -> 16 -> 8);
+        ``time`` = (t' + 0.5) / T', ``space`` = joint v; pooled (N, C_out) = the mean of the
+        features over M, T' and V (as the paper's global pooling; zero-padded persons are
+        included).
     """
 
     def __init__(
@@ -259,8 +266,10 @@ class AGCN(FinetuneMixin, nn.Module):
         graph_strategy: str = "spatial",
         finetune: str = "full",
         trainable_blocks: int = 0,
+        checkpoint: str | None = None,
     ) -> None:
         super().__init__()
+        self.init_checkpoint = checkpoint
         mults, strides = list(channel_multipliers), list(strides)
         if len(mults) != len(strides):
             raise ValueError(
@@ -274,7 +283,7 @@ class AGCN(FinetuneMixin, nn.Module):
             raise ValueError("AGCN needs at least one unit")
         self.graph = Graph(layout, graph_strategy)
         A = torch.from_numpy(self.graph.A)
-        self.num_nodes = self.graph.num_nodes
+        self.num_nodes = self.spatial_positions = self.graph.num_nodes
         self.in_channels, self.num_persons = in_channels, num_persons
         self.strides = tuple(int(s) for s in strides)
         widths = [int(base_channels * m) for m in mults]
@@ -310,7 +319,7 @@ class AGCN(FinetuneMixin, nn.Module):
             t = (t - 1) // s + 1
         return t
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> EncoderOutput:
         if x.dim() != 5:
             raise ValueError(f"AGCN expects (N, C, T, V, M), got shape {tuple(x.shape)}")
         n, c, t, v, m = x.shape
@@ -325,6 +334,8 @@ class AGCN(FinetuneMixin, nn.Module):
         for unit in self.units:
             x = unit(x)
         _, c_out, t_out, _ = x.shape
-        tokens = x.view(n, m, c_out, t_out, v)
-        pooled = tokens.mean(dim=(1, 3, 4))
-        return tokens, pooled
+        per_person = x.view(n, m, c_out, t_out, v)
+        pooled = per_person.mean(dim=(1, 3, 4))
+        tokens = per_person.mean(dim=1).permute(0, 2, 3, 1).reshape(n, t_out * v, c_out)
+        time, space = grid_index(t_out, v, x.device)
+        return EncoderOutput(tokens, pooled, time, space)

@@ -42,6 +42,7 @@ from torch.utils.checkpoint import checkpoint
 from torchvision.models.video import MViT, MViT_V2_S_Weights, mvit_v2_s
 from torchvision.models.video.mvit import MSBlockConfig
 
+from migalab.models.encoders.output import EncoderOutput, grid_index
 from migalab.models.finetune import FinetuneMixin
 from migalab.utils.checkpoints import load_checkpoint
 
@@ -198,19 +199,24 @@ class MViTEncoder(FinetuneMixin, nn.Module):
             the blocks ``[stem (conv_proj + pos_encoding), *blocks]``; with ``"partial"`` the
             final ``norm`` always trains. Frozen parts stay in eval mode (no drop path).
         trainable_blocks: with ``"partial"``: how many of the last of those blocks train.
+        checkpoint: a migalab checkpoint (or saved state dict) whose weights initialise this
+            encoder when a fit starts fresh, after ``pretrained``
+            (:func:`migalab.models.finetune.load_initial_weights`); None: none.
 
     Attributes:
         out_channels: C, the last stage width (768 for "s", 384 for "xs").
         temporal_size, spatial_size: the configured input size (T, (H, W)).
         grid: the token grid (T', H', W') of the configured input (8, 7, 7 for "s" at 16×224²).
         num_tokens: ``1 + T'·H'·W'`` (393 for "s" at 16×224²).
+        spatial_positions: ``H'·W'`` (the range of the tokens' ``space`` index).
         block_setting: the per-block ``MSBlockConfig`` list.
 
     Forward:
         x: (B, 3, T, H, W) float, normalised, at the configured size.
-        returns ``(tokens, pooled)``: tokens (B, 1 + T'·H'·W', C) after the final LayerNorm,
-        class token first then the grid in (t, h, w) order; pooled (B, C) = ``tokens[:, 0]``
-        (the class token, what torchvision's head classifies).
+        returns :class:`~migalab.models.encoders.output.EncoderOutput`: tokens
+        (B, 1 + T'·H'·W', C) after the final LayerNorm, class token first (time and space -1)
+        then the grid in (t', h', w') order (time ``(t' + 0.5) / T'``, space ``h'·W' + w'``);
+        pooled (B, C) = ``tokens[:, 0]`` (the class token, what torchvision's head classifies).
     """
 
     def __init__(
@@ -228,8 +234,10 @@ class MViTEncoder(FinetuneMixin, nn.Module):
         grad_checkpointing: bool = False,
         finetune: str = "full",
         trainable_blocks: int = 0,
+        checkpoint: str | None = None,
     ) -> None:
         super().__init__()
+        self.init_checkpoint = checkpoint
         if preset not in MVIT_PRESETS:
             raise ValueError(f"unknown MViT preset {preset!r}; choose one of {list(MVIT_PRESETS)}")
         cfg = MVIT_PRESETS[preset]
@@ -282,6 +290,7 @@ class MViTEncoder(FinetuneMixin, nn.Module):
         self._check_tiling()
         self.grid = self.token_grid(t, *hw)
         self.num_tokens = 1 + math.prod(self.grid)
+        self.spatial_positions = self.grid[1] * self.grid[2]
 
         if pretrained == "kinetics400" and preset != "s":
             raise ValueError(
@@ -434,7 +443,7 @@ class MViTEncoder(FinetuneMixin, nn.Module):
         self.load_state_dict(state, strict=True)
 
     # ------------------------------------------------------------------ forward
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> EncoderOutput:
         expected = (3, self.temporal_size, *self.spatial_size)
         if x.dim() != 5 or tuple(x.shape[1:]) != expected:
             raise ValueError(
@@ -452,5 +461,7 @@ class MViTEncoder(FinetuneMixin, nn.Module):
                 x, thw = checkpoint(block, x, thw, use_reentrant=False)
             else:
                 x, thw = block(x, thw)
-        tokens = self.norm(x)  # (B, 1 + T''H''W'', C)
-        return tokens, tokens[:, 0]
+        tokens = self.norm(x)  # (B, 1 + T'H'W', C)
+        t, h, w = self.grid
+        time, space = grid_index(t, h * w, tokens.device, num_global=1)
+        return EncoderOutput(tokens, tokens[:, 0], time, space)

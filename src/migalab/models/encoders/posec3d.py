@@ -34,6 +34,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from migalab.models.encoders.output import EncoderOutput, grid_index
+
 __all__ = ["Bottleneck3d", "ConvBNAct3d", "SlowOnly"]
 
 
@@ -120,16 +122,21 @@ class SlowOnly(nn.Module):
         dropout: dropout on the pooled features (0: none; PoseC3D's dropout 0.5 lives in the
             classification head).
         with_pool: apply the stem max-pool (True, as pyskl even at stride 1; False skips it).
+        checkpoint: a migalab checkpoint (or saved state dict) whose weights initialise this
+            encoder when a fit starts fresh (:func:`migalab.models.finetune.load_initial_weights`);
+            None: none.
 
     Attributes:
         out_channels: C_out = ``4 · base_channels · 2**(num_stages - 1)`` (512 by default).
+        spatial_positions: None — H'·W' depends on the input size (:meth:`output_shape`).
 
     Forward:
         x: (N, C_in, T, H, W) float heatmap volumes (pyskl's "NCTHW_Heatmap" format).
-        returns ``(tokens, pooled)``: tokens (N, C_out, T', H', W') — the last stage's feature
-        map, each stride rounding up (48×56×56 -> 24×7×7, 48×64×64 -> 24×8×8) — and pooled
-        (N, C_out), their global average over T', H', W' (the I3D head's pool), after
-        ``dropout``.
+        returns :class:`~migalab.models.encoders.output.EncoderOutput`: tokens
+        (N, T'·H'·W', C_out) — the last stage's feature map, each stride rounding up
+        (48×56×56 -> 24×7×7, 48×64×64 -> 24×8×8), ordered (t', h', w') (time
+        ``(t' + 0.5) / T'``, space ``h'·W' + w'``) — and pooled (N, C_out), their global
+        average over T', H', W' (the I3D head's pool), after ``dropout``.
     """
 
     def __init__(
@@ -145,8 +152,11 @@ class SlowOnly(nn.Module):
         pool1_stride: Sequence[int] = (1, 1),
         dropout: float = 0.0,
         with_pool: bool = True,
+        checkpoint: str | None = None,
     ) -> None:
         super().__init__()
+        self.init_checkpoint = checkpoint
+        self.spatial_positions: int | None = None
         stage_blocks = tuple(int(b) for b in stage_blocks)
         n = len(stage_blocks)
         if n < 1:
@@ -259,7 +269,7 @@ class SlowOnly(nn.Module):
             t, h, w = down(t, st), down(h, ss), down(w, ss)
         return t, h, w
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> EncoderOutput:
         if x.dim() != 5:
             raise ValueError(
                 f"SlowOnly expects heatmap volumes (N, C, T, H, W), got shape {tuple(x.shape)}"
@@ -276,4 +286,7 @@ class SlowOnly(nn.Module):
         for name in self.res_layers:
             x = getattr(self, name)(x)
         pooled = self.dropout(x.mean(dim=(2, 3, 4)))
-        return x, pooled
+        n, c, t, h, w = x.shape
+        tokens = x.permute(0, 2, 3, 4, 1).reshape(n, t * h * w, c)
+        time, space = grid_index(t, h * w, x.device)
+        return EncoderOutput(tokens, pooled, time, space)

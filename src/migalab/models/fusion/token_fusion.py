@@ -3,28 +3,24 @@ MiGA 2025: MViTv2-S video tokens + 2s-AGCN joint and bone skeleton tokens).
 
 Pipeline, for the modalities present in the input mapping (configuration order):
 
-1. **Encoders.** Each modality's encoder (``encoders.<name>``) maps its input to
-   ``(tokens, pooled)``. Token layouts by ``kind``:
+1. **Encoders.** Each modality's encoder (``encoders.<name>``) maps its input to an
+   :class:`~migalab.models.encoders.output.EncoderOutput`: tokens (B, N_m, C_m), pooled
+   (B, C_m) and each token's ``time`` (``τ = (t' + 0.5) / T'``, -1 for global tokens such as
+   MViT's class token) and ``space`` (joint v or ``h'·W' + w'``, -1 for none). The encoder
+   owns its layout (AGCN: T'·V tokens averaged over persons, ordered (t', v); MViT: class token
+   + T'·H'·W' grid; SlowOnly: T'·H'·W' grid); the fusion only reads the index.
 
-   * ``"sequence"`` (MViT-like): tokens (B, [1 +] T'·H'·W', C) for an input (B, C_in, T, H, W),
-     the optional class token first; the encoder must have ``token_grid(T, H, W) -> (T', H', W')``
-     (the class token is detected from the token count). The class token is kept as a token with
-     the "global" time index; grid tokens get ``τ = (t' + 0.5) / T'`` and spatial index
-     ``h'·W' + w'``.
-   * ``"graph"`` (AGCN): tokens (N, M, C, T', V) (or (N, C, T', V)); averaged over persons M and
-     ordered (t', v): T'·V tokens, ``τ = (t' + 0.5) / T'``, spatial index = joint ``v``.
-   * ``"volume"`` (PoseC3D SlowOnly): tokens (N, C, T', H', W') -> T'·H'·W' tokens, as
-     ``"sequence"`` without a class token.
+   ``pool="space"`` averages the spatial positions of each frame
+   (:meth:`EncoderOutput.pool_space`), leaving T' tokens (+ the global tokens); such tokens get
+   no spatial embedding.
 
-   ``pool="space"`` averages the spatial positions of each frame (sequence/volume: H'·W'; graph:
-   V), leaving T' tokens (+ the class token); such tokens get no spatial embedding.
-
-2. **Embedding.** Per modality ``Linear(C_m -> dim) + LayerNorm``, plus a learned modality-type
-   embedding, a temporal embedding from a table of ``time_bins + 1`` rows **shared by all
-   modalities** (row ``⌊τ·time_bins⌋``; the last row is the "global" time of class tokens), and a
-   per-modality spatial embedding when its size is known at construction (see ``spatial_positions``
-   below). The temporal table is shared because the data loaders sample video and skeleton frames
-   at the same instants, so equal τ is the same moment in every modality.
+2. **Embedding.** Per modality ``Linear(C_m -> dim) + LayerNorm``, plus a learned
+   modality-type embedding, a temporal embedding from a table of ``time_bins + 1`` rows
+   **shared by all modalities** (row ``⌊τ·time_bins⌋``; the last row is the "global" time of
+   class tokens), and a per-modality spatial embedding when its size is known at construction
+   (the entry's ``spatial_positions``, else the encoder's ``spatial_positions`` attribute). The
+   temporal table is shared because the data loaders sample video and skeleton frames at the
+   same instants, so equal τ is the same moment in every modality.
 
 3. **Masking.** A token is masked (``key_padding_mask`` True) when its modality is absent for that
    sample (``x["present"]``) or dropped by modality dropout. Masked tokens are replaced by zeros
@@ -43,7 +39,11 @@ Pipeline, for the modalities present in the input mapping (configuration order):
 
 6. **Auxiliary heads** (``aux_heads=True``): per modality ``[Dropout] + Linear(C_m -> K)`` on the
    encoder's own pooled feature (unaffected by masking and modality dropout; the training loss
-   should mask them with ``present``).
+   should mask them with ``present``), returned in ``EncoderOutput.aux``.
+
+The fusion is a neck: its output is again an ``EncoderOutput`` (fused tokens, the fusion class
+token as ``pooled``, the per-modality aux logits). It loads no weights: an encoder's
+``checkpoint`` option is handled by :func:`migalab.models.finetune.load_initial_weights`.
 
 All-masked samples: the fusion class token is always unmasked, so a sample whose modalities are
 all absent still has one valid key and its output is finite — ``pooled`` is then a learned
@@ -63,61 +63,19 @@ modalities (per-sample ``present`` masking keeps every parameter in the graph).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
-from migalab.utils.checkpoints import load_checkpoint
+from migalab.models.encoders.output import EncoderOutput
 
-__all__ = [
-    "CrossAttentionBlock",
-    "CrossModalTokenFusion",
-    "FusionOutput",
-    "ModalityTokens",
-    "infer_kind",
-    "load_encoder_weights",
-]
+__all__ = ["CrossAttentionBlock", "CrossModalTokenFusion"]
 
-KINDS = ("sequence", "graph", "volume")
 POOLS = ("none", "space")
-ENTRY_KEYS = frozenset({"encoder", "kind", "pool", "spatial_positions", "input_size", "checkpoint"})
+ENTRY_KEYS = frozenset({"encoder", "pool", "spatial_positions"})
 RESERVED_KEYS = frozenset({"present"})
-
-
-class FusionOutput(NamedTuple):
-    """Output of :class:`CrossModalTokenFusion` (unpack as ``tokens, pooled, aux = out``).
-
-    Attributes:
-        tokens: (B, 1 + N, dim) fused tokens after the final LayerNorm, the fusion class token
-            first, then each input modality's tokens in configuration order; masked tokens are 0.
-        pooled: (B, dim) the fusion class token (``tokens[:, 0]``).
-        aux_logits: modality -> (B, K) logits of that encoder's auxiliary head, for the modalities
-            in the input (empty when ``aux_heads=False``).
-    """
-
-    tokens: torch.Tensor
-    pooled: torch.Tensor
-    aux_logits: dict[str, torch.Tensor]
-
-
-class ModalityTokens(NamedTuple):
-    """One modality's tokens before projection.
-
-    Attributes:
-        features: (B, N_m, C_m) token features.
-        time_index: (N_m,) long, temporal bin in ``[0, time_bins]`` (``time_bins`` = global).
-        spatial_index: (N_m,) long spatial position, -1 for tokens without one (class token,
-            pooled-over-space tokens).
-        pooled: (B, C_m) the encoder's pooled feature.
-    """
-
-    features: torch.Tensor
-    time_index: torch.Tensor
-    spatial_index: torch.Tensor
-    pooled: torch.Tensor
 
 
 class CrossAttentionBlock(nn.Module):
@@ -176,76 +134,23 @@ class CrossAttentionBlock(nn.Module):
         return x + self.mlp(self.norm_mlp(x))
 
 
-def _grid_from_encoder(encoder: nn.Module, size: Sequence[int]) -> tuple[int, int, int] | None:
-    """(T', H', W') of ``encoder`` for an input (T, H, W) via ``token_grid`` or
-    ``output_shape``; None when it has neither."""
-    t, h, w = (int(v) for v in size)
-    for name in ("token_grid", "output_shape"):
-        fn = getattr(encoder, name, None)
-        if callable(fn):
-            grid = fn(t, h, w)
-            return int(grid[0]), int(grid[1]), int(grid[2])
-    return None
-
-
-def load_encoder_weights(encoder: nn.Module, path: str | Path, name: str) -> None:
-    """Initialise ``encoder`` (strictly) from the checkpoint at ``path``.
-
-    ``path`` holds a Lightning checkpoint (its ``state_dict``) or a bare state dict. The weights
-    are taken, in order, from the keys prefixed ``encoder.encoders.<name>.`` (a fusion model's
-    checkpoint), ``encoder.`` (a single-encoder model, e.g. ``experiment=mvit_rgb``), else the
-    whole dict (an encoder's own state dict).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"modality {name!r}: checkpoint {path} does not exist")
-    ckpt = load_checkpoint(path)  # weights_only: a shared checkpoint runs no code here
-    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, Mapping) else None
-    if not isinstance(state, Mapping):
-        raise ValueError(f"modality {name!r}: {path} holds no state dict")
-    for prefix in (f"encoder.encoders.{name}.", "encoder."):
-        sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        if sub:
-            state = sub
-            break
-    encoder.load_state_dict(state, strict=True)
-
-
-def infer_kind(encoder: nn.Module) -> str:
-    """Token kind of an encoder: ``token_grid`` -> "sequence", ``num_nodes`` -> "graph", else
-    "volume"."""
-    if callable(getattr(encoder, "token_grid", None)):
-        return "sequence"
-    if hasattr(encoder, "num_nodes"):
-        return "graph"
-    return "volume"
-
-
 class CrossModalTokenFusion(nn.Module):
     """Fuse the tokens of several encoders with a transformer (see the module docstring).
 
     Args:
         modalities: name -> entry, in the order the tokens are concatenated. An entry is a bare
-            encoder (kind inferred by :func:`infer_kind`, pool "none") or a mapping with keys
+            encoder (pool "none") or a mapping with keys
 
-            * ``encoder`` (nn.Module, required; Hydra instantiates it inside the mapping),
-            * ``kind``: "sequence" | "graph" | "volume" (default: inferred),
+            * ``encoder`` (nn.Module returning an ``EncoderOutput``, with ``out_channels``;
+              required; Hydra instantiates it inside the mapping),
             * ``pool``: "none" | "space" (default "none"),
-            * ``spatial_positions``: int, size of the spatial embedding table,
-            * ``input_size``: [T, H, W] of the sequence/volume input, used with the encoder's
-              ``token_grid`` / ``output_shape`` to size the spatial table as H'·W'.
-            * ``checkpoint``: path of a migalab checkpoint (or a saved state dict) whose encoder
-              weights initialise this encoder (see :func:`load_encoder_weights`); null: none.
-              Loaded by :meth:`load_initial_weights`, which the LightningModule calls when a
-              fit starts fresh (not when resuming, evaluating or predicting: the run's own
-              checkpoint holds the weights then, and the init file need not exist there).
+            * ``spatial_positions``: int, size of the spatial embedding table (default: the
+              encoder's ``spatial_positions`` attribute, e.g. V for AGCN, H'·W' for MViT).
 
-            The spatial table size is, in order: ``spatial_positions``; graph ->
-            ``encoder.num_nodes``; sequence/volume -> H'·W' from ``input_size``, else an
-            ``encoder.spatial_positions`` attribute. If none applies (or ``pool="space"``) the
-            modality has no spatial embedding. It is fixed at construction (no lazy parameters,
-            as DDP needs); a larger spatial grid at run time raises ValueError.
-            The name "present" is reserved.
+            Without a spatial table size (or with ``pool="space"``) the modality has no spatial
+            embedding. The size is fixed at construction (no lazy parameters, as DDP needs); a
+            larger ``space`` index at run time raises ValueError. The name "present" is
+            reserved.
         num_classes: K, classes of the auxiliary heads.
         dim: fusion width (256).
         depth: fusion transformer layers (2).
@@ -266,14 +171,18 @@ class CrossModalTokenFusion(nn.Module):
     Attributes:
         out_channels: ``dim``.
         backbone_prefix: "encoders." — parameter-name prefix of the encoders (lower lr).
-        kinds / pools: name -> token kind / pooling.
+        pools: name -> pooling.
 
     Forward:
         x: name -> input of that modality's encoder, for the modalities present in the batch
             (missing names are skipped and their encoders not run), plus optionally
             ``x["present"]``: name -> (B,) bool per-sample availability (absent samples' tokens are
             masked; their placeholder input should still be finite for BatchNorm statistics).
-        returns :class:`FusionOutput` ``(tokens (B, 1 + N, dim), pooled (B, dim), aux_logits)``.
+        returns :class:`~migalab.models.encoders.output.EncoderOutput`: tokens (B, 1 + N, dim)
+        (the fusion class token first, then each input modality's tokens in configuration
+        order; masked tokens are 0), pooled (B, dim) = the fusion class token, the tokens'
+        time / space (the modalities' own, -1 for the class token), aux = modality -> (B, K)
+        logits of the auxiliary heads (empty when ``aux_heads=False``).
     """
 
     backbone_prefix = "encoders."
@@ -309,19 +218,14 @@ class CrossModalTokenFusion(nn.Module):
         self.time_bins = time_bins
 
         encoders: dict[str, nn.Module] = {}
-        self.kinds: dict[str, str] = {}
         self.pools: dict[str, str] = {}
-        #: modality -> checkpoint whose encoder weights initialise it (load_initial_weights)
-        self.init_checkpoints: dict[str, str] = {}
         spatial_sizes: dict[str, int] = {}
         for name, entry in modalities.items():
             name = str(name)
             if name in RESERVED_KEYS or "." in name or not name:
                 raise ValueError(f"invalid modality name {name!r}")
-            encoder, kind, pool, size = self._parse_entry(name, entry)
-            if isinstance(entry, Mapping) and entry.get("checkpoint"):
-                self.init_checkpoints[name] = str(entry["checkpoint"])
-            encoders[name], self.kinds[name], self.pools[name] = encoder, kind, pool
+            encoder, pool, size = self._parse_entry(name, entry)
+            encoders[name], self.pools[name] = encoder, pool
             if size is not None:
                 spatial_sizes[name] = size
         self.modality_names: tuple[str, ...] = tuple(encoders)
@@ -390,8 +294,8 @@ class CrossModalTokenFusion(nn.Module):
     @staticmethod
     def _parse_entry(
         name: str, entry: Mapping[str, Any] | nn.Module
-    ) -> tuple[nn.Module, str, str, int | None]:
-        """(encoder, kind, pool, spatial table size or None) of one modality entry."""
+    ) -> tuple[nn.Module, str, int | None]:
+        """(encoder, pool, spatial table size or None) of one modality entry."""
         if isinstance(entry, nn.Module):
             entry = {"encoder": entry}
         if not isinstance(entry, Mapping):
@@ -407,45 +311,17 @@ class CrossModalTokenFusion(nn.Module):
             raise TypeError(f"modality {name!r}: 'encoder' must be an nn.Module, got {encoder!r}")
         if not hasattr(encoder, "out_channels"):
             raise ValueError(f"modality {name!r}: encoder has no 'out_channels' attribute")
-        kind = str(entry.get("kind") or infer_kind(encoder))
         pool = str(entry.get("pool") or "none")
-        if kind not in KINDS:
-            raise ValueError(f"modality {name!r}: kind must be one of {KINDS}, got {kind!r}")
         if pool not in POOLS:
             raise ValueError(f"modality {name!r}: pool must be one of {POOLS}, got {pool!r}")
-        if kind == "sequence" and not callable(getattr(encoder, "token_grid", None)):
-            raise ValueError(f"modality {name!r}: a 'sequence' encoder needs token_grid(T, H, W)")
-
-        size: int | None = None
-        if entry.get("spatial_positions") is not None:
-            size = int(entry["spatial_positions"])
-        elif kind == "graph":
-            size = int(encoder.num_nodes)
-        elif entry.get("input_size") is not None:
-            input_size = [int(v) for v in entry["input_size"]]
-            if len(input_size) != 3:
-                raise ValueError(f"modality {name!r}: input_size must be [T, H, W]")
-            grid = _grid_from_encoder(encoder, input_size)
-            if grid is None:
-                raise ValueError(
-                    f"modality {name!r}: input_size given but the encoder has neither "
-                    "token_grid nor output_shape"
-                )
-            size = grid[1] * grid[2]
-        elif getattr(encoder, "spatial_positions", None) is not None:
-            size = int(encoder.spatial_positions)
-        if pool == "space":
-            size = None
-        if size is not None and size < 1:
+        size = entry.get("spatial_positions")
+        if size is None:
+            size = getattr(encoder, "spatial_positions", None)
+        if pool == "space" or size is None:
+            return encoder, pool, None
+        if int(size) < 1:
             raise ValueError(f"modality {name!r}: spatial_positions must be >= 1, got {size}")
-        return encoder, kind, pool, size
-
-    def load_initial_weights(self) -> list[str]:
-        """Load the entries' ``checkpoint`` weights into their encoders (when a fit starts fresh:
-        :func:`migalab.models.finetune.load_initial_weights`); returns the modalities loaded."""
-        for name, path in self.init_checkpoints.items():
-            load_encoder_weights(self.encoders[name], path, name)
-        return list(self.init_checkpoints)
+        return encoder, pool, int(size)
 
     def _parse_dropout(self, modality_dropout: float | Mapping[str, float]) -> dict[str, float]:
         """name -> drop probability, validated."""
@@ -488,91 +364,39 @@ class CrossModalTokenFusion(nn.Module):
 
     # ------------------------------------------------------------------------ token extraction
 
-    def _time_bins(self, num_frames: int, device: torch.device) -> torch.Tensor:
-        """(T',) long bins ``⌊τ·time_bins⌋`` with ``τ = (t' + 0.5) / T'`` (integer arithmetic)."""
-        t = torch.arange(num_frames, device=device)
-        return ((2 * t + 1) * self.time_bins) // (2 * num_frames)
+    def time_index(self, time: torch.Tensor) -> torch.Tensor:
+        """(N,) long rows of the temporal table for token times ``τ = (t' + 0.5) / T'``:
+        ``⌊τ·time_bins⌋`` (computed exactly in integers from t' and T'), ``time_bins`` for
+        global tokens (τ < 0)."""
+        grid = time >= 0
+        frames = max(int(torch.unique(time[grid]).numel()), 1)  # T'
+        t = torch.round(time * frames - 0.5).long()  # t'
+        bins = ((2 * t + 1) * self.time_bins) // (2 * frames)
+        return torch.where(grid, bins, torch.full_like(bins, self.time_bins))
 
-    def _check_spatial(self, name: str, positions: int) -> None:
-        if name in self.spatial_embed and positions > self.spatial_embed[name].shape[0]:
-            raise ValueError(
-                f"modality {name!r}: {positions} spatial positions but the spatial embedding "
-                f"was sized {self.spatial_embed[name].shape[0]} (set spatial_positions / "
-                "input_size in its entry)"
-            )
+    def extract_tokens(self, name: str, x: torch.Tensor) -> EncoderOutput:
+        """Run modality ``name``'s encoder on ``x`` (pooled over space with ``pool="space"``)."""
+        out: EncoderOutput = self.encoders[name](x)
+        if self.pools[name] == "space":
+            return out.pool_space()
+        if name in self.spatial_embed and out.space.numel():
+            positions = int(out.space.max()) + 1
+            if positions > self.spatial_embed[name].shape[0]:
+                raise ValueError(
+                    f"modality {name!r}: {positions} spatial positions but the spatial "
+                    f"embedding was sized {self.spatial_embed[name].shape[0]} (set "
+                    "spatial_positions in its entry)"
+                )
+        return out
 
-    def extract_tokens(self, name: str, x: torch.Tensor) -> ModalityTokens:
-        """Run modality ``name``'s encoder on ``x`` and flatten its tokens (see
-        :class:`ModalityTokens`)."""
-        encoder = self.encoders[name]
-        kind, pool = self.kinds[name], self.pools[name]
-        tokens, pooled = encoder(x)
-        device = tokens.device
-        if kind == "graph":
-            if tokens.dim() == 5:  # (N, M, C, T', V) -> mean over persons
-                tokens = tokens.mean(dim=1)
-            if tokens.dim() != 4:
-                raise ValueError(
-                    f"modality {name!r}: graph tokens must be (N, M, C, T', V) or (N, C, T', V), "
-                    f"got {tuple(tokens.shape)}"
-                )
-            b, c, t, v = tokens.shape
-            grid = tokens.permute(0, 2, 3, 1)  # (N, T', V, C)
-            cls, s = None, v
-        elif kind == "volume":
-            if tokens.dim() != 5:
-                raise ValueError(
-                    f"modality {name!r}: volume tokens must be (N, C, T', H', W'), "
-                    f"got {tuple(tokens.shape)}"
-                )
-            b, c, t, h, w = tokens.shape
-            grid = tokens.permute(0, 2, 3, 4, 1).reshape(b, t, h * w, c)
-            cls, s = None, h * w
-        else:  # sequence
-            if tokens.dim() != 3:
-                raise ValueError(
-                    f"modality {name!r}: sequence tokens must be (B, N, C), got "
-                    f"{tuple(tokens.shape)}"
-                )
-            t, h, w = (int(v) for v in encoder.token_grid(*x.shape[-3:]))
-            b, n, c = tokens.shape
-            if n == t * h * w + 1:
-                cls, body = tokens[:, :1], tokens[:, 1:]
-            elif n == t * h * w:
-                cls, body = None, tokens
-            else:
-                raise ValueError(
-                    f"modality {name!r}: {n} tokens for a token grid {(t, h, w)} "
-                    f"(expected {t * h * w} or {t * h * w + 1} with a class token)"
-                )
-            grid = body.reshape(b, t, h * w, c)
-            s = h * w
-
-        bins = self._time_bins(t, device)
-        if pool == "space":
-            feats = grid.mean(dim=2)  # (B, T', C)
-            time_index = bins
-            spatial_index = torch.full((t,), -1, dtype=torch.long, device=device)
-        else:
-            self._check_spatial(name, s)
-            feats = grid.reshape(b, t * s, c)
-            time_index = bins.repeat_interleave(s)
-            spatial_index = torch.arange(s, device=device).repeat(t)
-        if cls is not None:
-            feats = torch.cat([cls, feats], dim=1)
-            glob = torch.full((1,), self.time_bins, dtype=torch.long, device=device)
-            time_index = torch.cat([glob, time_index])
-            spatial_index = torch.cat([torch.full_like(glob, -1), spatial_index])
-        return ModalityTokens(feats, time_index, spatial_index, pooled)
-
-    def embed(self, name: str, mt: ModalityTokens) -> torch.Tensor:
+    def embed(self, name: str, out: EncoderOutput) -> torch.Tensor:
         """Project and embed one modality's tokens: -> (B, N_m, dim)."""
-        z = self.proj[name](mt.features)
-        pos = self.time_embed[mt.time_index] + self.modality_embed[name]  # (N_m, dim)
+        z = self.proj[name](out.tokens)
+        pos = self.time_embed[self.time_index(out.time)] + self.modality_embed[name]  # (N_m, dim)
         if name in self.spatial_embed:
-            has = mt.spatial_index >= 0
+            has = out.space >= 0
             table = self.spatial_embed[name]
-            sp = table[mt.spatial_index.clamp(min=0)] * has[:, None].to(table.dtype)
+            sp = table[out.space.clamp(min=0)] * has[:, None].to(table.dtype)
             pos = pos + sp
         return z + pos
 
@@ -613,25 +437,30 @@ class CrossModalTokenFusion(nn.Module):
         present = {n: present_in.get(n) for n in names}
         return names, present
 
-    def forward(self, x: Mapping[str, Any]) -> FusionOutput:
+    def forward(self, x: Mapping[str, Any]) -> EncoderOutput:
         """x: name -> encoder input (+ optional "present": name -> (B,) bool) ->
-        FusionOutput(tokens (B, 1 + N, dim), pooled (B, dim), aux_logits name -> (B, K))."""
+        EncoderOutput(tokens (B, 1 + N, dim), pooled (B, dim), time / space (1 + N,),
+        aux name -> (B, K))."""
         names, present_in = self._parse_inputs(x)
 
         embedded: list[torch.Tensor] = []
+        times: list[torch.Tensor] = []
+        spaces: list[torch.Tensor] = []
         aux: dict[str, torch.Tensor] = {}
         batch: int | None = None
         for name in names:
-            mt = self.extract_tokens(name, x[name])
+            out = self.extract_tokens(name, x[name])
             if batch is None:
-                batch = mt.features.shape[0]
-            elif mt.features.shape[0] != batch:
+                batch = out.tokens.shape[0]
+            elif out.tokens.shape[0] != batch:
                 raise ValueError(
-                    f"modality {name!r} has batch size {mt.features.shape[0]}, expected {batch}"
+                    f"modality {name!r} has batch size {out.tokens.shape[0]}, expected {batch}"
                 )
-            embedded.append(self.embed(name, mt))
+            embedded.append(self.embed(name, out))
+            times.append(out.time)
+            spaces.append(out.space)
             if name in self.aux_heads:
-                aux[name] = self.aux_heads[name](mt.pooled)
+                aux[name] = self.aux_heads[name](out.pooled)
         assert batch is not None
         device = embedded[0].device
 
@@ -678,4 +507,6 @@ class CrossModalTokenFusion(nn.Module):
             tokens = layer(tokens, src_key_padding_mask=padding_mask)
         tokens = self.norm(tokens)
         tokens = tokens.masked_fill(padding_mask[..., None], 0.0)
-        return FusionOutput(tokens, tokens[:, 0], aux)
+        time = torch.cat([torch.full((1,), -1.0, device=device), *times])
+        space = torch.cat([torch.full((1,), -1, dtype=torch.long, device=device), *spaces])
+        return EncoderOutput(tokens, tokens[:, 0], time, space, aux)
