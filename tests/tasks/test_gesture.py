@@ -314,3 +314,14 @@ def test_initial_weights_checkpoint_after_own_loading(tmp_path) -> None:
     assert torch.equal(w, trained.units[0].tcn.conv.weight)
     module.setup("fit")  # setup never loads initial weights (train.py decides: fresh fits only)
     assert calls == ["encoder"]
+
+
+def test_class_count_from_class_names_and_old_datamodule_state() -> None:
+    names = [f"c{k}" for k in range(K)]
+    assert _module(num_classes=None, class_names=names).num_classes == K
+    with pytest.raises(ValueError, match="num_classes or class_names"):
+        _module(num_classes=None)
+    # a checkpoint written before the datamodule's rename keeps its training-loader position
+    ckpt = {"SkeletonDataModule": {"train_position": {"epoch": 1, "batches": 3}}}
+    _module().on_load_checkpoint(ckpt)
+    assert ckpt == {"ClipDataModule": {"train_position": {"epoch": 1, "batches": 3}}}

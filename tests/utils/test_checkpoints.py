@@ -168,3 +168,25 @@ def test_renamed_targets_are_upgraded() -> None:
     assert new["data"] == {"_target_": "migalab.data.datamodule.ClipDataModule", "layout": "x"}
     assert new["model"] == old["model"]
     assert old["data"]["_target_"].endswith("SkeletonDataModule")  # the input is not changed
+
+
+def test_old_token_fusion_entries_are_upgraded() -> None:
+    """Before EncoderOutput, a fusion entry named its token layout (kind, input_size) and its
+    initial checkpoint; today the encoder knows both."""
+    from migalab.models.fusion import CrossModalTokenFusion
+    from migalab.utils.checkpoints import upgrade_targets
+
+    old = {"_target_": "migalab.models.fusion.CrossModalTokenFusion", "num_classes": 4, "dim": 16,
+           "depth": 1, "heads": 2, "modalities": {"joint": {
+               "kind": "graph", "pool": "none", "checkpoint": None,
+               "encoder": {"_target_": "migalab.models.encoders.agcn.AGCN", "layout": "imigue22",
+                           "base_channels": 8}}}}  # fmt: skip
+    new = upgrade_targets(old)
+    assert new["modalities"]["joint"] == {
+        "pool": "none",
+        "encoder": {"_target_": "migalab.models.encoders.agcn.AGCN", "layout": "imigue22",
+                    "base_channels": 8, "checkpoint": None},
+    }  # fmt: skip
+    import hydra
+
+    assert isinstance(hydra.utils.instantiate(new), CrossModalTokenFusion)

@@ -31,6 +31,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from migalab.tasks.losses import ClassificationLoss
 from migalab.tasks.metrics import build_metrics, summarize
+from migalab.utils.checkpoints import RENAMED_STATE_KEYS
 
 if TYPE_CHECKING:
     from migalab.models.encoders.output import EncoderOutput
@@ -63,7 +64,7 @@ class GestureModule(LightningModule):
         optimizer: partial ``optimizer(params=...)``.
         scheduler: optional partial ``scheduler(optimizer, total_steps=...)`` stepped per step.
         loss: a :class:`ClassificationLoss` (class weights filled from the datamodule's counts).
-        num_classes: K.
+        num_classes: K (default: the number of class_names; configs take the dataset spec's).
         class_names: names for per-class reports.
         backbone_lr_mult: lr multiplier for encoder parameters (1.0 = same as the head).
         compile: compile the encoder with ``torch.compile`` when fitting (in place: parameter
@@ -100,7 +101,7 @@ class GestureModule(LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
         loss: ClassificationLoss | None = None,
-        num_classes: int = 32,
+        num_classes: int | None = None,
         class_names: Sequence[str] | None = None,
         backbone_lr_mult: float = 1.0,
         compile: bool | Mapping[str, Any] = False,
@@ -111,6 +112,10 @@ class GestureModule(LightningModule):
         aux_loss_weight: float = 0.0,
     ) -> None:
         super().__init__()
+        if num_classes is None:
+            if not class_names:
+                raise ValueError("GestureModule needs num_classes or class_names (the dataset's)")
+            num_classes = len(class_names)
         # init args that are modules, partials or OmegaConf containers stay out of the checkpoint
         # (it must load with torch.load(weights_only=True)); the run config is stored instead
         self.save_hyperparameters(
@@ -174,6 +179,14 @@ class GestureModule(LightningModule):
         n, v = x.shape[:2]
         logits = self(x.flatten(0, 1)).float().view(n, v, -1)
         return logits.softmax(-1).mean(1).clamp_min(1e-12).log()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Resuming a checkpoint written before a datamodule rename: Lightning restores the
+        datamodule's state (the training loader's position) from the entry named after its
+        class, right after this hook, so the old entry is renamed here."""
+        for old, new in RENAMED_STATE_KEYS.items():
+            if old in checkpoint and new not in checkpoint:
+                checkpoint[new] = checkpoint.pop(old)
 
     def setup(self, stage: str) -> None:
         """Take training class counts from the datamodule for class-balanced losses."""

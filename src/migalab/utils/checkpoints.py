@@ -95,17 +95,35 @@ RENAMED_TARGETS: dict[str, str] = {
 }
 
 
+#: checkpoint entries of renamed datamodules (Lightning keys a datamodule's state by class name)
+RENAMED_STATE_KEYS: dict[str, str] = {"SkeletonDataModule": "ClipDataModule"}
+
+#: keys a token-fusion modality entry had before encoders returned EncoderOutput (the encoder
+#: now knows its token layout; its initial checkpoint moved into the encoder's config)
+_OLD_FUSION_ENTRY_KEYS = ("kind", "input_size")
+
+
 def upgrade_targets(cfg: Any) -> Any:
-    """A copy of a stored config (plain containers) with renamed ``_target_`` values
-    (:data:`RENAMED_TARGETS`) replaced by their current names."""
+    """A copy of a stored config (plain containers) in today's shape: renamed ``_target_``
+    values (:data:`RENAMED_TARGETS`) replaced by their current names, and token-fusion modality
+    entries of older checkpoints migrated (``kind`` / ``input_size`` dropped, the entry's
+    ``checkpoint`` moved to its ``encoder``)."""
     if isinstance(cfg, DictConfig | ListConfig):
         cfg = OmegaConf.to_container(cfg, resolve=False)
     if isinstance(cfg, Mapping):
-        return {
+        out = {
             k: RENAMED_TARGETS.get(v, v) if k == "_target_" and isinstance(v, str)
             else upgrade_targets(v)
             for k, v in cfg.items()
         }  # fmt: skip
+        if str(out.get("_target_", "")).endswith("CrossModalTokenFusion"):
+            for entry in (out.get("modalities") or {}).values():
+                if isinstance(entry, dict) and isinstance(entry.get("encoder"), dict):
+                    for key in _OLD_FUSION_ENTRY_KEYS:
+                        entry.pop(key, None)
+                    if "checkpoint" in entry:
+                        entry["encoder"].setdefault("checkpoint", entry.pop("checkpoint"))
+        return out
     if isinstance(cfg, list | tuple):
         return [upgrade_targets(v) for v in cfg]
     return cfg
