@@ -69,7 +69,7 @@ def main() -> None:
     ckpts: dict[str, str] = {}
     for name, experiment, extra in [*ROWS, INIT_ROW]:
         if name == INIT_ROW[0]:
-            extra = [*extra, *(f"model.encoder.modalities.{m}.encoder.checkpoint={ckpts[row]}"
+            extra = [*extra, *(f"model.encoder.modalities.{m}.encoder.init={ckpts[row]}"
                                for m, row in INIT_FROM.items())]  # fmt: skip
         run_dir = out / slug(name)
         metrics = run_dir / "metrics.json"

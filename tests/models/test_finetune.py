@@ -175,7 +175,7 @@ class _Model(nn.Module):
 
 
 def test_encoder_checkpoint(tmp_path):
-    """An encoder's ``checkpoint`` initialises it from a single-encoder checkpoint
+    """An encoder's ``init`` initialises it from a single-encoder checkpoint
     ("encoder." keys) or from a checkpoint of the same fusion model ("encoder.encoders.joint."
     keys, other modalities too), only when load_initial_weights runs."""
     src = _agcn()
@@ -192,7 +192,7 @@ def test_encoder_checkpoint(tmp_path):
     )
     for path in (single, fusion_ckpt):
         fusion = CrossModalTokenFusion(
-            {"joint": _agcn(checkpoint=str(path)), "bone": _agcn()}, 5, dim=16, heads=2
+            {"joint": _agcn(init=str(path)), "bone": _agcn()}, 5, dim=16, heads=2
         )
         model = _Model(fusion)
         assert load_initial_weights(model) == [f"encoder.encoders.joint <- {path}"]
@@ -202,12 +202,12 @@ def test_encoder_checkpoint(tmp_path):
     bare = tmp_path / "bare.pt"
     torch.save(src.state_dict(), bare)
     for path in (single, bare):
-        model = _Model(_agcn(checkpoint=str(path)))
+        model = _Model(_agcn(init=str(path)))
         assert load_initial_weights(model) == [f"encoder <- {path}"]
         torch.testing.assert_close(
             model.encoder.units[0].tcn.conv.weight, src.units[0].tcn.conv.weight
         )
     # the file is only needed when a fresh fit loads it (not to rebuild the model for eval)
-    model = _Model(_agcn(checkpoint=str(tmp_path / "nope.ckpt")))
+    model = _Model(_agcn(init=str(tmp_path / "nope.ckpt")))
     with pytest.raises(FileNotFoundError, match="nope.ckpt"):
         load_initial_weights(model)

@@ -301,7 +301,7 @@ def test_initial_weights_checkpoint_after_own_loading(tmp_path) -> None:
     path = tmp_path / "joint.ckpt"
     torch.save({"state_dict": {f"encoder.{k}": v for k, v in trained.state_dict().items()}}, path)
     enc = SelfLoading("imigue22", in_channels=C, num_persons=M, base_channels=4, num_units=4,
-                      checkpoint=str(path))  # fmt: skip
+                      init=str(path))  # fmt: skip
     fusion = CrossModalTokenFusion({"joint": {"encoder": enc}, "bone": agcn()}, num_classes=K,
                                    dim=16, heads=2)  # fmt: skip
     module = _module(encoder=fusion)

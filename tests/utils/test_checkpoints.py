@@ -185,7 +185,7 @@ def test_old_token_fusion_entries_are_upgraded() -> None:
     assert new["modalities"]["joint"] == {
         "pool": "none",
         "encoder": {"_target_": "migalab.models.encoders.agcn.AGCN", "layout": "imigue22",
-                    "base_channels": 8, "checkpoint": None},
+                    "base_channels": 8, "init": None},
     }  # fmt: skip
     import hydra
 

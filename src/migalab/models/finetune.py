@@ -19,16 +19,22 @@ Modes:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch import nn
 
 from migalab.utils.checkpoints import load_checkpoint
 
+log = logging.getLogger(__name__)
+
 __all__ = [
+    "ENCODER_PREFIXES",
     "FINETUNE_MODES",
     "FinetuneMixin",
+    "WeightsReport",
     "apply_finetune",
     "keep_frozen_in_eval",
     "load_encoder_weights",
@@ -170,14 +176,59 @@ class FinetuneMixin(nn.Module):
         return self
 
 
-def load_encoder_weights(encoder: nn.Module, path: str | Path, name: str = "encoder") -> None:
-    """Initialise ``encoder`` (strictly) from the checkpoint at ``path``.
+#: key prefixes of a checkpoint's encoder weights, after the encoder's own qualified name:
+#: a single-encoder migalab model, then the ``backbone`` of pyskl / mmaction2 recognisers
+ENCODER_PREFIXES = ("encoder.", "backbone.")
+#: prefixes of foreign (not migalab) checkpoints: loaded leniently, with a report
+FOREIGN_PREFIXES = ("backbone.",)
 
-    ``path`` holds a Lightning checkpoint (its ``state_dict``) or a bare state dict. The weights
-    are taken, in order, from the keys prefixed ``<name>.`` (``name`` = the encoder's qualified
-    name in its model, e.g. ``encoder.encoders.joint``: a checkpoint of the same model),
-    ``encoder.`` (a single-encoder model, e.g. ``experiment=mvit_rgb``), else the whole dict
-    (an encoder's own state dict).
+
+@dataclass
+class WeightsReport:
+    """What :func:`load_encoder_weights` did with a checkpoint's keys."""
+
+    prefix: str
+    loaded: int
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
+    unused: list[str] = field(default_factory=list)
+
+    def describe(self, limit: int = 8) -> str:
+        def few(keys: list[str]) -> str:
+            more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
+            return ", ".join(keys[:limit]) + more
+
+        parts = [f"{self.loaded} tensors loaded from keys {self.prefix or '(no prefix)'}*"]
+        for what, keys in (("missing (kept as initialised)", self.missing),
+                           ("unexpected (ignored)", self.unexpected),
+                           ("shape mismatch (kept as initialised)", self.mismatched),
+                           ("outside the encoder (e.g. a classifier head; not used)", self.unused)):  # fmt: skip
+            if keys:
+                parts.append(f"{len(keys)} {what}: {few(keys)}")
+        return "; ".join(parts)
+
+
+def load_encoder_weights(
+    encoder: nn.Module, path: str | Path, name: str = "encoder"
+) -> WeightsReport:
+    """Initialise ``encoder`` from the checkpoint at ``path``.
+
+    ``path`` holds a Lightning checkpoint or an mmcv one (their ``state_dict``) or a bare state
+    dict. The weights are taken, in order, from the keys prefixed ``<name>.`` (``name`` = the
+    encoder's qualified name in its model, e.g. ``encoder.encoders.joint``: a checkpoint of the
+    same model), ``encoder.`` (a single-encoder model, e.g. ``experiment=mvit_rgb``),
+    ``backbone.`` (a released pyskl PoseC3D / SlowOnly checkpoint, whose backbone keys are ours),
+    else the whole dict (an encoder's own state dict).
+
+    migalab checkpoints must fit exactly (a wrong file is an error). A foreign checkpoint
+    (``backbone.``) loads what fits by name and shape; what does not (e.g. the first conv of a
+    17-joint COCO model for 22 joints, the classifier head) is reported and keeps its
+    initialisation; nothing fitting at all is an error.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: no state dict, or keys / shapes that do not fit (named).
     """
     path = Path(path)
     if not path.is_file():
@@ -186,18 +237,49 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path, name: str = "enco
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, Mapping) else None
     if not isinstance(state, Mapping):
         raise ValueError(f"{name}: {path} holds no state dict")
-    for prefix in dict.fromkeys((f"{name}.", "encoder.")):
-        sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        if sub:
-            state = sub
+    prefix, sub = "", dict(state)
+    for candidate in dict.fromkeys((f"{name}.", *ENCODER_PREFIXES)):
+        picked = {k[len(candidate) :]: v for k, v in state.items() if k.startswith(candidate)}
+        if picked:
+            prefix, sub = candidate, picked
             break
-    encoder.load_state_dict(state, strict=True)
+    own = encoder.state_dict()
+    report = WeightsReport(
+        prefix=prefix,
+        loaded=0,
+        missing=sorted(set(own) - set(sub)),
+        unexpected=sorted(set(sub) - set(own)),
+        mismatched=sorted(
+            f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}"
+            for k, v in sub.items()
+            if k in own and hasattr(v, "shape") and tuple(v.shape) != tuple(own[k].shape)
+        ),
+        unused=sorted(k for k in state if prefix and not k.startswith(prefix)),
+    )
+    fits = {
+        k: v for k, v in sub.items()
+        if k in own and hasattr(v, "shape") and tuple(v.shape) == tuple(own[k].shape)
+    }  # fmt: skip
+    report.loaded = len(fits)
+    if prefix in FOREIGN_PREFIXES:
+        if not fits:
+            raise ValueError(f"{name}: nothing in {path} fits this encoder: {report.describe()}")
+        encoder.load_state_dict(fits, strict=False)
+        log.warning("%s <- %s: %s", name, path, report.describe())
+        return report
+    if report.missing or report.unexpected or report.mismatched:
+        raise ValueError(
+            f"{name}: {path} does not fit this encoder (a checkpoint of another model or size?): "
+            f"{report.describe()}"
+        )
+    encoder.load_state_dict(sub, strict=True)
+    return report
 
 
 def load_initial_weights(model: nn.Module) -> list[str]:
     """Load the initial weights every submodule names, descendants before ancestors: first its
     own ``load_initial_weights()`` (MViT ``pretrained``), then its ``init_checkpoint`` (an
-    encoder's ``checkpoint`` option, see :func:`load_encoder_weights`), which so overrides
+    encoder's ``init`` option, see :func:`load_encoder_weights`), which so overrides
     what the module loaded itself.
 
     ``migalab-train`` calls this only when a fit starts fresh: a resumed fit or an evaluation

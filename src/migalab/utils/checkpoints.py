@@ -107,7 +107,7 @@ def upgrade_targets(cfg: Any) -> Any:
     """A copy of a stored config (plain containers) in today's shape: renamed ``_target_``
     values (:data:`RENAMED_TARGETS`) replaced by their current names, and token-fusion modality
     entries of older checkpoints migrated (``kind`` / ``input_size`` dropped, the entry's
-    ``checkpoint`` moved to its ``encoder``)."""
+    ``checkpoint`` moved to its ``encoder``'s ``init``)."""
     if isinstance(cfg, DictConfig | ListConfig):
         cfg = OmegaConf.to_container(cfg, resolve=False)
     if isinstance(cfg, Mapping):
@@ -122,7 +122,7 @@ def upgrade_targets(cfg: Any) -> Any:
                     for key in _OLD_FUSION_ENTRY_KEYS:
                         entry.pop(key, None)
                     if "checkpoint" in entry:
-                        entry["encoder"].setdefault("checkpoint", entry.pop("checkpoint"))
+                        entry["encoder"].setdefault("init", entry.pop("checkpoint"))
         return out
     if isinstance(cfg, list | tuple):
         return [upgrade_targets(v) for v in cfg]

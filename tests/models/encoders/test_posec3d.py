@@ -149,3 +149,54 @@ def test_wrong_input_gives_clear_error():
         model(torch.randn(2, 41, 8, 32, 32))
     with pytest.raises(ValueError, match=r"\(N, T, C, H, W\)"):
         model(torch.randn(2, 8, 17, 32, 32))
+
+
+def test_init_from_a_pyskl_checkpoint(tmp_path, caplog) -> None:
+    """A released pyskl PoseC3D checkpoint (mmcv format: ``meta`` + ``state_dict`` with
+    ``backbone.*`` and ``cls_head.*`` keys) initialises the encoder: every backbone tensor that
+    fits loads; the first conv of a 17-joint model does not fit 22 joints and the head is not the
+    encoder's, both reported; a file with nothing that fits is an error."""
+    import logging
+
+    import torch
+
+    from migalab.models.encoders.posec3d import SlowOnly
+    from migalab.models.finetune import load_encoder_weights, load_initial_weights
+
+    torch.manual_seed(0)
+    coco = SlowOnly(in_channels=17, base_channels=8, stage_blocks=(1, 1, 1))
+    released = {
+        "meta": {"mmcv_version": "1.5.0", "config": "model = dict(type='Recognizer3D', ...)",
+                 "CLASSES": None},
+        "state_dict": {**{f"backbone.{k}": v for k, v in coco.state_dict().items()},
+                       "cls_head.fc_cls.weight": torch.randn(60, 32),
+                       "cls_head.fc_cls.bias": torch.randn(60)},
+    }  # fmt: skip
+    path = tmp_path / "slowonly_r50_ntu60_xsub_joint.pth"
+    torch.save(released, path)
+
+    ours = SlowOnly(in_channels=22, base_channels=8, stage_blocks=(1, 1, 1), init=str(path))
+    before = {k: v.clone() for k, v in ours.state_dict().items()}
+    model = torch.nn.Module()
+    model.encoder = ours  # as in a model config: the task's encoder
+    with caplog.at_level(logging.WARNING):
+        assert load_initial_weights(model) == [f"encoder <- {path}"]
+    report = load_encoder_weights(SlowOnly(in_channels=22, base_channels=8,
+                                           stage_blocks=(1, 1, 1)), path)  # fmt: skip
+    assert report.prefix == "backbone." and report.unused == ["cls_head.fc_cls.bias",
+                                                             "cls_head.fc_cls.weight"]  # fmt: skip
+    assert report.mismatched == ["conv1.conv.weight (8, 17, 1, 7, 7) vs (8, 22, 1, 7, 7)"]
+    assert not report.missing and not report.unexpected
+    assert report.loaded == len(before) - 1
+    theirs = coco.state_dict()
+    for k, v in ours.state_dict().items():
+        if k == "conv1.conv.weight":
+            assert torch.equal(v, before[k])  # kept as initialised
+        else:
+            assert torch.equal(v, theirs[k]), k
+    assert "shape mismatch" in caplog.text and "cls_head.fc_cls.weight" in caplog.text
+
+    other = tmp_path / "agcn_like.pth"
+    torch.save({"state_dict": {"backbone.gcn.weight": torch.zeros(3)}}, other)
+    with pytest.raises(ValueError, match="nothing in .* fits"):
+        load_encoder_weights(ours, other, "encoder")

@@ -230,8 +230,8 @@ class AGCN(FinetuneMixin, nn.Module):
             stay in eval mode (the data BN keeps its statistics, dropout is off).
         trainable_blocks: with ``finetune="partial"``, how many of the last blocks train
             (2: the last two units; 11 = every block).
-        checkpoint: a migalab checkpoint (or saved state dict) whose weights initialise this
-            encoder when a fit starts fresh (:func:`migalab.models.finetune.load_initial_weights`);
+        init: a migalab checkpoint (or saved state dict) whose weights initialise this encoder
+            when a fit starts fresh (:func:`migalab.models.finetune.load_initial_weights`);
             None: none.
 
     Attributes:
@@ -266,10 +266,10 @@ class AGCN(FinetuneMixin, nn.Module):
         graph_strategy: str = "spatial",
         finetune: str = "full",
         trainable_blocks: int = 0,
-        checkpoint: str | None = None,
+        init: str | None = None,
     ) -> None:
         super().__init__()
-        self.init_checkpoint = checkpoint
+        self.init_checkpoint = init
         mults, strides = list(channel_multipliers), list(strides)
         if len(mults) != len(strides):
             raise ValueError(

@@ -199,8 +199,8 @@ class MViTEncoder(FinetuneMixin, nn.Module):
             the blocks ``[stem (conv_proj + pos_encoding), *blocks]``; with ``"partial"`` the
             final ``norm`` always trains. Frozen parts stay in eval mode (no drop path).
         trainable_blocks: with ``"partial"``: how many of the last of those blocks train.
-        checkpoint: a migalab checkpoint (or saved state dict) whose weights initialise this
-            encoder when a fit starts fresh, after ``pretrained``
+        init: a migalab checkpoint (or saved state dict) whose weights initialise this encoder
+            when a fit starts fresh, after ``pretrained``
             (:func:`migalab.models.finetune.load_initial_weights`); None: none.
 
     Attributes:
@@ -234,10 +234,10 @@ class MViTEncoder(FinetuneMixin, nn.Module):
         grad_checkpointing: bool = False,
         finetune: str = "full",
         trainable_blocks: int = 0,
-        checkpoint: str | None = None,
+        init: str | None = None,
     ) -> None:
         super().__init__()
-        self.init_checkpoint = checkpoint
+        self.init_checkpoint = init
         if preset not in MVIT_PRESETS:
             raise ValueError(f"unknown MViT preset {preset!r}; choose one of {list(MVIT_PRESETS)}")
         cfg = MVIT_PRESETS[preset]

@@ -122,9 +122,10 @@ class SlowOnly(nn.Module):
         dropout: dropout on the pooled features (0: none; PoseC3D's dropout 0.5 lives in the
             classification head).
         with_pool: apply the stem max-pool (True, as pyskl even at stride 1; False skips it).
-        checkpoint: a migalab checkpoint (or saved state dict) whose weights initialise this
-            encoder when a fit starts fresh (:func:`migalab.models.finetune.load_initial_weights`);
-            None: none.
+        init: a checkpoint whose weights initialise this encoder when a fit starts fresh
+            (:func:`migalab.models.finetune.load_initial_weights`): a migalab checkpoint, a saved
+            state dict, or a released pyskl PoseC3D / SlowOnly checkpoint (its ``backbone.*``
+            keys; what does not fit is reported and keeps its initialisation); None: none.
 
     Attributes:
         out_channels: C_out = ``4 · base_channels · 2**(num_stages - 1)`` (512 by default).
@@ -152,10 +153,10 @@ class SlowOnly(nn.Module):
         pool1_stride: Sequence[int] = (1, 1),
         dropout: float = 0.0,
         with_pool: bool = True,
-        checkpoint: str | None = None,
+        init: str | None = None,
     ) -> None:
         super().__init__()
-        self.init_checkpoint = checkpoint
+        self.init_checkpoint = init
         self.spatial_positions: int | None = None
         stage_blocks = tuple(int(b) for b in stage_blocks)
         n = len(stage_blocks)

@@ -43,7 +43,7 @@ Pipeline, for the modalities present in the input mapping (configuration order):
 
 The fusion is a neck: its output is again an ``EncoderOutput`` (fused tokens, the fusion class
 token as ``pooled``, the per-modality aux logits). It loads no weights: an encoder's
-``checkpoint`` option is handled by :func:`migalab.models.finetune.load_initial_weights`.
+``init`` option is handled by :func:`migalab.models.finetune.load_initial_weights`.
 
 All-masked samples: the fusion class token is always unmasked, so a sample whose modalities are
 all absent still has one valid key and its output is finite — ``pooled`` is then a learned
