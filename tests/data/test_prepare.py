@@ -314,3 +314,50 @@ def test_no_videos_is_an_error_that_says_where_it_looked(tmp_path: Path) -> None
     assert "imigue_data_phase1/datasets/imigue_skeleton_train" in message
     assert "imigue_rgb_train/" in message and "README.txt" in message
     assert main([str(root), str(tmp_path / "out"), "--quiet"]) == 1
+
+
+def test_a_release_in_two_archives(tiny_release: Path, tmp_path: Path, capsys) -> None:
+    """train / validate from one archive, test from another unpacked elsewhere: as a list of
+    roots, as a mapping split -> folder (the split folder itself), and with --split-root; the
+    same clips as the one-folder release, and what was found is printed before converting."""
+    import shutil
+
+    phase1, phase2 = tmp_path / "phase1", tmp_path / "elsewhere" / "phase2"
+    for split in ("train", "validate"):
+        shutil.copytree(tiny_release / split, phase1 / "imigue_data_phase1" / "datasets" /
+                        f"imigue_skeleton_{split}")  # fmt: skip
+    shutil.copytree(tiny_release / "test", phase2 / "imigue_skeleton_test")
+    plain = SkeletonCache(prepare_release(tiny_release, tmp_path / "plain", progress=False).out_dir)
+
+    res = prepare_release([phase1, phase2], tmp_path / "listed", progress=True)
+    assert res.complete and res.missing_splits == []
+    assert "test: 2 videos (2 137-point csv) in" in capsys.readouterr().out
+    mapped = {"train": phase1, "validate": phase1, "test": phase2 / "imigue_skeleton_test"}
+    prepare_release(mapped, tmp_path / "mapped", progress=False)
+    for out in ("listed", "mapped"):
+        cache = SkeletonCache(tmp_path / out)
+        assert cache.index["name"].tolist() == plain.index["name"].tolist()
+        np.testing.assert_array_equal(cache.load_clip(-1).keypoint, plain.load_clip(-1).keypoint)
+    assert is_cache_current(mapped, tmp_path / "mapped")
+    assert not is_cache_current(phase1, tmp_path / "mapped")  # the test split is not there
+    assert main([str(phase1), str(tmp_path / "cli"), "--split-root", f"test={phase2}",
+                 "--quiet"]) == 0  # fmt: skip
+    assert SkeletonCache(tmp_path / "cli").splits == ["train", "validate", "test"]
+    # one folder missing: named
+    with pytest.raises(FileNotFoundError, match="nope"):
+        prepare_release([phase1, tmp_path / "nope"], tmp_path / "x", progress=False)
+
+
+def test_datamodule_takes_a_mapping_release(tiny_release: Path, tmp_path: Path) -> None:
+    from migalab.utils.hydra import compose_config
+
+    cfg = compose_config("train", [
+        "data=imigue", f"data.cache_dir={tmp_path / 'cache'}", "data.num_workers=0",
+        f"data.release_root={{train:{tiny_release},validate:{tiny_release},test:{tiny_release}}}",
+    ], output_dir=tmp_path)  # fmt: skip
+    import hydra
+
+    dm = hydra.utils.instantiate(cfg.data)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert set(dm.datasets) == {"train", "val", "test"} and len(dm.datasets["test"]) > 0

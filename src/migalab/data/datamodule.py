@@ -9,7 +9,7 @@ training from :mod:`migalab.data.prepare`; sampling, DDP and resume details live
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from lightning import LightningDataModule
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from migalab.data.cache import SkeletonCache
@@ -55,7 +56,9 @@ class ClipDataModule(LightningDataModule):
       ..., "present": {"rgb": (N,) bool}}``.
 
     Args:
-        release_root: the release (a folder; the ``.pkl`` file for ``dataset=pyskl``).
+        release_root: the release: a folder (the ``.pkl`` file for ``dataset=pyskl``), a list of
+            folders (each split from the first that holds it, e.g. the two MiGA 2025 archives
+            unpacked apart) or a mapping split -> folder.
         cache_dir: where the skeleton cache lives (created if missing).
         dataset: the dataset spec's name (:data:`migalab.data.specs.BUILTIN_DATASETS`) or
             ``package.module:SPEC``; it gives the class names and count, split names, reader.
@@ -86,7 +89,7 @@ class ClipDataModule(LightningDataModule):
 
     def __init__(
         self,
-        release_root: str,
+        release_root: str | Sequence[str] | Mapping[str, str],
         cache_dir: str,
         dataset: str = "miga2025",
         synthetic: Mapping[str, Any] | None = None,
@@ -118,7 +121,7 @@ class ClipDataModule(LightningDataModule):
         if sampler not in ("random", "class_balanced"):
             raise ValueError(f"sampler must be 'random' or 'class_balanced', got {sampler!r}")
         self.spec: DatasetSpec = get_dataset(dataset)
-        self.release_root = Path(release_root)
+        self.release_root = _release(release_root)
         self.cache_dir = Path(cache_dir)
         self.synthetic = dict(synthetic) if synthetic is not None else None
         interpolate = dict(interpolate) if isinstance(interpolate, Mapping) else interpolate
@@ -320,3 +323,14 @@ def _epoch_progress(trainer: Any) -> tuple[int, int]:
     done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
     total = trainer.num_training_batches
     return int(done), int(total) if math.isfinite(total) else 0
+
+
+def _release(root: Any) -> Path | list[Path] | dict[str, Path]:
+    """``data.release_root`` as paths: one, a list, or a mapping split -> folder."""
+    if isinstance(root, DictConfig | ListConfig):
+        root = OmegaConf.to_container(root, resolve=True)
+    if isinstance(root, Mapping):
+        return {str(k): Path(v) for k, v in root.items()}
+    if isinstance(root, list | tuple):
+        return [Path(r) for r in root]
+    return Path(root)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -485,15 +485,39 @@ def video_files(folder: str | os.PathLike, split: str = "") -> VideoFiles:
     )
 
 
-def split_dir_candidates(root: str | os.PathLike, split: str) -> list[Path]:
-    """Where the folder of ``split`` may be below ``root``, in the order they are tried.
+#: a release: one root folder, several (each split is taken from the first that holds it), or a
+#: mapping split -> folder (the split's own folder of ``<vid>/`` folders, or a root holding it)
+ReleaseRoot = str | os.PathLike | Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike]
 
-    The suite's own layout (``<root>/<split>/``) and the official MiGA 2025 archives as they
-    unpack, with one or both archives under ``root``: ``imigue_data_phase1/datasets/
-    imigue_skeleton_{train,validate}/`` and ``imigue_data_phase2/imigue_skeleton_test/`` (also
-    with ``root`` pointing inside an archive: ``datasets/imigue_skeleton_<split>/`` or
-    ``imigue_skeleton_<split>/``).
+
+def release_roots(root: ReleaseRoot) -> list[Path]:
+    """Every folder a release names (one for a single root), in order, without repeats."""
+    if isinstance(root, Mapping):
+        folders = list(root.values())
+    elif isinstance(root, Sequence) and not isinstance(root, str):
+        folders = list(root)
+    else:
+        folders = [root]
+    return list(dict.fromkeys(Path(f) for f in folders))
+
+
+def split_dir_candidates(root: ReleaseRoot, split: str) -> list[Path]:
+    """Where the folder of ``split`` may be, in the order they are tried.
+
+    Below a root: the suite's own layout (``<root>/<split>/``) and the official MiGA 2025
+    archives as they unpack, with one or both archives under ``root``: ``imigue_data_phase1/
+    datasets/imigue_skeleton_{train,validate}/`` and ``imigue_data_phase2/imigue_skeleton_test/``
+    (also with ``root`` pointing inside an archive: ``datasets/imigue_skeleton_<split>/`` or
+    ``imigue_skeleton_<split>/``). Several roots: each root's candidates in turn. A mapping:
+    the split's folder below it, then the folder itself.
     """
+    if isinstance(root, Mapping):
+        if split not in root:
+            return []
+        folder = Path(root[split])
+        return [*split_dir_candidates(folder, split), folder]
+    if isinstance(root, Sequence) and not isinstance(root, str | os.PathLike):
+        return [c for r in root for c in split_dir_candidates(r, split)]
     root = Path(root)
     official = f"imigue_skeleton_{split}"
     return [
@@ -506,7 +530,7 @@ def split_dir_candidates(root: str | os.PathLike, split: str) -> list[Path]:
     ]
 
 
-def split_dir(root: str | os.PathLike, split: str) -> Path | None:
+def split_dir(root: ReleaseRoot, split: str) -> Path | None:
     """The folder holding the ``<vid>/`` folders of ``split`` (:func:`split_dir_candidates`), or
     None when the release has no such split."""
     for candidate in split_dir_candidates(root, split):
@@ -515,7 +539,7 @@ def split_dir(root: str | os.PathLike, split: str) -> Path | None:
     return None
 
 
-def find_videos(root: str | os.PathLike, split: str) -> list[VideoFiles]:
+def find_videos(root: ReleaseRoot, split: str) -> list[VideoFiles]:
     """All video folders of one split (``<split folder>/<vid>/``, the split folder found by
     :func:`split_dir`: the suite's ``<root>/<split>/`` or the official archive names), sorted
     by video id.

@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from migalab.data.cache import read_meta
 from migalab.data.prepare.release import DTYPES
@@ -21,6 +22,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("src", type=Path, help="release root (a folder; the .pkl file for pyskl)")
     p.add_argument("out", type=Path, help="cache folder to write")
+    p.add_argument(
+        "--split-root",
+        action="append",
+        default=[],
+        metavar="SPLIT=FOLDER",
+        help="take one split from another folder (its split folder or a root holding it), e.g. "
+        "--split-root test=/data/imigue_data_phase2; repeatable",
+    )
     p.add_argument(
         "--dataset",
         default="miga2025",
@@ -59,6 +68,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     img_shape = (args.height or default_shape[0], args.width or default_shape[1])
     if None in img_shape:  # the release's own frame sizes, unless both are given
         img_shape = None
+    src: Any = args.src
+    if args.split_root:
+        try:
+            given = dict(item.split("=", 1) for item in args.split_root)
+        except ValueError:
+            print(f"error: --split-root takes SPLIT=FOLDER, got {args.split_root}", file=sys.stderr)
+            return 1
+        src = {split: Path(given.get(split, args.src)) for split in splits}
     meta = read_meta(args.out)
     if (
         not args.force
@@ -66,14 +83,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         and meta.get("splits") == splits
         and meta.get("dtype") == args.dtype
         and meta.get("img_shape") == (list(img_shape) if img_shape else None)
-        and spec.is_current(args.src, args.out)
+        and spec.is_current(src, args.out)
     ):
         if not args.quiet:
             print(f"cache {args.out} is current ({meta.get('num_clips')} clips); --force rebuilds")
         return 0
     try:
         result = spec.prepare(
-            args.src,
+            src,
             args.out,
             splits=splits,
             img_shape=img_shape,

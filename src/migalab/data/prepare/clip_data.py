@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from migalab.data.formats.miga2025 import ReleaseRoot, release_roots
 from migalab.data.specs import DatasetSpec
 
 log = logging.getLogger(__name__)
@@ -15,7 +16,7 @@ log = logging.getLogger(__name__)
 
 def prepare_clip_data(
     spec: DatasetSpec,
-    release_root: str | Path,
+    release_root: ReleaseRoot,
     cache_dir: str | Path,
     splits: Sequence[str],
     *,
@@ -28,7 +29,8 @@ def prepare_clip_data(
 
     Args:
         spec: the dataset (its ``prepare`` / ``is_current``).
-        release_root: the release (folder, or file for pyskl pickles).
+        release_root: the release: a folder (a file for pyskl pickles), several folders, or a
+            mapping split -> folder (:data:`~migalab.data.formats.miga2025.ReleaseRoot`).
         cache_dir: the skeleton cache folder.
         splits: release split names to convert.
         synthetic: :class:`~migalab.data.synthetic.SynthConfig` fields, or None for real data.
@@ -38,19 +40,24 @@ def prepare_clip_data(
     Raises:
         FileNotFoundError: a real release that does not exist.
     """
-    release_root, cache_dir = Path(release_root), Path(cache_dir)
+    cache_dir = Path(cache_dir)
     if synthetic is not None:
+        if not isinstance(release_root, str | Path):
+            raise ValueError("a synthetic release is one folder: data.release_root=<folder>")
+        release_root = Path(release_root)
         from migalab.data.synthetic import SynthConfig, generate_release, release_is_current
 
         cfg = SynthConfig(**synthetic)
         if not release_is_current(release_root, cfg):
             log.info("generating synthetic iMiGUE in %s", release_root)
             generate_release(release_root, cfg)
-    elif not release_root.exists():
-        raise FileNotFoundError(
-            f"{spec.name} release {release_root} does not exist; set data.release_root to the "
-            f"release ({spec.description}) or use data=synthetic"
-        )
+    else:
+        absent = [r for r in release_roots(release_root) if not r.exists()]
+        if absent:
+            raise FileNotFoundError(
+                f"{spec.name} release {absent[0]} does not exist; set data.release_root to the "
+                f"release ({spec.description}) or use data=synthetic"
+            )
     if not spec.is_current(release_root, cache_dir):
         log.info("converting %s into the skeleton cache %s", release_root, cache_dir)
         spec.prepare(

@@ -20,7 +20,8 @@ import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,17 +31,20 @@ import numpy as np
 
 from migalab.data.cache import FORMAT_VERSION, META_FILE, read_meta, write_index, write_meta
 from migalab.data.formats.errors import FormatError
+from migalab.data.formats.light35 import is_light_table
 from migalab.data.formats.miga2025 import (
     DEFAULT_IMG_SHAPE,
     EMOTION_FILE,
     NUM_KEYPOINTS,
     SPLITS,
+    ReleaseRoot,
     VideoFiles,
     describe_column,
     find_videos,
     read_emotion_labels,
     read_label_csv,
     read_openpose_table,
+    release_roots,
     split_dir,
     split_dir_candidates,
 )
@@ -59,8 +63,35 @@ DTYPES = ("float32", "float16")
 # --------------------------------------------------------------------------------------------
 
 
-def _source_files(src_root: Path, splits: Sequence[str]) -> list[Path]:
-    files = [src_root / EMOTION_FILE] if (src_root / EMOTION_FILE).is_file() else []
+def resolve_release(src_root: ReleaseRoot) -> ReleaseRoot:
+    """The release with its folders as absolute paths: one root (a Path), several (a list) or a
+    mapping split -> folder (a dict); a one-element list is one root."""
+    if isinstance(src_root, Mapping):
+        return {str(k): Path(v).resolve() for k, v in src_root.items()}
+    if isinstance(src_root, Sequence) and not isinstance(src_root, str):
+        roots = [Path(r).resolve() for r in src_root]
+        return roots[0] if len(roots) == 1 else roots
+    return Path(src_root).resolve()
+
+
+def describe_release(src_root: ReleaseRoot) -> str:
+    """The release's folders as one line (``/a`` or ``/a, /b`` or ``train=/a, test=/b``)."""
+    if isinstance(src_root, Mapping):
+        return ", ".join(f"{k}={v}" for k, v in src_root.items())
+    return ", ".join(str(r) for r in release_roots(src_root))
+
+
+def emotion_file(src_root: ReleaseRoot) -> Path | None:
+    """The release's ``emotion_labels.csv`` (the first of its folders that holds one)."""
+    for root in release_roots(src_root):
+        if (root / EMOTION_FILE).is_file():
+            return root / EMOTION_FILE
+    return None
+
+
+def _source_files(src_root: ReleaseRoot, splits: Sequence[str]) -> list[Path]:
+    emo = emotion_file(src_root)
+    files = [emo] if emo is not None else []
     for split in splits:
         for vf in find_videos(src_root, split):
             files += vf.source_files()
@@ -69,18 +100,19 @@ def _source_files(src_root: Path, splits: Sequence[str]) -> list[Path]:
     return files
 
 
-def source_fingerprint(src_root: str | os.PathLike, splits: Sequence[str] = SPLITS) -> str:
-    """sha256 over (relative name, size, mtime_ns) of every source file prepare reads."""
-    src_root = Path(src_root)
+def source_fingerprint(src_root: ReleaseRoot, splits: Sequence[str] = SPLITS) -> str:
+    """sha256 over (name, size, mtime_ns) of every source file prepare reads; names relative to
+    the root for a one-folder release, absolute for several folders."""
+    src_root = resolve_release(src_root)
     h = hashlib.sha256()
     for p in sorted(_source_files(src_root, splits)):
         st = p.stat()
-        rel = p.relative_to(src_root).as_posix()
+        rel = p.relative_to(src_root).as_posix() if isinstance(src_root, Path) else p.as_posix()
         h.update(f"{rel}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
 
-def is_cache_current(src_root: str | os.PathLike, out_dir: str | os.PathLike) -> bool:
+def is_cache_current(src_root: ReleaseRoot, out_dir: str | os.PathLike) -> bool:
     """True when ``out_dir`` holds a complete cache of this format version whose source
     fingerprint (over the splits it was built from) matches ``src_root`` now."""
     meta = read_meta(out_dir)
@@ -191,7 +223,7 @@ def _problem(vf: VideoFiles, exc: BaseException) -> tuple[str, str]:
 
 
 def prepare_release(
-    src_root: str | os.PathLike,
+    src_root: ReleaseRoot,
     out_dir: str | os.PathLike,
     splits: Sequence[str] = SPLITS,
     img_shape: tuple[int, int] = DEFAULT_IMG_SHAPE,
@@ -203,8 +235,10 @@ def prepare_release(
     """Convert the MiGA 2025 release at ``src_root`` into a cache at ``out_dir``.
 
     Args:
-        src_root: release root with ``<split>/<vid>/`` folders (and optionally
-            ``emotion_labels.csv``).
+        src_root: release root with ``<split>/<vid>/`` folders or the official archive
+            folders (and optionally ``emotion_labels.csv``); or several roots (each split from
+            the first that holds it: train / validate from one archive, test from another); or
+            a mapping split -> folder (the split's folder or a root holding it).
         out_dir: cache folder (created; an existing cache there is invalidated first by removing
             its meta.json and rewritten).
         splits: splits to convert; a split without a folder is noted, not an error.
@@ -221,9 +255,10 @@ def prepare_release(
     t0 = time.perf_counter()
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype!r} not in {DTYPES}")
-    src_root, out_dir = Path(src_root).resolve(), Path(out_dir)
-    if not src_root.is_dir():
-        raise FileNotFoundError(f"release root {src_root} is not a folder")
+    src_root, out_dir = resolve_release(src_root), Path(out_dir)
+    absent = [r for r in release_roots(src_root) if not r.is_dir()]
+    if absent:
+        raise FileNotFoundError(f"release folder {absent[0]} is not a folder")
     splits = tuple(splits)
     if workers <= 0:
         workers = os.cpu_count() or 1
@@ -233,14 +268,14 @@ def prepare_release(
     fingerprint = source_fingerprint(src_root, splits)
 
     emotions: dict[str, int] = {}
-    emo_file = src_root / EMOTION_FILE
-    if emo_file.is_file():
+    emo_file = emotion_file(src_root)
+    if emo_file is not None:
         try:
             emotions = read_emotion_labels(emo_file)
         except FormatError as exc:
             result.skipped.append((str(emo_file), str(exc)))
             if strict:
-                fail(result, splits, src_root)
+                fail(result, splits, describe_release(src_root))
 
     videos: list[VideoFiles] = []
     for split in splits:
@@ -249,7 +284,11 @@ def prepare_release(
             result.missing_splits.append(split)
             continue
         found = find_videos(src_root, split)
-        log.info("release split %s: %d video folders in %s", split, len(found), folder)
+        formats = Counter(_table_format(vf) for vf in found)
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(formats.items()))
+        log.info("release split %s: %d video folders (%s) in %s", split, len(found), kinds, folder)
+        if progress:
+            print(f"{split}: {len(found)} videos ({kinds or 'none'}) in {folder}", flush=True)
         videos += found
     if not videos:
         raise FileNotFoundError(no_videos_message(src_root, splits))
@@ -267,7 +306,7 @@ def prepare_release(
                 except Exception as exc:
                     result.skipped.append(_problem(vf, exc))
                     if strict:
-                        fail(result, splits, src_root)
+                        fail(result, splits, describe_release(src_root))
                 advance(f"{vf.split}/{vf.video_id}")
     else:
         # fork is ~20x cheaper to start than forkserver/spawn and works from notebooks and
@@ -291,7 +330,7 @@ def prepare_release(
                         else:
                             result.skipped.append(_problem(vf, exc))
                             if strict:
-                                fail(result, splits, src_root)
+                                fail(result, splits, describe_release(src_root))
                         advance(f"{vf.split}/{vf.video_id}")
             except BaseException:
                 ex.shutdown(wait=True, cancel_futures=True)
@@ -302,11 +341,11 @@ def prepare_release(
     result.num_clips = len(rows)
     write_index(out_dir, rows)
     result.seconds = time.perf_counter() - t0
-    write_report(result, splits, src_root)
+    write_report(result, splits, describe_release(src_root))
     if result.num_videos > 0:
         meta = {
             "format_version": FORMAT_VERSION,
-            "source_root": str(src_root),
+            "source_root": describe_release(src_root),
             "dtype": dtype,
             "array_layout": "(T, 137, 3): x, y, confidence in pixels; OpenPose-137 joints",
             "splits": list(splits),
@@ -325,20 +364,37 @@ def prepare_release(
     return result
 
 
-def no_videos_message(src_root: Path, splits: Sequence[str]) -> str:
-    """Why a release gave no video: the split folders looked for and what the root holds."""
+def no_videos_message(src_root: ReleaseRoot, splits: Sequence[str]) -> str:
+    """Why a release gave no video: the split folders looked for and what the folders hold."""
+    single = src_root if isinstance(src_root, Path) else None
+
+    def shown(p: Path) -> str:
+        return str(p.relative_to(single)) if single is not None else str(p)
+
     looked = "; ".join(
-        f"{split}: "
-        + ", ".join(str(c.relative_to(src_root)) for c in split_dir_candidates(src_root, split))
+        f"{split}: " + ", ".join(shown(c) for c in split_dir_candidates(src_root, split))
         for split in splits
     )
-    holds = sorted(p.name + ("/" if p.is_dir() else "") for p in src_root.iterdir())[:20]
+    holds = "; ".join(
+        f"{root}: "
+        + (", ".join(sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())[:20])
+           or "nothing")
+        for root in release_roots(src_root)
+    )  # fmt: skip
     return (
-        f"no video folders found in the release {src_root} (looked for {looked}; each should hold "
-        f"<vid>/ folders with <vid>_openpose.xlsx|csv or <vid>_light_hand.csv, and <vid>_label.csv). "
-        f"The folder holds: "
-        f"{', '.join(holds) or 'nothing'}"
+        f"no video folders found in the release {describe_release(src_root)} (looked for "
+        f"{looked}; each should hold <vid>/ folders with <vid>_openpose.xlsx|csv or "
+        f"<vid>_light_hand.csv, and <vid>_label.csv). The folder holds: {holds}"
     )
+
+
+def _table_format(vf: VideoFiles) -> str:
+    """What kind of skeleton table a video folder has (for the found-videos report)."""
+    if vf.table is None:
+        return "no table"
+    if is_light_table(vf.table):
+        return "35-joint csv"
+    return f"137-point {vf.table.suffix.lstrip('.')}"
 
 
 def _note_empty(result: PrepareResult, vf: VideoFiles, rows: list[dict[str, Any]]) -> None:

@@ -62,7 +62,7 @@ class PrepareResult:
         print_summary(self, console)
 
 
-def write_report(result: PrepareResult, splits: Sequence[str], src_root: Path) -> None:
+def write_report(result: PrepareResult, splits: Sequence[str], src_root: str | Path) -> None:
     """Write ``<cache>/prepare_report.json``: counts, skipped files and warnings."""
     report = {
         "source_root": str(src_root),
@@ -78,7 +78,7 @@ def write_report(result: PrepareResult, splits: Sequence[str], src_root: Path) -
     atomic_write_text(result.report_path, json.dumps(report, indent=2) + "\n")
 
 
-def fail(result: PrepareResult, splits: Sequence[str], src_root: Path) -> None:
+def fail(result: PrepareResult, splits: Sequence[str], src_root: str | Path) -> None:
     """Stop a strict prepare at its last skipped file: write the report, raise PrepareError."""
     write_report(result, splits, src_root)
     file, message = result.skipped[-1]
