@@ -103,20 +103,20 @@ def print_summary(result: PrepareResult, console: Any = None) -> None:
     summary.add_row("complete", "yes" if result.complete else "NO (no meta.json)")
     summary.add_row("seconds", f"{result.seconds:.1f}")
     console.print(summary)
-    if result.skipped:
-        problems = Table(title=f"skipped ({len(result.skipped)}), see {result.report_path}")
-        problems.add_column("file", overflow="fold")
-        problems.add_column("problem", overflow="fold")
-        for file, message in result.skipped:
-            prefix = f"{file}: "
-            problems.add_row(
-                file, message[len(prefix) :] if message.startswith(prefix) else message
-            )
-        console.print(problems)
-    if result.warnings:
-        notes = Table(title=f"warnings ({len(result.warnings)}), see {result.report_path}")
-        notes.add_column("file", overflow="fold")
-        notes.add_column("warning", overflow="fold")
-        for file, message in result.warnings:
-            notes.add_row(file, message.removeprefix(f"{file}: "))
-        console.print(notes)
+    for title, column, rows in (("skipped", "problem", result.skipped),
+                                ("warnings", "warning", result.warnings)):  # fmt: skip
+        if rows:
+            console.print(_file_table(f"{title} ({len(rows)}), see {result.report_path}",
+                                      column, rows))  # fmt: skip
+
+
+def _file_table(title: str, column: str, rows: list[tuple[str, str]]) -> Any:
+    """A Rich table of (file, message) rows; a message's leading ``<file>: `` is not repeated."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("file", overflow="fold")
+    table.add_column(column, overflow="fold")
+    for file, message in rows:
+        table.add_row(file, message.removeprefix(f"{file}: "))
+    return table
