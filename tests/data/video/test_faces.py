@@ -164,7 +164,9 @@ def test_per_frame_boxes_and_flags(video: Path, tmp_path: Path) -> None:
     assert clips_are_current(tmp_path, [plain, face], 32, 4, 18)
     moved = boxes.copy()
     moved[0] += 1.0
-    assert not clips_are_current(tmp_path, [plain, dataclasses.replace(face, boxes=moved)], 32, 4, 18)
+    assert not clips_are_current(
+        tmp_path, [plain, dataclasses.replace(face, boxes=moved)], 32, 4, 18
+    )
     other_flags = dataclasses.replace(face, flags=~flags)
     assert not clips_are_current(tmp_path, [plain, other_flags], 32, 4, 18)
     with pytest.raises(ValueError, match="boxes must be"):
