@@ -68,8 +68,8 @@ class ClipDataModule(LightningDataModule):
             (:class:`~migalab.data.pipelines.ClipOptions` documents them and their defaults).
         representation: ``gcn`` or ``heatmap`` (:mod:`migalab.data.pipelines`).
         heatmap: :class:`~migalab.data.pipelines.HeatmapOptions` fields.
-        modalities: None (one skeleton stream), or a list of ``rgb``, ``joint``, ``bone``, ...
-            for multimodal samples.
+        modalities: None (one skeleton stream), or a list of ``rgb``, ``face``, ``joint``,
+            ``bone``, ... for multimodal samples.
         video: :class:`~migalab.data.pipelines.VideoOptions` fields (RGB modalities).
         face: :class:`~migalab.data.pipelines.FaceOptions` fields (the ``face`` modality).
         batch_size: per-device batch size (global batch = batch_size x devices x nodes x

@@ -356,10 +356,8 @@ class MultiModalPipeline:
         crops, when the clip's face crops were not prepared)."""
         assert self.face is not None
         if not self.face.has_video(record):
-            s = self.face_size
-            return (torch.zeros(len(offsets), 3, s, s,
-                                dtype=torch.uint8),
-                    torch.zeros(len(offsets), dtype=torch.bool))  # fmt: skip
+            n, s = len(offsets), self.face_size
+            return torch.zeros(n, 3, s, s, dtype=torch.uint8), torch.zeros(n, dtype=torch.bool)
         frames, _ = self.face.read(record, offsets)  # (T_f, S, S, 3) uint8
         face = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
         if flip:
