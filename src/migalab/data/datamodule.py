@@ -53,7 +53,8 @@ class ClipDataModule(LightningDataModule):
       with ``heatmap.render=device`` the loader ships keypoints and
       :meth:`on_after_batch_transfer` renders them on the training device.
     * multimodal (``modalities`` given): ``{"rgb": (N, 3, T_v, S, S), "joint": (N, 3, T, V, M),
-      ..., "present": {"rgb": (N,) bool}}``.
+      ..., "present": {"rgb": (N,) bool}}``; with ``face``: ``"face"`` (N, T_f, 3, S_f, S_f)
+      uint8, ``"face_visible"`` (N, T_f) bool and ``present["face"]``.
 
     Args:
         release_root: the release: a folder (the ``.pkl`` file for ``dataset=pyskl``), a list of
@@ -67,9 +68,10 @@ class ClipDataModule(LightningDataModule):
             (:class:`~migalab.data.pipelines.ClipOptions` documents them and their defaults).
         representation: ``gcn`` or ``heatmap`` (:mod:`migalab.data.pipelines`).
         heatmap: :class:`~migalab.data.pipelines.HeatmapOptions` fields.
-        modalities: None (one skeleton stream), or a list of ``rgb``, ``joint``, ``bone``, ...
-            for multimodal samples.
+        modalities: None (one skeleton stream), or a list of ``rgb``, ``face``, ``joint``,
+            ``bone``, ... for multimodal samples.
         video: :class:`~migalab.data.pipelines.VideoOptions` fields (RGB modalities).
+        face: :class:`~migalab.data.pipelines.FaceOptions` fields (the ``face`` modality).
         batch_size: per-device batch size (global batch = batch_size x devices x nodes x
             accumulate_grad_batches; ``model.lr_scaling`` can scale the lr with it).
         eval_batch_size: per-device batch size of validation / test / predict (default batch_size).
@@ -103,6 +105,7 @@ class ClipDataModule(LightningDataModule):
         heatmap: Mapping[str, Any] | None = None,
         modalities: list[str] | None = None,
         video: Mapping[str, Any] | None = None,
+        face: Mapping[str, Any] | None = None,
         batch_size: int = 32,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
@@ -130,8 +133,8 @@ class ClipDataModule(LightningDataModule):
             augment=dict(augment) if augment is not None else None, interpolate=interpolate,
         )  # fmt: skip
         self.representation: Representation = build_representation(
-            representation, self.clip, heatmap=heatmap, video=video, modalities=modalities,
-            cache_dir=self.cache_dir,
+            representation, self.clip, heatmap=heatmap, video=video, face=face,
+            modalities=modalities, cache_dir=self.cache_dir,
         )  # fmt: skip
         self.modalities = list(modalities) if modalities else None
         self.predict_split = "test"

@@ -88,8 +88,11 @@ class SkeletonClipDataset(Dataset):
 
 
 def _as_float_tensor(value: Any) -> torch.Tensor:
-    """A float32 tensor from an array or tensor (tensors are not copied when already float32)."""
+    """A float32 tensor from an array or tensor (tensors are not copied when already float32);
+    uint8 and bool tensors (face crops, per-frame flags) keep their dtype."""
     if isinstance(value, torch.Tensor):
+        if value.dtype in (torch.uint8, torch.bool):
+            return value.contiguous()
         return value.float().contiguous()
     return torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
 

@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from migalab.data.pipelines import (
     REPRESENTATIONS,
     ClipOptions,
+    FaceOptions,
     HeatmapOptions,
     VideoOptions,
     build_representation,
@@ -24,14 +25,20 @@ def _plain(value):
 
 
 @pytest.mark.parametrize(
-    ("options", "key"), [(HeatmapOptions, "heatmap"), (VideoOptions, "video"), (ClipOptions, None)]
+    ("options", "key"),
+    [
+        (HeatmapOptions, "heatmap"),
+        (VideoOptions, "video"),
+        (FaceOptions, "face"),
+        (ClipOptions, None),
+    ],
 )
 def test_yaml_restates_the_dataclass_defaults(options, key) -> None:
     data = compose_config("train", ["data=imigue"]).data
     section = OmegaConf.to_container(data[key] if key else data, resolve=True)
     for field in dataclasses.fields(options):
         if field.name in ("augment", "prepare_workers"):
-            continue  # augment: below; video.prepare_workers follows data.prepare_workers
+            continue  # augment: below; {video,face}.prepare_workers follow data.prepare_workers
         assert _plain(section[field.name]) == _plain(field.default), (key, field.name)
     augment = OmegaConf.to_container(data.augment)
     assert {k: {n: _plain(v) for n, v in d.items()} for k, d in augment.items()} == {
@@ -44,6 +51,8 @@ def test_registry_and_errors() -> None:
     assert set(REPRESENTATIONS) == {"gcn", "heatmap", "multimodal"}
     assert build_representation("gcn", clip).name == "gcn"
     assert build_representation("gcn", clip, modalities=["joint", "bone"]).name == "multimodal"
+    face = build_representation("gcn", clip, modalities=["face"], face={"size": 64})
+    assert face.face == FaceOptions(size=64) and face.prepared_face_dir.name == "face_clips_64"
     with pytest.raises(ValueError, match="representation must be one of"):
         build_representation("pointcloud", clip)
     with pytest.raises(ValueError, match="unknown heatmap options"):

@@ -4,11 +4,11 @@
 
 * ``gcn`` (:mod:`.gcn`): skeleton sequences (C, T, V, M) for 2s-AGCN;
 * ``heatmap`` (:mod:`.heatmap`): PoseC3D heatmap volumes (C, T, H, W);
-* ``multimodal`` (:mod:`.multimodal`): a dict of RGB frames and skeleton streams (System B; RGB
-  only with ``modalities=[rgb]``).
+* ``multimodal`` (:mod:`.multimodal`): a dict of RGB frames, face crops and skeleton streams
+  (System B; RGB only with ``modalities=[rgb]``).
 
 Each has one typed dataclass of options (:class:`ClipOptions` for all, :class:`HeatmapOptions`,
-:class:`VideoOptions`) whose defaults YAML restates in ``conf/data``.
+:class:`VideoOptions`, :class:`FaceOptions`) whose defaults YAML restates in ``conf/data``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,11 @@ from typing import Any
 from migalab.data.pipelines.base import ClipOptions, Representation, ViewSample, options_from
 from migalab.data.pipelines.gcn import GcnRepresentation
 from migalab.data.pipelines.heatmap import HeatmapOptions, HeatmapRepresentation
-from migalab.data.pipelines.multimodal import MultiModalRepresentation, VideoOptions
+from migalab.data.pipelines.multimodal import (
+    FaceOptions,
+    MultiModalRepresentation,
+    VideoOptions,
+)
 
 #: ``data.representation`` names -> classes
 REPRESENTATIONS: dict[str, type[Representation]] = {
@@ -36,6 +40,7 @@ def build_representation(
     *,
     heatmap: Mapping[str, Any] | HeatmapOptions | None = None,
     video: Mapping[str, Any] | VideoOptions | None = None,
+    face: Mapping[str, Any] | FaceOptions | None = None,
     modalities: Sequence[str] | None = None,
     cache_dir: str | Path = ".",
 ) -> Representation:
@@ -46,11 +51,12 @@ def build_representation(
     """
     heatmap_opts = options_from(HeatmapOptions, heatmap, "heatmap")
     video_opts = options_from(VideoOptions, video, "video")
+    face_opts = options_from(FaceOptions, face, "face")
     if modalities:
         if name not in ("gcn", "multimodal"):
             raise ValueError("multimodal samples use skeleton sequences: set "
                              "representation=gcn with modalities")  # fmt: skip
-        return MultiModalRepresentation(clip, modalities, video_opts, Path(cache_dir))
+        return MultiModalRepresentation(clip, modalities, video_opts, Path(cache_dir), face_opts)
     if name == "gcn":
         return GcnRepresentation(clip)
     if name == "heatmap":
@@ -61,6 +67,7 @@ def build_representation(
 __all__ = [
     "REPRESENTATIONS",
     "ClipOptions",
+    "FaceOptions",
     "GcnRepresentation",
     "HeatmapOptions",
     "HeatmapRepresentation",

@@ -15,10 +15,19 @@ One :class:`MultiModalPipeline` call turns a :class:`ClipRecord` into
    ``<vid>.mp4``: crop the box scaled to the video's size) -> :class:`VideoClipTransform`
    (random-resized crop inside the box + flip exactly when the skeleton was flipped, in
    training; Kinetics normalisation).
+6. face (emotion stream): the clip's prepared face crops (a per-frame face track from the
+   skeleton's face keypoints, :mod:`migalab.data.video.faces`, cropped once by
+   :meth:`MultiModalRepresentation.prepare`) at every ``k_f``-th sampled frame
+   (``k_f = T / T_f``, so face frame i = skeleton frame ``i * k_f``), mirrored when the skeleton
+   was flipped: ``x["face"]`` (T_f, 3, S_f, S_f) **uint8** RGB (0-255, not normalised: the face
+   encoder normalises, SwinFace ``(x / 255 - 0.5) / 0.5``), ``x["face_visible"]`` (T_f,) bool
+   (the skeleton showed a face in that frame; other frames hold the interpolated box's pixels)
+   and ``present["face"]`` (any frame visible).
 
 A clip whose video could not be prepared (``video.on_error=skip``) gets an all-zero RGB input
 and ``present["rgb"] = False``; fusion blocks mask it (see
-:class:`migalab.models.fusion.CrossModalTokenFusion`).
+:class:`migalab.models.fusion.CrossModalTokenFusion`). Likewise for faces
+(``face.on_error=skip``): zero crops, ``face_visible`` all False, ``present["face"] = False``.
 """
 
 from __future__ import annotations
@@ -49,11 +58,14 @@ from migalab.data.skeleton.transforms import (
     temporal_steps,
 )
 from migalab.data.video.clips import ClipJob, PreparedClips
+from migalab.data.video.faces import FaceTrack, face_track, keypoints137
 from migalab.data.video.readers import ReaderPool, VideoReadError, open_video
 from migalab.data.video.transforms import VideoClipTransform, person_box, scale_box
 
-#: Modality names: ``rgb`` plus the skeleton streams.
-MODALITIES = ("rgb", *STREAMS)
+#: Modality names: ``rgb``, ``face`` plus the skeleton streams.
+MODALITIES = ("rgb", "face", *STREAMS)
+#: Modalities that are not skeleton streams.
+_FRAME_MODALITIES = ("rgb", "face")
 VIDEO_SOURCES = ("prepared", "raw")
 
 
@@ -97,6 +109,54 @@ class VideoOptions:
         if self.on_error not in ("raise", "skip"):
             raise ValueError(f"video.on_error must be 'raise' or 'skip', got {self.on_error!r}")
         object.__setattr__(self, "area_range", tuple(float(v) for v in self.area_range))
+
+
+@dataclass(frozen=True)
+class FaceOptions:
+    """Face-crop options (``data.face``, the ``face`` modality; defaults here and in
+    ``conf/data``). Face tracks: :func:`migalab.data.video.faces.face_track`.
+
+    Attributes:
+        num_frames: T_f, face frames per clip; ``data.num_frames`` must be a multiple of it.
+        size: side S_f of the face crops (prepared at this size and served as is; SwinFace: 112).
+        threshold: confidence above which a keypoint counts.
+        min_points: face landmarks (of 70) needed in a frame, else the nose / eyes / ears
+            fallback.
+        margin: the square box's side is the face extent x (1 + 2 margin).
+        smooth: centred moving-average window of the track in frames (1 = none).
+        backend: decoder of the prepared crops (``decord`` | ``pyav`` | ``auto``).
+        prepared_gop: keyframe interval of the stored face clips.
+        prepared_crf: x264 quality of the stored face clips.
+        prepared_dir: where they go (default ``<cache_dir>/face_clips_<size>``).
+        prepare_workers: processes writing them.
+        on_error: ``raise`` | ``skip`` (report; the clip's face is marked missing).
+    """
+
+    num_frames: int = 16
+    size: int = 112
+    threshold: float = 0.3
+    min_points: int = 10
+    margin: float = 0.25
+    smooth: int = 5
+    backend: str = "auto"
+    prepared_gop: int = 16
+    prepared_crf: int = 20
+    prepared_dir: str | None = None
+    prepare_workers: int = 1
+    on_error: str = "raise"
+
+    def __post_init__(self) -> None:
+        if self.on_error not in ("raise", "skip"):
+            raise ValueError(f"face.on_error must be 'raise' or 'skip', got {self.on_error!r}")
+        if self.size < 2 or self.size % 2:
+            raise ValueError(f"face.size must be even and >= 2, got {self.size}")
+        if self.num_frames < 1 or self.smooth < 1 or self.min_points < 1 or self.margin < 0:
+            raise ValueError("face: num_frames, smooth, min_points must be >= 1, margin >= 0")
+
+    def track_kwargs(self) -> dict[str, Any]:
+        """The :func:`~migalab.data.video.faces.face_track` arguments."""
+        return {"threshold": float(self.threshold), "min_points": int(self.min_points),
+                "margin": float(self.margin), "smooth": int(self.smooth)}  # fmt: skip
 
 
 def video_options(video: Mapping[str, Any] | VideoOptions | None) -> VideoOptions:
@@ -157,6 +217,10 @@ class VideoSource:
             self._clips = PreparedClips(self.prepared_dir)
         return self._clips
 
+    def flags(self, record: ClipRecord) -> np.ndarray | None:
+        """The prepared clip's per-frame flags (face crops: face visible), or None."""
+        return self.clips.flags(record.name) if self.source == "prepared" else None
+
     def has_video(self, record: ClipRecord) -> bool:
         """False when the clip's video is unavailable (prepare skipped it, or no mp4)."""
         if self.source == "prepared":
@@ -191,6 +255,9 @@ class MultiModalPipeline:
         num_frames: T, skeleton frames per clip.
         train: random sampling and augmentation.
         video: a :class:`VideoSource` (needed when ``rgb`` is a modality).
+        face: a prepared :class:`VideoSource` of face crops (needed when ``face`` is a modality).
+        face_frames: T_f, face frames per clip; ``num_frames`` must be a multiple of it.
+        face_size: S_f, side of the prepared face crops.
         video_frames: T_v, RGB frames per clip; ``num_frames`` must be a multiple of it.
         video_size: side S of the RGB crop.
         area_range: training random-resized-crop area range (fraction of the box).
@@ -204,6 +271,9 @@ class MultiModalPipeline:
         num_frames: int,
         train: bool = False,
         video: VideoSource | None = None,
+        face: VideoSource | None = None,
+        face_frames: int = 16,
+        face_size: int = 112,
         video_frames: int = 16,
         video_size: int = 224,
         area_range: tuple[float, float] = (0.4, 1.0),
@@ -222,8 +292,16 @@ class MultiModalPipeline:
             if video_frames <= 0 or num_frames % video_frames:
                 raise ValueError(f"data.num_frames ({num_frames}) must be a multiple of "
                                  f"video.num_frames ({video_frames})")  # fmt: skip
+        if "face" in modalities:
+            if face is None or face.source != "prepared":
+                raise ValueError("the face modality needs a prepared VideoSource of face crops")
+            if face_frames <= 0 or num_frames % face_frames:
+                raise ValueError(f"data.num_frames ({num_frames}) must be a multiple of "
+                                 f"face.num_frames ({face_frames})")  # fmt: skip
         self.modalities, self.layout, self.train = modalities, layout, train
-        self.streams = [m for m in modalities if m != "rgb"]
+        self.streams = [m for m in modalities if m not in _FRAME_MODALITIES]
+        self.face, self.face_frames, self.face_size = face, face_frames, int(face_size)
+        self.face_stride = max(1, num_frames // max(face_frames, 1))
         self.video, self.stride = video, max(1, num_frames // max(video_frames, 1))
         self.head = Compose(temporal_steps(layout, interpolate))
         self.sample = UniformSample(num_frames, test_mode=not train)
@@ -263,7 +341,33 @@ class MultiModalPipeline:
                 x["rgb"] = torch.zeros(3, self.video_frames, s, s)
                 present = False
             x["present"] = {"rgb": present}
+        if "face" in self.modalities:
+            offsets = np.asarray(rec.meta["frame_inds"])[:: self.face_stride][: self.face_frames]
+            flip = bool(skel.meta.get("flipped", False))
+            face, visible = self._face(record, offsets, flip)
+            x["face"], x["face_visible"] = face, visible
+            x.setdefault("present", {})["face"] = bool(visible.any())
         return {"x": x}
+
+    def _face(
+        self, record: ClipRecord, offsets: np.ndarray, flip: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(T_f, 3, S_f, S_f) uint8 face crops and (T_f,) bool visibility (all False, zero
+        crops, when the clip's face crops were not prepared)."""
+        assert self.face is not None
+        if not self.face.has_video(record):
+            n, s = len(offsets), self.face_size
+            return torch.zeros(n, 3, s, s, dtype=torch.uint8), torch.zeros(n, dtype=torch.bool)
+        frames, _ = self.face.read(record, offsets)  # (T_f, S, S, 3) uint8
+        face = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+        if flip:
+            face = face.flip(-1)
+        flags = self.face.flags(record)
+        if flags is None:
+            visible = torch.ones(len(offsets), dtype=torch.bool)
+        else:
+            visible = torch.from_numpy(flags[np.asarray(offsets, dtype=np.int64)].copy())
+        return face.contiguous(), visible
 
     def __repr__(self) -> str:
         return (f"MultiModalPipeline({self.modalities}, layout={self.layout!r}, "
@@ -282,6 +386,56 @@ def build_clip_jobs(
     ``splits`` in a :class:`SkeletonCache`, and the problems found (clip or video, message):
     clips without a video, videos that cannot be opened. ``on_error="raise"`` raises at the
     first problem instead."""
+
+    def person(record: ClipRecord, size: tuple[int, int]) -> ClipJob:
+        box = scale_box(clip_person_box(record, layout, box_margin), record.img_shape, size)
+        return ClipJob(name=record.name, video_path=str(record.video_path), start=record.start,
+                       end=record.end, box=tuple(float(v) for v in box),
+                       split=str(record.meta.get("split", "")))  # fmt: skip
+
+    return _clip_jobs(cache, layout, splits, on_error, person)
+
+
+def clip_face_track(record: ClipRecord, face: FaceOptions | None = None) -> FaceTrack:
+    """The face track of a clip's first person (:func:`migalab.data.video.faces.face_track`
+    with ``face``'s options; any layout, its joints placed at their OpenPose indices)."""
+    face = face or FaceOptions()
+    kp = keypoints137(record.keypoint[0], record.keypoint_score[0], record.layout)
+    return face_track(kp, record.img_shape, **face.track_kwargs())
+
+
+def build_face_jobs(
+    cache: Any,
+    splits: Sequence[str],
+    face: FaceOptions | None = None,
+    on_error: str = "raise",
+) -> tuple[list[ClipJob], list[tuple[str, str]]]:
+    """Prepare jobs for the face crops of every clip of ``splits``: per-frame face boxes (the
+    clip's face track, :func:`clip_face_track`, from the cache's own joints: all 137 OpenPose
+    points where the cache has them) in video pixels, the face-visible flags, and as ``box``
+    the bounding box of all of them; problems as :func:`build_clip_jobs`."""
+    face = face or FaceOptions()
+
+    def job(record: ClipRecord, size: tuple[int, int]) -> ClipJob:
+        track = clip_face_track(record, face)
+        boxes = scale_box(track.boxes, record.img_shape, size)
+        box = (*boxes[:, :2].min(0), *boxes[:, 2:].max(0))
+        return ClipJob(name=record.name, video_path=str(record.video_path), start=record.start,
+                       end=record.end, box=tuple(float(v) for v in box),
+                       split=str(record.meta.get("split", "")), boxes=boxes,
+                       flags=track.visible)  # fmt: skip
+
+    return _clip_jobs(cache, None, splits, on_error, job)
+
+
+def _clip_jobs(
+    cache: Any,
+    layout: str | None,
+    splits: Sequence[str],
+    on_error: str,
+    make: Callable[[ClipRecord, tuple[int, int]], ClipJob],
+) -> tuple[list[ClipJob], list[tuple[str, str]]]:
+    """``make(record, (H, W) of its video)`` for every clip of ``splits`` whose video opens."""
     index = cache.index
     rows = np.flatnonzero(index["split"].isin(list(splits)).to_numpy())
     sizes: dict[str, tuple[int, int] | None] = {}
@@ -309,10 +463,7 @@ def build_clip_jobs(
         size = sizes[path]
         if size is None:
             continue
-        box = scale_box(clip_person_box(record, layout, box_margin), record.img_shape, size)
-        jobs.append(ClipJob(name=record.name, video_path=path, start=record.start,
-                            end=record.end, box=tuple(float(v) for v in box),
-                            split=str(record.meta.get("split", ""))))  # fmt: skip
+        jobs.append(make(record, size))
     return jobs, problems
 
 
@@ -321,16 +472,24 @@ log = logging.getLogger(__name__)
 
 class MultiModalRepresentation(Representation):
     """``multimodal`` (System B; the RGB-only experiments with ``modalities=[rgb]``): samples
-    ``{"x": {"rgb": (3, T_v, S, S), "joint": (3, T, V, M), ..., "present": {"rgb": bool}}}``.
+    ``{"x": {"rgb": (3, T_v, S, S), "joint": (3, T, V, M), ..., "present": {"rgb": bool}}}``;
+    with ``face``: ``x["face"]`` (T_f, 3, S_f, S_f) uint8, ``x["face_visible"]`` (T_f,) bool,
+    ``present["face"]``.
 
     With ``video.source=prepared``, :meth:`prepare` writes every clip's person crop once as a
-    short-GOP mp4 (:mod:`migalab.data.video.clips`), so training never decodes the long videos.
+    short-GOP mp4 (:mod:`migalab.data.video.clips`), so training never decodes the long videos;
+    with ``face``, every clip's face crops (per-frame face track) likewise.
     """
 
     name = "multimodal"
 
     def __init__(
-        self, clip: ClipOptions, modalities: Sequence[str], video: VideoOptions, cache_dir: Path
+        self,
+        clip: ClipOptions,
+        modalities: Sequence[str],
+        video: VideoOptions,
+        cache_dir: Path,
+        face: FaceOptions | None = None,
     ) -> None:
         super().__init__(clip)
         self.modalities = list(modalities)
@@ -338,12 +497,18 @@ class MultiModalRepresentation(Representation):
         if unknown:
             raise ValueError(f"unknown modalities {sorted(unknown)}; known: {MODALITIES}")
         self.video = video
+        self.face = face or FaceOptions()
         self.cache_dir = Path(cache_dir)
         self._video_source: VideoSource | None = None
+        self._face_source: VideoSource | None = None
 
     @property
     def uses_rgb(self) -> bool:
         return "rgb" in self.modalities
+
+    @property
+    def uses_face(self) -> bool:
+        return "face" in self.modalities
 
     @property
     def uses_prepared_video(self) -> bool:
@@ -356,31 +521,36 @@ class MultiModalRepresentation(Representation):
             return Path(self.video.prepared_dir)
         return self.cache_dir / f"video_clips_{int(self.video.prepared_size)}"
 
+    @property
+    def prepared_face_dir(self) -> Path:
+        """Folder of the prepared face crops."""
+        if self.face.prepared_dir:
+            return Path(self.face.prepared_dir)
+        return self.cache_dir / f"face_clips_{int(self.face.size)}"
+
     def prepare(self, cache_dir: Path, splits: Sequence[str]) -> None:
-        """Write every clip's person crop as a short-GOP mp4 unless the clips are current."""
-        if not self.uses_prepared_video:
+        """Write every clip's person crop (prepared RGB) and face crops (``face``) as short-GOP
+        mp4s unless they are current."""
+        if not (self.uses_prepared_video or self.uses_face):
             return
         from migalab.data.cache import SkeletonCache
-        from migalab.data.video.clips import clips_are_current, prepare_clips
 
-        v = self.video
-        jobs, problems = build_clip_jobs(
-            SkeletonCache(cache_dir), self.clip.layout, list(splits),
-            box_margin=float(v.box_margin), on_error=v.on_error,
-        )  # fmt: skip
-        for what, message in problems:
-            log.warning("video: skipping %s: %s", what, message)
-        size, gop, crf = int(v.prepared_size), int(v.prepared_gop), int(v.prepared_crf)
-        if clips_are_current(self.prepared_video_dir, jobs, size, gop, crf):
-            return
-        log.info("writing %d person-cropped clips (%d px, GOP %d) to %s", len(jobs), size, gop,
-                 self.prepared_video_dir)  # fmt: skip
-        result = prepare_clips(
-            jobs, self.prepared_video_dir, size=size, gop=gop, crf=crf,
-            workers=int(v.prepare_workers), on_error=v.on_error,
-        )  # fmt: skip
-        for what, message in result.problems:
-            log.warning("video: skipped %s: %s", what, message)
+        cache = SkeletonCache(cache_dir)
+        if self.uses_prepared_video:
+            v = self.video
+            jobs, problems = build_clip_jobs(
+                cache, self.clip.layout, list(splits),
+                box_margin=float(v.box_margin), on_error=v.on_error,
+            )  # fmt: skip
+            _prepare_jobs("video", "person-cropped clips", jobs, problems,
+                          self.prepared_video_dir, int(v.prepared_size), int(v.prepared_gop),
+                          int(v.prepared_crf), int(v.prepare_workers), v.on_error)  # fmt: skip
+        if self.uses_face:
+            f = self.face
+            jobs, problems = build_face_jobs(cache, list(splits), f, on_error=f.on_error)
+            _prepare_jobs("face", "face-crop clips", jobs, problems, self.prepared_face_dir,
+                          int(f.size), int(f.prepared_gop), int(f.prepared_crf),
+                          int(f.prepare_workers), f.on_error)  # fmt: skip
 
     @property
     def video_source(self) -> VideoSource:
@@ -394,12 +564,50 @@ class MultiModalRepresentation(Representation):
             )  # fmt: skip
         return self._video_source
 
+    @property
+    def face_source(self) -> VideoSource:
+        """The prepared face crops (shared by the split datasets)."""
+        if self._face_source is None:
+            self._face_source = VideoSource(
+                "prepared", backend=self.face.backend, prepared_dir=self.prepared_face_dir,
+                layout=self.clip.layout,
+            )  # fmt: skip
+        return self._face_source
+
     def pipeline(self, train: bool, key: str | None = None) -> MultiModalPipeline:
-        c, v = self.clip, self.video
+        c, v, f = self.clip, self.video, self.face
         return MultiModalPipeline(
             self.modalities, c.layout, c.num_frames, train=train,
             video=self.video_source if self.uses_rgb else None,
+            face=self.face_source if self.uses_face else None,
+            face_frames=int(f.num_frames), face_size=int(f.size),
             video_frames=int(v.num_frames), video_size=int(v.size),
             area_range=v.area_range, augment=c.augment,
             num_persons=c.num_persons, interpolate=c.interpolate,
         )  # fmt: skip
+
+
+def _prepare_jobs(
+    what: str,
+    title: str,
+    jobs: list[ClipJob],
+    problems: list[tuple[str, str]],
+    out_dir: Path,
+    size: int,
+    gop: int,
+    crf: int,
+    workers: int,
+    on_error: str,
+) -> None:
+    """Report ``problems``, then :func:`~migalab.data.video.clips.prepare_clips` unless current."""
+    from migalab.data.video.clips import clips_are_current, prepare_clips
+
+    for where, message in problems:
+        log.warning("%s: skipping %s: %s", what, where, message)
+    if clips_are_current(out_dir, jobs, size, gop, crf):
+        return
+    log.info("writing %d %s (%d px, GOP %d) to %s", len(jobs), title, size, gop, out_dir)
+    result = prepare_clips(jobs, out_dir, size=size, gop=gop, crf=crf, workers=workers,
+                           on_error=on_error)  # fmt: skip
+    for where, message in result.problems:
+        log.warning("%s: skipped %s: %s", what, where, message)

@@ -11,9 +11,16 @@ training read decodes at most a handful of small frames — tens of times faster
 Layout of ``out_dir``:
 
 * ``<split>/<name>.mp4``: frame ``k`` of the file is frame ``start + k`` of the source clip.
-* ``clips.csv``: name, split, file (relative path), start, end, frames, x0, y0, x1, y1, size.
+* ``clips.csv``: name, split, file (relative path), start, end, frames, x0, y0, x1, y1, size;
+  plus a ``flags`` column when any job carries per-frame flags (e.g. face crops: whether a face
+  is visible): one ``0`` / ``1`` character per frame of the clip.
 * ``clips_meta.json``: options, fingerprint of jobs + sources + options, counts and problems;
   written last (and removed first), so an interrupted prepare is never taken as current.
+
+Per-frame boxes: a job may carry ``boxes`` (one box per frame of the clip, e.g. a face track
+from :mod:`migalab.data.video.faces`); frame ``start + k`` is then cropped with ``boxes[k]``
+instead of ``box`` (which stays the clip's summary box in ``clips.csv``). Jobs without
+``boxes`` / ``flags`` write and fingerprint exactly as before.
 
 Crop: the box (x0, y0, x1, y1) in source pixels covers pixel columns ``floor(x0) ..
 ceil(x1) - 1`` and rows ``floor(y0) .. ceil(y1) - 1``; pixels outside the frame are black. The
@@ -69,6 +76,10 @@ class ClipJob:
         box: (x0, y0, x1, y1) person box in the source video's pixel coordinates; may extend
             beyond the frame (padded with black).
         split: subfolder (e.g. "train").
+        boxes: optional (end - start + 1, 4) per-frame boxes (source-video pixels); frame
+            ``start + k`` is cropped with ``boxes[k]`` (``box`` is then only the summary).
+        flags: optional (end - start + 1,) bool per-frame flags stored in ``clips.csv`` (e.g.
+            face visible); read back with :meth:`PreparedClips.flags`.
     """
 
     name: str
@@ -77,6 +88,8 @@ class ClipJob:
     end: int
     box: tuple[float, float, float, float]
     split: str
+    boxes: np.ndarray | None = None
+    flags: np.ndarray | None = None
 
 
 @dataclass
@@ -110,7 +123,8 @@ def _file_sig(path: str) -> list[int]:
 
 def clips_fingerprint(jobs: Sequence[ClipJob], size: int, gop: int, crf: int) -> str:
     """sha256 over the jobs (name, split, video path, the video's file size and mtime, start,
-    end, box rounded to 0.01 px) in name order and the options (size, gop, crf, cache
+    end, box rounded to 0.01 px; for jobs with per-frame ``boxes`` / ``flags`` also digests of
+    those, boxes rounded to 0.01 px) in name order and the options (size, gop, crf, cache
     version)."""
     sigs: dict[str, list[int]] = {}
     rows = []
@@ -119,7 +133,13 @@ def clips_fingerprint(jobs: Sequence[ClipJob], size: int, gop: int, crf: int) ->
         if path not in sigs:
             sigs[path] = _file_sig(path)
         box = [round(float(v), 2) for v in j.box]
-        rows.append([j.name, j.split, path, *sigs[path], int(j.start), int(j.end), *box])
+        row = [j.name, j.split, path, *sigs[path], int(j.start), int(j.end), *box]
+        if j.boxes is not None:
+            boxes = np.round(np.asarray(j.boxes, dtype=np.float64), 2) + 0.0  # no -0.0
+            row.append("boxes:" + hashlib.sha256(boxes.tobytes()).hexdigest())
+        if j.flags is not None:
+            row.append("flags:" + _flag_string(j.flags))
+        rows.append(row)
     payload = {"version": CACHE_VERSION, "size": size, "gop": gop, "crf": crf, "jobs": rows}
     return hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()
 
@@ -141,6 +161,10 @@ def clips_are_current(
     except (OSError, ValueError, KeyError):
         return False
     return all((out / r["file"]).is_file() for r in rows)
+
+
+def _flag_string(flags: np.ndarray) -> str:
+    return "".join("1" if f else "0" for f in np.asarray(flags, dtype=bool).reshape(-1))
 
 
 # -- preparation -------------------------------------------------------------------------------
@@ -165,6 +189,11 @@ def _validate(jobs: Sequence[ClipJob], size: int, gop: int, on_error: str) -> No
         seen.add(j.name)
         if len(j.box) != 4:
             raise ValueError(f"clip {j.name}: box must be (x0, y0, x1, y1), got {j.box!r}")
+        n = j.end - j.start + 1
+        if j.boxes is not None and np.shape(j.boxes) != (n, 4):
+            raise ValueError(f"clip {j.name}: boxes must be ({n}, 4), got {np.shape(j.boxes)}")
+        if j.flags is not None and np.shape(j.flags) != (n,):
+            raise ValueError(f"clip {j.name}: flags must be ({n},), got {np.shape(j.flags)}")
 
 
 @dataclass
@@ -235,7 +264,8 @@ def _prepare_video(
                     nxt += 1
                 for name in list(active):
                     j, writer = active[name]
-                    writer.write(crop_resize(frame, j.box, size))
+                    box = j.box if j.boxes is None else j.boxes[idx - j.start]
+                    writer.write(crop_resize(frame, box, size))
                     if idx >= j.end:
                         del active[name]
                         writer.__exit__(None, None, None)  # flush and publish
@@ -316,13 +346,17 @@ def prepare_clips(
     problems = [(o.video_path, msg) for o in outcomes for msg in o.problems]
     written = [j for j in jobs if j.name in done_names]
 
+    with_flags = any(j.flags is not None for j in jobs)
+
     def dump_csv(f: Any) -> None:
         w = csv.writer(f)
-        w.writerow(CSV_COLUMNS)
+        w.writerow(CSV_COLUMNS + (("flags",) if with_flags else ()))
         for j in written:
             box = [f"{float(v):.2f}" for v in j.box]
-            w.writerow([j.name, j.split, _clip_file(j), j.start, j.end, j.end - j.start + 1,
-                        *box, size])  # fmt: skip
+            row = [j.name, j.split, _clip_file(j), j.start, j.end, j.end - j.start + 1, *box, size]
+            if with_flags:
+                row.append(_flag_string(j.flags) if j.flags is not None else "")
+            w.writerow(row)
 
     atomic_write(out / CSV_NAME, dump_csv, mode="w")
     seconds = time.perf_counter() - t0
@@ -365,6 +399,7 @@ class _Clip:
     frames: int
     box: tuple[float, float, float, float]
     size: int
+    flags: str = ""
 
 
 class PreparedClips:
@@ -383,8 +418,9 @@ class PreparedClips:
         for r in _read_csv(csv_path):
             box = (float(r["x0"]), float(r["y0"]), float(r["x1"]), float(r["y1"]))
             self._clips[r["name"]] = _Clip(
-                r["file"], int(r["start"]), int(r["end"]), int(r["frames"]), box, int(r["size"])
-            )
+                r["file"], int(r["start"]), int(r["end"]), int(r["frames"]), box, int(r["size"]),
+                r.get("flags") or "",
+            )  # fmt: skip
 
     def __len__(self) -> int:
         return len(self._clips)
@@ -414,6 +450,14 @@ class PreparedClips:
     def box(self, name: str) -> tuple[float, float, float, float]:
         """The (x0, y0, x1, y1) source-video box the clip was cropped with."""
         return self._get(name).box
+
+    def flags(self, name: str) -> np.ndarray | None:
+        """The clip's per-frame flags, (frames,) bool (e.g. face visible), or None when it was
+        prepared without them."""
+        flags = self._get(name).flags
+        if not flags:
+            return None
+        return np.frombuffer(flags.encode("ascii"), dtype=np.uint8) == ord("1")
 
     def num_frames(self, name: str) -> int:
         """Frames in the clip (end - start + 1)."""
