@@ -17,6 +17,12 @@ waiting for data (prepared vs raw source).
 this process, the face tracks of its clips from their keypoints (frames/s) and preparing the
 clips' 112 px face crops vs their person crops vs decoding the same frames only.
 
+``swinface`` times SwinFace face embeddings on CPU (frames/s per preset) and the embedding
+cache: a miss (compute + write) and a hit (read) against computing. Measured on the shared 2-core
+machine (load ~6, ``--torch-threads 1``: two threads were ~15x slower under that load), 32 crops:
+Swin-T ("t", 30.5 M) 4.5 frames/s, "xs" (1.1 M) 127 frames/s; cache hits 5.7-7 k frames/s
+(~1250x the Swin-T compute), hashing the Swin-T weights for the fingerprint 0.17 s.
+
 ``prepare`` writes N iMiGUE-shaped xlsx videos (with ``migalab.data.synthetic.generate_release``
 ), then times in this process:
 (a) pandas + openpyxl reading every table (the baseline), (b) python-calamine reading every
@@ -797,6 +803,107 @@ def bench_light35(args: argparse.Namespace) -> dict[str, Any]:
     ratio = rows["csv"]["per_video_s"] / rows["light"]["per_video_s"]
     console.log(f"light35 vs 137-point csv: {ratio:.2f}x")
     return {"rows": rows, "speedup_vs_csv137": ratio}
+
+
+# --------------------------------------------------------------------------------------------
+# section: swinface (face embeddings of the emotion track)
+# --------------------------------------------------------------------------------------------
+
+
+def _swinface_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--presets", nargs="+", default=["t", "xs"], help="SwinFace presets to time")
+    p.add_argument("--frames", type=int, default=32, help="face crops per forward (B*T)")
+    p.add_argument("--repeat", type=int, default=3, help="best of N timings")
+    p.add_argument(
+        "--torch-threads", type=int, default=0, help="torch CPU threads (0: torch's default)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _bench_swinface_preset(preset: str, x: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """One preset: compute, cache miss and cache hit frames/s, and one weights hash."""
+    import torch
+
+    from migalab.models.embedding_cache import module_fingerprint
+    from migalab.models.encoders.swinface import SwinFaceEncoder
+
+    frames = x.shape[1]
+    with tempfile.TemporaryDirectory(prefix="migalab-bench-") as tmp, torch.no_grad():
+        torch.manual_seed(args.seed)
+        enc = SwinFaceEncoder(preset=preset, finetune="frozen", cache_dir=tmp).eval()
+        params = sum(p.numel() for p in enc.parameters())
+        compute = _best_of(lambda: enc(x), args.repeat)
+        t0 = time.perf_counter()
+        module_fingerprint(enc, "bench")  # a fresh digest: hashes every tensor
+        hash_s = time.perf_counter() - t0
+        counter = iter(range(10**9))
+
+        def miss() -> None:  # new keys every call: compute + store
+            n = next(counter)
+            enc(x, keys=[[f"{n}:{t}" for t in range(frames)]])
+
+        miss_s = _best_of(miss, args.repeat)
+        keys = [[f"hit:{t}" for t in range(frames)]]
+        hit_s = _best_of(lambda: enc(x, keys=keys), args.repeat)
+    return {
+        "preset": preset,
+        "params_m": params / 1e6,
+        "frames": frames,
+        "compute_fps": frames / compute,
+        "cache_miss_fps": frames / miss_s,
+        "cache_hit_fps": frames / hit_s,
+        "hit_speedup_vs_compute": compute / hit_s,
+        "fingerprint_hash_s": hash_s,
+    }
+
+
+@section(
+    "swinface",
+    "SwinFace per-frame face embeddings (112x112 crops): compute vs the embedding cache",
+    _swinface_args,
+)
+def bench_swinface(args: argparse.Namespace) -> dict[str, Any]:
+    """Per preset, in this process (eval, no grad, CPU): frames/s of ``SwinFaceEncoder`` on
+    ``--frames`` uint8 crops (B=1, T=frames), the first call through the embedding cache
+    (misses: compute + write), a second call (all hits: read + fingerprint memo check), and
+    the cost of hashing the weights once (a new fingerprint)."""
+    import torch
+
+    if args.torch_threads > 0:
+        torch.set_num_threads(args.torch_threads)
+    console = _console()
+    rows: list[dict[str, Any]] = []
+    g = torch.Generator().manual_seed(args.seed)
+    x = torch.randint(0, 256, (1, args.frames, 3, 112, 112), dtype=torch.uint8, generator=g)
+    for preset in args.presets:
+        row = _bench_swinface_preset(preset, x, args)
+        rows.append(row)
+        console.log(
+            f"{preset}: compute {row['compute_fps']:.1f} frames/s, cache miss "
+            f"{row['cache_miss_fps']:.1f}, hit {row['cache_hit_fps']:.0f} "
+            f"({row['hit_speedup_vs_compute']:.0f}x), weights hash {row['fingerprint_hash_s']:.2f} s"
+        )
+
+    from rich.table import Table
+
+    table = Table(title=f"SwinFace embeddings: {args.frames} crops of 112², best of {args.repeat}")
+    for col in ("preset", "params", "compute f/s", "miss f/s", "hit f/s", "hit x", "hash s"):
+        table.add_column(col, justify="left" if col == "preset" else "right")
+    for r in rows:
+        table.add_row(r["preset"], f"{r['params_m']:.1f} M", f"{r['compute_fps']:.1f}",
+                      f"{r['cache_miss_fps']:.1f}", f"{r['cache_hit_fps']:.0f}",
+                      f"{r['hit_speedup_vs_compute']:.0f}x", f"{r['fingerprint_hash_s']:.2f}")  # fmt: skip
+    console.width = max(console.width, 100)
+    console.print(table)
+    return {
+        "config": {
+            "presets": args.presets,
+            "frames": args.frames,
+            "repeat": args.repeat,
+            "torch_threads": torch.get_num_threads(),
+        },
+        "results": rows,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,6 +57,8 @@ def test_encoder_configs_give_encoder_outputs(encoder: str, tmp_path: Path) -> N
         x = torch.randn(2, 3, 16, enc.num_nodes, enc.num_persons)
     elif name == "MViTEncoder":
         x = torch.randn(2, 3, enc.temporal_size, *enc.spatial_size)
+    elif name == "SwinFaceEncoder":  # two face crops per sample
+        x = torch.randint(0, 256, (2, 2, 3, enc.image_size, enc.image_size), dtype=torch.uint8)
     else:
         x = torch.randn(2, enc.in_channels, 8, 32, 32)
     with torch.no_grad():

@@ -71,11 +71,39 @@ from torch import nn
 
 from migalab.models.encoders.output import EncoderOutput
 
-__all__ = ["CrossAttentionBlock", "CrossModalTokenFusion"]
+__all__ = [
+    "CrossAttentionBlock",
+    "CrossModalTokenFusion",
+    "sample_modality_keep",
+    "time_bin_index",
+]
 
 POOLS = ("none", "space")
 ENTRY_KEYS = frozenset({"encoder", "pool", "spatial_positions"})
 RESERVED_KEYS = frozenset({"present"})
+
+
+def time_bin_index(time: torch.Tensor, time_bins: int) -> torch.Tensor:
+    """(N,) long rows of a temporal table of ``time_bins + 1`` rows for token times
+    ``τ = (t' + 0.5) / T'``: ``⌊τ·time_bins⌋`` (computed exactly in integers from t' and T'),
+    ``time_bins`` for global tokens (τ < 0)."""
+    grid = time >= 0
+    frames = max(int(torch.unique(time[grid]).numel()), 1)  # T'
+    t = torch.round(time * frames - 0.5).long()  # t'
+    bins = ((2 * t + 1) * time_bins) // (2 * frames)
+    return torch.where(grid, bins, torch.full_like(bins, time_bins))
+
+
+def sample_modality_keep(present: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """Draw modality dropout: present (B, M) bool, probs (M,) drop probabilities ->
+    keep (B, M) bool ⊆ present, with at least one kept modality in every sample that has a
+    present one (a uniformly chosen present modality is re-enabled when all were dropped)."""
+    drop = torch.rand(present.shape, device=present.device) < probs.to(present.device)
+    keep = present & ~drop
+    need = present.any(dim=1) & ~keep.any(dim=1)  # (B,)
+    scores = torch.rand(present.shape, device=present.device).masked_fill(~present, -1.0)
+    pick = torch.zeros_like(present).scatter_(1, scores.argmax(dim=1, keepdim=True), True)
+    return keep | (pick & need[:, None])
 
 
 class CrossAttentionBlock(nn.Module):
@@ -365,14 +393,8 @@ class CrossModalTokenFusion(nn.Module):
     # ------------------------------------------------------------------------ token extraction
 
     def time_index(self, time: torch.Tensor) -> torch.Tensor:
-        """(N,) long rows of the temporal table for token times ``τ = (t' + 0.5) / T'``:
-        ``⌊τ·time_bins⌋`` (computed exactly in integers from t' and T'), ``time_bins`` for
-        global tokens (τ < 0)."""
-        grid = time >= 0
-        frames = max(int(torch.unique(time[grid]).numel()), 1)  # T'
-        t = torch.round(time * frames - 0.5).long()  # t'
-        bins = ((2 * t + 1) * self.time_bins) // (2 * frames)
-        return torch.where(grid, bins, torch.full_like(bins, self.time_bins))
+        """:func:`time_bin_index` with this fusion's ``time_bins``."""
+        return time_bin_index(time, self.time_bins)
 
     def extract_tokens(self, name: str, x: torch.Tensor) -> EncoderOutput:
         """Run modality ``name``'s encoder on ``x`` (pooled over space with ``pool="space"``)."""
@@ -403,15 +425,8 @@ class CrossModalTokenFusion(nn.Module):
     # --------------------------------------------------------------------- modality dropout
 
     def sample_modality_keep(self, present: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-        """Draw modality dropout: present (B, M) bool, probs (M,) drop probabilities ->
-        keep (B, M) bool ⊆ present, with at least one kept modality in every sample that has a
-        present one (a uniformly chosen present modality is re-enabled when all were dropped)."""
-        drop = torch.rand(present.shape, device=present.device) < probs.to(present.device)
-        keep = present & ~drop
-        need = present.any(dim=1) & ~keep.any(dim=1)  # (B,)
-        scores = torch.rand(present.shape, device=present.device).masked_fill(~present, -1.0)
-        pick = torch.zeros_like(present).scatter_(1, scores.argmax(dim=1, keepdim=True), True)
-        return keep | (pick & need[:, None])
+        """:func:`sample_modality_keep` (modality dropout)."""
+        return sample_modality_keep(present, probs)
 
     # ------------------------------------------------------------------------------- forward
 
