@@ -17,11 +17,13 @@ import numpy as np
 import torch
 from lightning import LightningDataModule
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from migalab.data.cache import SkeletonCache
-from migalab.data.datasets import SkeletonClipDataset
+from migalab.data.datasets import TARGETS, SkeletonClipDataset
+from migalab.data.formats.miga2025 import read_video_labels
 from migalab.data.pipelines import ClipOptions, Representation, build_representation
 from migalab.data.prepare.clip_data import prepare_clip_data
 from migalab.data.samplers import (
@@ -33,6 +35,7 @@ from migalab.data.samplers import (
     global_seed,
 )
 from migalab.data.specs import DatasetSpec, get_dataset
+from migalab.data.splits import check_disjoint_splits, label_balance
 
 _CLIP = ClipOptions()
 
@@ -87,6 +90,15 @@ class ClipDataModule(LightningDataModule):
             disks) or only on global rank 0 (False, a filesystem shared by all nodes); Lightning's
             ``prepare_data_per_node``.
         seed: seed of the training order (None: the run seed from ``seed_everything``, else 0).
+        target: what ``label`` is: ``gesture`` (the clip's class, default) or ``emotion`` (the
+            clip's video's win = 1 / lose = 0; batches then also carry ``video`` (N,), the
+            position of the clip's video in ``datasets[key].video_ids``). With ``emotion``,
+            ``setup`` refuses train / val clips of unknown emotion (naming them) and any video
+            in two splits (:func:`~migalab.data.splits.check_disjoint_splits`), and logs each
+            split's win / lose balance (:attr:`emotion_balance`).
+        emotion_labels: a ``video_id,label`` CSV (label ``win``/``lose`` or ``1``/``0``, win =
+            1) whose videos' labels replace the release's ``emotion_labels.csv``
+            (:func:`~migalab.data.formats.miga2025.read_video_labels`); ``target=emotion`` only.
     """
 
     def __init__(
@@ -119,10 +131,20 @@ class ClipDataModule(LightningDataModule):
         num_classes: int | None = None,
         prepare_per_node: bool = True,
         seed: int | None = None,
+        target: str = "gesture",
+        emotion_labels: str | None = None,
     ) -> None:
         super().__init__()
         if sampler not in ("random", "class_balanced"):
             raise ValueError(f"sampler must be 'random' or 'class_balanced', got {sampler!r}")
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+        if emotion_labels and target != "emotion":
+            raise ValueError("emotion_labels is only used with target=emotion")
+        self.target = target
+        self.emotion_labels = str(emotion_labels) if emotion_labels else None
+        #: with target=emotion, per split key: clips / videos / videos_win / _lose / _unknown
+        self.emotion_balance: dict[str, dict[str, int]] = {}
         self.spec: DatasetSpec = get_dataset(dataset)
         self.release_root = _release(release_root)
         self.cache_dir = Path(cache_dir)
@@ -148,7 +170,9 @@ class ClipDataModule(LightningDataModule):
         self.splits = dict(splits) if splits is not None else dict(self.spec.splits)
         self.img_shape = tuple(img_shape) if img_shape is not None else self.spec.img_shape
         self.prepare_workers = prepare_workers
-        self.num_classes = int(num_classes) if num_classes is not None else self.spec.num_classes
+        if num_classes is None:
+            num_classes = 2 if target == "emotion" else self.spec.num_classes
+        self.num_classes = int(num_classes)
         self.prepare_data_per_node = prepare_per_node  # read by Lightning
         self.seed = seed
         self.datasets: dict[str, SkeletonClipDataset] = {}
@@ -187,12 +211,45 @@ class ClipDataModule(LightningDataModule):
         if self.datasets:
             return
         cache = SkeletonCache(self.cache_dir)
+        overrides = read_video_labels(self.emotion_labels) if self.emotion_labels else None
         for key, split in self.splits.items():
             train = key == "train"
             self.datasets[key] = SkeletonClipDataset(
-                cache, split, self.pipeline(train=train, key=key), layout=self.layout
+                cache, split, self.pipeline(train=train, key=key), layout=self.layout,
+                target=self.target, emotion_labels=overrides,
+            )  # fmt: skip
+        if self.target == "emotion":
+            self.check_emotion()
+        else:
+            self.check_labels()
+
+    def check_emotion(self) -> None:
+        """``target=emotion``: raise ValueError naming the train / val clips whose video has no
+        emotion label, or the videos found in two splits; then log each split's balance."""
+        for key, ds in self.datasets.items():
+            bad = ds.labels < 0
+            if key not in ("train", "val") or not bad.any():
+                continue
+            idx = np.flatnonzero(bad)
+            videos = sorted({ds.video_ids[ds.videos[i]] for i in idx})
+            shown = ", ".join(ds.clip_name(int(i)) for i in idx[:10])
+            more = f" and {len(idx) - 10} more" if len(idx) > 10 else ""
+            raise ValueError(
+                f"{len(idx)} {key} clip(s) of the cache {self.cache_dir} have no emotion label "
+                f"(videos {', '.join(videos[:10])}{' ...' if len(videos) > 10 else ''}): "
+                f"{shown}{more}. Add the videos to the release's emotion_labels.csv and prepare "
+                "again, or give data.emotion_labels=<video_id,label csv>."
             )
-        self.check_labels()
+        check_disjoint_splits(
+            {key: ds.video_ids for key, ds in self.datasets.items()}, kind="video"
+        )
+        for key, ds in self.datasets.items():
+            self.emotion_balance[key] = label_balance(ds.labels, ds.videos)
+            b = self.emotion_balance[key]
+            rank_zero_info(
+                f"emotion {key}: {b['clips']} clips, {b['videos']} videos ({b['videos_win']} "
+                f"win, {b['videos_lose']} lose, {b['videos_unknown']} unknown)"
+            )
 
     def check_labels(self) -> None:
         """Raise ValueError naming the clips whose class id cannot be used, once, before any

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -11,6 +11,9 @@ from torch.utils.data import Dataset
 
 from migalab.data.cache import SkeletonCache
 from migalab.data.record import ClipRecord
+
+#: what a sample's ``label`` is: the clip's micro-gesture class or its video's emotion
+TARGETS = ("gesture", "emotion")
 
 
 class ClipLoadError(RuntimeError):
@@ -31,6 +34,12 @@ class SkeletonClipDataset(Dataset):
         pipeline: ClipRecord → np.ndarray (C, T, V, M), e.g. ``build_skeleton_pipeline(...)``, or
             → dict with an ``x`` array and extra entries.
         layout: joint layout selected when loading (cheaper than loading all 137 joints).
+        target: ``gesture`` (``label`` = the clip's class) or ``emotion`` (``label`` = its
+            video's emotion, 1 win / 0 lose / -1 unknown, and each sample also has ``video``:
+            the position of its video in :attr:`video_ids`).
+        emotion_labels: with ``target="emotion"``, video_id -> 0/1 replacing the cache's
+            emotion of the videos it lists (e.g. from :func:`~migalab.data.formats.miga2025.
+            read_video_labels`).
     """
 
     def __init__(
@@ -39,14 +48,31 @@ class SkeletonClipDataset(Dataset):
         split: str,
         pipeline: Callable[[ClipRecord], Any],
         layout: str | None = None,
+        target: str = "gesture",
+        emotion_labels: Mapping[str, int] | None = None,
     ) -> None:
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
         self.cache = cache if isinstance(cache, SkeletonCache) else SkeletonCache(cache)
         self.split = split
         self.pipeline = pipeline
         self.layout = layout
+        self.target = target
         index = self.cache.index
         self.rows = np.flatnonzero(index["split"].to_numpy() == split)
-        self.labels = index["label"].to_numpy()[self.rows].astype(np.int64)
+        videos = index["video_id"].astype(str).to_numpy()[self.rows]
+        #: the split's video ids (sorted); ``video`` of a sample indexes this list
+        self.video_ids: list[str] = sorted(set(videos.tolist()))
+        #: (N,) per clip: the position of its video in :attr:`video_ids`
+        self.videos = np.searchsorted(np.asarray(self.video_ids), videos).astype(np.int64)
+        if target == "emotion":
+            emotion = index["emotion"].to_numpy()[self.rows].astype(np.int64)
+            if emotion_labels:
+                override = np.array([emotion_labels.get(v, -2) for v in videos], dtype=np.int64)
+                emotion = np.where(override >= 0, override, emotion)
+            self.labels = emotion
+        else:
+            self.labels = index["label"].to_numpy()[self.rows].astype(np.int64)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -84,6 +110,8 @@ class SkeletonClipDataset(Dataset):
                 sample[key] = torch.as_tensor(value)
         sample["label"] = torch.tensor(self.labels[i], dtype=torch.long)
         sample["index"] = torch.tensor(i, dtype=torch.long)
+        if self.target == "emotion":
+            sample["video"] = torch.tensor(self.videos[i], dtype=torch.long)
         return sample
 
 

@@ -371,8 +371,13 @@ def read_label_csv(
 # --------------------------------------------------------------------------------------------
 
 
-def read_emotion_labels(path: str | os.PathLike) -> dict[str, int]:
+def read_emotion_labels(
+    path: str | os.PathLike, column: str = "emotion", codes: Mapping[str, int] = EMOTION_CODES
+) -> dict[str, int]:
     """Read the per-release emotion file (header ``video_id,split,emotion``).
+
+    ``column`` / ``codes``: the label column and its accepted values (case-insensitive);
+    :func:`read_video_labels` reads ``video_id,label`` files with them.
 
     Returns:
         ``{video_id: 1 for win, 0 for lose}``; video ids keep their leading zeros.
@@ -393,24 +398,39 @@ def read_emotion_labels(path: str | os.PathLike) -> dict[str, int]:
     except Exception as exc:
         raise FormatError(path, f"unreadable csv ({type(exc).__name__}: {exc})") from exc
     frame.columns = [str(c).strip() for c in frame.columns]
-    missing = {"video_id", "emotion"} - set(frame.columns)
+    missing = {"video_id", column} - set(frame.columns)
     if missing:
-        raise FormatError(
-            path, f"header must be video_id,split,emotion; missing {sorted(missing)}", row=1
-        )
+        header = "video_id,split,emotion" if column == "emotion" else f"video_id,{column}"
+        raise FormatError(path, f"header must be {header}; missing {sorted(missing)}", row=1)
+    allowed = " or ".join(sorted(codes, reverse=True))  # win or lose (or 1 or 0)
     out: dict[str, int] = {}
-    for i, (vid, emo) in enumerate(zip(frame["video_id"], frame["emotion"], strict=True)):
+    for i, (vid, emo) in enumerate(zip(frame["video_id"], frame[column], strict=True)):
         row = i + 2  # the header is row 1
         vid, emo = vid.strip(), emo.strip().lower()
         if not vid:
             raise FormatError(path, "empty video_id", row=row)
-        if emo not in EMOTION_CODES:
-            raise FormatError(path, f"emotion {emo!r} is not win or lose", row=row)
-        code = EMOTION_CODES[emo]
+        if emo not in codes:
+            raise FormatError(path, f"{column} {emo!r} is not {allowed}", row=row)
+        code = codes[emo]
         if out.get(vid, code) != code:
-            raise FormatError(path, f"video {vid} listed again with a different emotion", row=row)
+            raise FormatError(path, f"video {vid} listed again with a different {column}", row=row)
         out[vid] = code
     return out
+
+
+#: values of a ``video_id,label`` file (:func:`read_video_labels`): win = 1, lose = 0
+VIDEO_LABEL_CODES = {"lose": 0, "win": 1, "0": 0, "1": 1}
+
+
+def read_video_labels(path: str | os.PathLike) -> dict[str, int]:
+    """Read a user's per-video emotion labels, header ``video_id,label``, label ``win``/``lose``
+    or ``1``/``0`` (**win = 1, lose = 0**); other columns are ignored.
+
+    Raises:
+        FormatError: unreadable file, no ``video_id`` / ``label`` column, another label value, or
+            a video listed twice with different labels.
+    """
+    return read_emotion_labels(path, column="label", codes=VIDEO_LABEL_CODES)
 
 
 def write_emotion_labels(
