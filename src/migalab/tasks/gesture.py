@@ -25,33 +25,22 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from lightning import LightningModule
-from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from migalab.tasks.losses import ClassificationLoss
 from migalab.tasks.metrics import build_metrics, summarize
-from migalab.utils.checkpoints import RENAMED_STATE_KEYS
+from migalab.tasks.optimization import (  # noqa: F401  (lr_scale_factor: re-exported)
+    LR_SCALING_RULES,
+    OptimizationMixin,
+    lr_scale_factor,
+)
 
 if TYPE_CHECKING:
     from migalab.models.encoders.output import EncoderOutput
 
-LR_SCALING_RULES = ("linear", "sqrt")
 
-
-def lr_scale_factor(global_batch: int, base_batch_size: int, rule: str = "linear") -> float:
-    """Multiplier of the configured lr for a global batch: ``global / base`` (linear, Goyal et
-    al. 2017) or ``sqrt(global / base)``."""
-    if rule not in LR_SCALING_RULES:
-        raise ValueError(f"lr_scaling.rule must be one of {LR_SCALING_RULES}, got {rule!r}")
-    if base_batch_size <= 0 or global_batch <= 0:
-        raise ValueError(f"batch sizes must be positive (global {global_batch}, base "
-                         f"{base_batch_size})")  # fmt: skip
-    ratio = global_batch / base_batch_size
-    return ratio if rule == "linear" else ratio**0.5
-
-
-class GestureModule(LightningModule):
+class GestureModule(OptimizationMixin, LightningModule):
     """Clip-level micro-gesture classifier.
 
     Batches are dicts with ``x`` (encoder input, e.g. (N, C, T, V, M) skeletons), ``label`` (N,)
@@ -128,23 +117,13 @@ class GestureModule(LightningModule):
             label_embedding = label_embedding(in_channels=encoder.out_channels)
         self.label_embedding = label_embedding
         self.loss_fn = loss if loss is not None else ClassificationLoss()
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
         self.num_classes = num_classes
         self.class_names = list(class_names) if class_names is not None else None
         self.train_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.val_metrics = build_metrics(num_classes).clone(prefix="val/")
         self.test_metrics = build_metrics(num_classes).clone(prefix="test/")
         self.last_summaries: dict[str, dict[str, object]] = {}
-        self._compile = dict(compile) if isinstance(compile, Mapping) else bool(compile)
-        self._compiled = False
-        self.lr_scaling = dict(lr_scaling) if lr_scaling else {}
-        if self.lr_scaling.get("rule", "linear") not in LR_SCALING_RULES:
-            raise ValueError(f"lr_scaling.rule must be one of {LR_SCALING_RULES}, "
-                             f"got {self.lr_scaling['rule']!r}")  # fmt: skip
-        self.channels_last = channels_last
-        #: what configure_optimizers applied: global_batch, factor, lrs (per param group)
-        self.lr_info: dict[str, Any] = {}
+        self.init_optimization(optimizer, scheduler, compile, lr_scaling, channels_last)
 
     # -- model ----------------------------------------------------------------------------------
     def encode(self, x: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
@@ -180,26 +159,13 @@ class GestureModule(LightningModule):
         logits = self(x.flatten(0, 1)).float().view(n, v, -1)
         return logits.softmax(-1).mean(1).clamp_min(1e-12).log()
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Resuming a checkpoint written before a datamodule rename: Lightning restores the
-        datamodule's state (the training loader's position) from the entry named after its
-        class, right after this hook, so the old entry is renamed here."""
-        for old, new in RENAMED_STATE_KEYS.items():
-            if old in checkpoint and new not in checkpoint:
-                checkpoint[new] = checkpoint.pop(old)
-
     def setup(self, stage: str) -> None:
         """Take training class counts from the datamodule for class-balanced losses."""
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         counts = getattr(dm, "class_counts", None)
         if counts is not None:
             self.loss_fn.set_class_counts(counts)
-        if self.channels_last:
-            self.to(memory_format=torch.channels_last)  # 4-D tensors only; others unchanged
-        if self._compile is not False and stage == "fit" and not self._compiled:
-            kwargs = self._compile if isinstance(self._compile, dict) else {}
-            self.encoder.compile(**kwargs)  # in place: state_dict keys keep their names
-            self._compiled = True
+        self.setup_encoder(stage)
 
     # -- steps ----------------------------------------------------------------------------------
     def _shared_step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -290,58 +256,3 @@ class GestureModule(LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch(self.test_metrics, "test")
-
-    # -- optimisation ---------------------------------------------------------------------------
-    def global_batch_size(self) -> int:
-        """Samples per optimiser step: per-device batch x world size x accumulation."""
-        trainer = self.trainer
-        dm = getattr(trainer, "datamodule", None)
-        batch = getattr(dm, "batch_size", None)
-        if batch is None:
-            raise ValueError(
-                "lr_scaling needs the per-device batch size: use a datamodule with a "
-                "`batch_size` attribute"
-            )
-        return int(batch) * int(trainer.world_size) * int(trainer.accumulate_grad_batches)
-
-    def _scale_lr(self, optimizer: torch.optim.Optimizer) -> None:
-        base = self.lr_scaling.get("base_batch_size")
-        if not base:
-            return
-        global_batch = self.global_batch_size()
-        factor = lr_scale_factor(global_batch, int(base), self.lr_scaling.get("rule", "linear"))
-        for group in optimizer.param_groups:
-            group["lr"] *= factor
-        lrs = [g["lr"] for g in optimizer.param_groups]
-        self.lr_info = {"global_batch": global_batch, "base_batch_size": int(base),
-                        "factor": factor, "lrs": lrs}  # fmt: skip
-        rank_zero_info(
-            f"lr scaling ({self.lr_scaling.get('rule', 'linear')}): global batch {global_batch} "
-            f"(batch_size x {self.trainer.world_size} process(es) x "
-            f"{self.trainer.accumulate_grad_batches} accumulation) / base {base} -> x{factor:.4g}; "
-            f"effective lr {', '.join(f'{lr:.4g}' for lr in lrs)}"
-        )
-
-    def configure_optimizers(self) -> Any:
-        mult = self.hparams.backbone_lr_mult
-        prefix = "encoder." + getattr(self.encoder, "backbone_prefix", "")
-        enc = [p for n, p in self.named_parameters() if p.requires_grad and n.startswith(prefix)]
-        rest = [
-            p for n, p in self.named_parameters() if p.requires_grad and not n.startswith(prefix)
-        ]
-        if mult == 1.0:
-            optimizer = self.optimizer_factory(params=enc + rest)
-        else:
-            optimizer = self.optimizer_factory(params=[{"params": rest}])
-            base_lr = optimizer.param_groups[0]["lr"]
-            optimizer.add_param_group({"params": enc, "lr": base_lr * mult})
-        self._scale_lr(optimizer)
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(
-            optimizer, total_steps=self.trainer.estimated_stepping_batches
-        )
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }

@@ -1,0 +1,129 @@
+"""Optimisation shared by the task modules (gesture, emotion): the optimiser with an encoder lr
+multiplier, lr scaling with the global batch, the per-step scheduler, ``torch.compile`` of the
+encoder and channels-last memory format, and renamed checkpoint entries.
+
+:class:`OptimizationMixin` goes before ``LightningModule`` in a task's bases; the task calls
+:meth:`~OptimizationMixin.init_optimization` in ``__init__`` and
+:meth:`~OptimizationMixin.setup_encoder` in ``setup``, has an ``encoder`` attribute and a
+``backbone_lr_mult`` hyperparameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
+
+from migalab.utils.checkpoints import RENAMED_STATE_KEYS
+
+LR_SCALING_RULES = ("linear", "sqrt")
+
+
+def lr_scale_factor(global_batch: int, base_batch_size: int, rule: str = "linear") -> float:
+    """Multiplier of the configured lr for a global batch: ``global / base`` (linear, Goyal et
+    al. 2017) or ``sqrt(global / base)``."""
+    if rule not in LR_SCALING_RULES:
+        raise ValueError(f"lr_scaling.rule must be one of {LR_SCALING_RULES}, got {rule!r}")
+    if base_batch_size <= 0 or global_batch <= 0:
+        raise ValueError(f"batch sizes must be positive (global {global_batch}, base "
+                         f"{base_batch_size})")  # fmt: skip
+    ratio = global_batch / base_batch_size
+    return ratio if rule == "linear" else ratio**0.5
+
+
+class OptimizationMixin:
+    """Optimisers, lr scaling, schedulers, compile and channels-last for a LightningModule."""
+
+    def init_optimization(
+        self,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None,
+        compile: bool | Mapping[str, Any],
+        lr_scaling: Mapping[str, Any] | None,
+        channels_last: bool,
+    ) -> None:
+        """Store the optimisation settings (see ``GestureModule``'s arguments)."""
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self._compile = dict(compile) if isinstance(compile, Mapping) else bool(compile)
+        self._compiled = False
+        self.lr_scaling = dict(lr_scaling) if lr_scaling else {}
+        if self.lr_scaling.get("rule", "linear") not in LR_SCALING_RULES:
+            raise ValueError(f"lr_scaling.rule must be one of {LR_SCALING_RULES}, "
+                             f"got {self.lr_scaling['rule']!r}")  # fmt: skip
+        self.channels_last = channels_last
+        #: what configure_optimizers applied: global_batch, factor, lrs (per param group)
+        self.lr_info: dict[str, Any] = {}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Resuming a checkpoint written before a datamodule rename: Lightning restores the
+        datamodule's state (the training loader's position) from the entry named after its
+        class, right after this hook, so the old entry is renamed here."""
+        for old, new in RENAMED_STATE_KEYS.items():
+            if old in checkpoint and new not in checkpoint:
+                checkpoint[new] = checkpoint.pop(old)
+
+    def setup_encoder(self, stage: str) -> None:
+        """Channels-last conversion and, when fitting, ``torch.compile`` of the encoder."""
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)  # 4-D tensors only; others unchanged
+        if self._compile is not False and stage == "fit" and not self._compiled:
+            kwargs = self._compile if isinstance(self._compile, dict) else {}
+            self.encoder.compile(**kwargs)  # in place: state_dict keys keep their names
+            self._compiled = True
+
+    def global_batch_size(self) -> int:
+        """Samples per optimiser step: per-device batch x world size x accumulation."""
+        trainer = self.trainer
+        dm = getattr(trainer, "datamodule", None)
+        batch = getattr(dm, "batch_size", None)
+        if batch is None:
+            raise ValueError(
+                "lr_scaling needs the per-device batch size: use a datamodule with a "
+                "`batch_size` attribute"
+            )
+        return int(batch) * int(trainer.world_size) * int(trainer.accumulate_grad_batches)
+
+    def _scale_lr(self, optimizer: torch.optim.Optimizer) -> None:
+        base = self.lr_scaling.get("base_batch_size")
+        if not base:
+            return
+        global_batch = self.global_batch_size()
+        factor = lr_scale_factor(global_batch, int(base), self.lr_scaling.get("rule", "linear"))
+        for group in optimizer.param_groups:
+            group["lr"] *= factor
+        lrs = [g["lr"] for g in optimizer.param_groups]
+        self.lr_info = {"global_batch": global_batch, "base_batch_size": int(base),
+                        "factor": factor, "lrs": lrs}  # fmt: skip
+        rank_zero_info(
+            f"lr scaling ({self.lr_scaling.get('rule', 'linear')}): global batch {global_batch} "
+            f"(batch_size x {self.trainer.world_size} process(es) x "
+            f"{self.trainer.accumulate_grad_batches} accumulation) / base {base} -> x{factor:.4g}; "
+            f"effective lr {', '.join(f'{lr:.4g}' for lr in lrs)}"
+        )
+
+    def configure_optimizers(self) -> Any:
+        mult = self.hparams.backbone_lr_mult
+        prefix = "encoder." + getattr(self.encoder, "backbone_prefix", "")
+        enc = [p for n, p in self.named_parameters() if p.requires_grad and n.startswith(prefix)]
+        rest = [
+            p for n, p in self.named_parameters() if p.requires_grad and not n.startswith(prefix)
+        ]
+        if mult == 1.0:
+            optimizer = self.optimizer_factory(params=enc + rest)
+        else:
+            optimizer = self.optimizer_factory(params=[{"params": rest}])
+            base_lr = optimizer.param_groups[0]["lr"]
+            optimizer.add_param_group({"params": enc, "lr": base_lr * mult})
+        self._scale_lr(optimizer)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(
+            optimizer, total_steps=self.trainer.estimated_stepping_batches
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
