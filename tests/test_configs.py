@@ -89,7 +89,9 @@ def test_train_config_instantiates(experiment: str | None, tmp_path: Path) -> No
     assert isinstance(hydra.utils.instantiate(cfg.data), LightningDataModule)
     model = hydra.utils.instantiate(cfg.model)
     assert isinstance(model, LightningModule)
-    assert model.head.fc.out_features == cfg.data.num_classes
+    # emotion models: one win logit (or two) per clip; gesture models: one per class
+    outputs = cfg.model.get("num_outputs", cfg.data.num_classes)
+    assert model.head.fc.out_features == outputs
     assert instantiate_callbacks(cfg.callbacks)
     assert instantiate_loggers(cfg.logger)
     # what a checkpoint stores is what migalab-eval will agree to instantiate again

@@ -19,8 +19,12 @@ from tests.conftest import tiny_data_overrides, tiny_video_overrides
 from tests.test_configs import EXPERIMENTS
 
 SYNTH_EXPERIMENTS = [e for e in EXPERIMENTS if e.endswith("_synth")]
+#: emotion experiments: tests/test_emotion_train.py runs them
+EMOTION_EXPERIMENTS = [e for e in EXPERIMENTS if "emotion" in e]
 #: experiments with RGB input (System B): they train on the tiny release with videos
-VIDEO_EXPERIMENTS = [e for e in EXPERIMENTS if e.startswith(("mvit", "system_b"))]
+VIDEO_EXPERIMENTS = [
+    e for e in EXPERIMENTS if e.startswith(("mvit", "system_b")) and e not in EMOTION_EXPERIMENTS
+]
 
 
 def _tiny_video_model_overrides(experiment: str) -> list[str]:
@@ -60,7 +64,9 @@ def test_fast_dev_run_video_experiments(
     assert 0.0 <= payload["val"]["top1"] <= 1.0
 
 
-@pytest.mark.parametrize("experiment", [e for e in EXPERIMENTS if e not in VIDEO_EXPERIMENTS])
+@pytest.mark.parametrize(
+    "experiment", [e for e in EXPERIMENTS if e not in VIDEO_EXPERIMENTS + EMOTION_EXPERIMENTS]
+)
 def test_fast_dev_run_every_experiment(
     experiment: str, tiny_release: Path, tiny_cache: Path, tmp_path: Path
 ) -> None:

@@ -1,0 +1,43 @@
+"""fast_dev_run of the emotion experiments on the tiny synthetic release with videos."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from migalab.train import train
+from migalab.utils.hydra import compose_config
+from tests.conftest import tiny_video_overrides
+
+#: CPU-sized encoders of each experiment (MViT xs, SwinFace xs, a 32-wide InterFusion)
+TINY_MODELS = {
+    "emotion_context_synth": ["model.encoder.preset=xs"],
+    "emotion_face_synth": ["data.face.num_frames=2"],
+    "system_b_emotion_synth": ["data.face.num_frames=2", "model.encoder.dim=32"],
+}
+
+
+@pytest.mark.parametrize("experiment", sorted(TINY_MODELS))
+def test_fast_dev_run_emotion_experiments(
+    experiment: str, tiny_video_release: Path, tiny_video_cache: Path, tmp_path: Path
+) -> None:
+    overrides = [
+        f"experiment={experiment}", "debug=fdr", "trainer=cpu", "trainer.precision=32-true",
+        "logger=csv", *tiny_video_overrides(tiny_video_release, tiny_video_cache),
+        *TINY_MODELS[experiment],
+    ]  # fmt: skip
+    cfg = compose_config("train", overrides, output_dir=tmp_path)
+    assert cfg.data.target == "emotion"
+    payload, trainer = train(cfg)
+    assert trainer.state.finished
+    val = payload["val"]
+    assert 0.0 <= val["acc"] <= 1.0 and 0.0 <= val["clip_acc"] <= 1.0
+    assert val["num_videos"] >= 1 and val["balance"]["videos"] == val["num_videos"]
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written["val"]["acc"] == val["acc"]
+    rows = list(csv.DictReader((tmp_path / "video_predictions.csv").open()))
+    assert rows and set(rows[0]) == {"video_id", "n_clips", "prob_win", "label"}
+    assert all(0.0 <= float(r["prob_win"]) <= 1.0 and r["label"] in ("0", "1") for r in rows)
