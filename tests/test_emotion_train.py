@@ -41,3 +41,27 @@ def test_fast_dev_run_emotion_experiments(
     rows = list(csv.DictReader((tmp_path / "video_predictions.csv").open()))
     assert rows and set(rows[0]) == {"video_id", "n_clips", "prob_win", "label"}
     assert all(0.0 <= float(r["prob_win"]) <= 1.0 and r["label"] in ("0", "1") for r in rows)
+
+
+def test_emotion_checkpoint_evaluates_again(
+    tiny_video_release: Path, tiny_video_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """One epoch of emotion_context_synth; ``train=false ckpt_path=<best>`` gives the same
+    video metrics; score fusion (migalab-eval) refuses the emotion checkpoint clearly."""
+    from migalab.eval import evaluate
+
+    overrides = [
+        "experiment=emotion_context_synth", "trainer=cpu", "trainer.precision=32-true",
+        "logger=csv", *tiny_video_overrides(tiny_video_release, tiny_video_cache),
+        "model.encoder.preset=xs", "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0",
+    ]  # fmt: skip
+    payload, _ = train(compose_config("train", overrides, output_dir=tmp_path / "run"))
+    assert payload["ckpt_path"] and "acc" in capsys.readouterr().out  # the summary table
+    again, _ = train(compose_config("train", [*overrides, "train=false",
+                                              f"ckpt_path={payload['ckpt_path']}"],
+                                    output_dir=tmp_path / "again"))  # fmt: skip
+    assert again["val"]["acc"] == pytest.approx(payload["val"]["acc"])
+    assert again["test"]["clip_acc"] == pytest.approx(payload["test"]["clip_acc"])
+    with pytest.raises(ValueError, match="emotion checkpoint"):
+        evaluate(compose_config("eval", [f"ckpt_path={payload['ckpt_path']}", "splits=[val]"],
+                                output_dir=tmp_path / "ev"))  # fmt: skip

@@ -145,6 +145,12 @@ def score_checkpoints(
     out: list[CheckpointScores] = []
     for ckpt in ckpts:
         train_cfg, state_dict = load_checkpoint_config(ckpt, unsafe_unpickle, data_overrides)
+        if train_cfg.data.get("target", "gesture") != "gesture":
+            raise ValueError(
+                f"{ckpt} is an emotion checkpoint (data.target={train_cfg.data.target}): score "
+                "fusion evaluates gesture checkpoints only; evaluate it per video with "
+                f"migalab-train train=false ckpt_path={ckpt} (plus the run's overrides)"
+            )
         datamodule = hydra.utils.instantiate(train_cfg.data)
         model = hydra.utils.instantiate(train_cfg.model)
         model.load_state_dict(state_dict)
