@@ -208,3 +208,45 @@ def test_slurm_trainer_run_dir_is_fixed_per_job(monkeypatch: pytest.MonkeyPatch)
         cfg = compose("train", ["trainer=slurm"], return_hydra_config=True)
     run_dir = cfg.hydra.run.dir
     assert run_dir.endswith("/train/slurm/4242") and "${now" not in run_dir
+
+
+@pytest.mark.slow  # a 1-process MViT-xs emotion fit + a 2-process evaluation (~1 min)
+def test_ddp_sim_emotion_evaluation_pools_videos_across_ranks(
+    tiny_video_release: Path, tiny_video_cache: Path, tmp_path: Path
+) -> None:
+    """Emotion ``train=false ckpt_path=<ckpt>`` on 2 processes: the clips of a video, split over
+    the ranks (eval batches of 2), are pooled whole; metrics and video_predictions.csv equal a
+    1-process evaluation."""
+    from tests.conftest import tiny_video_overrides
+
+    base = [
+        "experiment=emotion_context_synth", "logger=csv", "trainer.precision=32-true",
+        *tiny_video_overrides(tiny_video_release, tiny_video_cache), "data.eval_batch_size=2",
+        "model.encoder.preset=xs", "callbacks.progress_bar.refresh_rate=0",
+        "callbacks.model_summary=null",
+    ]  # fmt: skip
+    train_logs = tmp_path / "train"
+    proc = _cli([*base, "trainer=cpu", "trainer.max_epochs=1", f"paths.log_dir={train_logs}"],
+                cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = (train_logs / "train" / "runs").iterdir()
+    ckpt = json.loads((run / "metrics.json").read_text())["ckpt_path"]
+    results, csvs = {}, {}
+    for trainer in ("ddp_sim", "cpu"):
+        logs = tmp_path / trainer
+        args = [*base, f"trainer={trainer}", "train=false", f"ckpt_path={ckpt}",
+                f"paths.log_dir={logs}"]  # fmt: skip
+        proc = _cli(args, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        (run,) = (logs / "train" / "runs").iterdir()
+        results[trainer] = json.loads((run / "metrics.json").read_text())
+        csvs[trainer] = (run / "video_predictions.csv").read_text().splitlines()
+    for split in ("val", "test"):
+        for key in ("acc", "clip_acc", "num_videos", "num_clips"):
+            assert results["ddp_sim"][split][key] == pytest.approx(results["cpu"][split][key])
+    assert len(csvs["cpu"]) > 1
+    ddp_rows = [r.split(",") for r in csvs["ddp_sim"]]
+    cpu_rows = [r.split(",") for r in csvs["cpu"]]
+    assert [r[:2] + r[3:] for r in ddp_rows] == [r[:2] + r[3:] for r in cpu_rows]
+    for a, b in zip(ddp_rows[1:], cpu_rows[1:], strict=True):
+        assert float(a[2]) == pytest.approx(float(b[2]), abs=1e-5)
