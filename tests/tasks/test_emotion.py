@@ -129,3 +129,19 @@ def test_input_mapping_and_clip_scores() -> None:
     assert two.clip_scores(torch.tensor([[1.0, 3.0]])).tolist() == [2.0]
     assert isinstance(two.loss_fn, nn.CrossEntropyLoss)
     assert isinstance(_module().loss_fn, nn.BCEWithLogitsLoss)
+
+
+def test_two_logit_ce_config() -> None:
+    """``model.num_outputs=2 model/loss=ce``: two logits, the classification loss, win log-odds."""
+    import hydra
+
+    from migalab.tasks.losses import ClassificationLoss
+    from migalab.utils.hydra import compose_config
+
+    cfg = compose_config("train", ["experiment=emotion_context_synth", "model.num_outputs=2",
+                                   "model/loss=ce", "model.encoder.preset=xs",
+                                   "data.video.num_frames=4", "data.video.size=32"])  # fmt: skip
+    m = hydra.utils.instantiate(cfg.model)
+    assert isinstance(m.loss_fn, ClassificationLoss) and m.head.fc.out_features == 2
+    logits = m({"rgb": torch.randn(2, 3, 4, 32, 32)})
+    assert logits.shape == (2, 2) and torch.isfinite(m._loss(logits, torch.tensor([0, 1])))

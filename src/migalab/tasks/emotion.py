@@ -295,6 +295,11 @@ class EmotionModule(OptimizationMixin, LightningModule):
         return self.loss_fn(logits.float(), labels.long())
 
     def setup(self, stage: str) -> None:
+        """Training win / lose counts for class-balanced losses (``ClassificationLoss``)."""
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        counts = getattr(dm, "class_counts", None) if getattr(dm, "datasets", None) else None
+        if counts is not None and hasattr(self.loss_fn, "set_class_counts"):
+            self.loss_fn.set_class_counts(counts)
         self.setup_encoder(stage)
 
     # -- steps ----------------------------------------------------------------------------------
