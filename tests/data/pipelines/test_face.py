@@ -157,6 +157,7 @@ def test_missing_face_crops_give_zeros_and_flags(cache: SkeletonCache, faces: Pa
         FaceOptions(on_error="ignore")
 
 
+@pytest.mark.slow  # prepares face crops of a video release (~5 s)
 def test_datamodule_face_modality(
     tiny_video_release: Path, tiny_video_cache: Path, tmp_path: Path
 ) -> None:

@@ -157,6 +157,7 @@ eval_batch_size: 4
 """
 
 
+@pytest.mark.slow  # a migalab-train subprocess (~6 s)
 def test_a_new_dataset_is_one_spec_and_one_yaml(tmp_path: Path) -> None:
     """The toy dataset (its own file format, 3 classes) trains through migalab-train by name
     with --config-dir: one module with a DatasetSpec + one data yaml, no suite code changes."""
