@@ -47,6 +47,7 @@ from torchmetrics.functional.classification import (
     multiclass_f1_score,
 )
 
+from migalab.tasks.losses import masked_aux_loss
 from migalab.tasks.optimization import OptimizationMixin
 
 AGGREGATIONS = ("mean", "prob", "attention")
@@ -328,16 +329,7 @@ class EmotionModule(OptimizationMixin, LightningModule):
         if isinstance(x, Mapping) and self.inputs:
             flags = x.get("present") or {}
             present = {s: flags[m] for s, m in self.inputs.items() if m in flags}
-        losses = []
-        for name, logits in aux.items():
-            mask = present.get(name)
-            if mask is None:
-                losses.append(self._loss(logits, labels))
-            elif bool(mask.any()):
-                losses.append(self._loss(logits[mask.bool()], labels[mask.bool()]))
-        if not losses:
-            return labels.new_zeros((), dtype=torch.float32)
-        return torch.stack(losses).mean()
+        return masked_aux_loss(aux, labels, present, self._loss)
 
     def _eval_step(self, batch: dict[str, Any], scores: VideoScores, prefix: str) -> None:
         if "video" not in batch:

@@ -28,7 +28,7 @@ from lightning import LightningModule
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from migalab.tasks.losses import ClassificationLoss
+from migalab.tasks.losses import ClassificationLoss, masked_aux_loss
 from migalab.tasks.metrics import build_metrics, summarize
 from migalab.tasks.optimization import (  # noqa: F401  (lr_scale_factor: re-exported)
     LR_SCALING_RULES,
@@ -207,17 +207,7 @@ class GestureModule(OptimizationMixin, LightningModule):
         """Mean over modalities of the auxiliary heads' losses, each over the samples where
         that modality is present (``x["present"][modality]``, all when absent)."""
         present = x.get("present", {}) if isinstance(x, Mapping) else {}
-        losses = []
-        for name, logits in aux.items():
-            mask = present.get(name)
-            if mask is None:
-                losses.append(self.loss_fn(logits, labels))
-            elif bool(mask.any()):
-                mask = mask.bool()
-                losses.append(self.loss_fn(logits[mask], labels[mask]))
-        if not losses:
-            return labels.new_zeros((), dtype=torch.float32)
-        return torch.stack(losses).mean()
+        return masked_aux_loss(aux, labels, present, self.loss_fn)
 
     def _eval_step(self, batch: dict[str, Any], metrics: Any, prefix: str) -> torch.Tensor:
         logits, loss = self._shared_step(batch)

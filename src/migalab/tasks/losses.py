@@ -9,7 +9,7 @@ ships the binary sigmoid form.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -90,3 +90,25 @@ class ClassificationLoss(nn.Module):
             w = weight.float()[target]
             return (loss * w).sum() / w.sum().clamp_min(1e-12)
         return loss.mean()
+
+
+def masked_aux_loss(
+    aux: Mapping[str, torch.Tensor],
+    labels: torch.Tensor,
+    present: Mapping[str, torch.Tensor],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """Mean over streams of the auxiliary heads' losses (``aux[name]`` (N, K) logits), each over
+    the samples where that stream is present (``present[name]`` (N,) bool; all samples when it
+    has no entry); 0 when no stream has a present sample."""
+    losses = []
+    for name, logits in aux.items():
+        mask = present.get(name)
+        if mask is None:
+            losses.append(loss_fn(logits, labels))
+        elif bool(mask.any()):
+            mask = mask.bool()
+            losses.append(loss_fn(logits[mask], labels[mask]))
+    if not losses:
+        return labels.new_zeros((), dtype=torch.float32)
+    return torch.stack(losses).mean()

@@ -52,6 +52,7 @@ from migalab.models.encoders.output import EncoderOutput
 from migalab.models.fusion.token_fusion import (
     CrossAttentionBlock,
     CrossModalTokenFusion,
+    init_transformer_weights,
     sample_modality_keep,
     time_bin_index,
 )
@@ -157,19 +158,7 @@ class InterFusion(nn.Module):
         fusion; the gate starts at 0.5 (zero weights and bias); the encoders keep theirs."""
         for p in (self.time_embed, self.empty, *self.stream_embed.values()):
             nn.init.trunc_normal_(p, std=0.02)
-        for module in (self.proj, self.cross_layers, self.norm, self.aux_heads):
-            for m in module.modules():
-                if isinstance(m, nn.Linear):
-                    nn.init.trunc_normal_(m.weight, std=0.02)
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
-                elif isinstance(m, nn.LayerNorm):
-                    nn.init.ones_(m.weight)
-                    nn.init.zeros_(m.bias)
-                elif isinstance(m, nn.MultiheadAttention) and m.in_proj_weight is not None:
-                    nn.init.trunc_normal_(m.in_proj_weight, std=0.02)
-                    if m.in_proj_bias is not None:
-                        nn.init.zeros_(m.in_proj_bias)
+        init_transformer_weights(self.proj, self.cross_layers, self.norm, self.aux_heads)
         nn.init.zeros_(self.gate.weight)
         nn.init.zeros_(self.gate.bias)
 

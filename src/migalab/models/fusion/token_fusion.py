@@ -74,6 +74,7 @@ from migalab.models.encoders.output import EncoderOutput
 __all__ = [
     "CrossAttentionBlock",
     "CrossModalTokenFusion",
+    "init_transformer_weights",
     "sample_modality_keep",
     "time_bin_index",
 ]
@@ -81,6 +82,26 @@ __all__ = [
 POOLS = ("none", "space")
 ENTRY_KEYS = frozenset({"encoder", "pool", "spatial_positions"})
 RESERVED_KEYS = frozenset({"present"})
+
+
+def init_transformer_weights(*modules: nn.Module) -> None:
+    """ViT-style initialisation of every ``nn.Linear`` (trunc_normal 0.02, zero bias),
+    ``nn.LayerNorm`` (1 / 0) and ``nn.MultiheadAttention`` input projection below ``modules``,
+    in module order (the fusion necks' blocks; encoders keep their own initialisation)."""
+    for module in modules:
+        for m in module.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.MultiheadAttention):
+                if m.in_proj_weight is not None:
+                    nn.init.trunc_normal_(m.in_proj_weight, std=0.02)
+                if m.in_proj_bias is not None:
+                    nn.init.zeros_(m.in_proj_bias)
 
 
 def time_bin_index(time: torch.Tensor, time_bins: int) -> torch.Tensor:
@@ -375,20 +396,8 @@ class CrossModalTokenFusion(nn.Module):
             nn.init.trunc_normal_(p, std=0.02)
         for p in self.spatial_embed.values():
             nn.init.trunc_normal_(p, std=0.02)
-        for module in (self.proj, self.cross_layers, self.layers, self.norm, self.aux_heads):
-            for m in module.modules():
-                if isinstance(m, nn.Linear):
-                    nn.init.trunc_normal_(m.weight, std=0.02)
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
-                elif isinstance(m, nn.LayerNorm):
-                    nn.init.ones_(m.weight)
-                    nn.init.zeros_(m.bias)
-                elif isinstance(m, nn.MultiheadAttention):
-                    if m.in_proj_weight is not None:
-                        nn.init.trunc_normal_(m.in_proj_weight, std=0.02)
-                    if m.in_proj_bias is not None:
-                        nn.init.zeros_(m.in_proj_bias)
+        init_transformer_weights(self.proj, self.cross_layers, self.layers, self.norm,
+                                 self.aux_heads)  # fmt: skip
 
     # ------------------------------------------------------------------------ token extraction
 
