@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         spec = get_dataset(args.dataset)
     except (KeyError, ImportError, TypeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)  # KeyError quotes
         return 1
     given = args.splits or list(spec.splits.values())
     splits = [s for item in given for s in item.split(",") if s]
