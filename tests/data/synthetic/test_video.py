@@ -313,3 +313,39 @@ def test_current_needs_mp4_and_stale_mp4_removed(release, tmp_path):
     assert not list(copy.rglob("*.mp4")) and not stale.exists()
     assert release_is_current(copy, no_video) and not release_is_current(copy, cfg)
     assert json.loads((copy / "synth_meta.json").read_text())["video"] is None
+
+
+def test_smile_shows_teeth(release):
+    """A smile parts the drawn lips and shows the upper teeth (bright pixels between the mouth
+    corners); without a smile there are none."""
+    import dataclasses
+
+    from migalab.data.synthetic.video import _TEETH
+
+    _, cfg, videos = release
+    spec, res, _ = videos[0]
+    t = len(res.table)
+    smile = np.zeros(t)
+    smile[t // 2 :] = 1.0
+    r = VideoRenderer(dataclasses.replace(res, smile=smile), cfg)
+    xy, _ = _video_px(res, cfg)
+    counts = []
+    for i in range(0, t, max(1, t // 24)):
+        mouth = xy[i, 25 + 48 : 25 + 68]
+        (x0, y0), (x1, y1) = np.floor(mouth.min(0)).astype(int), np.ceil(mouth.max(0)).astype(int)
+        face_h = xy[i, 25 + 8, 1] - xy[i, 25 + 27, 1]
+        box = r.frame(i)[y0 - 1 : y1 + int(0.4 * face_h) + 2, x0 - 1 : x1 + 2].astype(int)
+        teeth = np.abs(box - np.array(_TEETH)).sum(-1) < 45
+        counts.append((smile[i], int(teeth.sum())))
+    assert all(n == 0 for s, n in counts if s == 0), counts
+    shown = [n >= 2 for s, n in counts if s == 1]  # (a hand over the mouth may hide them)
+    assert np.mean(shown) >= 0.8, counts
+
+
+def test_render_version_in_hash_only_with_video(monkeypatch):
+    import migalab.data.synthetic.config as config
+
+    on, off = SynthConfig(video=True).config_hash(), SynthConfig().config_hash()
+    monkeypatch.setattr(config, "RENDER_VERSION", config.RENDER_VERSION + 1)
+    assert SynthConfig(video=True).config_hash() != on
+    assert SynthConfig().config_hash() == off == DEFAULT_HASH

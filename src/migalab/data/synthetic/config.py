@@ -16,6 +16,10 @@ from migalab.data.classes import IMIGUE_TRAIN_FREQ_PERCENT, NUM_CLASSES
 #: ``release_is_current`` reports releases written by an older generator as stale.
 GENERATOR_VERSION = 1
 
+#: Bump when a change alters the rendered videos only (hashed when ``video`` is on, so
+#: video-less releases stay current). 2: smiles part the lips and show teeth.
+RENDER_VERSION = 2
+
 #: Frames per second of the synthetic videos (iMiGUE interviews are 25 fps).
 FPS = 25.0
 
@@ -249,6 +253,8 @@ class SynthConfig:
         skip = set(_NOT_HASHED) | (set() if self.video else set(_VIDEO_FIELDS))
         d = {k: v for k, v in self.to_dict().items() if k not in skip}
         d["generator_version"] = GENERATOR_VERSION
+        if self.video:
+            d["render_version"] = RENDER_VERSION
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -20,6 +20,7 @@ Pipeline of :func:`generate_video` (all vectorised over the T frames of the vide
 Emotion (0 lose, 1 win) shifts behaviour subtly (scaled by ``emotion_effect``): losers slump
 (+0.04 rad lean, head pitched down 0.05 rad and lowered 0.5 cm, chest sinks 0.6 cm), move and
 talk ~15 % less, smile a quarter as often and touch their face more (class prior x1.3);
+above an effect of 1 winners also smile ``effect`` times as often;
 winners sit upright (-0.02 rad), head slightly up, smile often, talk more, gesture more (class
 prior) and wider (illustrative amplitude x1.15 vs x0.85).
 """
@@ -108,7 +109,9 @@ class VideoResult:
     * ``points``: (T, 137, 3) world positions (cm) of the 137 keypoints;
     * ``xy``: (T, 137, 2) their clean pixel positions in ``frame_size`` (``camera.project``);
     * ``depth``: (T, 137) camera-space depth (cm, larger = farther), for draw order;
-    * ``pose``, ``camera``, ``subject``: the posed torso / head, the camera and the subject.
+    * ``pose``, ``camera``, ``subject``: the posed torso / head, the camera and the subject;
+    * ``smile``: (T,) the smile control (0-1), which the renderer shows as parted lips and
+      teeth (the table's landmarks keep the lips closed: OpenPose has no teeth).
     """
 
     spec: VideoSpec
@@ -120,6 +123,7 @@ class VideoResult:
     pose: BodyPose | None = None
     camera: Camera | None = None
     subject: Subject | None = None
+    smile: np.ndarray | None = None
 
 
 def video_streams(seed: int, vid: str) -> list[np.random.Generator]:
@@ -266,10 +270,12 @@ def idle_controls(
         blink[s : s + len(prof)] = np.maximum(blink[s : s + len(prof)], prof)
     ctl["blink"] = np.stack([blink, blink], -1)
     ctl["gaze"] = 0.2 * sn(2, 1.5) + np.stack([(yaw - subj.head_yaw) * 0.8, np.zeros(t)], -1)
-    # smiles: winners often, losers rarely
+    # smiles: winners often, losers rarely; an effect above 1 also makes winners smile more
+    # often (off-time / effect; at effect <= 1 the draws are exactly those of effect 1)
     rate = subj.smile_rate * (0.25 if lose else 1.0) ** e
     if rate > 0.02:
-        smiling = random_segments(rng, t, mean_on=3 * FPS, mean_off=3 * FPS / rate * 4)
+        off = 3 * FPS / rate * 4 / (1.0 if lose else max(1.0, e))
+        smiling = random_segments(rng, t, mean_on=3 * FPS, mean_off=off)
         ctl["smile"] = box_smooth(smiling.astype(float), 11) * rng.uniform(0.4, 1.0)
     ctl["face_vis"][:] = 1.0
 
@@ -538,5 +544,5 @@ def generate_video(spec: VideoSpec, cfg: SynthConfig) -> VideoResult:
     table = render(ctl, pose, pts, subj, cam, r_render, cfg, xy=xy)
     return VideoResult(
         spec=spec, table=table, clips=clips, points=pts, xy=xy, depth=cam.depth(pts),
-        pose=pose, camera=cam, subject=subj,
+        pose=pose, camera=cam, subject=subj, smile=ctl["smile"],
     )  # fmt: skip

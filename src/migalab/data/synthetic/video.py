@@ -18,7 +18,10 @@ What is drawn (OpenPose indices; face = 25 + iBUG index, hands 95 / 116 + OpenPo
   (points of the head model, rotated with the head), hair (cap, long hair behind the head for
   some subjects), brows (17-26), eyes (36-47, they close on blinks since the lids do), irises
   at the pupils (68, 69), nose (27-35), outer lips (48-59) in lip colour and the inner mouth
-  (60-67) dark, so talking, mouth opening and lip biting show.
+  (60-67) dark, so talking, mouth opening and lip biting show; a smile (the generator's smile
+  control, :attr:`~.sequence.VideoResult.smile`) parts the lips by up to :data:`SMILE_PARTING`
+  cm and shows the upper teeth, so it is visible at face sizes where the landmarks' few-mm
+  corner lift is not (a 640x360 face is ~25 px wide).
 
 Draw order per frame: arms whose hand is behind the back, torso, arms whose hand is under the
 table (lap), table, arms whose hand is behind the head, head, the remaining arms; inside a
@@ -57,6 +60,12 @@ CHUNK = 250
 CHUNK_BYTES = 64 * 2**20
 #: Depth of the table top from its body-side edge toward the camera (cm).
 TABLE_DEPTH = 70.0
+#: Lip parting (cm, times the head scale) of a full smile (smile control 1); the upper teeth
+#: fill the top 70 % of the opening.
+SMILE_PARTING = 0.7
+#: Teeth are drawn when the smile control exceeds this.
+_TEETH_FROM = 0.1
+_TEETH = (238, 236, 226)
 #: Number of precomputed sensor-noise patterns cycled over the frames.
 _NOISE_PATTERNS = 8
 
@@ -236,6 +245,10 @@ class VideoRenderer:
         pts = res.points
         xy = to_px(res.xy)
 
+        # --- smile: parted lips and upper teeth (pixels) --------------------------------
+        smile = np.zeros(t) if res.smile is None else np.clip(np.asarray(res.smile, float), 0, 1)
+        xy = self._part_lips(xy, smile * SMILE_PARTING * hs * ppc)
+
         # --- extra points (world -> pixels) --------------------------------------------
         neck, sh = pose.neck, pose.shoulders
         extra: dict[str, np.ndarray] = {}
@@ -272,6 +285,8 @@ class VideoRenderer:
         ear_c = _head_points(res, [[-7.5 * face_w / 7.0, 2.7, 6.8], [7.5 * face_w / 7.0, 2.7, 6.8]])
         extra_names = list(extra)
         extra_px = {name: px3(v) for name, v in extra.items()}
+        extra_names.append("teeth")
+        extra_px["teeth"] = self._teeth
         # short sleeves end half way down the upper arm (in pixels)
         extra_names.append("sleeve_end")
         extra_px["sleeve_end"] = np.stack(
@@ -303,6 +318,7 @@ class VideoRenderer:
             "nostril": list(range(f + 31, f + 36)),
             "lips": list(range(f + 48, f + 60)),
             "mouth": list(range(f + 60, f + 68)),
+            "teeth": ex("teeth"),
         }
         for side, (sj, ej, wj), off, si in (("r", (2, 3, 4), 116, 0), ("l", (5, 6, 7), 95, 1)):
             shapes[f"arm_{side}"] = [sj, ej, wj]
@@ -353,6 +369,7 @@ class VideoRenderer:
             yaw < 0.4,  # left ear shown
             open_px[0] > 0.35 * open_full,  # right iris shown (eye open)
             open_px[1] > 0.35 * open_full,
+            smile > _TEETH_FROM,  # teeth shown
         ], 1).tolist()  # fmt: skip
 
         # --- draw order -------------------------------------------------------------
@@ -414,6 +431,22 @@ class VideoRenderer:
             )
             for _ in range(_NOISE_PATTERNS)
         ]
+
+    def _part_lips(self, xy: np.ndarray, drop: np.ndarray) -> np.ndarray:
+        """Canvas points with the lower lip (outer 55-59, inner 65-67) moved ``drop`` (T,)
+        pixels down the face (eyes -> mouth); sets ``self._teeth`` (T, 8, 2), the upper
+        teeth: the upper inner lip 60-64 and back at 70 % of the parting."""
+        f = 25
+        down = xy[:, f + 48 : f + 60].mean(1) - xy[:, f + 36 : f + 48].mean(1)
+        down /= np.maximum(np.linalg.norm(down, axis=-1, keepdims=True), 1e-6)
+        shift = drop[:, None] * down  # (T, 2)
+        xy = xy.copy()
+        lower = [f + i for i in (55, 56, 57, 58, 59, 65, 66, 67)]
+        xy[:, lower] += shift[:, None, :]
+        upper = xy[:, f + 60 : f + 65]  # corners and upper inner lip
+        back = upper[:, 3:0:-1] + 0.7 * shift[:, None, :]
+        self._teeth = np.concatenate([upper, back], 1)
+        return xy
 
     def __len__(self) -> int:
         return self.num_frames
@@ -497,6 +530,8 @@ class VideoRenderer:
         d.line(p[sl["nostril"]], fill=lk.skin_dark, width=w["nostril"])
         d.polygon(p[sl["lips"]], fill=lk.lip)
         d.polygon(p[sl["mouth"]], fill=(58, 22, 26), outline=_shade(lk.lip, 0.7))
+        if flags[4]:
+            d.polygon(p[sl["teeth"]], fill=_TEETH)
 
     def draw(self, t: int) -> Image.Image:
         """Frame ``t`` as a clean PIL image at the video size (no camera effects)."""
