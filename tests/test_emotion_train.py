@@ -47,7 +47,8 @@ def test_emotion_checkpoint_evaluates_again(
     tiny_video_release: Path, tiny_video_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     """One epoch of emotion_context_synth; ``train=false ckpt_path=<best>`` gives the same
-    video metrics; score fusion (migalab-eval) refuses the emotion checkpoint clearly."""
+    video metrics, and so does migalab-eval (per video, with video_predictions_<split>.csv);
+    migalab-predict refuses it."""
     from migalab.eval import evaluate
 
     overrides = [
@@ -62,6 +63,29 @@ def test_emotion_checkpoint_evaluates_again(
                                     output_dir=tmp_path / "again"))  # fmt: skip
     assert again["val"]["acc"] == pytest.approx(payload["val"]["acc"])
     assert again["test"]["clip_acc"] == pytest.approx(payload["test"]["clip_acc"])
-    with pytest.raises(ValueError, match="emotion checkpoint"):
-        evaluate(compose_config("eval", [f"ckpt_path={payload['ckpt_path']}", "splits=[val]"],
-                                output_dir=tmp_path / "ev"))  # fmt: skip
+    # migalab-eval: the same video metrics, and the per-video probabilities of the test run
+    ev = evaluate(compose_config("eval", [f"ckpt_path={payload['ckpt_path']}"],
+                                 output_dir=tmp_path / "ev"))  # fmt: skip
+    assert ev["target"] == "emotion"
+    for split in ("val", "test"):
+        for key in ("acc", "macro_f1", "clip_acc", "num_videos", "num_clips"):
+            assert ev[split][key] == pytest.approx(payload[split][key]), (split, key)
+    by_eval = {r["video_id"]: r for r in csv.DictReader(
+        (tmp_path / "ev" / "video_predictions_test.csv").open())}  # fmt: skip
+    by_train = {r["video_id"]: r for r in csv.DictReader(
+        (tmp_path / "run" / "video_predictions.csv").open())}  # fmt: skip
+    assert by_eval.keys() == by_train.keys()
+    for vid, row in by_train.items():
+        assert float(by_eval[vid]["prob_win"]) == pytest.approx(float(row["prob_win"]), abs=1e-5)
+        assert by_eval[vid]["label"] == row["label"] and by_eval[vid]["n_clips"] == row["n_clips"]
+    # late fusion of the checkpoint with itself: the same videos, weights searched on val
+    fused = evaluate(compose_config("eval", [f"ckpt_path=[{payload['ckpt_path']},{payload['ckpt_path']}]",
+                                             "fusion.search=true", "fusion.grid_step=0.5"],
+                                    output_dir=tmp_path / "fused"))  # fmt: skip
+    assert fused["test"]["acc"] == pytest.approx(ev["test"]["acc"])
+    assert json.loads((tmp_path / "fused" / "fusion.json").read_text())["level"] == "video"
+    # migalab-predict writes gesture submissions: it refuses the emotion checkpoint up front
+    from migalab.ensemble import score_checkpoints
+
+    with pytest.raises(ValueError, match="emotion checkpoint.*migalab-eval"):
+        score_checkpoints([payload["ckpt_path"]], ["test"], None, target="gesture")

@@ -89,12 +89,15 @@ def load_checkpoint_config(
 @dataclass
 class SplitScores:
     """One checkpoint's scores on one split, in dataset order: logits (N, K), labels (N,) (-1
-    where unknown) and clip names."""
+    where unknown) and clip names; for emotion checkpoints also each clip's video (N,) (its
+    position in ``video_ids``)."""
 
     logits: torch.Tensor
     labels: torch.Tensor
     names: list[str]
     has_labels: bool
+    videos: torch.Tensor | None = None
+    video_ids: list[str] | None = None
 
 
 @dataclass
@@ -108,12 +111,18 @@ class CheckpointScores:
     #: the dataset spec the model was trained on (``data.dataset``)
     dataset: str = "miga2025"
     splits: dict[str, SplitScores] = field(default_factory=dict)
+    #: ``gesture`` (clip classes) or ``emotion`` (win / lose per video; ``data.target``)
+    target: str = "gesture"
+    #: an emotion model's video pooling of clip logits (``model.aggregation``, ``temperature``)
+    aggregation: str = "mean"
+    temperature: float = 1.0
 
 
 def predict_scores(
     model: L.LightningModule, datamodule: Any, split: str, trainer: L.Trainer
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits (N, K) and labels (N,) of dataset split ``split`` in dataset order.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Logits (N, K), labels (N,) and, when the batches carry them (``data.target=emotion``),
+    videos (N,) of dataset split ``split`` in dataset order (else None).
 
     Runs ``trainer.predict`` with the datamodule attached (its batch hooks, e.g. on-device
     heatmap rendering, apply) on ``datamodule.predict_split = split``.
@@ -124,7 +133,10 @@ def predict_scores(
     logits = torch.cat([o["logits"] for o in outputs]).float()
     labels = torch.cat([o["label"] for o in outputs])
     order = torch.argsort(index)
-    return logits[order], labels[order]
+    videos = None
+    if all("video" in o for o in outputs):
+        videos = torch.cat([o["video"] for o in outputs]).long()[order]
+    return logits[order], labels[order], videos
 
 
 def score_checkpoints(
@@ -134,6 +146,7 @@ def score_checkpoints(
     data_overrides: DictConfig | None = None,
     require_labels: bool = True,
     unsafe_unpickle: bool = False,
+    target: str | None = None,
 ) -> list[CheckpointScores]:
     """Rebuild each checkpoint's model and data from its stored config and score ``splits``.
 
@@ -141,16 +154,20 @@ def score_checkpoints(
     warning. Runs on one process: fusion needs every clip's scores in one place (for DDP
     evaluation of a single checkpoint use ``migalab-train train=false ckpt_path=...``).
     Checkpoints are read safely (:func:`load_checkpoint_config`; ``unsafe_unpickle`` opts out).
+    ``target`` (``gesture`` | ``emotion``): refuse, before scoring, a checkpoint trained for
+    the other task. Emotion checkpoints' splits also hold each clip's video.
     """
     out: list[CheckpointScores] = []
     for ckpt in ckpts:
         train_cfg, state_dict = load_checkpoint_config(ckpt, unsafe_unpickle, data_overrides)
-        if train_cfg.data.get("target", "gesture") != "gesture":
+        found = str(train_cfg.data.get("target", "gesture"))
+        if target is not None and found != target:
             raise ValueError(
-                f"{ckpt} is an emotion checkpoint (data.target={train_cfg.data.target}): score "
-                "fusion evaluates gesture checkpoints only; evaluate it per video with "
-                f"migalab-train train=false ckpt_path={ckpt} (plus the run's overrides)"
-            )
+                f"{ckpt} is an {found} checkpoint (data.target={found}); this command takes "
+                f"{target} checkpoints"
+                + (f" (evaluate it per video with migalab-eval ckpt_path={ckpt})"
+                   if found == "emotion" else "")
+            )  # fmt: skip
         datamodule = hydra.utils.instantiate(train_cfg.data)
         model = hydra.utils.instantiate(train_cfg.model)
         model.load_state_dict(state_dict)
@@ -170,9 +187,12 @@ def score_checkpoints(
         entry = CheckpointScores(
             path=str(ckpt),
             name=f"{train_cfg.data.get('stream', 'model')}:{Path(ckpt).name}",
-            num_classes=int(train_cfg.model.num_classes),
+            num_classes=int(train_cfg.model.get("num_classes") or train_cfg.model.num_outputs),
             class_names=class_names,
             dataset=str(train_cfg.data.get("dataset") or "miga2025"),
+            target=found,
+            aggregation=str(train_cfg.model.get("aggregation", "mean")),
+            temperature=float(train_cfg.model.get("temperature", 1.0)),
         )
         for split in splits:
             ds = datamodule.datasets.get(split)
@@ -180,9 +200,12 @@ def score_checkpoints(
             if ds is None or len(ds) == 0 or (require_labels and not labelled):
                 log.warning("%s: split %s is missing, empty or unlabelled; skipped", ckpt, split)
                 continue
-            logits, labels = predict_scores(model, datamodule, split, trainer)
+            logits, labels, videos = predict_scores(model, datamodule, split, trainer)
             names = [ds.clip_name(i) for i in range(len(ds))]
-            entry.splits[split] = SplitScores(logits, labels, names, labelled)
+            entry.splits[split] = SplitScores(
+                logits, labels, names, labelled, videos,
+                list(ds.video_ids) if videos is not None else None,
+            )  # fmt: skip
         out.append(entry)
     return out
 

@@ -11,6 +11,10 @@ at score level (the 2s-AGCN joint + bone or PoseC3D joint + limb ensembles), wit
 or weights searched on the validation split (a grid over the simplex; the chosen weights are
 saved in ``fusion.json`` and used for the other splits). Writes ``metrics.json`` in the run dir
 with the metrics of each checkpoint and of the fusion.
+
+Emotion checkpoints (``data.target=emotion``) are evaluated per video instead: video accuracy /
+macro-F1 / AUROC (and clip accuracy), ``video_predictions_<split>.csv``, and several of them
+are fused per video (:mod:`migalab.emotion_fusion`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, ListConfig
 
+from migalab.emotion_fusion import evaluate_emotion
 from migalab.ensemble import evaluate_scores, resolve_fusion_weights, score_checkpoints
 from migalab.utils.hydra import register_resolvers, save_resolved_config
 from migalab.utils.io import atomic_write_json
@@ -42,14 +47,26 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         splits.insert(0, cfg.fusion.get("search_split", "val"))
     entries = score_checkpoints(ckpts, splits, cfg.trainer, cfg.get("data"),
                                 unsafe_unpickle=bool(cfg.get("unsafe_unpickle_checkpoints")))  # fmt: skip
+    targets = sorted({e.target for e in entries})
+    if len(targets) > 1:
+        raise ValueError(
+            "cannot fuse checkpoints of different tasks: "
+            + ", ".join(f"{e.path} ({e.target})" for e in entries)
+        )
 
     payload: dict[str, Any] = {"task": cfg.task_name, "run_dir": cfg.paths.output_dir,
-                               "ckpt_path": ckpts}  # fmt: skip
-    weights, fusion_info = None, None
-    if len(entries) > 1:
-        weights, fusion_info = resolve_fusion_weights(cfg.fusion, entries)
+                               "ckpt_path": ckpts, "target": targets[0]}  # fmt: skip
+    if targets[0] == "emotion":  # per video: migalab.emotion_fusion
+        metrics, table, fusion_info = evaluate_emotion(
+            entries, splits, cfg.fusion, cfg.paths.output_dir
+        )
+    else:
+        weights, fusion_info = None, None
+        if len(entries) > 1:
+            weights, fusion_info = resolve_fusion_weights(cfg.fusion, entries)
+        metrics, table = evaluate_scores(entries, splits, weights, cfg.fusion.space)
+    if fusion_info is not None:
         atomic_write_json(Path(cfg.paths.output_dir) / "fusion.json", fusion_info)
-    metrics, table = evaluate_scores(entries, splits, weights, cfg.fusion.space)
     payload.update(metrics)
     payload["fusion"] = fusion_info
     path = write_metrics(cfg.paths.output_dir, payload)

@@ -139,7 +139,8 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     if len(ckpts) > 1 and fusion.get("search", False):
         splits.insert(0, fusion.get("search_split", "val"))
     entries = score_checkpoints(ckpts, splits, cfg.trainer, cfg.get("data"), require_labels=False,
-                                unsafe_unpickle=bool(cfg.get("unsafe_unpickle_checkpoints")))  # fmt: skip
+                                unsafe_unpickle=bool(cfg.get("unsafe_unpickle_checkpoints")),
+                                target="gesture")  # fmt: skip
     if any(split not in e.splits for e in entries):
         raise ValueError(f"split {split} is missing or empty; nothing to predict")
     weights: list[float] | None = None

@@ -99,6 +99,12 @@ def aggregate_videos(
     return ids, counts, out
 
 
+def win_scores(logits: torch.Tensor) -> torch.Tensor:
+    """Clip logits (N, 1) (BCE) or (N, 2) (lose / win, CE) → (N,) win log-odds."""
+    logits = logits.float()
+    return logits[:, 0] if logits.shape[-1] == 1 else logits[:, 1] - logits[:, 0]
+
+
 class VideoScores(Metric):
     """Clip (video, score, label) triples of an epoch, gathered over DDP ranks (``cat``)."""
 
@@ -150,18 +156,25 @@ def video_metrics(
         raise ValueError(f"videos {bad[:10]} have clips with different emotion labels")
     prob = torch.sigmoid(logits).float()
     vlabels = lo
-    pred = (prob >= 0.5).long()
     out: dict[str, float] = {
-        "acc": float(binary_accuracy(prob, vlabels)),
-        "macro_f1": float(multiclass_f1_score(pred, vlabels, num_classes=2, average="macro")),
-        "auroc": (
-            float(binary_auroc(prob, vlabels)) if len(vlabels.unique()) == 2 else float("nan")
-        ),
+        **binary_video_metrics(prob, vlabels),
         "clip_acc": float(binary_accuracy(torch.sigmoid(scores.float()), labels)),
-        "num_videos": len(ids),
         "num_clips": len(scores),
     }
     return out, {"video": ids, "n_clips": counts, "prob_win": prob, "label": vlabels}
+
+
+def binary_video_metrics(prob: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """``acc`` (threshold 0.5), ``macro_f1`` (F1 of win and lose averaged), ``auroc`` (NaN when
+    the videos are of one class) and ``num_videos`` of per-video P(win) (V,) and labels (V,)."""
+    prob, labels = prob.float(), labels.long()
+    pred = (prob >= 0.5).long()
+    return {
+        "acc": float(binary_accuracy(prob, labels)),
+        "macro_f1": float(multiclass_f1_score(pred, labels, num_classes=2, average="macro")),
+        "auroc": float(binary_auroc(prob, labels)) if len(labels.unique()) == 2 else float("nan"),
+        "num_videos": len(labels),
+    }
 
 
 def write_video_predictions(
@@ -286,9 +299,8 @@ class EmotionModule(OptimizationMixin, LightningModule):
         return self.head(self.encode(x)[0])
 
     def clip_scores(self, logits: torch.Tensor) -> torch.Tensor:
-        """(N, 1 | 2) logits → (N,) win log-odds."""
-        logits = logits.float()
-        return logits[:, 0] if logits.shape[-1] == 1 else logits[:, 1] - logits[:, 0]
+        """(N, 1 | 2) logits → (N,) win log-odds (:func:`win_scores`)."""
+        return win_scores(logits)
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if logits.shape[-1] == 1:
