@@ -12,9 +12,16 @@ import torch
 from omegaconf import OmegaConf
 
 import migalab.eval
-from migalab.emotion_fusion import evaluate_emotion, fuse_video_scores, video_level
+from migalab.emotion_fusion import (
+    bootstrap_ci,
+    evaluate_emotion,
+    fuse_video_scores,
+    paired_bootstrap_diff,
+    video_level,
+)
 from migalab.ensemble import CheckpointScores, SplitScores
 from migalab.eval import evaluate
+from migalab.tasks.emotion import binary_video_metrics
 from migalab.utils.hydra import compose_config
 
 #: 4 videos (ids in dataset order: v0 lost, v1 won, v2 lost, v3 won), 2 clips each
@@ -73,6 +80,7 @@ def test_evaluate_emotion_searches_weights_and_writes_predictions(tmp_path: Path
     assert metrics["val_streams"]["face"]["acc"] == 0.5
     assert metrics["val_streams"]["context"]["acc"] == 0.5
     assert metrics["test"]["acc"] == 1.0 and metrics["test"]["auroc"] == 1.0
+    assert metrics["test"]["ci95"]["acc"][1] == 1.0
     assert set(table) == {f"{s} {n}" for s in ("val", "test") for n in ("face", "context", "fused")}
     rows = list(csv.DictReader((tmp_path / "video_predictions_test.csv").open()))
     assert [r["video_id"] for r in rows] == VIDEO_IDS
@@ -96,3 +104,46 @@ def test_migalab_eval_takes_emotion_entries(
     monkeypatch.setattr(migalab.eval, "score_checkpoints", lambda *a, **k: [entries[0], gesture])
     with pytest.raises(ValueError, match="different tasks"):
         evaluate(compose_config("eval", ["ckpt_path=[face.ckpt,g.ckpt]"], output_dir=tmp_path))
+
+
+def test_bootstrap_ci_brackets_the_metrics_and_narrows_with_more_videos() -> None:
+    gen = torch.Generator().manual_seed(0)
+    widths = []
+    for v in (20, 320):
+        labels = torch.arange(v) % 2
+        prob = (0.5 + 0.3 * (2 * labels - 1) + 0.35 * torch.randn(v, generator=gen)).clamp(0, 1)
+        m = binary_video_metrics(prob, labels)
+        ci = bootstrap_ci(prob, labels, n=1000)
+        for key in ("acc", "auroc"):
+            lo, hi = ci[key]
+            assert lo <= m[key] <= hi, (v, key, m[key], ci[key])
+        widths.append(ci["auroc"][1] - ci["auroc"][0])
+    assert widths[1] < widths[0] / 2  # ~1/sqrt(16) of the width
+    # a perfect ranking stays perfect in every resample; reproducible for a seed
+    perfect = bootstrap_ci(torch.tensor([0.1, 0.2, 0.8, 0.9]), torch.tensor([0, 0, 1, 1]))
+    assert perfect == {"acc": [1.0, 1.0], "auroc": [1.0, 1.0]}
+    assert bootstrap_ci(prob, labels, n=100) == bootstrap_ci(prob, labels, n=100)
+
+
+def test_paired_bootstrap_diff_separates_a_better_model_from_noise() -> None:
+    gen = torch.Generator().manual_seed(1)
+    v = 200
+    labels = torch.arange(v) % 2
+    sign = 2 * labels - 1
+    weak = (0.5 + 0.1 * sign + 0.3 * torch.randn(v, generator=gen)).clamp(0, 1)
+    strong = (0.5 + 0.3 * sign + 0.2 * torch.randn(v, generator=gen)).clamp(0, 1)
+    d = paired_bootstrap_diff(strong, weak, labels, n=1000)
+    full_strong, full_weak = (
+        binary_video_metrics(strong, labels),
+        binary_video_metrics(weak, labels),
+    )
+    for key in ("acc", "auroc"):
+        assert d[key]["diff"] == pytest.approx(full_strong[key] - full_weak[key], abs=1e-6)
+        assert 0 < d[key]["lo"] <= d[key]["diff"] <= d[key]["hi"]
+        assert d[key]["p_not_better"] < 0.01
+    # a model against itself: no difference in any resample
+    same = paired_bootstrap_diff(weak, weak, labels, n=200)
+    assert same["acc"] == {"diff": 0.0, "lo": 0.0, "hi": 0.0, "p_not_better": 1.0}
+    # the reverse comparison mirrors the interval
+    rev = paired_bootstrap_diff(weak, strong, labels, n=1000)
+    assert rev["auroc"]["lo"] == pytest.approx(-d["auroc"]["hi"])

@@ -18,6 +18,10 @@ grid of :func:`~migalab.ensemble.simplex_grid` (maximising video accuracy; ties:
 the most even weights). Checkpoints are aligned by video id, so models fed different
 modalities of the same videos fuse even when their clip sets differ.
 
+With few videos a difference of a few points is noise, so every split's metrics come with a
+95 % bootstrap interval over its videos (``ci95``: ``acc`` and ``auroc``, percentile method,
+:func:`bootstrap_ci`).
+
 Written to the run dir: ``video_predictions_<split>.csv`` (``video_id,n_clips,prob_win,label``,
 label 1 win / 0 lose; of the fusion when there are several checkpoints).
 """
@@ -44,7 +48,14 @@ from migalab.tasks.emotion import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["VideoLevel", "evaluate_emotion", "fuse_video_scores", "video_level"]
+__all__ = [
+    "VideoLevel",
+    "bootstrap_ci",
+    "evaluate_emotion",
+    "fuse_video_scores",
+    "paired_bootstrap_diff",
+    "video_level",
+]
 
 
 @dataclass
@@ -60,6 +71,89 @@ class VideoLevel:
     @property
     def prob(self) -> torch.Tensor:
         return torch.sigmoid(self.logits).float()
+
+
+def _resample_counts(v: int, n: int, seed: int) -> torch.Tensor:
+    """(n, V) multiplicity of each of V videos in ``n`` seeded resamples with replacement (the
+    same for every model scored on the same V videos, so differences are paired)."""
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, v, (n, v), generator=gen)
+    return torch.zeros(n, v, dtype=torch.float64).scatter_add_(
+        1, idx, torch.ones(n, v, dtype=torch.float64)
+    )
+
+
+def _resampled_metrics(
+    prob: torch.Tensor, labels: torch.Tensor, counts: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Video accuracy and AUROC (n,) of each resample ``counts`` (n, V); AUROC is the
+    Mann-Whitney statistic with the resample's multiplicities (ties count 1/2), NaN for a
+    resample with one class only."""
+    prob, labels = prob.double().cpu(), labels.long().cpu()
+    correct = ((prob >= 0.5).long() == labels).double()
+    acc = counts @ correct / counts.shape[1]
+    pos, neg = labels == 1, labels == 0
+    diff = prob[pos][:, None] - prob[neg][None, :]
+    wins = (diff > 0).double() + 0.5 * (diff == 0).double()  # (P, N)
+    cp, cn = counts[:, pos], counts[:, neg]
+    den = cp.sum(1) * cn.sum(1)
+    auroc = torch.einsum("bp,pn,bn->b", cp, wins, cn) / den  # NaN where den == 0
+    return {"acc": acc, "auroc": auroc}
+
+
+def _interval(x: torch.Tensor, level: float) -> list[float]:
+    x = x[~torch.isnan(x)]
+    q = torch.tensor([(1 - level) / 2, 1 - (1 - level) / 2], dtype=torch.float64)
+    return [float(v) for v in torch.quantile(x, q)] if len(x) else [float("nan")] * 2
+
+
+def bootstrap_ci(
+    prob: torch.Tensor, labels: torch.Tensor, n: int = 2000, level: float = 0.95, seed: int = 0
+) -> dict[str, list[float]]:
+    """Percentile bootstrap intervals of video accuracy and AUROC: ``n`` resamples of the V
+    videos with replacement (seeded, so a report is reproducible).
+
+    Args:
+        prob: (V,) P(win) per video; labels: (V,) 1 win, 0 lose.
+
+    Vectorised over resamples; a resample with one class only is left out of the AUROC's.
+    """
+    stats = _resampled_metrics(prob, labels, _resample_counts(len(prob), n, seed))
+    return {key: _interval(x, level) for key, x in stats.items()}
+
+
+def paired_bootstrap_diff(
+    prob_a: torch.Tensor,
+    prob_b: torch.Tensor,
+    labels: torch.Tensor,
+    n: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """Is model A better than model B on the same V videos? Paired bootstrap of the
+    differences A - B in video accuracy and AUROC: both scored on the same resamples.
+
+    Args:
+        prob_a, prob_b: (V,) P(win) of each model per video, aligned; labels: (V,).
+
+    Returns:
+        per metric: ``diff`` (on all videos), ``lo`` / ``hi`` (the ``level`` interval) and
+        ``p_not_better`` (share of resamples where A is not above B: a one-sided bootstrap
+        p-value of "A beats B").
+    """
+    counts = _resample_counts(len(labels), n, seed)
+    a = _resampled_metrics(prob_a, labels, counts)
+    b = _resampled_metrics(prob_b, labels, counts)
+    full = torch.ones(1, len(labels), dtype=torch.float64)
+    a0, b0 = _resampled_metrics(prob_a, labels, full), _resampled_metrics(prob_b, labels, full)
+    out: dict[str, dict[str, float]] = {}
+    for key in ("acc", "auroc"):
+        d = a[key] - b[key]
+        d = d[~torch.isnan(d)]
+        lo, hi = _interval(d, level)
+        out[key] = {"diff": float(a0[key] - b0[key]), "lo": lo, "hi": hi,
+                    "p_not_better": float((d <= 0).double().mean()) if len(d) else float("nan")}  # fmt: skip
+    return out
 
 
 def video_level(entry: CheckpointScores, split: str) -> tuple[VideoLevel, dict[str, float]]:
@@ -192,6 +286,7 @@ def evaluate_emotion(
             metrics[f"{split}_streams"] = own[split]
             table.update({f"{split} {n}": m for n, m in own[split].items()})
             table[f"{split} fused"] = result
+        result["ci95"] = bootstrap_ci(level.prob, level.labels)
         metrics[split] = result
         per_video = {"video": torch.arange(len(level.names)), "n_clips": level.n_clips,
                      "prob_win": level.prob, "label": level.labels}  # fmt: skip

@@ -124,6 +124,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], Any]:
         "wall_time_s": round(time.time() - start, 1),
         **results,
     }
+    balance = getattr(datamodule, "emotion_balance", None)
+    if balance:  # target=emotion: win / lose counts of every split (majority baselines)
+        payload["balance"] = balance
     if trainer.is_global_zero:
         path = write_metrics(output_dir, payload)
         print_summary(
