@@ -11,7 +11,11 @@ import torch
 
 from migalab.data.datamodule import ClipDataModule
 from migalab.data.formats.errors import FormatError
-from migalab.data.formats.miga2025 import read_emotion_labels, read_video_labels
+from migalab.data.formats.miga2025 import (
+    read_emotion_labels,
+    read_video_labels,
+    read_video_subjects,
+)
 from migalab.data.splits import check_disjoint_splits, label_balance
 from tests.conftest import TINY_SYNTH
 
@@ -126,3 +130,51 @@ def test_leaking_video_is_refused(tiny_release: Path, tiny_cache: Path, tmp_path
     cache = _copy_cache(tiny_cache, tmp_path, edit)
     with pytest.raises(ValueError, match=rf"{edit.vid} \(train and val\)"):
         _dm(tiny_release, cache).setup("fit")
+
+
+def test_subjects_are_checked_for_leakage(
+    tiny_release: Path, tiny_cache: Path, tmp_path: Path
+) -> None:
+    # the synthetic release knows its subjects (synth_meta.json) and never splits one
+    dm = _dm(tiny_release, tiny_cache)
+    dm.setup("fit")  # no error: video- and subject-disjoint
+    ids = [v for ds in dm.datasets.values() for v in ds.video_ids]
+    synth = dm.video_subjects()
+    assert set(synth) >= set(ids)
+    split_of = {v: key for key, ds in dm.datasets.items() for v in ds.video_ids}
+    assert all(
+        split_of[a] == split_of[b] for a in ids for b in ids if synth[a] == synth[b]
+    )  # the check has something to check: some subjects have several videos
+    assert len({synth[v] for v in ids}) < len(ids)
+    # a subjects file (here a labels file with a subject column) where a train video and a
+    # val video show the same player is refused, naming the subject and the splits
+    train_vid, val_vid = dm.datasets["train"].video_ids[0], dm.datasets["val"].video_ids[0]
+    rows = [
+        f"{v},win,{'same' if v in (train_vid, val_vid) else f'p{i}'}" for i, v in enumerate(ids)
+    ]
+    path = _write(tmp_path / "labels.csv", "video_id,label,subject\n" + "\n".join(rows) + "\n")
+    with pytest.raises(ValueError, match=r"1 subject\(s\).*same \(train and val\)"):
+        _dm(tiny_release, tiny_cache, subjects=str(path)).setup("fit")
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("video_id,label\n0001,win\n", r"missing \['subject'\]"),
+        ("video_id,subject\n0001,\n", "row 2.*empty"),
+        ("video_id,subject\n0001,a\n0001,b\n", "row 3.*0001 listed again"),
+    ],
+)
+def test_bad_subject_files(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "subjects.csv"
+    path.write_text(text)
+    with pytest.raises(FormatError, match=match):
+        read_video_subjects(path)
+    assert read_video_subjects(_write(tmp_path / "ok.csv", "video_id,subject,x\n0001,p1,9\n")) == {
+        "0001": "p1"
+    }
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from migalab.data.cache import SkeletonCache
 from migalab.data.datasets import TARGETS, SkeletonClipDataset
-from migalab.data.formats.miga2025 import read_video_labels
+from migalab.data.formats.miga2025 import read_video_labels, read_video_subjects
 from migalab.data.pipelines import ClipOptions, Representation, build_representation
 from migalab.data.prepare.clip_data import prepare_clip_data
 from migalab.data.samplers import (
@@ -99,6 +99,10 @@ class ClipDataModule(LightningDataModule):
         emotion_labels: a ``video_id,label`` CSV (label ``win``/``lose`` or ``1``/``0``, win =
             1) whose videos' labels replace the release's ``emotion_labels.csv``
             (:func:`~migalab.data.formats.miga2025.read_video_labels`); ``target=emotion`` only.
+        subjects: a CSV with ``video_id`` and ``subject`` columns (the labels file may carry
+            them): with ``target=emotion`` no subject may appear in two splits either
+            (:func:`~migalab.data.formats.miga2025.read_video_subjects`). The synthetic
+            release's subjects are known without it (its ``synth_meta.json``).
     """
 
     def __init__(
@@ -133,6 +137,7 @@ class ClipDataModule(LightningDataModule):
         seed: int | None = None,
         target: str = "gesture",
         emotion_labels: str | None = None,
+        subjects: str | None = None,
     ) -> None:
         super().__init__()
         if sampler not in ("random", "class_balanced"):
@@ -143,6 +148,7 @@ class ClipDataModule(LightningDataModule):
             raise ValueError("emotion_labels is only used with target=emotion")
         self.target = target
         self.emotion_labels = str(emotion_labels) if emotion_labels else None
+        self.subjects = str(subjects) if subjects else None
         #: with target=emotion, per split key: clips / videos / videos_win / _lose / _unknown
         self.emotion_balance: dict[str, dict[str, int]] = {}
         self.spec: DatasetSpec = get_dataset(dataset)
@@ -243,6 +249,15 @@ class ClipDataModule(LightningDataModule):
         check_disjoint_splits(
             {key: ds.video_ids for key, ds in self.datasets.items()}, kind="video"
         )
+        subjects = self.video_subjects()
+        if subjects:
+            groups = {key: [subjects[v] for v in ds.video_ids if v in subjects]
+                      for key, ds in self.datasets.items()}  # fmt: skip
+            check_disjoint_splits(groups, kind="subject")
+            known = sum(len(g) for g in groups.values())
+            total = sum(len(ds.video_ids) for ds in self.datasets.values())
+            rank_zero_info(f"emotion: no subject in two splits ({known} of {total} videos' "
+                           "subjects known)")  # fmt: skip
         for key, ds in self.datasets.items():
             self.emotion_balance[key] = label_balance(ds.labels, ds.videos)
             b = self.emotion_balance[key]
@@ -250,6 +265,17 @@ class ClipDataModule(LightningDataModule):
                 f"emotion {key}: {b['clips']} clips, {b['videos']} videos ({b['videos_win']} "
                 f"win, {b['videos_lose']} lose, {b['videos_unknown']} unknown)"
             )
+
+    def video_subjects(self) -> dict[str, str]:
+        """``{video_id: subject}`` where known: ``subjects`` (a CSV), else a synthetic
+        release's own; empty otherwise."""
+        if self.subjects:
+            return read_video_subjects(self.subjects)
+        if self.synthetic is not None and isinstance(self.release_root, Path):
+            from migalab.data.synthetic import read_subjects
+
+            return read_subjects(self.release_root)
+        return {}
 
     def check_labels(self) -> None:
         """Raise ValueError naming the clips whose class id cannot be used, once, before any

@@ -433,6 +433,45 @@ def read_video_labels(path: str | os.PathLike) -> dict[str, int]:
     return read_emotion_labels(path, column="label", codes=VIDEO_LABEL_CODES)
 
 
+def read_video_subjects(path: str | os.PathLike) -> dict[str, str]:
+    """Read which subject (player) each video shows: a CSV with ``video_id`` and ``subject``
+    columns (other columns ignored, so a labels file may carry them), for subject-grouped
+    leakage checks. The releases do not say; users who know (iMiGUE: 72 players) can.
+
+    Returns:
+        ``{video_id: subject}`` (strings; video ids keep their leading zeros).
+
+    Raises:
+        FormatError: unreadable file, no ``video_id`` / ``subject`` column, an empty value, or a
+            video listed twice with different subjects.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        frame = pd.read_csv(
+            path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig"
+        )
+    except FileNotFoundError:
+        raise FormatError(path, "no such file") from None
+    except Exception as exc:
+        raise FormatError(path, f"unreadable csv ({type(exc).__name__}: {exc})") from exc
+    frame.columns = [str(c).strip() for c in frame.columns]
+    missing = {"video_id", "subject"} - set(frame.columns)
+    if missing:
+        raise FormatError(path, f"needs columns video_id,subject; missing {sorted(missing)}", row=1)
+    out: dict[str, str] = {}
+    for i, (vid, subject) in enumerate(zip(frame["video_id"], frame["subject"], strict=True)):
+        row = i + 2  # the header is row 1
+        vid, subject = vid.strip(), subject.strip()
+        if not vid or not subject:
+            raise FormatError(path, "empty video_id or subject", row=row)
+        if out.get(vid, subject) != subject:
+            raise FormatError(path, f"video {vid} listed again with another subject", row=row)
+        out[vid] = subject
+    return out
+
+
 def write_emotion_labels(
     path: str | os.PathLike, rows: Iterable[tuple[str, str, int | str]]
 ) -> Path:

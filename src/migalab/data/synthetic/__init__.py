@@ -13,6 +13,7 @@ from migalab.data.synthetic.release import (
     generate_release,
     plan_release,
     read_meta,
+    read_subjects,
     release_is_current,
 )
 from migalab.data.synthetic.sequence import VideoSpec, generate_video
@@ -25,5 +26,6 @@ __all__ = [
     "generate_video",
     "plan_release",
     "read_meta",
+    "read_subjects",
     "release_is_current",
 ]

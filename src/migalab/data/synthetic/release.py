@@ -268,6 +268,14 @@ def read_meta(root: str | os.PathLike) -> dict[str, Any] | None:
         return None
 
 
+def read_subjects(root: str | os.PathLike) -> dict[str, str]:
+    """``{video_id: subject}`` of a finished synthetic release (from its ``synth_meta.json``);
+    empty when ``root`` holds none."""
+    meta = read_meta(root)
+    videos = (meta or {}).get("videos") or []
+    return {str(v["video_id"]): str(v["subject"]) for v in videos if "subject" in v}
+
+
 def release_is_current(root: str | os.PathLike, cfg: SynthConfig) -> bool:
     """True when ``root`` holds a finished release generated from a config equal to ``cfg``.
 
