@@ -27,7 +27,21 @@ def _group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
-EXPERIMENTS = _group_options("experiment")
+def _is_pretrain(experiment: str) -> bool:
+    """Pretraining experiments (``migalab-pretrain``) pick a ``pretrain_*`` model."""
+    defaults = OmegaConf.load(CONF / "experiment" / f"{experiment}.yaml").get("defaults", [])
+    return any(
+        str(v).startswith("pretrain_")
+        for d in defaults
+        if isinstance(d, dict) or OmegaConf.is_dict(d)
+        for k, v in d.items()
+        if k.endswith("/model")
+    )
+
+
+ALL_EXPERIMENTS = _group_options("experiment")
+EXPERIMENTS = [e for e in ALL_EXPERIMENTS if not _is_pretrain(e)]
+PRETRAIN_EXPERIMENTS = [e for e in ALL_EXPERIMENTS if _is_pretrain(e)]
 
 
 def test_every_group_has_configs() -> None:
@@ -57,6 +71,8 @@ def test_encoder_configs_give_encoder_outputs(encoder: str, tmp_path: Path) -> N
         x = torch.randn(2, 3, 16, enc.num_nodes, enc.num_persons)
     elif name == "MViTEncoder":
         x = torch.randn(2, 3, enc.temporal_size, *enc.spatial_size)
+    elif name == "SkeletonTransformer":
+        x = torch.randn(2, 3, enc.num_frames, enc.num_joints, enc.num_persons)
     elif name == "SwinFaceEncoder":  # two face crops per sample
         x = torch.randint(0, 256, (2, 2, 3, enc.image_size, enc.image_size), dtype=torch.uint8)
     else:
@@ -95,6 +111,25 @@ def test_train_config_instantiates(experiment: str | None, tmp_path: Path) -> No
     assert instantiate_callbacks(cfg.callbacks)
     assert instantiate_loggers(cfg.logger)
     # what a checkpoint stores is what migalab-eval will agree to instantiate again
+    for part in ("data", "model"):
+        check_config_targets(resolved_container(cfg)[part], f"experiment {experiment}")
+
+
+def test_pretrain_experiments_are_found() -> None:
+    assert {"mamp_skeleton", "mamp_skeleton_synth"} <= set(PRETRAIN_EXPERIMENTS)
+
+
+@pytest.mark.parametrize("experiment", [None, *PRETRAIN_EXPERIMENTS])
+def test_pretrain_config_instantiates(experiment: str | None, tmp_path: Path) -> None:
+    overrides = [f"experiment={experiment}"] if experiment else []
+    cfg = compose_config("pretrain", overrides, output_dir=tmp_path)
+    OmegaConf.resolve(cfg)
+    dm = hydra.utils.instantiate(cfg.data)
+    assert isinstance(dm, LightningDataModule) and dm.unlabelled["window"] > 0
+    model = hydra.utils.instantiate(cfg.model)
+    assert isinstance(model, LightningModule) and not hasattr(model, "head")
+    assert cfg.callbacks.model_checkpoint.mode == "min" and cfg.optimized_metric == "val/loss"
+    assert instantiate_callbacks(cfg.callbacks)
     for part in ("data", "model"):
         check_config_targets(resolved_container(cfg)[part], f"experiment {experiment}")
 

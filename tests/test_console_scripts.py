@@ -17,7 +17,8 @@ import pytest
 from tests.conftest import tiny_data_overrides
 from tests.utils.test_checkpoints import malicious_checkpoint
 
-SCRIPTS = ["migalab-train", "migalab-eval", "migalab-predict", "migalab-synth", "migalab-prepare"]
+SCRIPTS = ["migalab-train", "migalab-pretrain", "migalab-eval", "migalab-predict", "migalab-synth",
+           "migalab-prepare"]  # fmt: skip
 #: where this environment installed its console scripts (next to its python)
 BIN = Path(sysconfig.get_path("scripts"))
 
@@ -52,11 +53,11 @@ def test_help_from_any_directory(tmp_path: Path) -> None:
     for script, proc in procs.items():
         out, _ = proc.communicate(timeout=300)
         assert proc.returncode == 0, f"{script} --help failed:\n{out[-3000:]}"
-        if script in ("migalab-train", "migalab-eval", "migalab-predict"):
+        if script in ("migalab-train", "migalab-pretrain", "migalab-eval", "migalab-predict"):
             # Hydra's help lists the config groups it found: the configs were located
             assert "== Configuration groups ==" in out and "trainer:" in out, script
-            if script == "migalab-train":
-                assert "agcn_joint_synth" in out  # the experiment group
+            if script in ("migalab-train", "migalab-pretrain"):
+                assert "agcn_joint_synth" in out and "mamp_skeleton_synth" in out  # experiments
         else:
             assert "usage:" in out, script
     assert not list(tmp_path.iterdir()), "--help wrote files into the working directory"

@@ -167,7 +167,7 @@ def resolve_ckpt_path(ckpt_path: str | None, trainer: L.Trainer) -> str | None:
     return found
 
 
-def _metric_value(payload: dict[str, Any], name: str | None) -> float | None:
+def metric_value(payload: dict[str, Any], name: str | None) -> float | None:
     """Look up e.g. ``val/top1`` in the payload (what sweepers optimise)."""
     if not name:
         return None
@@ -179,7 +179,7 @@ def _metric_value(payload: dict[str, Any], name: str | None) -> float | None:
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def _main(cfg: DictConfig) -> float | None:
     payload, _ = train(cfg)
-    return _metric_value(payload, cfg.get("optimized_metric"))
+    return metric_value(payload, cfg.get("optimized_metric"))
 
 
 def main() -> None:

@@ -97,3 +97,29 @@ def test_load_is_fast(cache_dir) -> None:
     for i in range(300):
         cache.load_clip(i % len(cache), layout="imigue22")
     assert (time.perf_counter() - t0) / 300 < 0.01  # well under 10 ms per clip
+
+
+def test_windows_cover_every_sequence_without_labels(tiny_cache: Path) -> None:
+    cache = SkeletonCache(tiny_cache)
+    win = cache.windows(window=40, stride=25)
+    files = sorted(set(cache.index["file"]))
+    assert sorted(set(win.index["file"])) == files  # every sequence, every split
+    assert (win.labels == UNKNOWN_LABEL).all() and set(win.index["split"]) == {"unlabelled"}
+    assert (win.index["emotion"] == -1).all()
+    for file in files:
+        total = cache.video_array(file).shape[-3]
+        rows = win.index[win.index["file"] == file]
+        assert rows["start"].tolist() == list(range(0, total - 40 + 1, 25))
+        assert (rows["end"] - rows["start"] == 39).all()
+        # the windows reach past the labelled clips: the whole per-video table
+        assert rows["end"].max() >= total - 25
+    rec = win.load_clip(3, layout="imigue22")
+    assert rec.keypoint.shape == (1, 40, 22, 2) and rec.label == UNKNOWN_LABEL
+    assert rec.name == f"{rec.video_id}_w{rec.start}"
+    # a split filter, and a sequence shorter than the window: one window of all of it
+    val = cache.windows(window=10**6, stride=5, splits=["validate"], split_name="validate")
+    val_files = set(cache.index.loc[cache.index["split"] == "validate", "file"])
+    assert set(val.index["file"]) == val_files and len(val) == len(val_files)
+    assert (val.index["start"] == 0).all()
+    with pytest.raises(ValueError, match="window and stride"):
+        cache.windows(0, 1)

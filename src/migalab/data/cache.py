@@ -144,6 +144,52 @@ class SkeletonCache:
         new._set_index(self.index[self.index["split"] == split])
         return new
 
+    def windows(
+        self,
+        window: int,
+        stride: int,
+        splits: list[str] | None = None,
+        split_name: str = "unlabelled",
+    ) -> SkeletonCache:
+        """A view of this cache whose clips are sliding windows over every cached sequence,
+        labelled or not (self-supervised pretraining: no label is read).
+
+        Args:
+            window: frames per window; a sequence shorter than that gives one window of its
+                whole length (the pipeline resamples it).
+            stride: frames between window starts.
+            splits: the splits whose sequences to cover (None: all).
+            split_name: the ``split`` of every window (what :class:`SkeletonClipDataset` selects).
+
+        Returns:
+            a cache with one index row per window (name ``<video_id>_w<start>``, label and
+            emotion unknown) over the same arrays; windows cover each whole per-video table,
+            not only its labelled clips.
+        """
+        import pandas as pd
+
+        if window < 1 or stride < 1:
+            raise ValueError(f"window and stride must be >= 1, got {window} and {stride}")
+        c = self._cols
+        keep = np.ones(len(self), bool) if splits is None else np.isin(c["split"], list(splits))
+        rows: list[dict[str, Any]] = []
+        for i in np.flatnonzero(keep)[np.unique(c["file"][keep], return_index=True)[1]]:
+            file = c["file"][i]
+            total = int(self.video_array(file).shape[-3])
+            starts = range(0, max(total - window, 0) + 1, stride)
+            for start in starts:
+                rows.append({
+                    "name": f"{c['video_id'][i]}_w{start}", "video_id": c["video_id"][i],
+                    "split": split_name, "row": -1, "label": UNKNOWN_LABEL, "start": start,
+                    "end": min(start + window, total) - 1, "video_frames": c["video_frames"][i],
+                    "height": c["height"][i], "width": c["width"][i], "emotion": -1,
+                    "video_path": c["video_path"][i], "file": file,
+                })  # fmt: skip
+        new = copy.copy(self)
+        new._mmaps = self._mmaps
+        new._set_index(pd.DataFrame(rows, columns=list(INDEX_COLUMNS)))
+        return new
+
     def video_array(self, file: str) -> np.ndarray:
         """The memmap of one cached sequence (``file`` as in the index): (T, V, 3) or
         (M, T, V, 3)."""

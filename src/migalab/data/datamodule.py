@@ -103,6 +103,12 @@ class ClipDataModule(LightningDataModule):
             them): with ``target=emotion`` no subject may appear in two splits either
             (:func:`~migalab.data.formats.miga2025.read_video_subjects`). The synthetic
             release's subjects are known without it (its ``synth_meta.json``).
+        unlabelled: self-supervised pretraining (``migalab-pretrain``): ``{window, stride,
+            splits, val_split}``. Training samples are then sliding windows of ``window``
+            frames every ``stride`` over every cached sequence of ``splits`` (null: all; labelled
+            or not, no label is read: :meth:`SkeletonCache.windows`), through the training
+            pipeline; ``val`` holds the windows of ``val_split`` (null: no validation), a
+            monitor of the pretext loss. null (default): the labelled clips.
     """
 
     def __init__(
@@ -138,6 +144,7 @@ class ClipDataModule(LightningDataModule):
         target: str = "gesture",
         emotion_labels: str | None = None,
         subjects: str | None = None,
+        unlabelled: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if sampler not in ("random", "class_balanced"):
@@ -149,6 +156,14 @@ class ClipDataModule(LightningDataModule):
         self.target = target
         self.emotion_labels = str(emotion_labels) if emotion_labels else None
         self.subjects = str(subjects) if subjects else None
+        self.unlabelled = dict(unlabelled) if unlabelled else None
+        if self.unlabelled is not None:
+            unknown = set(self.unlabelled) - {"window", "stride", "splits", "val_split"}
+            if unknown or "window" not in self.unlabelled:
+                raise ValueError(
+                    "unlabelled takes window (required), stride, splits, val_split; "
+                    f"got {sorted(self.unlabelled)}"
+                )
         #: with target=emotion, per split key: clips / videos / videos_win / _lose / _unknown
         self.emotion_balance: dict[str, dict[str, int]] = {}
         self.spec: DatasetSpec = get_dataset(dataset)
@@ -217,6 +232,9 @@ class ClipDataModule(LightningDataModule):
         if self.datasets:
             return
         cache = SkeletonCache(self.cache_dir)
+        if self.unlabelled is not None:
+            self._setup_unlabelled(cache)
+            return
         overrides = read_video_labels(self.emotion_labels) if self.emotion_labels else None
         for key, split in self.splits.items():
             train = key == "train"
@@ -228,6 +246,29 @@ class ClipDataModule(LightningDataModule):
             self.check_emotion()
         else:
             self.check_labels()
+
+    def _setup_unlabelled(self, cache: SkeletonCache) -> None:
+        """``datasets`` for pretraining: windows of every sequence (train) and of
+        ``val_split`` (val)."""
+        u = self.unlabelled
+        window = int(u["window"])
+        stride = int(u.get("stride") or window)
+        splits = list(u["splits"]) if u.get("splits") else None
+        train = cache.windows(window, stride, splits, split_name="unlabelled")
+        if len(train) == 0:
+            raise ValueError(f"{self.cache_dir}: no sequences in splits {splits} to pretrain on")
+        self.datasets["train"] = SkeletonClipDataset(
+            train, "unlabelled", self.pipeline(train=True), layout=self.layout
+        )
+        sequences = train.index["file"].nunique()
+        rank_zero_info(f"unlabelled: {len(train)} windows of {window} frames (stride {stride}) "
+                       f"over {sequences} sequences")  # fmt: skip
+        val_split = u.get("val_split")
+        if val_split:
+            val = cache.windows(window, stride, [val_split], split_name=val_split)
+            self.datasets["val"] = SkeletonClipDataset(
+                val, val_split, self.pipeline(train=False, key="val"), layout=self.layout
+            )
 
     def check_emotion(self) -> None:
         """``target=emotion``: raise ValueError naming the train / val clips whose video has no

@@ -1,0 +1,71 @@
+"""migalab-pretrain: the unlabelled datamodule, the config, a run by name from an empty
+directory, and fine-tuning from its checkpoint (model.encoder.init)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import hydra
+import torch
+
+from migalab.data.record import UNKNOWN_LABEL
+from migalab.tasks.pretrain import PretrainModule
+from migalab.utils.hydra import compose_config
+from tests.conftest import tiny_data_overrides
+from tests.test_console_scripts import _ok, run_script
+
+SMALL = ["model.encoder.dim=16", "model.encoder.depth=1", "model.encoder.heads=2",
+         "model.pretext.decoder_dim=16", "model.pretext.decoder_depth=1",
+         "model.pretext.decoder_heads=2"]  # fmt: skip
+
+
+def test_pretrain_config_and_unlabelled_batches(
+    tiny_release: Path, tiny_cache: Path, tmp_path: Path
+) -> None:
+    cfg = compose_config(
+        "pretrain", [*tiny_data_overrides(tiny_release, tiny_cache), *SMALL], output_dir=tmp_path
+    )
+    assert cfg.optimized_metric == "val/loss" and cfg.callbacks.model_checkpoint.mode == "min"
+    assert cfg.model.pretext.mask_ratio == 0.9 and cfg.model.pretext.motion_aware_tau == 0.8
+    dm = hydra.utils.instantiate(cfg.data)
+    dm.setup("fit")
+    train = dm.datasets["train"]
+    assert set(dm.datasets) == {"train", "val"}
+    # every sequence of every split, labels never read
+    assert train.cache.index["file"].nunique() == dm_files(tiny_cache)
+    assert (train.labels == UNKNOWN_LABEL).all()
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["x"].shape == (8, 3, 32, 22, 1)
+    model = hydra.utils.instantiate(cfg.model)
+    assert isinstance(model, PretrainModule)
+    loss = model(batch["x"])["loss"]
+    assert torch.isfinite(loss) and loss > 0
+
+
+def dm_files(cache: Path) -> int:
+    from migalab.data.cache import SkeletonCache
+
+    return SkeletonCache(cache).index["file"].nunique()
+
+
+def test_migalab_pretrain_by_name_then_fine_tune(
+    tiny_release: Path, tiny_cache: Path, tmp_path: Path
+) -> None:
+    data = tiny_data_overrides(tiny_release, tiny_cache)
+    common = ["logger=csv", f"paths.log_dir={tmp_path / 'logs'}",
+              "callbacks.progress_bar.refresh_rate=0", "trainer.max_epochs=2"]  # fmt: skip
+    _ok(run_script(["migalab-pretrain", *common, *data, *SMALL], cwd=tmp_path))
+    (metrics,) = (tmp_path / "logs").glob("pretrain/runs/*/metrics.json")
+    payload = json.loads(metrics.read_text())
+    assert payload["val"]["loss"] > 0 and Path(payload["ckpt_path"]).is_file()
+    assert "test" not in payload
+    # fine-tune the skeleton transformer classifier from it: the encoder weights load strictly
+    enc = ["model.encoder.dim=16", "model.encoder.depth=1", "model.encoder.heads=2"]
+    out = _ok(run_script(
+        ["migalab-train", "experiment=stt_joint_synth", *common, "trainer.max_epochs=1", *data,
+         *enc, f"model.encoder.init={payload['ckpt_path']}"], cwd=tmp_path,
+    ))  # fmt: skip
+    assert "initial weights: encoder <- " in out
+    (ft,) = (tmp_path / "logs").glob("train/runs/*/metrics.json")
+    assert json.loads(ft.read_text())["test"]["top1"] >= 0
