@@ -63,6 +63,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], Any]:
     Returns the metrics payload written to ``metrics.json`` and the trainer.
     """
     start = time.time()
+    if cfg.get("requires_encoder_init") and not _has_encoder_init(cfg.model):
+        raise ValueError(
+            "this recipe (recipe=crt) trains a classifier on a frozen trained encoder: give its "
+            "weights with model.encoder.init=<checkpoint of the stage-1 run>"
+        )
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     output_dir = cfg.paths.output_dir
@@ -136,6 +141,15 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], Any]:
         )
     finish_wandb(loggers)  # each job of a multirun gets its own W&B run
     return payload, trainer
+
+
+def _has_encoder_init(node: Any) -> bool:
+    """Whether any encoder in a model config names ``init`` weights."""
+    if isinstance(node, DictConfig):
+        if node.get("init"):
+            return True
+        return any(_has_encoder_init(node.get(k)) for k in node if k != "init")
+    return False
 
 
 def trainer_plugins(trainer_cfg: DictConfig) -> list[Any]:

@@ -138,3 +138,19 @@ def test_heatmap_options_are_checked(tiny_release: Path, tiny_cache: Path) -> No
         _dm(tiny_release, tiny_cache, representation="heatmap", stream="bone")
     with pytest.raises(ValueError, match="representation"):
         _dm(tiny_release, tiny_cache, representation="voxels")
+
+
+def test_train_splits_train_on_train_and_val(tiny_release: Path, tiny_cache: Path) -> None:
+    args = dict(release_root=str(tiny_release), cache_dir=str(tiny_cache), synthetic=TINY_SYNTH,
+                num_frames=16, batch_size=4, num_workers=0)  # fmt: skip
+    plain = ClipDataModule(**args)
+    plain.setup("fit")
+    both = ClipDataModule(**args, train_splits=["train", "validate"])
+    both.setup("fit")
+    n_train, n_val = len(plain.datasets["train"]), len(plain.datasets["val"])
+    assert len(both.datasets["train"]) == n_train + n_val
+    assert both.datasets["train"].split == "train+validate"
+    assert len(both.datasets["val"]) == n_val  # validation still runs (not held out)
+    assert both.class_counts.sum() == n_train + n_val
+    with pytest.raises(ValueError, match="train_splits is for gesture"):
+        ClipDataModule(**args, target="emotion", train_splits=["train", "validate"])

@@ -211,3 +211,35 @@ def test_encoder_checkpoint(tmp_path):
     model = _Model(_agcn(init=str(tmp_path / "nope.ckpt")))
     with pytest.raises(FileNotFoundError, match="nope.ckpt"):
         load_initial_weights(model)
+
+
+def test_crt_recipe_freezes_the_encoder_and_retrains_a_fresh_head(tmp_path) -> None:  # noqa: ANN001
+    """recipe=crt: encoder from the stage-1 checkpoint and frozen (BN statistics too), the head
+    freshly initialised and the only trainable part, class-balanced sampling."""
+    import hydra
+
+    from migalab.models.finetune import load_initial_weights
+    from migalab.utils.hydra import compose_config
+
+    stage1 = hydra.utils.instantiate(compose_config("train", [], output_dir=tmp_path).model)
+    with torch.no_grad():
+        for p in stage1.parameters():
+            p.add_(0.01)
+    path = tmp_path / "stage1.ckpt"
+    torch.save({"state_dict": stage1.state_dict()}, path)
+    cfg = compose_config("train", ["recipe=crt", f"model.encoder.init={path}"], output_dir=tmp_path)
+    assert cfg.data.sampler == "class_balanced" and cfg.model.encoder.finetune == "frozen"
+    model = hydra.utils.instantiate(cfg.model)
+    assert load_initial_weights(model) == [f"encoder <- {path}"]
+    for k, v in stage1.encoder.state_dict().items():
+        torch.testing.assert_close(model.encoder.state_dict()[k], v)
+    trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"head"}
+    assert not torch.equal(model.head.fc.weight, stage1.head.fc.weight)  # a fresh classifier
+    model.train()
+    assert not model.encoder.training  # frozen BatchNorm keeps its running statistics
+    # without the stage-1 encoder, migalab-train refuses before building anything
+    from migalab.train import train
+
+    with pytest.raises(ValueError, match=r"model.encoder.init=<checkpoint"):
+        train(compose_config("train", ["recipe=crt"], output_dir=tmp_path))

@@ -42,3 +42,18 @@ def test_focal_reduces_to_ce_at_gamma_zero_and_downweights_easy() -> None:
     )
     with pytest.raises(ValueError):
         ClassificationLoss("hinge")
+
+
+def test_logit_adjusted_loss_by_hand() -> None:
+    loss = ClassificationLoss(label_smoothing=0.0, logit_adjustment=1.0)
+    logits, target = torch.tensor([[2.0, 0.0, -1.0]]), torch.tensor([1])
+    with pytest.raises(RuntimeError, match="class counts"):
+        loss(logits, target)
+    loss.set_class_counts(torch.tensor([80, 20, 0]))  # an unseen class counts as one clip
+    prior = torch.tensor([80.0, 20.0, 1.0]) / 101
+    expected = F.cross_entropy(logits + prior.log(), target)
+    torch.testing.assert_close(loss(logits, target), expected)
+    # rare classes need a margin: the adjusted loss of a rare true class is larger
+    assert loss(logits, target) > F.cross_entropy(logits, target)
+    loss.eval()  # evaluation: the plain loss on the raw logits
+    torch.testing.assert_close(loss(logits, target), F.cross_entropy(logits, target))

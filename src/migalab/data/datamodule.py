@@ -103,6 +103,11 @@ class ClipDataModule(LightningDataModule):
             them): with ``target=emotion`` no subject may appear in two splits either
             (:func:`~migalab.data.formats.miga2025.read_video_subjects`). The synthetic
             release's subjects are known without it (its ``synth_meta.json``).
+        train_splits: release splits whose clips together form the training set (e.g.
+            ``[train, validate]`` for a final model, as the MiGA winners fine-tune on train + val);
+            null: ``splits.train`` alone. Validation still runs on ``splits.val``, which is then
+            not held out (its numbers are no longer an estimate); refused with
+            ``target=emotion`` (videos would be in two splits).
         unlabelled: self-supervised pretraining (``migalab-pretrain``): ``{window, stride,
             splits, val_split}``. Training samples are then sliding windows of ``window``
             frames every ``stride`` over every cached sequence of ``splits`` (null: all; labelled
@@ -145,6 +150,7 @@ class ClipDataModule(LightningDataModule):
         emotion_labels: str | None = None,
         subjects: str | None = None,
         unlabelled: Mapping[str, Any] | None = None,
+        train_splits: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         if sampler not in ("random", "class_balanced"):
@@ -189,6 +195,10 @@ class ClipDataModule(LightningDataModule):
         self.prefetch_factor = prefetch_factor
         self.sampler = sampler
         self.splits = dict(splits) if splits is not None else dict(self.spec.splits)
+        self.train_splits = [str(x) for x in train_splits] if train_splits else None
+        if self.train_splits and target == "emotion":
+            raise ValueError("train_splits is for gesture models: with target=emotion a video "
+                             "in training and in validation leaks its label")  # fmt: skip
         self.img_shape = tuple(img_shape) if img_shape is not None else self.spec.img_shape
         self.prepare_workers = prepare_workers
         if num_classes is None:
@@ -201,12 +211,16 @@ class ClipDataModule(LightningDataModule):
         self._resume_position: dict[str, int] | None = None
 
     # -- preparation (rank 0) -------------------------------------------------------------------
+    def _release_splits(self) -> list[str]:
+        """Every release split a stage reads."""
+        return list(dict.fromkeys([*self.splits.values(), *(self.train_splits or [])]))
+
     def prepare_data(self) -> None:
         prepare_clip_data(
-            self.spec, self.release_root, self.cache_dir, list(self.splits.values()),
+            self.spec, self.release_root, self.cache_dir, self._release_splits(),
             synthetic=self.synthetic, img_shape=self.img_shape, workers=self.prepare_workers,
         )  # fmt: skip
-        self.representation.prepare(self.cache_dir, list(self.splits.values()))
+        self.representation.prepare(self.cache_dir, self._release_splits())
 
     @property
     def layout(self) -> str:
@@ -238,6 +252,10 @@ class ClipDataModule(LightningDataModule):
         overrides = read_video_labels(self.emotion_labels) if self.emotion_labels else None
         for key, split in self.splits.items():
             train = key == "train"
+            if train and self.train_splits:
+                split = self.train_splits
+                rank_zero_info(f"training on the clips of {', '.join(split)} (val is not held "
+                               "out: its metrics are not an estimate)")  # fmt: skip
             self.datasets[key] = SkeletonClipDataset(
                 cache, split, self.pipeline(train=train, key=key), layout=self.layout,
                 target=self.target, emotion_labels=overrides,

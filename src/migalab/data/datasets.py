@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,7 +30,8 @@ class SkeletonClipDataset(Dataset):
 
     Args:
         cache: the prepared cache (or its directory).
-        split: release split name (``train``, ``validate``, ``test``).
+        split: release split name (``train``, ``validate``, ``test``), or several (their clips
+            together, e.g. train + validate for a final model).
         pipeline: ClipRecord → np.ndarray (C, T, V, M), e.g. ``build_skeleton_pipeline(...)``, or
             → dict with an ``x`` array and extra entries.
         layout: joint layout selected when loading (cheaper than loading all 137 joints).
@@ -45,7 +46,7 @@ class SkeletonClipDataset(Dataset):
     def __init__(
         self,
         cache: SkeletonCache | str,
-        split: str,
+        split: str | Sequence[str],
         pipeline: Callable[[ClipRecord], Any],
         layout: str | None = None,
         target: str = "gesture",
@@ -54,12 +55,13 @@ class SkeletonClipDataset(Dataset):
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
         self.cache = cache if isinstance(cache, SkeletonCache) else SkeletonCache(cache)
-        self.split = split
+        self.split = split if isinstance(split, str) else "+".join(split)
         self.pipeline = pipeline
         self.layout = layout
         self.target = target
         index = self.cache.index
-        self.rows = np.flatnonzero(index["split"].to_numpy() == split)
+        names = [split] if isinstance(split, str) else list(split)
+        self.rows = np.flatnonzero(np.isin(index["split"].to_numpy(), names))
         videos = index["video_id"].astype(str).to_numpy()[self.rows]
         #: the split's video ids (sorted); ``video`` of a sample indexes this list
         self.video_ids: list[str] = sorted(set(videos.tolist()))

@@ -53,6 +53,11 @@ class ClassificationLoss(nn.Module):
         class_balance: ``none``, ``inverse``, ``sqrt_inverse`` or ``effective``; the weights are
             set from training counts with :meth:`set_class_counts` (the task does this in setup).
         beta: β of the effective-number weighting.
+        logit_adjustment: τ of the logit-adjusted loss (Menon et al., ICLR 2021) for the long
+            tail: training logits + τ·log(class prior) (priors from the training counts,
+            :meth:`set_class_counts`), so rare classes need larger margins; in training mode
+            only: predictions and the evaluation loss use the raw logits. 0 (default): off; 1
+            is the paper's choice.
     """
 
     def __init__(
@@ -62,6 +67,7 @@ class ClassificationLoss(nn.Module):
         gamma: float = 2.0,
         class_balance: str = "none",
         beta: float = 0.999,
+        logit_adjustment: float = 0.0,
     ) -> None:
         super().__init__()
         if name not in ("ce", "focal"):
@@ -70,15 +76,25 @@ class ClassificationLoss(nn.Module):
         self.class_balance, self.beta = class_balance, beta
         # recomputed from the datamodule in setup, so checkpoints do not depend on it
         self.register_buffer("weight", None, persistent=False)
+        self.logit_adjustment = float(logit_adjustment)
+        self.register_buffer("log_prior", None, persistent=False)
 
     def set_class_counts(self, counts: Sequence[int] | torch.Tensor) -> None:
         """Derive class weights (K,) from training counts; no-op when ``class_balance`` is none."""
         if self.class_balance != "none":
             self.weight = class_weights(counts, self.class_balance, self.beta)
+        if self.logit_adjustment:
+            c = torch.as_tensor(counts, dtype=torch.float64).clamp_min(1)  # unseen: one clip
+            self.log_prior = (c / c.sum()).log().float()
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """logits (N, K), target (N,) int → scalar loss."""
         weight = self.weight.to(logits.dtype) if self.weight is not None else None
+        if self.logit_adjustment and self.training:  # the evaluation loss is the plain one
+            if self.log_prior is None:
+                raise RuntimeError("logit_adjustment needs the training class counts "
+                                   "(set_class_counts) before the first loss")  # fmt: skip
+            logits = logits + self.logit_adjustment * self.log_prior.to(logits)
         if self.name == "ce":
             return F.cross_entropy(
                 logits, target, weight=weight, label_smoothing=self.label_smoothing

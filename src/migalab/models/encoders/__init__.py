@@ -9,6 +9,10 @@ token's time and space index, aux logits). Each encoder owns its token layout:
   tokens (N, T'·H'·W', 512) ordered (t', h', w'); pooled (N, 512) = global average.
 * ``MViTEncoder`` (``migalab.models.encoders.mvit``): RGB clips (B, 3, T, H, W) ->
   tokens (B, 1 + T'·H'·W', C) (class token first; C = 768 for MViTv2-S), pooled = class token.
+* ``SkeletonTransformer`` (``migalab.models.encoders.skeleton_transformer``, MAMP's encoder):
+  skeleton (N, C, T, V, M) -> tokens (N, T'·V, dim), one per (t_patch-frame segment, joint),
+  averaged over persons, ordered (t', v); pooled = their mean. Pretrained by MAMP
+  (``migalab.models.pretrain``).
 * ``SwinFaceEncoder`` (``migalab.models.encoders.swinface``): face crops (B, T, 3, 112, 112) or
   images (B, 3, 112, 112) in [0, 255] -> tokens (B, T, 512), one per frame (space -1), pooled
   (B, 512) = mean over visible frames; loads SwinFace's released checkpoint.
@@ -22,6 +26,15 @@ from migalab.models.encoders.agcn import AGCN
 from migalab.models.encoders.mvit import MViTEncoder
 from migalab.models.encoders.output import EncoderOutput, grid_index
 from migalab.models.encoders.posec3d import SlowOnly
+from migalab.models.encoders.skeleton_transformer import SkeletonTransformer
 from migalab.models.encoders.swinface import SwinFaceEncoder
 
-__all__ = ["AGCN", "EncoderOutput", "MViTEncoder", "SlowOnly", "SwinFaceEncoder", "grid_index"]
+__all__ = [
+    "AGCN",
+    "EncoderOutput",
+    "MViTEncoder",
+    "SkeletonTransformer",
+    "SlowOnly",
+    "SwinFaceEncoder",
+    "grid_index",
+]
