@@ -16,10 +16,12 @@ from migalab.ensemble import (
     SplitScores,
     check_same_clips,
     evaluate_scores,
+    fit_temperature,
     fuse_scores,
     fused_probabilities,
     fusion_weights_from_file,
     resolve_fusion_weights,
+    resolve_temperatures,
     search_fusion_weights,
 )
 from migalab.eval import evaluate
@@ -146,3 +148,37 @@ def test_evaluate_writes_metrics_and_fusion_json(monkeypatch, tmp_path: Path) ->
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["test"]["top1"] == 1.0 and set(saved["test_streams"]) == {"a", "b"}
     assert json.loads((tmp_path / "fusion.json").read_text())["weights"] == [0.5, 0.5]
+
+
+def test_fit_temperature_recovers_overconfidence() -> None:
+    # labels drawn from softmax(z); a model reporting 3 z is 3x overconfident: T ~ 3
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(4000, 5, generator=gen)
+    labels = torch.multinomial(z.softmax(-1), 1, generator=gen).squeeze(1)
+    assert fit_temperature(3 * z, labels) == pytest.approx(3.0, rel=0.1)
+    assert fit_temperature(z / 2, labels) == pytest.approx(0.5, rel=0.1)
+
+
+def test_temperatures_calibrate_the_fusion_and_round_trip(tmp_path: Path) -> None:
+    scaled = fuse_scores([A, B], [0.5, 0.5], "probs", temperatures=[2.0, 0.5])
+    assert torch.allclose(scaled, 0.5 * (A / 2).softmax(-1) + 0.5 * (B / 0.5).softmax(-1))
+    with pytest.raises(ValueError, match="temperatures for"):
+        fuse_scores([A, B], None, "probs", temperatures=[1.0])
+    entries = [_entry("a", A), _entry("b", 3 * B)]
+    fusion = OmegaConf.create({"weights": None, "space": "probs", "search": True,
+                               "search_split": "val", "grid_step": 0.25, "temperature": "fit"})  # fmt: skip
+    weights, info = resolve_fusion_weights(fusion, entries)
+    temps = info["temperatures"]
+    assert len(temps) == 2 and all(t > 0 for t in temps)
+    assert temps[1] == pytest.approx(3 * fit_temperature(B, LABELS), rel=1e-3)  # scale-equivariant
+    metrics, _ = evaluate_scores(entries, ["val"], weights, "probs", temps)
+    assert metrics["val_streams"]["a"]["top1"] == 0.5  # a stream's own metrics are unchanged
+    # migalab-predict's fusion.from brings back the weights and the temperatures
+    (tmp_path / "fusion.json").write_text(json.dumps(info))
+    again = OmegaConf.create({"from": str(tmp_path / "fusion.json"), "space": "probs"})
+    assert resolve_temperatures(again, entries) == pytest.approx(temps)
+    w2, info2 = resolve_fusion_weights(again, entries)
+    assert w2 == list(weights) and info2["temperatures"] == pytest.approx(temps)
+    for bad in ("hot", [1.0], [1.0, -1.0]):
+        with pytest.raises(ValueError, match="temperature"):
+            resolve_temperatures(OmegaConf.create({"temperature": bad}), entries)

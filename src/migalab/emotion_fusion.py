@@ -225,6 +225,9 @@ def _fusion_weights(
     fusion: DictConfig, entries: Sequence[CheckpointScores], levels: dict[str, list[VideoLevel]]
 ) -> tuple[list[float] | None, dict[str, Any]]:
     """Given / read / searched weights (as :func:`migalab.ensemble.resolve_fusion_weights`)."""
+    if fusion.get("temperature") is not None:
+        raise ValueError("fusion.temperature is for gesture checkpoints; emotion models are "
+                         "fused per video with their own aggregation")  # fmt: skip
     info: dict[str, Any] = {"space": fusion.space, "level": "video",
                             "checkpoints": [e.path for e in entries]}  # fmt: skip
     if fusion.get("from"):

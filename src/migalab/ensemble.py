@@ -13,7 +13,12 @@ The pieces, in the order the entry points use them:
   :func:`fused_probabilities`, the class probabilities of a fused score;
 * :func:`evaluate_scores`: the metrics of each stream and of the fusion on every split.
 
-There is no temperature: every stream enters the fusion with its logits as they are.
+Per-checkpoint temperatures (``fusion.temperature``): null (every stream's logits as they are),
+``fit`` (each checkpoint's T fitted on ``search_split`` by minimising the NLL of softmax(logits /
+T), temperature scaling as Guo et al. 2017: :func:`fit_temperature`; the weights are then searched
+on the calibrated scores), or a list. Calibration puts over- and under-confident models on one
+scale before their probabilities are added; it changes no single model's prediction. The
+temperatures go to ``fusion.json`` with the weights and come back with ``fusion.from``.
 """
 
 from __future__ import annotations
@@ -42,12 +47,14 @@ __all__ = [
     "SplitScores",
     "check_same_clips",
     "evaluate_scores",
+    "fit_temperature",
     "fuse_scores",
     "fused_probabilities",
     "fusion_weights_from_file",
     "load_checkpoint_config",
     "predict_scores",
     "resolve_fusion_weights",
+    "resolve_temperatures",
     "score_checkpoints",
     "search_fusion_weights",
     "simplex_grid",
@@ -220,16 +227,41 @@ def check_same_clips(entries: Sequence[CheckpointScores], split: str) -> None:
 
 
 # -- fusion ---------------------------------------------------------------------------------------
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 100) -> float:
+    """Temperature T > 0 minimising the NLL of softmax(logits / T) on labelled scores
+    (logits (N, K), labels (N,)); LBFGS over log T, as temperature scaling (Guo et al., 2017)."""
+    x, y = logits.detach().double(), labels.long()
+    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(x / log_t.exp(), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return float(log_t.detach().exp())
+
+
 def fuse_scores(
-    scores: Sequence[torch.Tensor], weights: Sequence[float] | None, space: str = "probs"
+    scores: Sequence[torch.Tensor],
+    weights: Sequence[float] | None,
+    space: str = "probs",
+    temperatures: Sequence[float] | None = None,
 ) -> torch.Tensor:
-    """Weighted sum of per-stream scores (N, K): softmax probabilities or raw logits."""
+    """Weighted sum of per-stream scores (N, K): softmax probabilities or raw logits, each
+    stream's logits divided by its temperature first (None: 1)."""
     if weights is None:
         weights = [1.0] * len(scores)
     if len(weights) != len(scores):
         raise ValueError(f"{len(weights)} fusion weights for {len(scores)} checkpoints")
     if space not in ("probs", "logits"):
         raise ValueError(f"fusion.space must be 'probs' or 'logits', got {space!r}")
+    if temperatures is not None:
+        if len(temperatures) != len(scores):
+            raise ValueError(f"{len(temperatures)} temperatures for {len(scores)} checkpoints")
+        scores = [s / float(t) for s, t in zip(scores, temperatures, strict=True)]
     terms = [s.softmax(-1) if space == "probs" else s for s in scores]
     return sum(w * t for w, t in zip(weights, terms, strict=True))
 
@@ -260,12 +292,13 @@ def search_fusion_weights(
     num_classes: int,
     step: float = 0.05,
     space: str = "probs",
+    temperatures: Sequence[float] | None = None,
 ) -> tuple[tuple[float, ...], dict[str, float]]:
     """Grid-search fusion weights maximising top-1 (ties: macro-F1, then the most even
     weights) on labelled scores. Returns the weights and the metrics they reach."""
     best: tuple[tuple[float, float, float], tuple[float, ...], dict[str, float]] | None = None
     for w in simplex_grid(len(scores), step):
-        m = compute_metrics(fuse_scores(scores, w, space), labels, num_classes)
+        m = compute_metrics(fuse_scores(scores, w, space, temperatures), labels, num_classes)
         evenness = -max(w)
         key = (float(m["top1"]), float(m["macro_f1"]), evenness)
         if best is None or key > best[0]:
@@ -274,9 +307,7 @@ def search_fusion_weights(
     return best[1], best[2]
 
 
-def fusion_weights_from_file(path: str | Path) -> list[float]:
-    """Weights stored by ``migalab-eval`` (``fusion.json`` or the ``fusion`` entry of a
-    ``metrics.json``)."""
+def _fusion_record(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"fusion.from: {path} does not exist")
@@ -284,7 +315,40 @@ def fusion_weights_from_file(path: str | Path) -> list[float]:
     data = data.get("fusion", data) if "weights" not in data else data
     if not data or data.get("weights") is None:
         raise ValueError(f"fusion.from: {path} holds no fusion weights")
-    return [float(w) for w in data["weights"]]
+    return data
+
+
+def fusion_weights_from_file(path: str | Path) -> list[float]:
+    """Weights stored by ``migalab-eval`` (``fusion.json`` or the ``fusion`` entry of a
+    ``metrics.json``)."""
+    return [float(w) for w in _fusion_record(path)["weights"]]
+
+
+def resolve_temperatures(
+    fusion: DictConfig, entries: Sequence[CheckpointScores]
+) -> list[float] | None:
+    """Per-checkpoint temperatures: from ``fusion.from`` (None when it stored none), else
+    ``fusion.temperature``: null -> None, ``fit`` -> fitted on ``search_split``, a list -> it."""
+    if fusion.get("from"):
+        temps = _fusion_record(fusion["from"]).get("temperatures")
+        return [float(t) for t in temps] if temps is not None else None
+    given = fusion.get("temperature")
+    if given is None:
+        return None
+    if isinstance(given, str):
+        if given != "fit":
+            raise ValueError(f"fusion.temperature must be null, fit or a list, got {given!r}")
+        split = fusion.get("search_split", "val")
+        if any(split not in e.splits or not e.splits[split].has_labels for e in entries):
+            raise ValueError(f"fusion.temperature=fit needs labelled {split} scores from every "
+                             f"checkpoint; add {split} to splits or give the temperatures")  # fmt: skip
+        temps = [fit_temperature(e.splits[split].logits, e.splits[split].labels) for e in entries]
+        log.info("temperatures fitted on %s: %s", split, [round(t, 4) for t in temps])
+        return temps
+    temps = [float(t) for t in given]
+    if len(temps) != len(entries) or min(temps) <= 0:
+        raise ValueError(f"fusion.temperature: {len(entries)} positive values needed, got {temps}")
+    return temps
 
 
 def resolve_fusion_weights(
@@ -293,12 +357,14 @@ def resolve_fusion_weights(
     """The fusion weights to use: read from ``fusion.from`` when set (migalab-predict), else
     searched on ``fusion.search_split`` when ``fusion.search``, else ``fusion.weights`` (None =
     equal). Returns them and a record for ``fusion.json``."""
+    temps = resolve_temperatures(fusion, entries)
     if fusion.get("from"):
         weights = fusion_weights_from_file(fusion["from"])
-        info = {"weights": weights, "from": str(fusion["from"]), "space": fusion.space,
-                "checkpoints": [e.path for e in entries]}  # fmt: skip
+        info = {"weights": weights, "temperatures": temps, "from": str(fusion["from"]),
+                "space": fusion.space, "checkpoints": [e.path for e in entries]}  # fmt: skip
         return weights, info
-    info: dict[str, Any] = {"space": fusion.space, "checkpoints": [e.path for e in entries]}
+    info: dict[str, Any] = {"space": fusion.space, "temperatures": temps,
+                            "checkpoints": [e.path for e in entries]}  # fmt: skip
     if not fusion.get("search", False):
         weights = list(fusion.weights) if fusion.weights is not None else None
         info.update(weights=weights, searched=False)
@@ -316,6 +382,7 @@ def resolve_fusion_weights(
         entries[0].num_classes,
         step=float(fusion.get("grid_step", 0.05)),
         space=fusion.space,
+        temperatures=temps,
     )
     log.info("fusion weights searched on %s: %s (top1 %.4f)", split, weights, reached["top1"])
     info.update(weights=list(weights), searched=True, search_split=split,
@@ -329,9 +396,11 @@ def evaluate_scores(
     splits: Sequence[str],
     weights: Sequence[float] | None = None,
     space: str = "probs",
+    temperatures: Sequence[float] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Metrics of every split that all ``entries`` scored: one checkpoint's own, or with several
-    the fusion's (``<split>``) and each stream's (``<split>_streams``).
+    the fusion's (``<split>``, streams calibrated by ``temperatures``) and each stream's
+    (``<split>_streams``).
 
     Returns the metrics (for ``metrics.json``) and a flat table of them by row name (for
     :func:`migalab.utils.summary.print_summary`).
@@ -354,7 +423,8 @@ def evaluate_scores(
             e.name: compute_metrics(e.splits[split].logits, labels, num_classes, class_names)
             for e in entries
         }
-        fused = fuse_scores([e.splits[split].logits for e in entries], weights, space)
+        fused = fuse_scores([e.splits[split].logits for e in entries], weights, space,
+                            temperatures)  # fmt: skip
         metrics[split] = compute_metrics(fused, labels, num_classes, class_names)
         metrics[f"{split}_streams"] = streams
         table.update({f"{split} {n}": m for n, m in streams.items()})

@@ -64,7 +64,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         weights, fusion_info = None, None
         if len(entries) > 1:
             weights, fusion_info = resolve_fusion_weights(cfg.fusion, entries)
-        metrics, table = evaluate_scores(entries, splits, weights, cfg.fusion.space)
+        temps = fusion_info.get("temperatures") if fusion_info else None
+        metrics, table = evaluate_scores(entries, splits, weights, cfg.fusion.space, temps)
     if fusion_info is not None:
         atomic_write_json(Path(cfg.paths.output_dir) / "fusion.json", fusion_info)
     payload.update(metrics)

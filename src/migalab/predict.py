@@ -149,7 +149,8 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         weights, fusion_info = resolve_fusion_weights(fusion, entries)
         check_same_clips(entries, split)
         atomic_write_json(Path(cfg.paths.output_dir) / "fusion.json", fusion_info)
-    scores = fuse_scores([e.splits[split].logits for e in entries], weights, fusion.space)
+    temps = fusion_info.get("temperatures") if fusion_info else None
+    scores = fuse_scores([e.splits[split].logits for e in entries], weights, fusion.space, temps)
     probs = fused_probabilities(scores, fusion.space)
     conf, preds = probs.max(-1)
     names = entries[0].splits[split].names
