@@ -348,3 +348,21 @@ def test_hydra_instantiate_with_volume():
     tokens, pooled, aux = out.tokens, out.pooled, out.aux
     assert tokens.shape == (2, 1 + N_SKEL + 4 * 16, 32)
     assert pooled.shape == (2, 32) and set(aux) == {"joint", "heatmap"}
+
+
+def test_skeleton_transformer_is_a_fusion_stream() -> None:
+    """MAMP's encoder (pretrainable without labels) joins the token fusion like AGCN."""
+    from migalab.models.encoders.skeleton_transformer import SkeletonTransformer
+
+    torch.manual_seed(0)
+    stt = SkeletonTransformer(layout="imigue22", num_frames=8, dim=16, depth=1, heads=2)
+    fusion = CrossModalTokenFusion(
+        modalities={"video": {"encoder": TinyVideoEncoder()}, "joint": {"encoder": stt}},
+        num_classes=K, dim=32, depth=1, heads=4, dropout=0.0, modality_dropout=0.0,
+    )  # fmt: skip
+    x = {"video": torch.randn(B, *VIDEO_SHAPE), "joint": torch.randn(B, *SKEL_SHAPE)}
+    out = fusion(x)
+    assert out.pooled.shape == (B, 32) and set(out.aux) == {"video", "joint"}
+    assert out.tokens.shape[1] == 1 + N_VIDEO + 2 * 22  # class token, video, 2 segments x 22
+    out.pooled.sum().backward()
+    assert stt.patch_embed.weight.grad is not None
