@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -371,6 +372,23 @@ def read_label_csv(
 # --------------------------------------------------------------------------------------------
 
 
+def _read_text_csv(path: Path) -> Any:
+    """A headed CSV as a DataFrame of stripped-header string columns (empty cells ""), or a
+    FormatError naming the file."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(
+            path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig"
+        )
+    except FileNotFoundError:
+        raise FormatError(path, "no such file") from None
+    except Exception as exc:
+        raise FormatError(path, f"unreadable csv ({type(exc).__name__}: {exc})") from exc
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
 def read_emotion_labels(
     path: str | os.PathLike, column: str = "emotion", codes: Mapping[str, int] = EMOTION_CODES
 ) -> dict[str, int]:
@@ -386,18 +404,8 @@ def read_emotion_labels(
         FormatError: unreadable file, missing columns, an emotion other than win/lose, or one
             video listed twice with different emotions.
     """
-    import pandas as pd
-
     path = Path(path)
-    try:
-        frame = pd.read_csv(
-            path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig"
-        )
-    except FileNotFoundError:
-        raise FormatError(path, "no such file") from None
-    except Exception as exc:
-        raise FormatError(path, f"unreadable csv ({type(exc).__name__}: {exc})") from exc
-    frame.columns = [str(c).strip() for c in frame.columns]
+    frame = _read_text_csv(path)
     missing = {"video_id", column} - set(frame.columns)
     if missing:
         header = "video_id,split,emotion" if column == "emotion" else f"video_id,{column}"
@@ -445,18 +453,8 @@ def read_video_subjects(path: str | os.PathLike) -> dict[str, str]:
         FormatError: unreadable file, no ``video_id`` / ``subject`` column, an empty value, or a
             video listed twice with different subjects.
     """
-    import pandas as pd
-
     path = Path(path)
-    try:
-        frame = pd.read_csv(
-            path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig"
-        )
-    except FileNotFoundError:
-        raise FormatError(path, "no such file") from None
-    except Exception as exc:
-        raise FormatError(path, f"unreadable csv ({type(exc).__name__}: {exc})") from exc
-    frame.columns = [str(c).strip() for c in frame.columns]
+    frame = _read_text_csv(path)
     missing = {"video_id", "subject"} - set(frame.columns)
     if missing:
         raise FormatError(path, f"needs columns video_id,subject; missing {sorted(missing)}", row=1)
