@@ -71,6 +71,7 @@ bench: install ## Benchmarks (ratios against in-process baselines; ~15 min) -> b
 	$(PYTHON) scripts/bench.py light35
 	$(PYTHON) scripts/bench.py faces
 	$(PYTHON) scripts/bench.py swinface --torch-threads 1
+	$(PYTHON) scripts/bench.py mamp
 
 clean: ## Remove caches and build files (keeps .venv/, data/ and logs/)
 	rm -rf .make .pytest_cache .ruff_cache build dist src/*.egg-info

@@ -54,3 +54,24 @@ def test_pretrain_table(tmp_path: Path) -> None:
     pre = rows[-1]
     assert pre["row"] == "MAMP pretraining" and pre["windows_per_epoch"] > 0
     assert pre["windows_per_s"] > 0 and "windows/s" in text
+
+
+@pytest.mark.slow
+def test_bench_sections_of_the_emotion_and_pretraining_work(tmp_path: Path) -> None:
+    """``python scripts/bench.py <section>`` at tiny sizes: a result file with its ratios."""
+    runs = {
+        "mamp": ["--repeat", "1", "--batch", "2"],
+        "swinface": ["--presets", "xs", "--frames", "2", "--repeat", "1"],
+        "faces": ["--frames", "300", "--repeats", "1", "--scale", "0.25"],
+    }
+    for name, extra in runs.items():
+        out = tmp_path / f"{name}.json"
+        _run([str(SCRIPTS / "bench.py"), name, *extra, "--out", str(out)], cwd=tmp_path)
+        payload = json.loads(out.read_text())
+        assert payload["section"] == name and payload["machine"]
+    mamp = json.loads((tmp_path / "mamp.json").read_text())["rows"]
+    assert all(r["windows_per_s"] > 0 for r in mamp.values())
+    swin = json.loads((tmp_path / "swinface.json").read_text())["results"][0]
+    assert swin["cache_hit_fps"] > 0 and swin["hit_speedup_vs_compute"] > 0
+    faces = json.loads((tmp_path / "faces.json").read_text())
+    assert faces["face_boxes_frames_per_s"] > 0 and faces["prepare"]["face crops"]["clips"] >= 0
