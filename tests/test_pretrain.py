@@ -69,3 +69,24 @@ def test_migalab_pretrain_by_name_then_fine_tune(
     assert "initial weights: encoder <- " in out
     (ft,) = (tmp_path / "logs").glob("train/runs/*/metrics.json")
     assert json.loads(ft.read_text())["test"]["top1"] >= 0
+
+
+def test_simmim_face_pretraining_runs_on_face_crops(
+    tiny_video_release: Path, tiny_video_cache: Path, tmp_path: Path
+) -> None:
+    """experiment=simmim_face_synth (fast_dev_run): the prepared face crops of every split."""
+    from migalab.train import train
+    from tests.conftest import tiny_video_overrides
+
+    overrides = ["experiment=simmim_face_synth", "debug=fdr", "trainer.precision=32-true",
+                 "logger=csv", *tiny_video_overrides(tiny_video_release, tiny_video_cache),
+                 "data.modalities=[face]", "data.face.num_frames=4"]  # fmt: skip
+    cfg = compose_config("pretrain", overrides, output_dir=tmp_path)
+    assert cfg.data.unlabelled.source == "clips"
+    payload, trainer = train(cfg)
+    assert trainer.state.finished and payload["val"]["loss"] > 0
+    dm = trainer.datamodule
+    splits = set(dm.datasets["train"].cache.index["split"])
+    assert dm.datasets["train"].split == "+".join(dm.datasets["train"].cache.splits)
+    assert len(dm.datasets["train"]) == len(dm.datasets["train"].cache.index)  # every clip
+    assert splits == {"train", "validate", "test"}

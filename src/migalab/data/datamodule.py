@@ -108,12 +108,15 @@ class ClipDataModule(LightningDataModule):
             null: ``splits.train`` alone. Validation still runs on ``splits.val``, which is then
             not held out (its numbers are no longer an estimate); refused with
             ``target=emotion`` (videos would be in two splits).
-        unlabelled: self-supervised pretraining (``migalab-pretrain``): ``{window, stride,
-            splits, val_split}``. Training samples are then sliding windows of ``window``
-            frames every ``stride`` over every cached sequence of ``splits`` (null: all; labelled
-            or not, no label is read: :meth:`SkeletonCache.windows`), through the training
-            pipeline; ``val`` holds the windows of ``val_split`` (null: no validation), a
-            monitor of the pretext loss. null (default): the labelled clips.
+        unlabelled: self-supervised pretraining (``migalab-pretrain``): ``{source, window,
+            stride, splits, val_split}``. ``source: windows`` (default): training samples are
+            sliding windows of ``window`` frames every ``stride`` over every cached sequence of
+            ``splits`` (null: all; labelled or not, no label is read:
+            :meth:`SkeletonCache.windows`), through the training pipeline; ``val`` holds the
+            windows of ``val_split`` (null: no validation), a monitor of the pretext loss.
+            ``source: clips``: the prepared clips of ``splits`` instead (modalities prepared
+            per clip, e.g. face crops; labels, hidden or not, are not read). null (default):
+            the labelled clips.
     """
 
     def __init__(
@@ -164,11 +167,16 @@ class ClipDataModule(LightningDataModule):
         self.subjects = str(subjects) if subjects else None
         self.unlabelled = dict(unlabelled) if unlabelled else None
         if self.unlabelled is not None:
-            unknown = set(self.unlabelled) - {"window", "stride", "splits", "val_split"}
-            if unknown or "window" not in self.unlabelled:
+            source = self.unlabelled.get("source", "windows")
+            unknown = set(self.unlabelled) - {"source", "window", "stride", "splits", "val_split"}
+            if (
+                unknown
+                or source not in ("windows", "clips")
+                or (source == "windows" and not self.unlabelled.get("window"))
+            ):
                 raise ValueError(
-                    "unlabelled takes window (required), stride, splits, val_split; "
-                    f"got {sorted(self.unlabelled)}"
+                    "unlabelled takes source (windows | clips), window (required for windows), "
+                    f"stride, splits, val_split; got {dict(self.unlabelled)}"
                 )
         #: with target=emotion, per split key: clips / videos / videos_win / _lose / _unknown
         self.emotion_balance: dict[str, dict[str, int]] = {}
@@ -269,6 +277,19 @@ class ClipDataModule(LightningDataModule):
         """``datasets`` for pretraining: windows of every sequence (train) and of
         ``val_split`` (val)."""
         u = self.unlabelled
+        if u.get("source", "windows") == "clips":
+            splits = list(u["splits"]) if u.get("splits") else cache.splits
+            self.datasets["train"] = SkeletonClipDataset(
+                cache, splits, self.pipeline(train=True), layout=self.layout
+            )
+            rank_zero_info(f"unlabelled: the {len(self.datasets['train'])} prepared clips of "
+                           f"{', '.join(splits)} (their labels are not read)")  # fmt: skip
+            if u.get("val_split"):
+                self.datasets["val"] = SkeletonClipDataset(
+                    cache, u["val_split"], self.pipeline(train=False, key="val"),
+                    layout=self.layout,
+                )  # fmt: skip
+            return
         window = int(u["window"])
         stride = int(u.get("stride") or window)
         splits = list(u["splits"]) if u.get("splits") else None

@@ -75,7 +75,8 @@ class PretrainModule(OptimizationMixin, LightningModule):
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         x = batch["x"]
-        gen = torch.Generator(device=x.device).manual_seed(self.hparams.val_seed + batch_idx)
+        device = batch["index"].device  # x may be a dict of modalities
+        gen = torch.Generator(device=device).manual_seed(self.hparams.val_seed + batch_idx)
         out = self(x, generator=gen)
         self.val_loss.update(out["loss"], weight=len(batch["index"]))
 

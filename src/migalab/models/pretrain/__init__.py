@@ -3,9 +3,17 @@ without labels (:class:`migalab.tasks.pretrain.PretrainModule` trains them). Eac
 encoder as an argument instead of owning it, so a pretraining checkpoint's ``encoder.*`` keys
 initialise a fine-tuned encoder (``model.encoder.init=<ckpt>``) as they are.
 
-* :class:`MaskedMotionPrediction` (MAMP) for the skeleton transformer.
+* :class:`MaskedMotionPrediction` (MAMP) for the skeleton transformer;
+* :class:`MaskedImageModeling` (SimMIM) for the Swin backbone of the face encoder.
 """
 
 from migalab.models.pretrain.mamp import MaskedMotionPrediction, motion_aware_mask, motion_target
+from migalab.models.pretrain.simmim import MaskedImageModeling, random_square_mask
 
-__all__ = ["MaskedMotionPrediction", "motion_aware_mask", "motion_target"]
+__all__ = [
+    "MaskedImageModeling",
+    "MaskedMotionPrediction",
+    "motion_aware_mask",
+    "motion_target",
+    "random_square_mask",
+]
