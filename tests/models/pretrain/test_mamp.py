@@ -118,3 +118,13 @@ def test_pretrain_checkpoint_initialises_the_encoder_strictly(tmp_path: Path) ->
     other = _encoder(dim=64, init=str(path))
     with pytest.raises(ValueError, match="does not fit"):
         load_initial_weights(torch.nn.ModuleDict({"encoder": other}))
+
+
+def test_pretext_runs_under_autocast() -> None:
+    """AMP (bf16 autocast on CPU here; fp16 on CUDA): the mask tokens follow the dtype."""
+    enc = _encoder()
+    head = MaskedMotionPrediction(enc, decoder_dim=16, decoder_depth=1, decoder_heads=2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = head(enc, torch.randn(2, 3, 16, 22, 1))["loss"]
+    loss.backward()
+    assert torch.isfinite(loss)

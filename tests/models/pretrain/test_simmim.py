@@ -57,3 +57,13 @@ def test_simmim_checkpoint_initialises_the_face_encoder_strictly(tmp_path: Path)
     assert load_initial_weights(torch.nn.ModuleDict({"encoder": fresh})) == [f"encoder <- {path}"]
     for k, v in module.encoder.state_dict().items():
         torch.testing.assert_close(fresh.state_dict()[k], v)
+
+
+def test_simmim_runs_under_autocast() -> None:
+    enc = SwinFaceEncoder(preset="xs")
+    head = MaskedImageModeling(enc)
+    crops = torch.randint(0, 256, (2, 2, 3, 112, 112), dtype=torch.uint8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = head(enc, {"face": crops})["loss"]
+    loss.backward()
+    assert torch.isfinite(loss)

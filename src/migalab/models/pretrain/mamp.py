@@ -160,10 +160,10 @@ class MaskedMotionPrediction(nn.Module):
         b, length, dim = tokens.shape
         visible = torch.gather(tokens, 1, keep.unsqueeze(-1).expand(-1, -1, dim))
         latent = self.decoder_embed(encoder.encode(visible))  # (B, L_vis, D)
-        full = self.mask_token.expand(b, length, -1).clone()
+        full = self.mask_token.to(latent.dtype).expand(b, length, -1).clone()  # AMP-safe
         full.scatter_(1, keep.unsqueeze(-1).expand(-1, -1, full.shape[-1]), latent)
         pos = (self.decoder_temporal_embed + self.decoder_joint_embed).reshape(1, length, -1)
-        h = full + pos
+        h = full + pos.to(full.dtype)
         for block in self.decoder_blocks:
             h = block(h)
         pred = self.decoder_pred(self.decoder_norm(h))
