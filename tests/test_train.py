@@ -37,14 +37,20 @@ def _tiny_video_model_overrides(experiment: str) -> list[str]:
             "model.encoder.dim=32", "model.encoder.heads=4"]  # fmt: skip
 
 
-def _tiny_cpu_overrides(release: Path, cache: Path) -> list[str]:
-    """CPU trainer, csv logger, the tiny synthetic release and an 8-wide AGCN."""
+#: tiny encoders by experiment prefix (default: an 8-wide AGCN / PoseC3D)
+TINY_ENCODERS = {"stt": ["model.encoder.dim=16", "model.encoder.depth=1", "model.encoder.heads=2"]}
+
+
+def _tiny_cpu_overrides(release: Path, cache: Path, experiment: str = "") -> list[str]:
+    """CPU trainer, csv logger, the tiny synthetic release and a tiny encoder (8-wide AGCN)."""
+    encoder = next((v for k, v in TINY_ENCODERS.items() if experiment.startswith(k)),
+                   ["model.encoder.base_channels=8"])  # fmt: skip
     return [
         "trainer=cpu",
         "trainer.precision=32-true",
         "logger=csv",
         *tiny_data_overrides(release, cache),
-        "model.encoder.base_channels=8",
+        *encoder,
         "data.heatmap.test_clips=2",  # PoseC3D: 2 clips x flip per test clip, not 10
     ]
 
@@ -74,10 +80,10 @@ def test_fast_dev_run_every_experiment(
         f"experiment={experiment}",
         "debug=fdr",
         # real-data experiments run here on the tiny synthetic release, at a CPU size
-        *_tiny_cpu_overrides(tiny_release, tiny_cache),
+        *_tiny_cpu_overrides(tiny_release, tiny_cache, experiment),
         "data=synthetic",
     ]
-    if not experiment.endswith("_synth") and not experiment.startswith("agcn"):
+    if not experiment.endswith("_synth") and experiment.startswith(("posec3d", "system_a")):
         # PoseC3D at GPU size (48 frames, 56/64 px, blocks 4-6-3) takes minutes on 2 CPU cores
         overrides += ["model.encoder.stage_blocks=[1,1,1]", "data.num_frames=16",
                       "data.heatmap.size_train=32", "data.heatmap.size_eval=32"]  # fmt: skip
