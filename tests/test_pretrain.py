@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import hydra
+import pytest
 import torch
 
 from migalab.data.record import UNKNOWN_LABEL
@@ -49,6 +50,7 @@ def dm_files(cache: Path) -> int:
     return SkeletonCache(cache).index["file"].nunique()
 
 
+@pytest.mark.slow
 def test_migalab_pretrain_by_name_then_fine_tune(
     tiny_release: Path, tiny_cache: Path, tmp_path: Path
 ) -> None:
@@ -71,6 +73,7 @@ def test_migalab_pretrain_by_name_then_fine_tune(
     assert json.loads(ft.read_text())["test"]["top1"] >= 0
 
 
+@pytest.mark.slow
 def test_simmim_face_pretraining_runs_on_face_crops(
     tiny_video_release: Path, tiny_video_cache: Path, tmp_path: Path
 ) -> None:

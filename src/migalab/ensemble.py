@@ -191,9 +191,12 @@ def score_checkpoints(
             strategy="auto",
         )
         class_names = list(train_cfg.model.get("class_names") or []) or None
+        # what the model sees: its modalities (face, rgb+joint+bone, ...) or its skeleton stream
+        modalities = train_cfg.data.get("modalities")
+        inputs = "+".join(modalities) if modalities else train_cfg.data.get("stream", "model")
         entry = CheckpointScores(
             path=str(ckpt),
-            name=f"{train_cfg.data.get('stream', 'model')}:{Path(ckpt).name}",
+            name=f"{inputs}:{Path(ckpt).name}",
             num_classes=int(train_cfg.model.get("num_classes") or train_cfg.model.num_outputs),
             class_names=class_names,
             dataset=str(train_cfg.data.get("dataset") or "miga2025"),
