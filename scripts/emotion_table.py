@@ -31,7 +31,6 @@ import argparse
 import csv
 import json
 import sys
-import time
 from pathlib import Path
 from statistics import mean
 from typing import Any
@@ -40,7 +39,7 @@ import torch
 
 from migalab.emotion_fusion import bootstrap_ci, paired_bootstrap_diff
 from migalab.tasks.emotion import binary_video_metrics
-from run_helpers import run, slug
+from run_helpers import run, slug, train_once
 
 TRAINED: list[tuple[str, str]] = [
     ("face only (SwinFace)", "emotion_face_synth"),
@@ -60,14 +59,8 @@ def read_predictions(path: Path) -> dict[str, tuple[float, int]]:
 def train(name: str, experiment: str, seed: int, out: Path, overrides: list[str]) -> Path:
     """Train one row (or reuse its finished run); returns its run dir."""
     run_dir = out / f"seed{seed}" / slug(name)
-    if not (run_dir / "metrics.json").is_file():
-        start = time.time()
-        cmd = [sys.executable, "-m", "migalab.train", f"experiment={experiment}",
-               f"seed={seed}", "logger=csv", f"hydra.run.dir={run_dir}",
-               "callbacks.progress_bar.refresh_rate=0", *overrides]  # fmt: skip
-        print(f"[seed {seed}] {name}: {' '.join(cmd[2:])}", flush=True)
-        run(cmd, run_dir / "stdout.log")
-        print(f"[seed {seed}] {name}: done in {time.time() - start:.0f} s", flush=True)
+    train_once("migalab.train", f"seed {seed} {name}", run_dir,
+               [f"experiment={experiment}", f"seed={seed}", *overrides])  # fmt: skip
     return run_dir
 
 

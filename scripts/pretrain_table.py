@@ -23,24 +23,11 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
-import time
 from pathlib import Path
 from statistics import mean
 from typing import Any
 
-from run_helpers import run, split_metrics
-
-
-def _train(script: str, name: str, run_dir: Path, overrides: list[str]) -> dict[str, Any]:
-    if not (run_dir / "metrics.json").is_file():
-        start = time.time()
-        cmd = [sys.executable, "-m", script, "logger=csv", f"hydra.run.dir={run_dir}",
-               "callbacks.progress_bar.refresh_rate=0", *overrides]  # fmt: skip
-        print(f"[{name}] {' '.join(cmd[2:])}", flush=True)
-        run(cmd, run_dir / "stdout.log")
-        print(f"[{name}] done in {time.time() - start:.0f} s", flush=True)
-    return json.loads((run_dir / "metrics.json").read_text())
+from run_helpers import split_metrics, train_once
 
 
 def main() -> None:
@@ -55,7 +42,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for seed in args.seeds:
         d = out / f"seed{seed}"
-        pre = _train("migalab.pretrain", f"seed {seed} MAMP pretraining", d / "pretrain",
+        pre = train_once("migalab.pretrain", f"seed {seed} MAMP pretraining", d / "pretrain",
                      ["experiment=mamp_skeleton_synth", f"seed={seed}",
                       f"trainer.max_epochs={args.pretrain_epochs}", *args.overrides])  # fmt: skip
         log = (d / "pretrain" / "stdout.log").read_text()
@@ -71,7 +58,7 @@ def main() -> None:
         for name, folder, extra in variants:
             overrides = ["experiment=agcn_joint_synth", f"seed={seed}"] if extra is None else [
                 *ft, *extra]  # fmt: skip
-            payload = _train("migalab.train", f"seed {seed} {name}", d / folder,
+            payload = train_once("migalab.train", f"seed {seed} {name}", d / folder,
                              [*overrides, *args.overrides])  # fmt: skip
             rows.append({"seed": seed, "row": name, **split_metrics(payload),
                          "train_time_s": payload.get("wall_time_s")})  # fmt: skip

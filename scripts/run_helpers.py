@@ -1,10 +1,13 @@
-"""Helpers shared by the comparison scripts (ablation_system_a.py, compare_system_b.py): run
+"""Helpers shared by the comparison scripts (ablation_system_a.py, compare_system_b.py,
+emotion_table.py, pretrain_table.py): run
 ``migalab-train`` / ``migalab-eval`` as subprocesses into per-row folders."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,20 @@ def run(cmd: list[str], log: Path) -> None:
     if proc.returncode != 0:
         tail = log.read_text()[-3000:]
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{tail}")
+
+
+def train_once(script: str, name: str, run_dir: Path, overrides: list[str]) -> dict[str, Any]:
+    """``python -m <script>`` (``migalab.train`` / ``migalab.pretrain``) into ``run_dir`` with
+    a CSV logger and no progress bar, unless the run finished already (its ``metrics.json``
+    is reused: delete the folder to re-run); returns that payload."""
+    if not (run_dir / "metrics.json").is_file():
+        start = time.time()
+        cmd = [sys.executable, "-m", script, "logger=csv", f"hydra.run.dir={run_dir}",
+               "callbacks.progress_bar.refresh_rate=0", *overrides]  # fmt: skip
+        print(f"[{name}] {' '.join(cmd[2:])}", flush=True)
+        run(cmd, run_dir / "stdout.log")
+        print(f"[{name}] done in {time.time() - start:.0f} s", flush=True)
+    return json.loads((run_dir / "metrics.json").read_text())
 
 
 def split_metrics(payload: dict[str, Any]) -> dict[str, float]:

@@ -247,6 +247,15 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 
     return float(log_t.detach().exp())
 
 
+def calibrated_scores(
+    scores: Sequence[torch.Tensor], temperatures: Sequence[float]
+) -> list[torch.Tensor]:
+    """Each stream's logits (N, K) divided by its temperature."""
+    if len(temperatures) != len(scores):
+        raise ValueError(f"{len(temperatures)} temperatures for {len(scores)} checkpoints")
+    return [s / float(t) for s, t in zip(scores, temperatures, strict=True)]
+
+
 def fuse_scores(
     scores: Sequence[torch.Tensor],
     weights: Sequence[float] | None,
@@ -262,9 +271,7 @@ def fuse_scores(
     if space not in ("probs", "logits"):
         raise ValueError(f"fusion.space must be 'probs' or 'logits', got {space!r}")
     if temperatures is not None:
-        if len(temperatures) != len(scores):
-            raise ValueError(f"{len(temperatures)} temperatures for {len(scores)} checkpoints")
-        scores = [s / float(t) for s, t in zip(scores, temperatures, strict=True)]
+        scores = calibrated_scores(scores, temperatures)
     terms = [s.softmax(-1) if space == "probs" else s for s in scores]
     return sum(w * t for w, t in zip(weights, terms, strict=True))
 
@@ -299,9 +306,11 @@ def search_fusion_weights(
 ) -> tuple[tuple[float, ...], dict[str, float]]:
     """Grid-search fusion weights maximising top-1 (ties: macro-F1, then the most even
     weights) on labelled scores. Returns the weights and the metrics they reach."""
+    if temperatures is not None:  # calibrate once, not at every grid point
+        scores = calibrated_scores(scores, temperatures)
     best: tuple[tuple[float, float, float], tuple[float, ...], dict[str, float]] | None = None
     for w in simplex_grid(len(scores), step):
-        m = compute_metrics(fuse_scores(scores, w, space, temperatures), labels, num_classes)
+        m = compute_metrics(fuse_scores(scores, w, space), labels, num_classes)
         evenness = -max(w)
         key = (float(m["top1"]), float(m["macro_f1"]), evenness)
         if best is None or key > best[0]:
@@ -360,12 +369,15 @@ def resolve_fusion_weights(
     """The fusion weights to use: read from ``fusion.from`` when set (migalab-predict), else
     searched on ``fusion.search_split`` when ``fusion.search``, else ``fusion.weights`` (None =
     equal). Returns them and a record for ``fusion.json``."""
-    temps = resolve_temperatures(fusion, entries)
-    if fusion.get("from"):
-        weights = fusion_weights_from_file(fusion["from"])
+    if fusion.get("from"):  # one read of the stored record: its weights and temperatures
+        record = _fusion_record(fusion["from"])
+        weights = [float(w) for w in record["weights"]]
+        temps = record.get("temperatures")
+        temps = [float(t) for t in temps] if temps is not None else None
         info = {"weights": weights, "temperatures": temps, "from": str(fusion["from"]),
                 "space": fusion.space, "checkpoints": [e.path for e in entries]}  # fmt: skip
         return weights, info
+    temps = resolve_temperatures(fusion, entries)
     info: dict[str, Any] = {"space": fusion.space, "temperatures": temps,
                             "checkpoints": [e.path for e in entries]}  # fmt: skip
     if not fusion.get("search", False):

@@ -185,8 +185,7 @@ class SkeletonCache:
                     "height": c["height"][i], "width": c["width"][i], "emotion": -1,
                     "video_path": c["video_path"][i], "file": file,
                 })  # fmt: skip
-        new = copy.copy(self)
-        new._mmaps = self._mmaps
+        new = copy.copy(self)  # shares the open memmaps
         new._set_index(pd.DataFrame(rows, columns=list(INDEX_COLUMNS)))
         return new
 

@@ -34,6 +34,7 @@ class PretrainModule(OptimizationMixin, LightningModule):
             ``scheduler(optimizer, total_steps=...)`` stepped per step.
         compile, lr_scaling, channels_last: as for ``GestureModule``.
         val_seed: seed of the validation masks (the same masks every epoch).
+        backbone_lr_mult: lr multiplier of the encoder against the pretext head (1: one lr).
     """
 
     def __init__(
@@ -46,6 +47,7 @@ class PretrainModule(OptimizationMixin, LightningModule):
         lr_scaling: Mapping[str, Any] | None = None,
         channels_last: bool = False,
         val_seed: int = 0,
+        backbone_lr_mult: float = 1.0,
     ) -> None:
         super().__init__()
         # modules, partials and OmegaConf containers stay out of the checkpoint (it must load
@@ -53,7 +55,6 @@ class PretrainModule(OptimizationMixin, LightningModule):
         self.save_hyperparameters(
             ignore=["encoder", "pretext", "optimizer", "scheduler", "lr_scaling", "compile"]
         )
-        self.hparams["backbone_lr_mult"] = 1.0  # one lr for everything (OptimizationMixin)
         self.encoder = encoder
         self.pretext = pretext(encoder=encoder) if not isinstance(pretext, nn.Module) else pretext
         self.init_optimization(optimizer, scheduler, compile, lr_scaling, channels_last)

@@ -99,7 +99,8 @@ class SkeletonTransformer(FinetuneMixin, nn.Module):
         stem = nn.ModuleList([self.patch_embed])
         self.configure_finetune(finetune, [stem, *self.blocks], trainable_blocks, [self.norm])
 
-    def _check(self, x: torch.Tensor) -> None:
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise ValueError unless ``x`` is (N, C, T, V, M) of this encoder's C, T, V."""
         if x.dim() != 5:
             raise ValueError(f"SkeletonTransformer expects (N, C, T, V, M), got {tuple(x.shape)}")
         _, c, t, v, _ = x.shape
@@ -130,7 +131,7 @@ class SkeletonTransformer(FinetuneMixin, nn.Module):
         return self.norm(tokens)
 
     def forward(self, x: torch.Tensor) -> EncoderOutput:
-        self._check(x)
+        self.check_input(x)
         n, m = x.shape[0], x.shape[-1]
         tokens = self.encode(self.embed(self.sequences(x)))  # (N·M, T'·V, dim)
         tokens = tokens.view(n, m, -1, self.dim).mean(dim=1)

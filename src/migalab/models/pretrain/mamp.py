@@ -151,7 +151,7 @@ class MaskedMotionPrediction(nn.Module):
         Returns:
             ``loss`` (scalar), ``pred`` and ``target`` (N·M, L, t_patch·C), ``mask`` (N·M, L).
         """
-        encoder._check(x)
+        encoder.check_input(x)
         seq = encoder.sequences(x)  # (B, T, V, C), B = N·M
         tokens = encoder.embed(seq)  # (B, L, dim)
         mask, keep = motion_aware_mask(
