@@ -93,3 +93,30 @@ def test_simmim_face_pretraining_runs_on_face_crops(
     assert dm.datasets["train"].split == "+".join(dm.datasets["train"].cache.splits)
     assert len(dm.datasets["train"]) == len(dm.datasets["train"].cache.index)  # every clip
     assert splits == {"train", "validate", "test"}
+
+
+def test_maskfeat_mvit_pretraining_runs_on_person_crops(
+    tiny_video_release: Path, tiny_video_cache: Path, tmp_path: Path
+) -> None:
+    """experiment=maskfeat_mvit_synth (fast_dev_run): the prepared RGB clips of every split,
+    no label read; the MViT's checkpointed keys are the classifier encoder's."""
+    from migalab.train import train
+    from tests.conftest import tiny_video_overrides
+
+    overrides = ["experiment=maskfeat_mvit_synth", "debug=fdr", "trainer.precision=32-true",
+                 "logger=csv", *tiny_video_overrides(tiny_video_release, tiny_video_cache),
+                 "data.modalities=[rgb]"]  # fmt: skip
+    cfg = compose_config("pretrain", overrides, output_dir=tmp_path)
+    assert cfg.model.pretext.mask_ratio == 0.4 and cfg.model.pretext.mask_patch == 16
+    payload, trainer = train(cfg)
+    assert trainer.state.finished and payload["val"]["loss"] > 0
+    train_set = trainer.datamodule.datasets["train"]
+    assert set(train_set.cache.index["split"]) == {"train", "validate", "test"}
+    classifier = compose_config(
+        "train", ["experiment=mvit_rgb_synth", *tiny_video_overrides(tiny_video_release,
+                  tiny_video_cache)], output_dir=tmp_path / "ft",
+    )  # fmt: skip
+    encoder = hydra.utils.instantiate(classifier.model.encoder)
+    pretrained = {k.removeprefix("encoder."): v for k, v in trainer.model.state_dict().items()
+                  if k.startswith("encoder.")}  # fmt: skip
+    assert encoder.load_state_dict(pretrained, strict=True) is not None

@@ -443,7 +443,15 @@ class MViTEncoder(FinetuneMixin, nn.Module):
         self.load_state_dict(state, strict=True)
 
     # ------------------------------------------------------------------ forward
-    def forward(self, x: torch.Tensor) -> EncoderOutput:
+    def forward(
+        self,
+        x: torch.Tensor,
+        token_mask: torch.Tensor | None = None,
+        mask_token: torch.Tensor | None = None,
+    ) -> EncoderOutput:
+        """Encode a clip; ``token_mask`` (B, T/2·H/4·W/4) bool, with ``mask_token`` (C_0,),
+        replaces the masked patch embeddings before the class token and the blocks (MaskFeat
+        pretraining, :mod:`migalab.models.pretrain.maskfeat`)."""
         expected = (3, self.temporal_size, *self.spatial_size)
         if x.dim() != 5 or tuple(x.shape[1:]) != expected:
             raise ValueError(
@@ -453,6 +461,13 @@ class MViTEncoder(FinetuneMixin, nn.Module):
         # torchvision MViT.forward without the head
         x = self.conv_proj(x)  # (B, C0, T/2, H/4, W/4)
         x = x.flatten(2).transpose(1, 2)  # (B, T'H'W', C0)
+        if token_mask is not None:
+            if mask_token is None or token_mask.shape != x.shape[:2]:
+                raise ValueError(
+                    f"token_mask must be (B, {x.shape[1]}) with a mask_token, got "
+                    f"{tuple(token_mask.shape)}"
+                )
+            x = torch.where(token_mask[..., None], mask_token.to(x.dtype), x)
         x = self.pos_encoding(x)  # (B, 1 + T'H'W', C0)
         thw = (self.pos_encoding.temporal_size, *self.pos_encoding.spatial_size)
         use_ckpt = self.grad_checkpointing and self.training and torch.is_grad_enabled()
