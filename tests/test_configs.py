@@ -215,3 +215,9 @@ def test_callback_configs_instantiate(callbacks: str, tmp_path: Path) -> None:
 def test_hparams_search_configs_compose(search: str, tmp_path: Path) -> None:
     cfg = compose_config("train", [f"hparams_search={search}"], output_dir=tmp_path)
     assert cfg.optimized_metric
+
+
+def test_pseudolabel_config_composes(tmp_path: Path) -> None:
+    cfg = compose_config("pseudolabel", ["ckpt_path=x.ckpt"], output_dir=tmp_path)
+    assert cfg.threshold == 0.9 and cfg.window == 32 and list(cfg.splits) == ["train"]
+    assert isinstance(hydra.utils.instantiate(cfg.trainer, logger=False), Trainer)

@@ -18,7 +18,9 @@ from tests.conftest import tiny_data_overrides
 from tests.utils.test_checkpoints import malicious_checkpoint
 
 SCRIPTS = ["migalab-train", "migalab-pretrain", "migalab-eval", "migalab-predict", "migalab-synth",
-           "migalab-prepare"]  # fmt: skip
+           "migalab-prepare", "migalab-pseudolabel"]  # fmt: skip
+HYDRA_SCRIPTS = ("migalab-train", "migalab-pretrain", "migalab-eval", "migalab-predict",
+                 "migalab-pseudolabel")  # fmt: skip
 #: where this environment installed its console scripts (next to its python)
 BIN = Path(sysconfig.get_path("scripts"))
 
@@ -53,7 +55,7 @@ def test_help_from_any_directory(tmp_path: Path) -> None:
     for script, proc in procs.items():
         out, _ = proc.communicate(timeout=300)
         assert proc.returncode == 0, f"{script} --help failed:\n{out[-3000:]}"
-        if script in ("migalab-train", "migalab-pretrain", "migalab-eval", "migalab-predict"):
+        if script in HYDRA_SCRIPTS:
             # Hydra's help lists the config groups it found: the configs were located
             assert "== Configuration groups ==" in out and "trainer:" in out, script
             if script in ("migalab-train", "migalab-pretrain"):
@@ -97,6 +99,30 @@ def test_train_eval_predict_by_name(cli_run: tuple[Path, Path]) -> None:
     rows = list(csv.reader(sub.open()))
     assert rows[0] == ["Id", "Target"] and len(rows) > 1
     assert {int(r[1]) for r in rows[1:]} <= set(range(32))  # 0-based, 31 = illustrative
+
+
+def test_pseudolabel_by_name_then_train_on_its_windows(
+    cli_run: tuple[Path, Path], tiny_release: Path, tiny_cache: Path
+) -> None:
+    """migalab-pseudolabel scores the unlabelled windows of the train videos; migalab-train
+    takes its CSV (data.pseudo_labels) as extra training windows."""
+    cwd, ckpt = cli_run
+    # a 1-epoch model is unsure of everything: a low threshold keeps windows to train on
+    out = _ok(run_script(["migalab-pseudolabel", f"ckpt_path={ckpt}", "threshold=0.02",
+                          f"paths.log_dir={cwd / 'logs'}"], cwd))  # fmt: skip
+    (summary,) = (cwd / "logs").glob("pseudolabel/runs/*/pseudo_labels.json")
+    info = json.loads(summary.read_text())
+    table = list(csv.DictReader((summary.parent / "pseudo_labels.csv").open()))
+    assert info["windows"] > 0 and len(table) == info["kept"] > 0 and "pseudo-labels:" in out
+    assert sum(info["kept_per_class"]) == info["kept"]
+    assert all(float(r["score"]) >= 0.02 and 0 <= int(r["label"]) < 32 for r in table)
+    run = _ok(run_script(
+        ["migalab-train", "logger=csv", f"paths.log_dir={cwd / 'pl_logs'}",
+         *tiny_data_overrides(tiny_release, tiny_cache), "model.encoder.base_channels=8",
+         "+trainer.fast_dev_run=1", f"data.pseudo_labels={summary.parent / 'pseudo_labels.csv'}"],
+        cwd,
+    ))  # fmt: skip
+    assert f"pseudo-labels: {info['kept']} windows" in " ".join(run.split())
 
 
 def test_eval_refuses_a_malicious_checkpoint_by_name(tmp_path: Path) -> None:

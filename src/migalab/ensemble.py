@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "CheckpointScores",
     "SplitScores",
+    "build_from_checkpoint",
     "check_same_clips",
     "evaluate_scores",
     "fit_temperature",
@@ -53,6 +54,7 @@ __all__ = [
     "fusion_weights_from_file",
     "load_checkpoint_config",
     "predict_scores",
+    "predict_trainer",
     "resolve_fusion_weights",
     "resolve_temperatures",
     "score_checkpoints",
@@ -146,6 +148,28 @@ def predict_scores(
     return logits[order], labels[order], videos
 
 
+def build_from_checkpoint(
+    train_cfg: DictConfig, state_dict: Mapping[str, Any]
+) -> tuple[L.LightningModule, Any]:
+    """The model (weights loaded, eval mode) and the prepared, set-up datamodule of a stored
+    training config (:func:`load_checkpoint_config`)."""
+    datamodule = hydra.utils.instantiate(train_cfg.data)
+    model = hydra.utils.instantiate(train_cfg.model)
+    model.load_state_dict(state_dict)
+    model.eval()
+    datamodule.prepare_data()
+    datamodule.setup("predict")
+    return model, datamodule
+
+
+def predict_trainer(trainer_cfg: DictConfig) -> L.Trainer:
+    """A one-process trainer for scoring (no logger, callbacks or progress bar)."""
+    return hydra.utils.instantiate(
+        trainer_cfg, logger=False, callbacks=[], enable_progress_bar=False, devices=1,
+        num_nodes=1, strategy="auto",
+    )  # fmt: skip
+
+
 def score_checkpoints(
     ckpts: Sequence[str],
     splits: Sequence[str],
@@ -175,21 +199,8 @@ def score_checkpoints(
                 + (f" (evaluate it per video with migalab-eval ckpt_path={ckpt})"
                    if found == "emotion" else "")
             )  # fmt: skip
-        datamodule = hydra.utils.instantiate(train_cfg.data)
-        model = hydra.utils.instantiate(train_cfg.model)
-        model.load_state_dict(state_dict)
-        model.eval()
-        datamodule.prepare_data()
-        datamodule.setup("predict")
-        trainer: L.Trainer = hydra.utils.instantiate(
-            trainer_cfg,
-            logger=False,
-            callbacks=[],
-            enable_progress_bar=False,
-            devices=1,
-            num_nodes=1,
-            strategy="auto",
-        )
+        model, datamodule = build_from_checkpoint(train_cfg, state_dict)
+        trainer = predict_trainer(trainer_cfg)
         class_names = list(train_cfg.model.get("class_names") or []) or None
         # what the model sees: its modalities (face, rgb+joint+bone, ...) or its skeleton stream
         modalities = train_cfg.data.get("modalities")

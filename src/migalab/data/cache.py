@@ -166,27 +166,62 @@ class SkeletonCache:
             emotion unknown) over the same arrays; windows cover each whole per-video table,
             not only its labelled clips.
         """
-        import pandas as pd
-
         if window < 1 or stride < 1:
             raise ValueError(f"window and stride must be >= 1, got {window} and {stride}")
         c = self._cols
         keep = np.ones(len(self), bool) if splits is None else np.isin(c["split"], list(splits))
         rows: list[dict[str, Any]] = []
         for i in np.flatnonzero(keep)[np.unique(c["file"][keep], return_index=True)[1]]:
-            file = c["file"][i]
-            total = int(self.video_array(file).shape[-3])
-            starts = range(0, max(total - window, 0) + 1, stride)
-            for start in starts:
-                rows.append({
-                    "name": f"{c['video_id'][i]}_w{start}", "video_id": c["video_id"][i],
-                    "split": split_name, "row": -1, "label": UNKNOWN_LABEL, "start": start,
-                    "end": min(start + window, total) - 1, "video_frames": c["video_frames"][i],
-                    "height": c["height"][i], "width": c["width"][i], "emotion": -1,
-                    "video_path": c["video_path"][i], "file": file,
-                })  # fmt: skip
-        new = copy.copy(self)  # shares the open memmaps
-        new._set_index(pd.DataFrame(rows, columns=list(INDEX_COLUMNS)))
+            total = int(self.video_array(c["file"][i]).shape[-3])
+            for start in range(0, max(total - window, 0) + 1, stride):
+                end = min(start + window, total) - 1
+                rows.append(self._window_row(i, start, end, UNKNOWN_LABEL, split_name))
+        return self._with_rows(rows, replace=True)
+
+    def with_windows(self, windows: Any, split_name: str, source: str = "windows") -> SkeletonCache:
+        """This cache plus labelled windows (pseudo-labels): ``windows`` is a table with
+        ``video_id``, ``start``, ``end`` (inclusive frames of the video's cached sequence) and
+        ``label`` (0-based); each becomes an index row of split ``split_name`` named
+        ``<video_id>_w<start>``. ``source`` names the table in errors (an unknown video, a
+        window past the sequence's end)."""
+        c = self._cols
+        first = {v: i for i, v in reversed(list(enumerate(c["video_id"])))}
+        rows: list[dict[str, Any]] = []
+        for n, (vid, start, end, label) in enumerate(
+            zip(
+                windows["video_id"], windows["start"], windows["end"], windows["label"], strict=True
+            )
+        ):
+            vid = str(vid)
+            if vid not in first:
+                raise ValueError(f"{source}: row {n + 1}: video {vid!r} is not in {self.root}")
+            i = first[vid]
+            total = int(self.video_array(c["file"][i]).shape[-3])
+            if not 0 <= int(start) <= int(end) < total:
+                raise ValueError(f"{source}: row {n + 1}: frames {start}..{end} are outside "
+                                 f"video {vid!r} (0..{total - 1})")  # fmt: skip
+            rows.append(self._window_row(i, int(start), int(end), int(label), split_name))
+        return self._with_rows(rows, replace=False)
+
+    def _window_row(self, i: int, start: int, end: int, label: int, split: str) -> dict[str, Any]:
+        """An index row for frames start..end of the sequence of index row ``i``."""
+        c = self._cols
+        return {
+            "name": f"{c['video_id'][i]}_w{start}", "video_id": c["video_id"][i],
+            "split": split, "row": -1, "label": label, "start": start, "end": end,
+            "video_frames": c["video_frames"][i], "height": c["height"][i],
+            "width": c["width"][i], "emotion": -1, "video_path": c["video_path"][i],
+            "file": c["file"][i],
+        }  # fmt: skip
+
+    def _with_rows(self, rows: list[dict[str, Any]], replace: bool) -> SkeletonCache:
+        """A view sharing the open memmaps whose index is ``rows`` (``replace``) or this
+        index followed by ``rows``."""
+        import pandas as pd
+
+        added = pd.DataFrame(rows, columns=list(INDEX_COLUMNS)).astype(self.index.dtypes.to_dict())
+        new = copy.copy(self)
+        new._set_index(added if replace else pd.concat([self.index, added], ignore_index=True))
         return new
 
     def video_array(self, file: str) -> np.ndarray:

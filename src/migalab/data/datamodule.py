@@ -9,6 +9,7 @@ training from :mod:`migalab.data.prepare`; sampling, DDP and resume details live
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,37 @@ from migalab.data.specs import DatasetSpec, get_dataset
 from migalab.data.splits import check_disjoint_splits, label_balance
 
 _CLIP = ClipOptions()
+
+
+#: the split name of pseudo-labelled windows in the training index
+PSEUDO_SPLIT = "pseudo"
+PSEUDO_COLUMNS = ("video_id", "start", "end", "label")
+
+
+def read_pseudo_labels(path: str | os.PathLike, num_classes: int) -> Any:
+    """The pseudo-label table of ``migalab-pseudolabel`` (a DataFrame with at least
+    :data:`PSEUDO_COLUMNS`); a missing file or column, a non-integer frame or a class id
+    outside 0..num_classes-1 is a ValueError naming the file and row."""
+    import pandas as pd
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"pseudo_labels: no file {path}")
+    table = pd.read_csv(path, dtype={"video_id": str}, keep_default_na=False)
+    missing = [c for c in PSEUDO_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing} (have {list(table.columns)})")
+    for col in ("start", "end", "label"):
+        values = pd.to_numeric(table[col], errors="coerce")
+        bad = values.isna() | (values % 1 != 0)
+        if col == "label":
+            bad |= (values < 0) | (values >= num_classes)
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            raise ValueError(f"{path}: row {row + 1}: {col} {str(table[col].iloc[row])!r} is not "
+                             + ("a class id in 0.." + str(num_classes - 1) if col == "label"
+                                else "a frame number"))  # fmt: skip
+        table[col] = values.astype("int64")
+    return table
 
 
 class ClipDataModule(LightningDataModule):
@@ -108,6 +140,10 @@ class ClipDataModule(LightningDataModule):
             null: ``splits.train`` alone. Validation still runs on ``splits.val``, which is then
             not held out (its numbers are no longer an estimate); refused with
             ``target=emotion`` (videos would be in two splits).
+        pseudo_labels: a CSV of ``migalab-pseudolabel`` (``video_id``, ``start``, ``end``,
+            ``label`` columns: windows of the cached sequences and their 0-based classes) whose
+            windows join the training set (:meth:`SkeletonCache.with_windows`); skeleton
+            streams only (RGB and face are prepared per labelled clip), gesture target only.
         unlabelled: self-supervised pretraining (``migalab-pretrain``): ``{source, window,
             stride, splits, val_split}``. ``source: windows`` (default): training samples are
             sliding windows of ``window`` frames every ``stride`` over every cached sequence of
@@ -154,6 +190,7 @@ class ClipDataModule(LightningDataModule):
         subjects: str | None = None,
         unlabelled: Mapping[str, Any] | None = None,
         train_splits: Sequence[str] | None = None,
+        pseudo_labels: str | None = None,
     ) -> None:
         super().__init__()
         if sampler not in ("random", "class_balanced"):
@@ -207,6 +244,11 @@ class ClipDataModule(LightningDataModule):
         if self.train_splits and target == "emotion":
             raise ValueError("train_splits is for gesture models: with target=emotion a video "
                              "in training and in validation leaks its label")  # fmt: skip
+        self.pseudo_labels = str(pseudo_labels) if pseudo_labels else None
+        if self.pseudo_labels and (target == "emotion" or modalities):
+            raise ValueError("pseudo_labels add skeleton windows to a gesture model's training "
+                             "set: not for target=emotion or RGB / face modalities (prepared "
+                             "per labelled clip only)")  # fmt: skip
         self.img_shape = tuple(img_shape) if img_shape is not None else self.spec.img_shape
         self.prepare_workers = prepare_workers
         if num_classes is None:
@@ -260,12 +302,22 @@ class ClipDataModule(LightningDataModule):
         overrides = read_video_labels(self.emotion_labels) if self.emotion_labels else None
         for key, split in self.splits.items():
             train = key == "train"
+            source = cache
             if train and self.train_splits:
                 split = self.train_splits
                 rank_zero_info(f"training on the clips of {', '.join(split)} (val is not held "
                                "out: its metrics are not an estimate)")  # fmt: skip
+            if train and self.pseudo_labels:
+                source = cache.with_windows(
+                    read_pseudo_labels(self.pseudo_labels, self.num_classes), PSEUDO_SPLIT,
+                    source=self.pseudo_labels,
+                )  # fmt: skip
+                split = [*([split] if isinstance(split, str) else split), PSEUDO_SPLIT]
+                added = int((source.index["split"] == PSEUDO_SPLIT).sum())
+                rank_zero_info(f"pseudo-labels: {added} windows of {self.pseudo_labels} join "
+                               "the training set")  # fmt: skip
             self.datasets[key] = SkeletonClipDataset(
-                cache, split, self.pipeline(train=train, key=key), layout=self.layout,
+                source, split, self.pipeline(train=train, key=key), layout=self.layout,
                 target=self.target, emotion_labels=overrides,
             )  # fmt: skip
         if self.target == "emotion":
