@@ -1,94 +1,232 @@
 #!/usr/bin/env python
-"""Skeleton transformer on the synthetic iMiGUE (data=synthetic): from scratch vs fine-tuned
-from in-domain MAMP pretraining, same fine-tuning budget, several seeds.
+"""From scratch vs from in-domain self-supervised pretraining on the synthetic iMiGUE, same
+fine-tuning budget, several seeds; plus the long-tail and final-model rows (issue 14's table).
 
-    python scripts/pretrain_table.py                          # 2 seeds
+    python scripts/pretrain_table.py --workers 2             # 2 seeds, two runs at a time
     python scripts/pretrain_table.py --seeds 0 --pretrain-epochs 2 --finetune-epochs 3
     python scripts/pretrain_table.py -- data.batch_size=64   # Hydra overrides for every run
 
-Per seed:
+Pretraining runs once (seed 0), unlabelled, on every clip / sequence of every split:
 
-1. ``migalab-pretrain experiment=mamp_skeleton_synth`` (windows of every sequence, no labels)
-2. ``migalab-train experiment=stt_joint_synth`` from scratch
-3. the same, ``model.encoder.init=<1's best checkpoint>``
+* ``migalab-pretrain experiment=maskfeat_mvit_synth`` (MaskFeat: HOG of masked tubes, MViT xs
+  on the person crops of ``data=synthetic_video``)
+* ``migalab-pretrain experiment=mamp_skeleton_synth`` (MAMP: masked motion, skeleton
+  transformer on the windows of every sequence)
 
-plus, for reference, the 2s-AGCN joint stream at its own recipe (``agcn_joint_synth``).
-Reports test top-1 / macro-F1 (best val checkpoint) and the pretraining throughput
-(windows/s = windows per epoch x epochs / wall time, startup included). Runs already done are
-reused (delete a folder to re-run it). Writes ``results.json`` and ``results.md``.
+Per seed, each fine-tune from scratch and from its pretraining (``model.encoder.init``):
+
+* RGB only: ``mvit_rgb_synth``; skeleton only: ``stt_joint_synth`` (lr 1e-3);
+  System B token fusion: ``system_b_mg_synth`` (RGB + joint + bone; its MViT from MaskFeat);
+* references on the same clips: 2s-AGCN joint and bone (``agcn_*_synth``) and their equal-
+  weight score fusion (the 2s-AGCN two-stream model, what the fusion has to beat);
+* long tail / final models: cRT on the AGCN joint run (``recipe=crt``), the AGCN joint stream
+  trained on train + val (``data.train_splits=[train,validate]``; its val numbers are not held
+  out), and an N-way ensemble of the AGCN joint, bone, pretrained RGB and pretrained fusion
+  checkpoints with per-model temperatures and weights searched on val (``fusion.search=true
+  fusion.temperature=fit``).
+
+Reports val / test top-1 and macro-F1 (best val checkpoint), means over seeds, and the
+pretraining throughput (clips or windows per second = items per epoch x epochs / wall time,
+startup included). Runs already done are reused (delete a folder to re-run it); ``--workers 2``
+runs two at a time, one CPU thread each. Writes ``results.json`` and ``results.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from statistics import mean
 from typing import Any
 
-from run_helpers import split_metrics, train_once
+from run_helpers import run, split_metrics, train_once
+
+SKELETON_ONLY = ["data=synthetic_video", "data.modalities=null"]
+
+
+class Jobs:
+    """Runs named jobs on a small thread pool; a job waits for the jobs it depends on, which
+    must have been added before it (so a worker never waits for a job not yet started)."""
+
+    def __init__(self, workers: int) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=workers)
+        self.futures: dict[str, Future] = {}
+        self.lock = threading.Lock()
+
+    def add(self, name: str, fn: Callable[..., Any], deps: tuple[str, ...] = ()) -> None:
+        def call() -> Any:
+            return fn(*[self.futures[d].result() for d in deps])
+
+        self.futures[name] = self.pool.submit(call)
+
+    def result(self, name: str) -> Any:
+        try:
+            return self.futures[name].result()
+        except Exception as err:  # one failed run does not lose the table
+            print(f"[{name}] failed: {err}", file=sys.stderr, flush=True)
+            return None
+
+
+def _eval(name: str, out: Path, overrides: list[str]) -> dict[str, Any]:
+    """``migalab-eval`` into ``out`` unless done; its metrics.json payload."""
+    if not (out / "metrics.json").is_file():
+        print(f"[{name}] migalab-eval {' '.join(overrides)}", flush=True)
+        run([sys.executable, "-m", "migalab.eval", f"hydra.run.dir={out}", *overrides],
+            out / "stdout.log")  # fmt: skip
+    return json.loads((out / "metrics.json").read_text())
+
+
+def _items(log: Path, pattern: str) -> int | None:
+    found = re.search(pattern, log.read_text()) if log.is_file() else None
+    return int(found.group(1)) if found else None
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench_results/pretrain_table"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--pretrain-epochs", type=int, default=5)
-    parser.add_argument("--finetune-epochs", type=int, default=10)
+    parser.add_argument("--pretrain-epochs", type=int, default=10, help="MaskFeat epochs")
+    parser.add_argument("--mamp-epochs", type=int, default=5)
+    parser.add_argument("--finetune-epochs", type=int, default=10,
+                        help="RGB, fusion and AGCN runs")  # fmt: skip
+    parser.add_argument("--stt-epochs", type=int, default=30)
+    parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides added to every run")
     args = parser.parse_args()
     out: Path = args.out.resolve()
-    rows: list[dict[str, Any]] = []
+    if args.workers > 1:  # share the cores instead of oversubscribing them
+        threads = max(1, (os.cpu_count() or 1) // args.workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+    extra = list(args.overrides)
+    jobs = Jobs(args.workers)
+    ft = f"trainer.max_epochs={args.finetune_epochs}"
+
+    def train(script: str, name: str, folder: Path, overrides: list[str]) -> Callable:
+        return lambda *deps: train_once(script, name, folder, [*overrides, *extra])
+
+    def with_init(key: str, script: str, name: str, folder: Path, overrides: list[str]):
+        return lambda pre: train_once(
+            script, name, folder, [*overrides, f"{key}={pre['ckpt_path']}", *extra]
+        )
+
+    jobs.add("maskfeat", train("migalab.pretrain", "MaskFeat pretraining", out / "pretrain_maskfeat",
+             ["experiment=maskfeat_mvit_synth", "seed=0",
+              f"trainer.max_epochs={args.pretrain_epochs}"]))  # fmt: skip
+    jobs.add("mamp", train("migalab.pretrain", "MAMP pretraining", out / "pretrain_mamp",
+             ["experiment=mamp_skeleton_synth", "seed=0",
+              f"trainer.max_epochs={args.mamp_epochs}"]))  # fmt: skip
+    init = "model.encoder.init"
+    rgb_init = "model.encoder.modalities.rgb.encoder.init"
+    stt = ["experiment=stt_joint_synth", "model.optimizer.lr=0.001",
+           f"trainer.max_epochs={args.stt_epochs}"]  # fmt: skip
+    #: (row, folder, experiment overrides, init key or None, pretraining job or None)
+    rows: list[tuple[str, str, list[str], str | None, str | None]] = [
+        ("RGB only (MViT xs), from scratch", "rgb_scratch", ["experiment=mvit_rgb_synth", ft], None, None),
+        ("RGB only, from MaskFeat", "rgb_maskfeat", ["experiment=mvit_rgb_synth", ft], init, "maskfeat"),
+        ("2s-AGCN joint", "agcn_joint", ["experiment=agcn_joint_synth", *SKELETON_ONLY, ft], None, None),
+        ("2s-AGCN bone", "agcn_bone", ["experiment=agcn_bone_synth", *SKELETON_ONLY, ft], None, None),
+        ("token fusion RGB+joint+bone, from scratch", "fusion_scratch", ["experiment=system_b_mg_synth", ft], None, None),
+        ("token fusion, MViT from MaskFeat", "fusion_maskfeat", ["experiment=system_b_mg_synth", ft], rgb_init, "maskfeat"),
+        ("skeleton transformer (joint), from scratch", "stt_scratch", stt, None, None),
+        ("skeleton transformer, from MAMP", "stt_mamp", stt, init, "mamp"),
+        ("2s-AGCN joint on train+val (final model)", "agcn_joint_trainval",
+         ["experiment=agcn_joint_synth", *SKELETON_ONLY, ft, "data.train_splits=[train,validate]"], None, None),
+    ]  # fmt: skip
     for seed in args.seeds:
         d = out / f"seed{seed}"
-        pre = train_once("migalab.pretrain", f"seed {seed} MAMP pretraining", d / "pretrain",
-                     ["experiment=mamp_skeleton_synth", f"seed={seed}",
-                      f"trainer.max_epochs={args.pretrain_epochs}", *args.overrides])  # fmt: skip
-        log = (d / "pretrain" / "stdout.log").read_text()
-        found = re.search(r"unlabelled: (\d+) windows", log)
-        windows = int(found.group(1)) if found else None
-        ft = ["experiment=stt_joint_synth", f"seed={seed}",
-              f"trainer.max_epochs={args.finetune_epochs}"]  # fmt: skip
-        variants = [
-            ("skeleton transformer, from scratch", "scratch", []),
-            ("skeleton transformer, from MAMP", "mamp", [f"model.encoder.init={pre['ckpt_path']}"]),
-            ("2s-AGCN joint (reference, own recipe)", "agcn", None),
-        ]
-        for name, folder, extra in variants:
-            overrides = ["experiment=agcn_joint_synth", f"seed={seed}"] if extra is None else [
-                *ft, *extra]  # fmt: skip
-            payload = train_once("migalab.train", f"seed {seed} {name}", d / folder,
-                             [*overrides, *args.overrides])  # fmt: skip
-            rows.append({"seed": seed, "row": name, **split_metrics(payload),
-                         "train_time_s": payload.get("wall_time_s")})  # fmt: skip
-        rows.append({"seed": seed, "row": "MAMP pretraining", "val_loss": pre["val"]["loss"],
-                     "windows_per_epoch": windows, "epochs": args.pretrain_epochs,
-                     "train_time_s": pre.get("wall_time_s"),
-                     "windows_per_s": windows * args.pretrain_epochs / pre["wall_time_s"]
-                     if windows else None})  # fmt: skip
-        (out / "results.json").write_text(json.dumps(rows, indent=2))
-    lines = ["| seed | row | val top-1 | test top-1 | test macro-F1 | train time (s) |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
-    for r in rows:
-        if "test_top1" in r:
-            lines.append(f"| {r['seed']} | {r['row']} | {r['val_top1']:.3f} | {r['test_top1']:.3f}"
-                         f" | {r['test_macro_f1']:.3f} | {r['train_time_s']:.0f} |")  # fmt: skip
-    names = dict.fromkeys(r["row"] for r in rows if "test_top1" in r)
-    if len(args.seeds) > 1:
-        for name in names:
-            sel = [r for r in rows if r["row"] == name]
-            lines.append(f"| mean | {name} | {mean(r['val_top1'] for r in sel):.3f} | "
-                         f"{mean(r['test_top1'] for r in sel):.3f} | "
-                         f"{mean(r['test_macro_f1'] for r in sel):.3f} | |")  # fmt: skip
-    for r in rows:
-        if r["row"] == "MAMP pretraining":
-            lines.append(f"\nseed {r['seed']}: MAMP pretraining {r['epochs']} epochs x "
-                         f"{r['windows_per_epoch']} windows in {r['train_time_s']:.0f} s "
-                         f"({r['windows_per_s']:.1f} windows/s), best val loss {r['val_loss']:.4f}")  # fmt: skip
-    text = "\n".join(lines)
+        for name, folder, overrides, key, pre in rows:
+            run_overrides = [*overrides, f"seed={seed}"]
+            label = f"seed {seed} {name}"
+            if pre is None:
+                jobs.add(
+                    f"{seed}/{folder}", train("migalab.train", label, d / folder, run_overrides)
+                )
+            else:
+                jobs.add(f"{seed}/{folder}", with_init(key, "migalab.train", label, d / folder,
+                         run_overrides), (pre,))  # fmt: skip
+        jobs.add(f"{seed}/crt", lambda joint, d=d, seed=seed: train_once(
+            "migalab.train", f"seed {seed} cRT", d / "agcn_joint_crt",
+            ["experiment=agcn_joint_synth", *SKELETON_ONLY, "recipe=crt", f"seed={seed}",
+             f"{init}={joint['ckpt_path']}", *extra]), (f"{seed}/agcn_joint",))  # fmt: skip
+        jobs.add(f"{seed}/score", lambda j, b, d=d: _eval(
+            "joint + bone score fusion", d / "score_joint_bone",
+            [f"ckpt_path=[{j['ckpt_path']},{b['ckpt_path']}]"]),
+            (f"{seed}/agcn_joint", f"{seed}/agcn_bone"))  # fmt: skip
+        members = ("agcn_joint", "agcn_bone", "rgb_maskfeat", "fusion_maskfeat")
+        jobs.add(f"{seed}/ensemble", lambda *runs, d=d: _eval(
+            "ensemble", d / "ensemble",
+            ["ckpt_path=[" + ",".join(r["ckpt_path"] for r in runs) + "]",
+             "fusion.search=true", "fusion.temperature=fit"]),
+            tuple(f"{seed}/{m}" for m in members))  # fmt: skip
+
+    results: list[dict[str, Any]] = []
+    for seed in args.seeds:
+        for name, folder, *_ in rows:
+            payload = jobs.result(f"{seed}/{folder}")
+            if payload:
+                results.append({"seed": seed, "row": name, **split_metrics(payload),
+                                "train_time_s": payload.get("wall_time_s")})  # fmt: skip
+        for job, name in [("crt", "cRT on the AGCN joint run (frozen encoder, balanced sampling)"),
+                          ("score", "2s-AGCN joint + bone score fusion (equal weights)"),
+                          ("ensemble", "ensemble: AGCN joint, bone, RGB (MaskFeat), fusion "
+                                       "(MaskFeat); val-fitted temperatures and weights")]:  # fmt: skip
+            payload = jobs.result(f"{seed}/{job}")
+            if payload:
+                results.append({"seed": seed, "row": name, **split_metrics(payload),
+                                "train_time_s": payload.get("wall_time_s")})  # fmt: skip
+    for job, unit, pattern, folder in [
+        ("maskfeat", "clips", r"unlabelled: the (\d+) prepared clips", "pretrain_maskfeat"),
+        ("mamp", "windows", r"unlabelled: (\d+) windows", "pretrain_mamp"),
+    ]:
+        pre = jobs.result(job)
+        if pre:
+            items = _items(out / folder / "stdout.log", pattern)
+            epochs = args.pretrain_epochs if job == "maskfeat" else args.mamp_epochs
+            results.append({"seed": 0, "row": f"{job} pretraining", "val_loss": pre["val"]["loss"],
+                            "items_per_epoch": items, "unit": unit, "epochs": epochs,
+                            "train_time_s": pre.get("wall_time_s"),
+                            "items_per_s": items * epochs / pre["wall_time_s"] if items else None})  # fmt: skip
+    jobs.pool.shutdown()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    text = table(results, args.seeds)
     (out / "results.md").write_text(text + "\n")
     print(text)
+
+
+def _fmt(value: Any, digits: str = ".3f") -> str:
+    return "" if value is None else format(value, digits)
+
+
+def table(results: list[dict[str, Any]], seeds: list[int]) -> str:
+    """The markdown table: one line per seed and row, then the mean of each row over seeds."""
+    lines = ["| seed | row | val top-1 | test top-1 | test macro-F1 | train time (s) |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    scored = [r for r in results if "test_top1" in r]
+    for r in scored:
+        lines.append(f"| {r['seed']} | {r['row']} | {_fmt(r.get('val_top1'))} | "
+                     f"{_fmt(r['test_top1'])} | {_fmt(r['test_macro_f1'])} | "
+                     f"{_fmt(r.get('train_time_s'), '.0f')} |")  # fmt: skip
+    if len(seeds) > 1:
+        for name in dict.fromkeys(r["row"] for r in scored):
+            sel = [r for r in scored if r["row"] == name]
+            lines.append(f"| mean of {len(sel)} | {name} | "
+                         f"{_fmt(mean(r['val_top1'] for r in sel if 'val_top1' in r) if any('val_top1' in r for r in sel) else None)} | "
+                         f"{mean(r['test_top1'] for r in sel):.3f} | "
+                         f"{mean(r['test_macro_f1'] for r in sel):.3f} | |")  # fmt: skip
+    for r in results:
+        if r["row"].endswith("pretraining"):
+            rate = _fmt(r.get("items_per_s"), ".1f")
+            lines.append(f"\n{r['row']}: {r['epochs']} epochs x {r['items_per_epoch']} "
+                         f"{r['unit']} in {_fmt(r['train_time_s'], '.0f')} s ({rate} {r['unit']}/s), "
+                         f"best val loss {r['val_loss']:.4f}")  # fmt: skip
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
