@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 STAMP = $(shell $(PYTHON) -c "import sys; print(sys.prefix)" 2>/dev/null)/.migalab-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock train test test-slow test-full lint format bench clean
+.PHONY: help install lock pose-env train test test-slow test-full lint format bench clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -43,6 +43,16 @@ lock: ## Re-resolve pyproject.toml in a throw-away venv and write requirements.l
 	  echo "# used as pip constraints by 'make install'. Regenerate with 'make lock'."; \
 	  .make/lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^migalab'; } > $(LOCK).tmp
 	mv $(LOCK).tmp $(LOCK) && rm -rf .make/lock-venv
+
+# migalab-pose's MediaPipe worker runs in its own environment (mediapipe 0.10.21 pins protobuf<5,
+# wandb needs >=5); migalab-pose finds it here, or at $$MIGALAB_POSE_PYTHON
+POSE_ENV ?= .pose-env
+POSE_LOCK ?= requirements-pose.lock
+pose-env: ## Create the pose-extraction environment (.pose-env/, MediaPipe) for migalab-pose
+	@if $(POSE_ENV)/bin/python -c "import mediapipe, cv2" 2>/dev/null; then \
+		echo "$(POSE_ENV) has mediapipe (nothing to do)"; \
+	else $(BASE_PYTHON) -m venv $(POSE_ENV) && $(POSE_ENV)/bin/python -m pip install -q -r $(POSE_LOCK) \
+		&& echo "pose environment ready: $(POSE_ENV)/bin/python"; fi
 
 train: install ## Train the default experiment (synthetic iMiGUE, 2s-AGCN, CPU, a few minutes)
 	$(PYTHON) -m migalab.train $(ARGS)

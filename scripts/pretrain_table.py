@@ -21,7 +21,9 @@ Per seed, each fine-tune from scratch and from its pretraining (``model.encoder.
   weight score fusion (the 2s-AGCN two-stream model, what the fusion has to beat);
 * long tail / final models: cRT on the AGCN joint run (``recipe=crt``), the AGCN joint stream
   trained on train + val (``data.train_splits=[train,validate]``; its val numbers are not held
-  out), and an N-way ensemble of the AGCN joint, bone, pretrained RGB and pretrained fusion
+  out), the AGCN joint stream retrained with pseudo-labelled windows of the train videos
+  (``migalab-pseudolabel`` with the first run, threshold 0.9, then ``data.pseudo_labels``),
+  and an N-way ensemble of the AGCN joint, bone, pretrained RGB and pretrained fusion
   checkpoints with per-model temperatures and weights searched on val (``fusion.search=true
   fusion.temperature=fit``).
 
@@ -80,6 +82,19 @@ def _eval(name: str, out: Path, overrides: list[str]) -> dict[str, Any]:
         run([sys.executable, "-m", "migalab.eval", f"hydra.run.dir={out}", *overrides],
             out / "stdout.log")  # fmt: skip
     return json.loads((out / "metrics.json").read_text())
+
+
+def _pseudo_then_train(d: Path, seed: int, ckpt: str, overrides: list[str]) -> dict[str, Any]:
+    """``migalab-pseudolabel`` with the AGCN joint checkpoint, then the same run again with
+    its windows added (``data.pseudo_labels``)."""
+    out = d / "pseudo_labels"
+    if not (out / "pseudo_labels.csv").is_file():
+        print(f"[seed {seed} pseudo-labels] scoring the unlabelled windows", flush=True)
+        run([sys.executable, "-m", "migalab.pseudolabel", f"ckpt_path={ckpt}",
+             f"hydra.run.dir={out}"], out / "stdout.log")  # fmt: skip
+    csv_path = out / "pseudo_labels.csv"
+    return train_once("migalab.train", f"seed {seed} AGCN joint + pseudo-labels",
+                      d / "agcn_joint_pseudo", [*overrides, f"data.pseudo_labels={csv_path}"])  # fmt: skip
 
 
 def _items(log: Path, pattern: str) -> int | None:
@@ -158,6 +173,10 @@ def main() -> None:
             "joint + bone score fusion", d / "score_joint_bone",
             [f"ckpt_path=[{j['ckpt_path']},{b['ckpt_path']}]"]),
             (f"{seed}/agcn_joint", f"{seed}/agcn_bone"))  # fmt: skip
+        jobs.add(f"{seed}/pseudo", lambda joint, d=d, seed=seed: _pseudo_then_train(
+            d, seed, joint["ckpt_path"], ["experiment=agcn_joint_synth", *SKELETON_ONLY, ft,
+                                          f"seed={seed}", *extra]),
+            (f"{seed}/agcn_joint",))  # fmt: skip
         members = ("agcn_joint", "agcn_bone", "rgb_maskfeat", "fusion_maskfeat")
         jobs.add(f"{seed}/ensemble", lambda *runs, d=d: _eval(
             "ensemble", d / "ensemble",
@@ -173,6 +192,8 @@ def main() -> None:
                 results.append({"seed": seed, "row": name, **split_metrics(payload),
                                 "train_time_s": payload.get("wall_time_s")})  # fmt: skip
         for job, name in [("crt", "cRT on the AGCN joint run (frozen encoder, balanced sampling)"),
+                          ("pseudo", "2s-AGCN joint + pseudo-labelled windows of the train "
+                                     "videos (p >= 0.9, from the AGCN joint run)"),
                           ("score", "2s-AGCN joint + bone score fusion (equal weights)"),
                           ("ensemble", "ensemble: AGCN joint, bone, RGB (MaskFeat), fusion "
                                        "(MaskFeat); val-fitted temperatures and weights")]:  # fmt: skip

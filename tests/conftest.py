@@ -3,6 +3,7 @@ Hydra overrides for tests (compose configs with migalab.utils.hydra.compose_conf
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -108,3 +109,25 @@ def tiny_video_overrides(release: Path, cache: Path) -> list[str]:
         "data.video.prepared_size=40",
         "data.video.prepare_workers=1",
     ]
+
+
+@pytest.fixture(scope="session")
+def cli_run(
+    tiny_release: Path, tiny_cache: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
+    """``migalab-train`` by name from an empty directory: 1 short epoch on the tiny release.
+    Returns the working directory and the best checkpoint."""
+    from tests.test_console_scripts import _ok, run_script
+
+    cwd = tmp_path_factory.mktemp("cli")
+    proc = run_script(
+        ["migalab-train", "logger=csv", f"paths.log_dir={cwd / 'logs'}",
+         *tiny_data_overrides(tiny_release, tiny_cache), "model.encoder.base_channels=8",
+         "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0"],
+        cwd=cwd,
+    )  # fmt: skip
+    out = _ok(proc)
+    (metrics,) = (cwd / "logs").glob("train/runs/*/metrics.json")
+    payload = json.loads(metrics.read_text())
+    assert f"run dir: {metrics.parent}" in " ".join(out.split())  # the summary says where
+    return cwd, Path(payload["ckpt_path"])

@@ -18,7 +18,7 @@ from tests.conftest import tiny_data_overrides
 from tests.utils.test_checkpoints import malicious_checkpoint
 
 SCRIPTS = ["migalab-train", "migalab-pretrain", "migalab-eval", "migalab-predict", "migalab-synth",
-           "migalab-prepare", "migalab-pseudolabel"]  # fmt: skip
+           "migalab-prepare", "migalab-pseudolabel", "migalab-pose"]  # fmt: skip
 HYDRA_SCRIPTS = ("migalab-train", "migalab-pretrain", "migalab-eval", "migalab-predict",
                  "migalab-pseudolabel")  # fmt: skip
 #: where this environment installed its console scripts (next to its python)
@@ -63,26 +63,6 @@ def test_help_from_any_directory(tmp_path: Path) -> None:
         else:
             assert "usage:" in out, script
     assert not list(tmp_path.iterdir()), "--help wrote files into the working directory"
-
-
-@pytest.fixture(scope="module")
-def cli_run(
-    tiny_release: Path, tiny_cache: Path, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Path, Path]:
-    """``migalab-train`` by name from an empty directory: 1 short epoch on the tiny release.
-    Returns the working directory and the best checkpoint."""
-    cwd = tmp_path_factory.mktemp("cli")
-    proc = run_script(
-        ["migalab-train", "logger=csv", f"paths.log_dir={cwd / 'logs'}",
-         *tiny_data_overrides(tiny_release, tiny_cache), "model.encoder.base_channels=8",
-         "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0"],
-        cwd=cwd,
-    )  # fmt: skip
-    out = _ok(proc)
-    (metrics,) = (cwd / "logs").glob("train/runs/*/metrics.json")
-    payload = json.loads(metrics.read_text())
-    assert f"run dir: {metrics.parent}" in " ".join(out.split())  # the summary says where
-    return cwd, Path(payload["ckpt_path"])
 
 
 def test_train_eval_predict_by_name(cli_run: tuple[Path, Path]) -> None:

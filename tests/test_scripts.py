@@ -43,17 +43,25 @@ def test_emotion_table(tmp_path: Path) -> None:
 def test_pretrain_table(tmp_path: Path) -> None:
     out = tmp_path / "out"
     text = _run([str(SCRIPTS / "pretrain_table.py"), "--out", str(out), "--seeds", "0",
-                 "--pretrain-epochs", "1", "--finetune-epochs", "1", "--",
-                 f"paths.data_dir={tmp_path / 'data'}", "trainer.max_epochs=1",
+                 "--pretrain-epochs", "1", "--mamp-epochs", "1", "--finetune-epochs", "1",
+                 "--stt-epochs", "1", "--workers", "2", "--",
+                 f"paths.data_dir={tmp_path / 'data'}",
                  "data.synthetic.num_videos={train:4,validate:2,test:2}"], cwd=tmp_path)  # fmt: skip
     rows = json.loads((out / "results.json").read_text())
     names = [r["row"] for r in rows]
-    assert names[:2] == ["skeleton transformer, from scratch", "skeleton transformer, from MAMP"]
-    mamp = (out / "seed0" / "mamp" / "stdout.log").read_text()
-    assert "initial weights: encoder <- " in mamp  # the pretrained encoder was loaded
-    pre = rows[-1]
-    assert pre["row"] == "MAMP pretraining" and pre["windows_per_epoch"] > 0
-    assert pre["windows_per_s"] > 0 and "windows/s" in text
+    for expected in ("RGB only (MViT xs), from scratch", "RGB only, from MaskFeat",
+                     "token fusion, MViT from MaskFeat", "skeleton transformer, from MAMP",
+                     "2s-AGCN joint on train+val (final model)", "maskfeat pretraining",
+                     "mamp pretraining"):  # fmt: skip
+        assert expected in names, names
+    assert any(n.startswith("cRT") for n in names) and any(n.startswith("ensemble") for n in names)
+    assert any("pseudo-labelled" in n for n in names)
+    for folder in ("rgb_maskfeat", "fusion_maskfeat", "stt_mamp"):
+        log = (out / "seed0" / folder / "stdout.log").read_text()
+        assert "initial weights: " in log and "<- " in log, folder  # the pretrained encoder loaded
+    pre = {r["row"]: r for r in rows if r["row"].endswith("pretraining")}
+    assert pre["maskfeat pretraining"]["items_per_epoch"] > 0
+    assert pre["mamp pretraining"]["items_per_s"] > 0 and "clips/s" in text and "windows/s" in text
 
 
 @pytest.mark.slow

@@ -26,9 +26,13 @@ from typing import Any
 import hydra
 import lightning as L
 from omegaconf import DictConfig, ListConfig
+from rich.console import Console
+from rich.table import Table
 
 from migalab.emotion_fusion import evaluate_emotion
 from migalab.ensemble import evaluate_scores, resolve_fusion_weights, score_checkpoints
+from migalab.online import read_segments, segment_scores
+from migalab.reports import report_files
 from migalab.utils.hydra import register_resolvers, save_resolved_config
 from migalab.utils.io import atomic_write_json
 from migalab.utils.paths import CONFIG_PATH
@@ -37,8 +41,47 @@ from migalab.utils.summary import print_summary, write_metrics
 log = logging.getLogger(__name__)
 
 
+def _online_files(path: Path, suffix: str) -> dict[str, Path]:
+    """video id -> file: ``path`` itself (a ``<vid><suffix>`` file) or the files of a folder."""
+    files = [path] if path.is_file() else sorted(path.glob(f"*{suffix}")) if path.is_dir() else []
+    if not files:
+        raise FileNotFoundError(f"{path}: no {suffix} file (a file or a folder of them)")
+    return {f.name.removesuffix(suffix): f for f in files}
+
+
+def evaluate_online(cfg: DictConfig) -> dict[str, Any]:
+    """Segment-level precision / recall / F1 of online predictions (``<vid>_prediction.csv``,
+    ``online.predictions``) against label files (``<vid>_label.csv``, ``online.labels``) at
+    ``online.ious`` (:func:`migalab.online.segment_scores`); writes ``metrics.json``."""
+    on = cfg.online
+    preds = _online_files(Path(str(on.predictions)), "_prediction.csv")
+    truths = _online_files(Path(str(on.labels)), "_label.csv")
+    missing = sorted(set(preds) - set(truths))
+    if missing:
+        raise FileNotFoundError(f"no label file for the predicted video(s) {missing[:10]} in "
+                                f"{on.labels}")  # fmt: skip
+    pred_segments = {v: read_segments(p) for v, p in preds.items()}
+    true_segments = {v: read_segments(truths[v]) for v in preds}
+    scores = segment_scores(pred_segments, true_segments, [float(x) for x in on.ious])
+    payload = {"task": cfg.task_name, "run_dir": cfg.paths.output_dir, "videos": sorted(preds),
+               "online": scores}  # fmt: skip
+    path = write_metrics(cfg.paths.output_dir, payload)
+    table = Table(title=f"{cfg.task_name}: online recognition ({len(preds)} videos)")
+    for col in ("IoU >", "precision", "recall", "F1", "TP", "predicted", "labelled"):
+        table.add_column(col, justify="right")
+    for key, v in scores.items():
+        table.add_row(key.removeprefix("iou_"), f"{v['precision']:.4f}", f"{v['recall']:.4f}",
+                      f"{v['f1']:.4f}", str(v["tp"]), str(v["predicted"]), str(v["true"]))  # fmt: skip
+    Console().print(table)
+    print(f"metrics: {path}")
+    return payload
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Score every checkpoint on the requested splits, fuse, and write ``metrics.json``."""
+    """Score every checkpoint on the requested splits, fuse, and write ``metrics.json``; with
+    ``online.predictions``: segment F1 of online predictions instead (:func:`evaluate_online`)."""
+    if cfg.get("online") and cfg.online.get("predictions"):
+        return evaluate_online(cfg)
     L.seed_everything(cfg.get("seed", 42), workers=True)
     ckpts = cfg.ckpt_path
     ckpts = [str(c) for c in ckpts] if isinstance(ckpts, ListConfig | list) else [str(ckpts)]
@@ -75,6 +118,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if fusion_info is not None:
         footer += f"\nfusion weights: {fusion_info['weights']}"
     print_summary(f"{cfg.task_name}", table, footer=footer)
+    if cfg.get("report", False):
+        report_files(Path(cfg.paths.output_dir), payload, [], f"{cfg.task_name}")
     return payload
 
 

@@ -18,13 +18,26 @@ split; :mod:`migalab.ensemble`), and writes into the run dir:
 * ``predictions.csv``: clip, predicted 0-based class, its name and probability, and the true
   label where known;
 * ``fusion.json`` when several checkpoints are fused.
+
+Online recognition (``skeleton=<table or folder>`` or ``video=<mp4>``, skeleton checkpoints):
+
+    migalab-predict ckpt_path=joint.ckpt skeleton=/data/new/0042_openpose.csv
+    migalab-predict ckpt_path=joint.ckpt video=interview.mp4 online.threshold=0.6
+
+slides the model over each whole sequence (``online.window`` / ``stride`` frames, batched),
+merges the window probabilities into segments (:mod:`migalab.online`) and writes
+``<vid>_prediction.csv`` (rows ``class,start,end``, the label files' format), ``<vid>_prediction.json``
+(segments with scores and class names, frames/s) and ``<vid>_timeline.png``; ``video=`` extracts
+the pose first (``migalab-pose``).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
+import time
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,15 +45,28 @@ from typing import Any
 
 import hydra
 import lightning as L
+import torch
 from omegaconf import DictConfig, ListConfig
+from torch.utils.data import DataLoader
 
+from migalab.data.formats.miga2025 import read_openpose_table
 from migalab.data.specs import DatasetSpec, get_dataset
 from migalab.ensemble import (
     check_same_clips,
     fuse_scores,
     fused_probabilities,
+    load_checkpoint_config,
+    predict_trainer,
     resolve_fusion_weights,
     score_checkpoints,
+)
+from migalab.online import (
+    SequenceWindows,
+    frame_probabilities,
+    read_segments,
+    segment_rows,
+    segments_from_frames,
+    write_segments,
 )
 from migalab.utils.hydra import register_resolvers, save_resolved_config
 from migalab.utils.io import atomic_write, atomic_write_json, atomic_write_text
@@ -128,8 +154,135 @@ def write_submission(
     return csv_path, zip_path
 
 
+class _WindowsData(L.LightningDataModule):
+    """The windows of one sequence behind a checkpoint's datamodule: its batch hooks (e.g.
+    heatmaps rendered on the device) apply; nothing is prepared or read from a release."""
+
+    def __init__(self, datamodule: Any, windows: SequenceWindows, batch_size: int) -> None:
+        super().__init__()
+        self.datamodule, self.windows, self.batch_size = datamodule, windows, batch_size
+
+    def predict_dataloader(self) -> DataLoader:
+        return DataLoader(self.windows, batch_size=self.batch_size, shuffle=False)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        return self.datamodule.on_after_batch_transfer(batch, dataloader_idx)
+
+
+def _sequence_inputs(cfg: DictConfig) -> list[Path]:
+    """The skeleton tables named by ``skeleton=`` (a file, a folder of ``*_openpose.*`` /
+    ``*.csv`` tables, or a list) or extracted from ``video=`` (:mod:`migalab.pose`)."""
+    paths: list[Path] = []
+    if cfg.get("video"):
+        from migalab.pose import extract_to_dir
+
+        videos = cfg.video if isinstance(cfg.video, ListConfig | list) else [cfg.video]
+        out = Path(cfg.paths.output_dir) / "pose"
+        paths += [extract_to_dir(Path(str(v)), out) for v in videos]
+    items = cfg.get("skeleton")
+    for item in items if isinstance(items, ListConfig | list) else [items] if items else []:
+        path = Path(str(item))
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix in (".csv", ".xlsx")
+                           and not p.stem.endswith(("_label", "_prediction")))  # fmt: skip
+            if not found:
+                raise FileNotFoundError(f"skeleton={path}: no .csv / .xlsx table in the folder")
+            paths += found
+        elif path.is_file():
+            paths.append(path)
+        else:
+            raise FileNotFoundError(f"skeleton={path}: no such file or folder")
+    return paths
+
+
+def _video_id(table: Path) -> str:
+    return table.stem.removesuffix("_openpose").removesuffix("_light_hand")
+
+
+def predict_online(cfg: DictConfig) -> dict[str, Any]:
+    """Online recognition of whole sequences (``skeleton=`` / ``video=``): sliding windows,
+    merged segments, ``<vid>_prediction.csv`` / ``.json`` (and a timeline PNG) in the run dir."""
+    L.seed_everything(cfg.get("seed", 42), workers=True)
+    ckpts = cfg.ckpt_path
+    ckpts = [str(c) for c in ckpts] if isinstance(ckpts, ListConfig | list) else [str(ckpts)]
+    on = cfg.online
+    tables = _sequence_inputs(cfg)
+    out_dir = Path(cfg.paths.output_dir)
+    models = []
+    for ckpt in ckpts:
+        train_cfg, state = load_checkpoint_config(
+            ckpt, bool(cfg.get("unsafe_unpickle_checkpoints")), cfg.get("data")
+        )
+        data = train_cfg.data
+        if data.get("modalities") or str(data.get("target", "gesture")) != "gesture":
+            raise ValueError(f"{ckpt}: online recognition takes skeleton gesture checkpoints "
+                             f"(this one: modalities {data.get('modalities')}, target "
+                             f"{data.get('target')})")  # fmt: skip
+        model = hydra.utils.instantiate(train_cfg.model)
+        model.load_state_dict(state)
+        model.eval()
+        models.append((ckpt, model, hydra.utils.instantiate(data), train_cfg))
+    trainer = predict_trainer(cfg.trainer)
+    class_names = list(models[0][3].model.get("class_names") or []) or None
+    results: dict[str, Any] = {}
+    for table_path in tables:
+        vid = _video_id(table_path)
+        raw = read_openpose_table(table_path)
+        table = raw.reshape(len(raw), -1, 3)
+        start_time = time.perf_counter()
+        probs = None
+        meta_path = table_path.with_suffix(".json")  # migalab-pose's: the video's frame size
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        for _, model, dm, _ in models:
+            if on.get("img_shape"):
+                img_shape = tuple(on.img_shape)
+            elif meta.get("height") and meta.get("width"):
+                img_shape = (int(meta["height"]), int(meta["width"]))
+            else:
+                img_shape = tuple(dm.img_shape)
+            windows = SequenceWindows(table, vid, int(on.window), int(on.stride),
+                                      dm.pipeline(train=False, key="test"), img_shape,
+                                      layout=dm.layout)  # fmt: skip
+            outputs = trainer.predict(
+                model, datamodule=_WindowsData(dm, windows, int(on.batch_size))
+            )
+            logits = torch.cat([o["logits"] for o in outputs]).float()
+            p = logits.softmax(-1)
+            probs = p if probs is None else probs + p
+        probs = probs / len(models)
+        frames = frame_probabilities(probs, windows.starts, int(on.window), len(table))
+        frames[~(table[..., 2] > 0).any(axis=1)] = 0.0  # no one in the frame: background
+        segments = segments_from_frames(frames, float(on.threshold), int(on.min_length))
+        elapsed = time.perf_counter() - start_time
+        csv_path = write_segments(out_dir / f"{vid}_prediction.csv", segments)
+        record = {"video_id": vid, "table": str(table_path), "frames": len(table),
+                  "windows": len(windows), "seconds": round(elapsed, 3),
+                  "frames_per_s": round(len(table) / max(elapsed, 1e-9), 1),
+                  "window": int(on.window), "stride": int(on.stride),
+                  "threshold": float(on.threshold), "min_length": int(on.min_length),
+                  "checkpoints": ckpts, "segments": segment_rows(segments, class_names)}  # fmt: skip
+        atomic_write_json(out_dir / f"{vid}_prediction.json", record)
+        if on.get("timeline", True):
+            from migalab.reports import timeline_png
+
+            labels = table_path.with_name(f"{vid}_label.csv")
+            truth = read_segments(labels) if labels.is_file() else None
+            timeline_png(out_dir / f"{vid}_timeline.png", segments, len(table), class_names,
+                         truth=truth, frame_probs=frames, title=vid)  # fmt: skip
+        results[vid] = record
+        print(f"{vid}: {len(segments)} segments in {len(table)} frames ({len(windows)} windows, "
+              f"{record['frames_per_s']:.0f} frames/s): {csv_path}")  # fmt: skip
+    summary = {"videos": {v: {k: r[k] for k in ("frames", "windows", "frames_per_s")}
+                          | {"segments": len(r["segments"])} for v, r in results.items()}}  # fmt: skip
+    atomic_write_json(out_dir / "online.json", summary)
+    return summary
+
+
 def predict(cfg: DictConfig) -> dict[str, Any]:
-    """Score, fuse and write the submission files; returns a summary dict."""
+    """Score, fuse and write the submission files; returns a summary dict. With ``skeleton=``
+    or ``video=``: online recognition of whole sequences instead (:func:`predict_online`)."""
+    if cfg.get("skeleton") or cfg.get("video"):
+        return predict_online(cfg)
     L.seed_everything(cfg.get("seed", 42), workers=True)
     ckpts = cfg.ckpt_path
     ckpts = [str(c) for c in ckpts] if isinstance(ckpts, ListConfig | list) else [str(ckpts)]

@@ -26,6 +26,7 @@ only when a fit starts fresh: a resume or an evaluation takes the weights from t
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -35,6 +36,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from migalab.models.finetune import load_initial_weights
+from migalab.reports import report_files
 from migalab.utils.callbacks import (
     CollectiveFreeSigterm,
     RNGStateCheckpoint,
@@ -139,6 +141,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], Any]:
             results,
             footer=f"run dir: {output_dir}\nmetrics: {path}\ncheckpoint: {ckpt}",
         )
+        if cfg.get("report", False):
+            report_files(
+                output_dir, payload, loggers, f"{cfg.task_name} {os.path.basename(output_dir)}"
+            )
     finish_wandb(loggers)  # each job of a multirun gets its own W&B run
     return payload, trainer
 

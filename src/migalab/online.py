@@ -1,0 +1,257 @@
+"""Online recognition: the micro-gestures of a whole sequence, where and what they are.
+
+A clip classifier is slid over the sequence (windows of ``window`` frames every ``stride``; the
+last window ends at the last frame), scored in batches through the checkpoint's evaluation
+pipeline, and turned into segments:
+
+1. per-frame class probabilities: the mean of the softmax of every window covering the frame
+   (:func:`frame_probabilities`, O(T·K) with cumulative sums);
+2. a frame is background when its top probability is below ``threshold`` (the classifiers have
+   no "no gesture" class), else it takes its top class;
+3. runs of one class become segments (start, end inclusive, class, score = the mean probability
+   of that class over the run); runs shorter than ``min_length`` frames are dropped
+   (:func:`segments_from_frames`).
+
+The measure (MiGA online recognition, :func:`segment_scores`): a predicted segment is a true
+positive when it has the class of a ground-truth segment of the same video with temporal IoU
+above the threshold (0.3 in MiGA) and that ground truth is not matched yet; predictions are
+matched in order of decreasing score, each ground truth at most once. Precision = TP / predicted,
+recall = TP / ground truth, both pooled over all videos; F1 their harmonic mean.
+
+Files: ``<vid>_prediction.csv`` has no header and rows ``class,start,end`` like the release's
+``<vid>_label.csv`` (the same class ids: 1-based, 99 = illustrative; 0-based inclusive frames), so
+:func:`~migalab.data.formats.miga2025.read_label_csv` reads both.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from migalab.data.formats.miga2025 import class_to_raw, read_label_csv
+from migalab.data.record import ClipRecord
+from migalab.data.skeleton.layouts import get_layout
+from migalab.utils.io import atomic_write_text
+
+__all__ = [
+    "Segment",
+    "SequenceWindows",
+    "frame_probabilities",
+    "read_segments",
+    "segment_rows",
+    "segment_scores",
+    "segments_from_frames",
+    "temporal_iou",
+    "window_starts",
+    "write_segments",
+]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A detected (or labelled) micro-gesture: frames ``start..end`` (inclusive), 0-based class
+    ``label`` and a confidence ``score`` (1 for ground truth)."""
+
+    start: int
+    end: int
+    label: int
+    score: float = 1.0
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start + 1
+
+
+def window_starts(total: int, window: int, stride: int) -> list[int]:
+    """Start frames of the windows over a ``total``-frame sequence: every ``stride`` frames,
+    plus one ending at the last frame when the stride does not land there; one window (start 0)
+    when the sequence is shorter than ``window``."""
+    if window < 1 or stride < 1:
+        raise ValueError(f"window and stride must be >= 1, got {window} and {stride}")
+    if total < 1:
+        return []
+    last = max(total - window, 0)
+    starts = list(range(0, last + 1, stride))
+    if starts[-1] != last:
+        starts.append(last)
+    return starts
+
+
+def frame_probabilities(
+    probs: torch.Tensor | np.ndarray, starts: Sequence[int], window: int, total: int
+) -> np.ndarray:
+    """(T, K) per-frame probabilities: the mean of the (W, K) window ``probs`` over the windows
+    covering each frame (window i covers ``starts[i] .. starts[i] + window - 1``, clipped to the
+    sequence); frames no window covers are 0."""
+    p = np.asarray(probs, dtype=np.float64)
+    acc = np.zeros((total + 1, p.shape[1]))
+    count = np.zeros(total + 1)
+    s = np.asarray(starts, dtype=np.int64)
+    e = np.minimum(s + window, total)
+    np.add.at(acc, s, p)
+    np.add.at(acc, e, -p)
+    np.add.at(count, s, 1)
+    np.add.at(count, e, -1)
+    acc, count = np.cumsum(acc, 0)[:total], np.cumsum(count)[:total]
+    return (acc / np.maximum(count, 1)[:, None]).astype(np.float32)
+
+
+def segments_from_frames(
+    frame_probs: np.ndarray, threshold: float = 0.5, min_length: int = 1
+) -> list[Segment]:
+    """Segments of (T, K) per-frame probabilities: frames below ``threshold`` are background,
+    runs of one top class are segments, those under ``min_length`` frames are dropped."""
+    if len(frame_probs) == 0:
+        return []
+    top = frame_probs.argmax(1)
+    conf = frame_probs.max(1)
+    labels = np.where(conf >= threshold, top, -1)
+    change = np.flatnonzero(np.diff(labels)) + 1
+    bounds = np.concatenate([[0], change, [len(labels)]])
+    out = []
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        k = int(labels[a])
+        if k < 0 or b - a < min_length:
+            continue
+        out.append(Segment(int(a), int(b - 1), k, float(frame_probs[a:b, k].mean())))
+    return out
+
+
+def temporal_iou(a: Segment, b: Segment) -> float:
+    """Intersection over union of two inclusive frame intervals."""
+    inter = min(a.end, b.end) - max(a.start, b.start) + 1
+    if inter <= 0:
+        return 0.0
+    return inter / (a.length + b.length - inter)
+
+
+def _true_positives(preds: Sequence[Segment], truths: Sequence[Segment], iou: float) -> int:
+    used = [False] * len(truths)
+    tp = 0
+    for p in sorted(preds, key=lambda s: -s.score):
+        best, best_iou = -1, iou
+        for j, t in enumerate(truths):
+            if used[j] or t.label != p.label:
+                continue
+            overlap = temporal_iou(p, t)
+            if overlap > best_iou:
+                best, best_iou = j, overlap
+        if best >= 0:
+            used[best] = True
+            tp += 1
+    return tp
+
+
+def segment_scores(
+    preds: Mapping[str, Sequence[Segment]],
+    truths: Mapping[str, Sequence[Segment]],
+    ious: Iterable[float] = (0.3, 0.5),
+) -> dict[str, dict[str, float]]:
+    """Pooled segment precision / recall / F1 per IoU threshold (``iou_0.3``: {precision,
+    recall, f1, tp, predicted, true}); videos are the union of both mappings' keys."""
+    videos = sorted(set(preds) | set(truths))
+    n_pred = sum(len(preds.get(v, [])) for v in videos)
+    n_true = sum(len(truths.get(v, [])) for v in videos)
+    out = {}
+    for iou in ious:
+        tp = sum(_true_positives(preds.get(v, []), truths.get(v, []), iou) for v in videos)
+        precision = tp / n_pred if n_pred else 0.0
+        recall = tp / n_true if n_true else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if tp else 0.0
+        out[f"iou_{iou:g}"] = {"precision": precision, "recall": recall, "f1": f1, "tp": tp,
+                               "predicted": n_pred, "true": n_true}  # fmt: skip
+    return out
+
+
+def write_segments(path: str | Path, segments: Sequence[Segment]) -> Path:
+    """``<vid>_prediction.csv``: rows ``class,start,end`` (release class ids), no header."""
+    text = "".join(f"{class_to_raw(s.label)},{s.start},{s.end}\n" for s in segments)
+    atomic_write_text(Path(path), text)
+    return Path(path)
+
+
+def read_segments(path: str | Path) -> list[Segment]:
+    """Segments of a ``<vid>_prediction.csv`` or ``<vid>_label.csv`` (0-based classes; rows
+    without a class are skipped)."""
+    return [Segment(s, e, k) for k, s, e in read_label_csv(path) if k >= 0]
+
+
+class SequenceWindows(Dataset):
+    """The sliding windows of one per-video skeleton table as model inputs.
+
+    Args:
+        table: (T, V, 3) keypoints (x, y, confidence) of the whole sequence in the 137-point
+            OpenPose layout (or ``table_layout``).
+        video_id: names the windows (``<video_id>_w<start>``).
+        window, stride: see :func:`window_starts`.
+        pipeline: the checkpoint's evaluation pipeline (ClipRecord -> x).
+        img_shape: (height, width) of the source frames.
+        layout: the joint layout the model reads (selected from the table's).
+        table_layout: the table's joint layout.
+
+    ``__getitem__`` gives ``{"x": ..., "index": i, "label": -1}`` as the clip datasets do.
+    """
+
+    def __init__(
+        self,
+        table: np.ndarray,
+        video_id: str,
+        window: int,
+        stride: int,
+        pipeline: Callable[[ClipRecord], Any],
+        img_shape: tuple[int, int],
+        layout: str | None = None,
+        table_layout: str = "openpose137",
+    ) -> None:
+        if table.ndim != 3 or table.shape[-1] != 3:
+            raise ValueError(f"{video_id}: expected a (T, V, 3) keypoint table, got {table.shape}")
+        self.table, self.video_id, self.window = table, video_id, int(window)
+        self.starts = window_starts(len(table), int(window), int(stride))
+        self.pipeline, self.img_shape = pipeline, (int(img_shape[0]), int(img_shape[1]))
+        self.layout = layout or table_layout
+        self.joints: list[int] | None = None
+        if self.layout != table_layout:
+            if table_layout != "openpose137":
+                raise ValueError(f"{video_id}: a {table_layout} table has no {self.layout} joints")
+            self.joints = list(get_layout(self.layout).indices)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        start = self.starts[i]
+        seg = self.table[start : start + self.window]
+        if self.joints is not None:
+            seg = seg[:, self.joints]
+        record = ClipRecord(
+            name=f"{self.video_id}_w{start}", video_id=self.video_id, start=start,
+            end=start + len(seg) - 1, label=-1,
+            keypoint=np.ascontiguousarray(seg[None, ..., :2], dtype=np.float32),
+            keypoint_score=np.ascontiguousarray(seg[None, ..., 2], dtype=np.float32),
+            img_shape=self.img_shape, layout=self.layout,
+        )  # fmt: skip
+        x = self.pipeline(record)
+        sample = dict(x) if isinstance(x, dict) else {"x": x}
+        sample["x"] = torch.as_tensor(np.asarray(sample["x"]), dtype=torch.float32)
+        sample["index"] = torch.tensor(i)
+        sample["label"] = torch.tensor(-1)
+        return sample
+
+
+def segment_rows(segments: Sequence[Segment], class_names: Sequence[str] | None) -> list[dict]:
+    """JSON rows of segments (class names added when known)."""
+    rows = []
+    for s in segments:
+        row = asdict(s)
+        row["score"] = round(row["score"], 5) if math.isfinite(row["score"]) else None
+        if class_names:
+            row["class_name"] = class_names[s.label]
+        rows.append(row)
+    return rows

@@ -1,0 +1,111 @@
+"""Pose extraction: the MediaPipe -> OpenPose-137 mapping on hand-made landmarks (no MediaPipe
+needed), the clear message when the pose environment is missing, and (slow, in the pose
+environment) migalab-pose by name on a video without a person."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from migalab.pose import PoseEnvMissing, find_pose_python
+from migalab.pose.mapping import FACE68_FROM_MESH, PUPILS_FROM_MESH, to_openpose137
+
+W, H = 200, 100
+
+
+def _pose() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    pose = np.zeros((33, 4))
+    pose[:, :2] = rng.uniform(0.1, 0.9, (33, 2))
+    pose[:, 3] = rng.uniform(0.2, 1.0, 33)
+    return pose
+
+
+def test_body_points_map_to_body25() -> None:
+    pose = _pose()
+    out = to_openpose137(pose, None, None, None, W, H)
+    assert out.shape == (137, 3) and out.dtype == np.float32
+    px = pose[:, :2] * [W, H]
+    np.testing.assert_allclose(out[0, :2], px[0], rtol=1e-5)  # nose
+    np.testing.assert_allclose(out[4, :2], px[16], rtol=1e-5)  # right wrist = MP right wrist
+    np.testing.assert_allclose(out[7, :2], px[15], rtol=1e-5)  # left wrist
+    np.testing.assert_allclose(out[1, :2], px[[11, 12]].mean(0), rtol=1e-5)  # neck: midpoint
+    assert out[1, 2] == pytest.approx(min(pose[11, 3], pose[12, 3]))
+    np.testing.assert_allclose(out[8, :2], px[[23, 24]].mean(0), rtol=1e-5)  # mid-hip
+    assert (out[[20, 23]] == 0).all()  # small toes: no MediaPipe point
+    assert (out[25:] == 0).all()  # no face, no hands
+
+
+def test_face_and_hands() -> None:
+    rng = np.random.default_rng(1)
+    face = rng.uniform(0.2, 0.8, (478, 3))
+    lhand, rhand = rng.uniform(0.2, 0.8, (21, 3)), rng.uniform(0.2, 0.8, (21, 3))
+    out = to_openpose137(None, face, lhand, rhand, W, H)
+    assert len(FACE68_FROM_MESH) == 68 and len(set(FACE68_FROM_MESH)) == 68
+    np.testing.assert_allclose(out[25:93, :2], face[list(FACE68_FROM_MESH), :2] * [W, H], rtol=1e-5)
+    np.testing.assert_allclose(out[93:95, :2], face[list(PUPILS_FROM_MESH), :2] * [W, H], rtol=1e-5)
+    np.testing.assert_allclose(out[95:116, :2], lhand[:, :2] * [W, H], rtol=1e-5)  # same order
+    np.testing.assert_allclose(out[116:137, :2], rhand[:, :2] * [W, H], rtol=1e-5)
+    assert (out[25:, 2] == 1).all() and (out[:25] == 0).all()
+    # without the refined iris points the pupils are missing
+    assert (to_openpose137(None, face[:468], None, None, W, H)[93:95] == 0).all()
+
+
+def test_points_outside_the_frame_are_missing() -> None:
+    pose = _pose()
+    pose[0, :2] = [1.2, 0.5]  # the nose beyond the right edge
+    out = to_openpose137(pose, None, None, None, W, H)
+    assert (out[0] == 0).all() and out[2, 2] > 0
+
+
+def test_a_missing_pose_environment_is_a_clear_message(tmp_path: Path) -> None:
+    from tests.test_console_scripts import run_script
+
+    with pytest.raises(PoseEnvMissing, match="make pose-env"):
+        find_pose_python(sys.executable)  # this environment has no mediapipe
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"")
+    env = {"MIGALAB_POSE_PYTHON": sys.executable}
+    proc = run_script(["migalab-pose", str(video), "--pose-python", sys.executable], tmp_path, env)
+    assert proc.returncode == 2 and "make pose-env" in proc.stderr
+    missing = run_script(["migalab-pose", str(tmp_path / "none.mp4")], tmp_path, env)
+    assert missing.returncode == 2 and "no video" in missing.stderr
+
+
+def _pose_python() -> str | None:
+    try:
+        return str(find_pose_python())
+    except PoseEnvMissing:
+        if os.environ.get("CI"):
+            raise  # CI creates the pose environment (make pose-env): it must be there
+        return None
+
+
+@pytest.mark.slow
+def test_migalab_pose_on_a_video_without_a_person(tmp_path: Path) -> None:
+    """A clip of grey frames: a message and a table of missing keypoints, not a crash."""
+    import av
+
+    from migalab.data.formats.miga2025 import read_openpose_table
+    from tests.test_console_scripts import _ok, run_script
+
+    python = _pose_python()
+    if python is None:
+        pytest.skip("no pose environment (make pose-env)")
+    video = tmp_path / "empty_room.mp4"
+    with av.open(str(video), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for _ in range(30):
+            frame = av.VideoFrame.from_ndarray(np.full((64, 96, 3), 128, np.uint8), format="rgb24")
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    text = _ok(run_script(["migalab-pose", str(video), "-o", str(tmp_path / "poses")], tmp_path,
+                          {"MIGALAB_POSE_PYTHON": python}))  # fmt: skip
+    assert "no person found" in text
+    table = read_openpose_table(tmp_path / "poses" / "empty_room_openpose.csv")
+    assert table.shape == (30, 411) and (table == 0).all()
