@@ -976,6 +976,78 @@ def bench_mamp(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------------------------------
+# section: online (sliding-window recognition of a whole sequence)
+# --------------------------------------------------------------------------------------------
+
+
+def _online_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--experiment", default="agcn_joint_synth", help="model config (random init)")
+    p.add_argument("--frames", type=int, default=9000, help="sequence length (an iMiGUE video)")
+    p.add_argument("--window", type=int, default=32)
+    p.add_argument("--stride", type=int, default=8)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--baseline-frames", type=int, default=150,
+                   help="frames timed for the one-forward-per-frame baseline")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0)
+
+
+@section("online", "online recognition of a whole sequence (frames/s) vs one forward per frame",
+         _online_args)  # fmt: skip
+def bench_online(args: argparse.Namespace) -> dict[str, Any]:
+    """In this process, CPU: frames/s of ``migalab-predict skeleton=``'s path on a
+    ``--frames`` sequence (windows every ``--stride`` frames through the model's evaluation
+    pipeline, batched, then the per-frame merge and segments) against the baseline that runs
+    one window per frame, unbatched (timed on the first ``--baseline-frames`` frames)."""
+    import hydra
+    import torch
+    from torch.utils.data import DataLoader
+
+    from migalab.online import SequenceWindows, frame_probabilities, segments_from_frames
+    from migalab.utils.hydra import compose_config
+
+    console = _console()
+    torch.manual_seed(args.seed)
+    cfg = compose_config("train", [f"experiment={args.experiment}"])
+    model = hydra.utils.instantiate(cfg.model).eval()
+    dm = hydra.utils.instantiate(cfg.data)
+    rng = np.random.default_rng(args.seed)
+    table = np.zeros((args.frames, 137, 3), np.float32)  # a random walk around a body
+    table[..., :2] = 400 + np.cumsum(rng.normal(0, 1.5, (args.frames, 137, 2)), 0) * 0.05
+    table[..., :2] += rng.uniform(0, 300, (1, 137, 2))
+    table[..., 2] = 1.0
+    pipeline = dm.pipeline(train=False, key="test")
+
+    def run(stride: int, batch: int, frames: int) -> tuple[float, int]:
+        windows = SequenceWindows(table[:frames], "bench", args.window, stride, pipeline,
+                                  tuple(dm.img_shape), layout=dm.layout)  # fmt: skip
+        start = time.perf_counter()
+        outs = []
+        with torch.inference_mode():
+            for b in DataLoader(windows, batch_size=batch):
+                outs.append(model.predict_logits(b).float().softmax(-1))
+        probs = torch.cat(outs)
+        merged = frame_probabilities(probs, windows.starts, args.window, frames)
+        segments_from_frames(merged, 0.5, 8)
+        return time.perf_counter() - start, len(windows)
+
+    batched_s, n_windows = run(args.stride, args.batch, args.frames)
+    base_s, base_windows = run(1, 1, args.baseline_frames)
+    rows = {
+        f"windows every {args.stride} frames, batch {args.batch}": {
+            "seconds": batched_s, "frames": args.frames, "windows": n_windows,
+            "frames_per_s": args.frames / batched_s},
+        "one window per frame, batch 1 (baseline)": {
+            "seconds": base_s, "frames": args.baseline_frames, "windows": base_windows,
+            "frames_per_s": args.baseline_frames / base_s},
+    }  # fmt: skip
+    base = rows["one window per frame, batch 1 (baseline)"]["frames_per_s"]
+    for name, r in rows.items():
+        r["x_vs_baseline"] = r["frames_per_s"] / base
+        console.print(f"{name}: {r['frames_per_s']:.0f} frames/s ({r['x_vs_baseline']:.1f}x)")
+    return {"config": {**vars(args), "torch_threads": torch.get_num_threads()}, "rows": rows}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     sec = SECTIONS[args.section]

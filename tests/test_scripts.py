@@ -71,6 +71,7 @@ def test_bench_sections_of_the_emotion_and_pretraining_work(tmp_path: Path) -> N
         "mamp": ["--repeat", "1", "--batch", "2"],
         "swinface": ["--presets", "xs", "--frames", "2", "--repeat", "1"],
         "faces": ["--frames", "300", "--repeats", "1", "--scale", "0.25"],
+        "online": ["--frames", "200", "--baseline-frames", "20"],
     }
     for name, extra in runs.items():
         out = tmp_path / f"{name}.json"
@@ -83,3 +84,5 @@ def test_bench_sections_of_the_emotion_and_pretraining_work(tmp_path: Path) -> N
     assert swin["cache_hit_fps"] > 0 and swin["hit_speedup_vs_compute"] > 0
     faces = json.loads((tmp_path / "faces.json").read_text())
     assert faces["face_boxes_frames_per_s"] > 0 and faces["prepare"]["face crops"]["clips"] >= 0
+    online = json.loads((tmp_path / "online.json").read_text())["rows"]
+    assert all(r["frames_per_s"] > 0 and r["x_vs_baseline"] > 0 for r in online.values())
