@@ -78,3 +78,26 @@ def test_training_writes_its_report(tiny_release: Path, tiny_cache: Path, tmp_pa
     train(cfg)
     assert (tmp_path / "report.md").is_file() and (tmp_path / "test_confusion.png").is_file()
     assert (tmp_path / "val_per_class.png").is_file()
+
+
+def test_annotated_video_has_every_frame(tmp_path: Path) -> None:
+    import av
+
+    from migalab.reports import annotated_video
+
+    src = tmp_path / "in.mp4"
+    with av.open(str(src), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(12):
+            img = np.full((48, 64, 3), 20 * i, np.uint8)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        out.mux(stream.encode(None))
+    kp = np.zeros((10, 137, 3), np.float32)  # 2 frames fewer than the video
+    kp[:, 1] = [32, 10, 1]
+    kp[:, 2] = [20, 14, 1]
+    path = annotated_video(src, kp, [Segment(2, 6, 1)], tmp_path / "out.mp4", ["a", "b"])
+    with av.open(str(path)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(frames) == 12 and frames[0].shape == (48, 64, 3)
+    assert not list(tmp_path.glob(".*tmp*"))  # written atomically

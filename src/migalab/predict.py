@@ -169,16 +169,21 @@ class _WindowsData(L.LightningDataModule):
         return self.datamodule.on_after_batch_transfer(batch, dataloader_idx)
 
 
-def _sequence_inputs(cfg: DictConfig) -> list[Path]:
+def _sequence_inputs(cfg: DictConfig) -> tuple[list[Path], dict[Path, Path]]:
     """The skeleton tables named by ``skeleton=`` (a file, a folder of ``*_openpose.*`` /
-    ``*.csv`` tables, or a list) or extracted from ``video=`` (:mod:`migalab.pose`)."""
+    ``*.csv`` tables, or a list) or extracted from ``video=`` (:mod:`migalab.pose`), and the
+    video each extracted table came from."""
     paths: list[Path] = []
+    sources: dict[Path, Path] = {}
     if cfg.get("video"):
         from migalab.pose import extract_to_dir
 
         videos = cfg.video if isinstance(cfg.video, ListConfig | list) else [cfg.video]
         out = Path(cfg.paths.output_dir) / "pose"
-        paths += [extract_to_dir(Path(str(v)), out) for v in videos]
+        for v in videos:
+            table = extract_to_dir(Path(str(v)), out)
+            paths.append(table)
+            sources[table] = Path(str(v))
     items = cfg.get("skeleton")
     for item in items if isinstance(items, ListConfig | list) else [items] if items else []:
         path = Path(str(item))
@@ -192,7 +197,7 @@ def _sequence_inputs(cfg: DictConfig) -> list[Path]:
             paths.append(path)
         else:
             raise FileNotFoundError(f"skeleton={path}: no such file or folder")
-    return paths
+    return paths, sources
 
 
 def _video_id(table: Path) -> str:
@@ -206,7 +211,7 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
     ckpts = cfg.ckpt_path
     ckpts = [str(c) for c in ckpts] if isinstance(ckpts, ListConfig | list) else [str(ckpts)]
     on = cfg.online
-    tables = _sequence_inputs(cfg)
+    tables, videos_by_table = _sequence_inputs(cfg)
     out_dir = Path(cfg.paths.output_dir)
     models = []
     for ckpt in ckpts:
@@ -269,6 +274,14 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
             truth = read_segments(labels) if labels.is_file() else None
             timeline_png(out_dir / f"{vid}_timeline.png", segments, len(table), class_names,
                          truth=truth, frame_probs=frames, title=vid)  # fmt: skip
+        source_video = videos_by_table.get(table_path) or (on.get("annotate_video") or None)
+        if on.get("annotate") and source_video:
+            from migalab.reports import annotated_video
+
+            path = annotated_video(source_video, table, segments, out_dir / f"{vid}_annotated.mp4",
+                                   class_names)  # fmt: skip
+            record["annotated"] = str(path)
+            atomic_write_json(out_dir / f"{vid}_prediction.json", record)
         results[vid] = record
         print(f"{vid}: {len(segments)} segments in {len(table)} frames ({len(windows)} windows, "
               f"{record['frames_per_s']:.0f} frames/s): {csv_path}")  # fmt: skip

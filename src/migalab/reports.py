@@ -26,6 +26,7 @@ import numpy as np
 from migalab.utils.io import atomic_write_text
 
 __all__ = [
+    "annotated_video",
     "confusion_png",
     "draw_keypoints",
     "per_class_png",
@@ -240,3 +241,44 @@ def draw_keypoints(
         draw.rectangle([0, 0, 8 * len(label) + 8, 16], fill=(0, 0, 0))
         draw.text((4, 2), label, fill=(255, 255, 255))
     return np.asarray(img)
+
+
+def annotated_video(
+    video: str | Path,
+    keypoints: np.ndarray,
+    segments: Sequence[Any],
+    out: str | Path,
+    class_names: Sequence[str] | None = None,
+    scale: int = 1,
+) -> Path:
+    """``out`` (H.264 mp4, the source's frame rate): every frame of ``video`` with its (T, 137,
+    3) skeleton drawn (:func:`draw_keypoints`) and the class of the detected segment covering it
+    (blank between segments); frames past the keypoint table are left as they are. Written to a
+    temporary name, then renamed."""
+    import av
+
+    out = Path(out)
+    label_of = np.full(len(keypoints), -1)
+    for s in segments:
+        label_of[s.start : s.end + 1] = s.label
+    tmp = out.with_name(f".{out.stem}.tmp.mp4")
+    with av.open(str(video)) as src, av.open(str(tmp), "w") as dst:
+        vin = src.streams.video[0]
+        rate = vin.average_rate or 25
+        stream = None
+        for i, frame in enumerate(src.decode(vin)):
+            img = frame.to_ndarray(format="rgb24")
+            if i < len(keypoints):
+                k = int(label_of[i])
+                text = (class_names[k] if class_names else str(k)) if k >= 0 else None
+                img = draw_keypoints(img, keypoints[i], text, scale)
+            if stream is None:
+                stream = dst.add_stream("libx264", rate=rate)
+                stream.height, stream.width = img.shape[0] // 2 * 2, img.shape[1] // 2 * 2
+                stream.pix_fmt = "yuv420p"
+            img = img[: stream.height, : stream.width]
+            dst.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), "rgb24")))
+        if stream is not None:
+            dst.mux(stream.encode(None))
+    tmp.replace(out)
+    return out
