@@ -4,6 +4,7 @@ environment) migalab-pose by name on a video without a person."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -109,3 +110,33 @@ def test_migalab_pose_on_a_video_without_a_person(tmp_path: Path) -> None:
     assert "no person found" in text
     table = read_openpose_table(tmp_path / "poses" / "empty_room_openpose.csv")
     assert table.shape == (30, 411) and (table == 0).all()
+
+
+@pytest.mark.slow
+def test_migalab_pose_finds_the_synthetic_person_where_the_generator_put_it(
+    tiny_video_release: Path, tmp_path: Path
+) -> None:
+    """MediaPipe on a rendered synthetic video, mapped to OpenPose-137, against the generator's
+    own keypoints of the same frames: the body joints land within a few pixels of the video."""
+    from migalab.data.formats.miga2025 import read_openpose_table
+    from tests.test_console_scripts import _ok, run_script
+
+    python = _pose_python()
+    if python is None:
+        pytest.skip("no pose environment (make pose-env)")
+    folder = sorted((tiny_video_release / "train").iterdir())[0]
+    video = folder / f"{folder.name}.mp4"
+    _ok(run_script(["migalab-pose", str(video), "-o", str(tmp_path)], tmp_path,
+                   {"MIGALAB_POSE_PYTHON": python}))  # fmt: skip
+    found = read_openpose_table(tmp_path / f"{folder.name}_openpose.csv").reshape(-1, 137, 3)
+    truth = read_openpose_table(folder / f"{folder.name}_openpose.csv").reshape(-1, 137, 3)
+    meta = json.loads((tmp_path / f"{folder.name}_openpose.json").read_text())
+    from migalab.data.specs import get_dataset
+
+    scale = get_dataset("miga2025").img_shape[1] / meta["width"]  # rendered at 1/4 of 1280 px
+    assert len(found) == len(truth)
+    body = [1, 2, 3, 5, 6]  # neck, shoulders, elbows
+    both = (found[:, body, 2] > 0) & (truth[:, body, 2] > 0)
+    assert both.mean() > 0.5, f"MediaPipe found the body in {both.mean():.0%} of the frames"
+    err = np.linalg.norm(found[:, body, :2] * scale - truth[:, body, :2], axis=-1)[both]
+    assert np.median(err) < 8 * scale, np.median(err)  # within 8 video pixels
