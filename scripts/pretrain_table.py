@@ -39,14 +39,17 @@ import argparse
 import json
 import os
 import re
+import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from statistics import mean
 from typing import Any
 
+import run_helpers
 from run_helpers import run, split_metrics, train_once
 
 SKELETON_ONLY = ["data=synthetic_video", "data.modalities=null"]
@@ -97,6 +100,18 @@ def _pseudo_then_train(d: Path, seed: int, ckpt: str, overrides: list[str]) -> d
                       d / "agcn_joint_pseudo", [*overrides, f"data.pseudo_labels={csv_path}"])  # fmt: skip
 
 
+#: --report-only: nothing runs, nothing is waited for
+_REPORT_ONLY = {"on": False}
+
+
+def _wait_if_running(folder: Path) -> None:
+    """Wait while another process (an earlier invocation of this script) is training into
+    ``folder``, so its run is reused instead of started twice."""
+    while not _REPORT_ONLY["on"] and subprocess.run(["pgrep", "-f", f"hydra.run.dir={folder} "],
+                         capture_output=True, check=False).returncode == 0:  # fmt: skip
+        time.sleep(30)
+
+
 def _items(log: Path, pattern: str) -> int | None:
     found = re.search(pattern, log.read_text()) if log.is_file() else None
     return int(found.group(1)) if found else None
@@ -112,8 +127,18 @@ def main() -> None:
                         help="RGB, fusion and AGCN runs")  # fmt: skip
     parser.add_argument("--stt-epochs", type=int, default=30)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: the table of the runs already finished")  # fmt: skip
     parser.add_argument("overrides", nargs="*", help="Hydra overrides added to every run")
     args = parser.parse_args()
+    if args.report_only:
+        global run
+
+        def run(cmd: list[str], log: Path) -> None:  # noqa: ARG001 - replaces run_helpers.run
+            raise RuntimeError("not run (--report-only)")
+
+        run_helpers.run = run
+        _REPORT_ONLY["on"] = True
     out: Path = args.out.resolve()
     if args.workers > 1:  # share the cores instead of oversubscribing them
         threads = max(1, (os.cpu_count() or 1) // args.workers)
@@ -121,19 +146,30 @@ def main() -> None:
     extra = list(args.overrides)
     jobs = Jobs(args.workers)
     ft = f"trainer.max_epochs={args.finetune_epochs}"
+    specs: dict[str, tuple[Callable, tuple[str, ...]]] = {}
+
+    class _Specs:  # collects the jobs; they are started below in order of priority
+        @staticmethod
+        def add(name: str, fn: Callable, deps: tuple[str, ...] = ()) -> None:
+            specs[name] = (fn, deps)
+
+    todo = _Specs()
 
     def train(script: str, name: str, folder: Path, overrides: list[str]) -> Callable:
-        return lambda *deps: train_once(script, name, folder, [*overrides, *extra])
-
-    def with_init(key: str, script: str, name: str, folder: Path, overrides: list[str]):
-        return lambda pre: train_once(
-            script, name, folder, [*overrides, f"{key}={pre['ckpt_path']}", *extra]
+        return lambda *deps: (
+            _wait_if_running(folder) or train_once(script, name, folder, [*overrides, *extra])
         )
 
-    jobs.add("maskfeat", train("migalab.pretrain", "MaskFeat pretraining", out / "pretrain_maskfeat",
+    def with_init(key: str, script: str, name: str, folder: Path, overrides: list[str]):
+        return lambda pre: (
+            _wait_if_running(folder)
+            or train_once(script, name, folder, [*overrides, f"{key}={pre['ckpt_path']}", *extra])
+        )
+
+    todo.add("maskfeat", train("migalab.pretrain", "MaskFeat pretraining", out / "pretrain_maskfeat",
              ["experiment=maskfeat_mvit_synth", "seed=0",
               f"trainer.max_epochs={args.pretrain_epochs}"]))  # fmt: skip
-    jobs.add("mamp", train("migalab.pretrain", "MAMP pretraining", out / "pretrain_mamp",
+    todo.add("mamp", train("migalab.pretrain", "MAMP pretraining", out / "pretrain_mamp",
              ["experiment=mamp_skeleton_synth", "seed=0",
               f"trainer.max_epochs={args.mamp_epochs}"]))  # fmt: skip
     init = "model.encoder.init"
@@ -159,30 +195,43 @@ def main() -> None:
             run_overrides = [*overrides, f"seed={seed}"]
             label = f"seed {seed} {name}"
             if pre is None:
-                jobs.add(
+                todo.add(
                     f"{seed}/{folder}", train("migalab.train", label, d / folder, run_overrides)
                 )
             else:
-                jobs.add(f"{seed}/{folder}", with_init(key, "migalab.train", label, d / folder,
+                todo.add(f"{seed}/{folder}", with_init(key, "migalab.train", label, d / folder,
                          run_overrides), (pre,))  # fmt: skip
-        jobs.add(f"{seed}/crt", lambda joint, d=d, seed=seed: train_once(
+        todo.add(f"{seed}/crt", lambda joint, d=d, seed=seed: train_once(
             "migalab.train", f"seed {seed} cRT", d / "agcn_joint_crt",
             ["experiment=agcn_joint_synth", *SKELETON_ONLY, "recipe=crt", f"seed={seed}",
              f"{init}={joint['ckpt_path']}", *extra]), (f"{seed}/agcn_joint",))  # fmt: skip
-        jobs.add(f"{seed}/score", lambda j, b, d=d: _eval(
+        todo.add(f"{seed}/score", lambda j, b, d=d: _eval(
             "joint + bone score fusion", d / "score_joint_bone",
             [f"ckpt_path=[{j['ckpt_path']},{b['ckpt_path']}]"]),
             (f"{seed}/agcn_joint", f"{seed}/agcn_bone"))  # fmt: skip
-        jobs.add(f"{seed}/pseudo", lambda joint, d=d, seed=seed: _pseudo_then_train(
+        todo.add(f"{seed}/pseudo", lambda joint, d=d, seed=seed: _pseudo_then_train(
             d, seed, joint["ckpt_path"], ["experiment=agcn_joint_synth", *SKELETON_ONLY, ft,
                                           f"seed={seed}", *extra]),
             (f"{seed}/agcn_joint",))  # fmt: skip
         members = ("agcn_joint", "agcn_bone", "rgb_maskfeat", "fusion_maskfeat")
-        jobs.add(f"{seed}/ensemble", lambda *runs, d=d: _eval(
+        todo.add(f"{seed}/ensemble", lambda *runs, d=d: _eval(
             "ensemble", d / "ensemble",
             ["ckpt_path=[" + ",".join(r["ckpt_path"] for r in runs) + "]",
              "fusion.search=true", "fusion.temperature=fit"]),
             tuple(f"{seed}/{m}" for m in members))  # fmt: skip
+
+    seeds = [str(x) for x in args.seeds]
+    first = seeds[0]
+    order = ["maskfeat", "mamp"]
+    order += [f"{x}/{r}" for x in seeds for r in ("agcn_joint", "rgb_scratch")]
+    order += [f"{first}/fusion_scratch"]
+    order += [f"{x}/rgb_maskfeat" for x in seeds] + [f"{first}/fusion_maskfeat"]
+    order += [f"{first}/{r}" for r in ("agcn_bone", "crt", "score", "agcn_joint_trainval",
+                                      "pseudo", "ensemble")]  # fmt: skip
+    order += [n for n in specs if n not in order and "stt_" not in n] + list(specs)
+    for name in dict.fromkeys(order):  # every dependency comes before its dependents
+        fn, deps = specs[name]
+        jobs.add(name, fn, deps)
 
     results: list[dict[str, Any]] = []
     for seed in args.seeds:
