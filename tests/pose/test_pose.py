@@ -140,3 +140,28 @@ def test_migalab_pose_finds_the_synthetic_person_where_the_generator_put_it(
     assert both.mean() > 0.5, f"MediaPipe found the body in {both.mean():.0%} of the frames"
     err = np.linalg.norm(found[:, body, :2] * scale - truth[:, body, :2], axis=-1)[both]
     assert np.median(err) < 8 * scale, np.median(err)  # within 8 video pixels
+
+
+@pytest.mark.slow
+def test_predict_from_a_video_by_name(
+    cli_run: tuple[Path, Path], tiny_video_release: Path, tmp_path: Path
+) -> None:
+    """migalab-predict video=<mp4>: pose extracted (pose environment), windows scored, the
+    segments, timeline and the annotated video written."""
+    from tests.test_console_scripts import _ok, run_script
+
+    python = _pose_python()
+    if python is None:
+        pytest.skip("no pose environment (make pose-env)")
+    _, ckpt = cli_run
+    folder = sorted((tiny_video_release / "test").iterdir())[0]
+    out = _ok(run_script(["migalab-predict", f"ckpt_path={ckpt}",
+                          f"video={folder / f'{folder.name}.mp4'}", "online.annotate=true",
+                          "online.threshold=0.0", f"paths.log_dir={tmp_path / 'logs'}"],
+                         tmp_path, {"MIGALAB_POSE_PYTHON": python}))  # fmt: skip
+    (pred,) = (tmp_path / "logs").glob(f"predict/runs/*/{folder.name}_prediction.json")
+    record = json.loads(pred.read_text())
+    assert record["frames"] > 0 and record["segments"] and "segments in" in out
+    assert Path(record["annotated"]).stat().st_size > 0
+    assert (pred.parent / "pose" / f"{folder.name}_openpose.csv").is_file()
+    assert (pred.parent / f"{folder.name}_timeline.png").is_file()
