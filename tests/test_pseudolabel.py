@@ -92,5 +92,10 @@ def test_pseudo_labelled_windows_join_the_training_set(
     sample = train[len(train) - 1]
     assert sample["label"] == 4 and sample["x"].shape == plain.datasets["train"][0]["x"].shape
     assert len(dm.datasets["val"]) == len(plain.datasets["val"])  # evaluation is untouched
+    # evaluating a checkpoint trained with pseudo-labels does not need their file
+    path.unlink()
+    scoring = hydra.utils.instantiate(cfg.data)
+    scoring.setup("predict")
+    assert len(scoring.datasets["train"]) == len(plain.datasets["train"])
     with pytest.raises(Exception, match="skeleton windows"):  # Hydra wraps the ValueError
         hydra.utils.instantiate(cfg.data, modalities=["rgb"])

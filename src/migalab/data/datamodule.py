@@ -307,7 +307,7 @@ class ClipDataModule(LightningDataModule):
                 split = self.train_splits
                 rank_zero_info(f"training on the clips of {', '.join(split)} (val is not held "
                                "out: its metrics are not an estimate)")  # fmt: skip
-            if train and self.pseudo_labels:
+            if train and self.pseudo_labels and stage in (None, "fit"):  # not to evaluate
                 source = cache.with_windows(
                     read_pseudo_labels(self.pseudo_labels, self.num_classes), PSEUDO_SPLIT,
                     source=self.pseudo_labels,
