@@ -54,6 +54,8 @@ def tiny_data_overrides(release: Path, cache: Path) -> list[str]:
         "+data.synthetic.clips_per_video=[6,8]",
         "data.synthetic.num_videos={train:4,validate:2,test:2}",
         "data.synthetic.workers=1",
+        # run reports cost ~2.5 s of plotting per run; tests/test_reports.py covers them
+        "report=false",
     ]
 
 

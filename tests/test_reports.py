@@ -73,7 +73,8 @@ def test_training_writes_its_report(tiny_release: Path, tiny_cache: Path, tmp_pa
 
     cfg = compose_config("train", [*tiny_data_overrides(tiny_release, tiny_cache),
                                    "model.encoder.base_channels=8", "trainer.max_epochs=1",
-                                   "callbacks.progress_bar.refresh_rate=0"], output_dir=tmp_path)  # fmt: skip
+                                   "callbacks.progress_bar.refresh_rate=0", "report=true"],
+                         output_dir=tmp_path)  # fmt: skip
     assert cfg.report is True
     train(cfg)
     assert (tmp_path / "report.md").is_file() and (tmp_path / "test_confusion.png").is_file()

@@ -53,7 +53,7 @@ def _save(fig: Any, path: Path) -> Path:
     """Write a figure atomically (a temporary name, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    fig.savefig(tmp, dpi=90, format="png")
     _pyplot().close(fig)
     tmp.replace(path)
     return path
@@ -72,7 +72,7 @@ def confusion_png(
     rates = cm / np.maximum(support, 1)[:, None]
     k = len(cm)
     size = max(5.0, 0.28 * k + 2)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
+    fig, ax = plt.subplots(figsize=(size + 1, size), layout="constrained")
     im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     labels = [f"{n} ({int(s)})" for n, s in zip(class_names, support, strict=True)]
     ax.set_xticks(range(k), [str(n) for n in class_names], rotation=90, fontsize=7)
@@ -91,7 +91,7 @@ def per_class_png(
     plt = _pyplot()
     rows = sorted(((n, a, support.get(n, 0)) for n, a in per_class.items()
                    if support.get(n, 0) > 0 and a == a), key=lambda r: -r[1])  # fmt: skip
-    fig, ax = plt.subplots(figsize=(8, max(3.0, 0.25 * len(rows) + 1)))
+    fig, ax = plt.subplots(figsize=(8, max(3.0, 0.25 * len(rows) + 1)), layout="constrained")
     names = [f"{n} (n={s})" for n, _, s in rows]
     ax.barh(range(len(rows)), [a for _, a, _ in rows], color="#4878a8")
     ax.set_yticks(range(len(rows)), names, fontsize=7)
@@ -117,7 +117,8 @@ def timeline_png(
     cmap = plt.get_cmap("tab20")
     lanes = [("predicted", segments)] + ([("labelled", truth)] if truth is not None else [])
     rows = len(lanes) + (1 if frame_probs is not None else 0)
-    fig, axes = plt.subplots(rows, 1, figsize=(12, 1.3 * rows + 0.6), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(rows, 1, figsize=(12, 1.3 * rows + 0.6), sharex=True, squeeze=False,
+                             layout="constrained")  # fmt: skip
     for ax, (name, segs) in zip(axes[:, 0], lanes, strict=False):
         for s in segs:
             ax.broken_barh([(s.start, s.end - s.start + 1)], (0, 1), color=cmap(s.label % 20))
