@@ -37,6 +37,7 @@ from migalab.data.samplers import (
 )
 from migalab.data.specs import DatasetSpec, get_dataset
 from migalab.data.splits import check_disjoint_splits, label_balance
+from migalab.utils.io import file_lock
 
 _CLIP = ClipOptions()
 
@@ -266,6 +267,14 @@ class ClipDataModule(LightningDataModule):
         return list(dict.fromkeys([*self.splits.values(), *(self.train_splits or [])]))
 
     def prepare_data(self) -> None:
+        """Generate (synthetic) and convert the release, then the representation's extras
+        (prepared RGB / face clips), once: concurrent processes on the same cache take turns
+        (a lock file beside the cache) and find the work done."""
+        cache = Path(self.cache_dir)
+        with file_lock(cache.parent / f".{cache.name}.prepare.lock"):
+            self._prepare_data()
+
+    def _prepare_data(self) -> None:
         prepare_clip_data(
             self.spec, self.release_root, self.cache_dir, self._release_splits(),
             synthetic=self.synthetic, img_shape=self.img_shape, workers=self.prepare_workers,
