@@ -71,6 +71,8 @@ class Jobs:
         self.futures[name] = self.pool.submit(call)
 
     def result(self, name: str) -> Any:
+        if name not in self.futures:  # not asked for (--only)
+            return None
         try:
             return self.futures[name].result()
         except Exception as err:  # one failed run does not lose the table
@@ -127,6 +129,8 @@ def main() -> None:
                         help="RGB, fusion and AGCN runs")  # fmt: skip
     parser.add_argument("--stt-epochs", type=int, default=30)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--only", nargs="+", metavar="JOB",
+                        help="run just these jobs (e.g. 0/agcn_bone 0/crt) and what they need")  # fmt: skip
     parser.add_argument("--report-only", action="store_true",
                         help="run nothing: the table of the runs already finished")  # fmt: skip
     parser.add_argument("overrides", nargs="*", help="Hydra overrides added to every run")
@@ -229,9 +233,20 @@ def main() -> None:
     order += [f"{first}/{r}" for r in ("agcn_bone", "crt", "score", "agcn_joint_trainval",
                                       "pseudo", "ensemble")]  # fmt: skip
     order += [n for n in specs if n not in order and "stt_" not in n] + list(specs)
+    wanted = set(specs)
+    if args.only:
+        wanted, stack = set(), list(args.only)
+        while stack:  # the jobs named and, transitively, those they depend on
+            name = stack.pop()
+            if name not in specs:
+                parser.error(f"no job {name!r}; jobs: {', '.join(specs)}")
+            if name not in wanted:
+                wanted.add(name)
+                stack += list(specs[name][1])
     for name in dict.fromkeys(order):  # every dependency comes before its dependents
-        fn, deps = specs[name]
-        jobs.add(name, fn, deps)
+        if name in wanted:
+            fn, deps = specs[name]
+            jobs.add(name, fn, deps)
 
     results: list[dict[str, Any]] = []
     for seed in args.seeds:
