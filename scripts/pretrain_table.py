@@ -23,7 +23,7 @@ Per seed, each fine-tune from scratch and from its pretraining (``model.encoder.
   trained on train + val (``data.train_splits=[train,validate]``; its val numbers are not held
   out), the AGCN joint stream retrained with pseudo-labelled windows of the train videos
   (``migalab-pseudolabel`` with the first run, threshold 0.9, then ``data.pseudo_labels``),
-  and an N-way ensemble of the AGCN joint, bone, pretrained RGB and pretrained fusion
+  and an N-way ensemble of the AGCN joint, bone, MaskFeat-initialised RGB and token-fusion
   checkpoints with per-model temperatures and weights searched on val (``fusion.search=true
   fusion.temperature=fit``).
 
@@ -217,7 +217,7 @@ def main() -> None:
             d, seed, joint["ckpt_path"], ["experiment=agcn_joint_synth", *SKELETON_ONLY, ft,
                                           f"seed={seed}", *extra]),
             (f"{seed}/agcn_joint",))  # fmt: skip
-        members = ("agcn_joint", "agcn_bone", "rgb_maskfeat", "fusion_maskfeat")
+        members = ("agcn_joint", "agcn_bone", "rgb_maskfeat", "fusion_scratch")
         todo.add(f"{seed}/ensemble", lambda *runs, d=d: _eval(
             "ensemble", d / "ensemble",
             ["ckpt_path=[" + ",".join(r["ckpt_path"] for r in runs) + "]",
@@ -260,7 +260,7 @@ def main() -> None:
                                      "videos (p >= 0.9, from the AGCN joint run)"),
                           ("score", "2s-AGCN joint + bone score fusion (equal weights)"),
                           ("ensemble", "ensemble: AGCN joint, bone, RGB (MaskFeat), fusion "
-                                       "(MaskFeat); val-fitted temperatures and weights")]:  # fmt: skip
+                                       "(from scratch); val-fitted temperatures and weights")]:  # fmt: skip
             payload = jobs.result(f"{seed}/{job}")
             if payload:
                 results.append({"seed": seed, "row": name, **split_metrics(payload),
