@@ -53,9 +53,11 @@ __all__ = [
     "fused_probabilities",
     "fusion_weights_from_file",
     "load_checkpoint_config",
+    "model_from_checkpoint",
     "predict_scores",
     "predict_trainer",
     "resolve_fusion_weights",
+    "require_skeleton_gesture",
     "resolve_temperatures",
     "score_checkpoints",
     "search_fusion_weights",
@@ -148,15 +150,32 @@ def predict_scores(
     return logits[order], labels[order], videos
 
 
+def model_from_checkpoint(
+    train_cfg: DictConfig, state_dict: Mapping[str, Any]
+) -> L.LightningModule:
+    """The model of a stored training config (:func:`load_checkpoint_config`), its weights
+    loaded, in eval mode."""
+    model = hydra.utils.instantiate(train_cfg.model)
+    model.load_state_dict(state_dict)
+    return model.eval()
+
+
+def require_skeleton_gesture(train_cfg: DictConfig, ckpt: str, task: str) -> None:
+    """Refuse, naming the checkpoint, one that is not a skeleton gesture model (``task``: what
+    needs it, e.g. "online recognition")."""
+    data = train_cfg.data
+    if data.get("modalities") or str(data.get("target", "gesture")) != "gesture":
+        raise ValueError(f"{ckpt}: {task} takes skeleton gesture checkpoints (this one: "
+                         f"modalities {data.get('modalities')}, target {data.get('target')})")  # fmt: skip
+
+
 def build_from_checkpoint(
     train_cfg: DictConfig, state_dict: Mapping[str, Any]
 ) -> tuple[L.LightningModule, Any]:
-    """The model (weights loaded, eval mode) and the prepared, set-up datamodule of a stored
-    training config (:func:`load_checkpoint_config`)."""
+    """The model (:func:`model_from_checkpoint`) and the prepared, set-up datamodule of a
+    stored training config (:func:`load_checkpoint_config`)."""
     datamodule = hydra.utils.instantiate(train_cfg.data)
-    model = hydra.utils.instantiate(train_cfg.model)
-    model.load_state_dict(state_dict)
-    model.eval()
+    model = model_from_checkpoint(train_cfg, state_dict)
     datamodule.prepare_data()
     datamodule.setup("predict")
     return model, datamodule

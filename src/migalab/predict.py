@@ -56,7 +56,9 @@ from migalab.ensemble import (
     fuse_scores,
     fused_probabilities,
     load_checkpoint_config,
+    model_from_checkpoint,
     predict_trainer,
+    require_skeleton_gesture,
     resolve_fusion_weights,
     score_checkpoints,
 )
@@ -218,15 +220,9 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
         train_cfg, state = load_checkpoint_config(
             ckpt, bool(cfg.get("unsafe_unpickle_checkpoints")), cfg.get("data")
         )
-        data = train_cfg.data
-        if data.get("modalities") or str(data.get("target", "gesture")) != "gesture":
-            raise ValueError(f"{ckpt}: online recognition takes skeleton gesture checkpoints "
-                             f"(this one: modalities {data.get('modalities')}, target "
-                             f"{data.get('target')})")  # fmt: skip
-        model = hydra.utils.instantiate(train_cfg.model)
-        model.load_state_dict(state)
-        model.eval()
-        models.append((ckpt, model, hydra.utils.instantiate(data), train_cfg))
+        require_skeleton_gesture(train_cfg, ckpt, "online recognition")
+        model = model_from_checkpoint(train_cfg, state)
+        models.append((ckpt, model, hydra.utils.instantiate(train_cfg.data), train_cfg))
     trainer = predict_trainer(cfg.trainer)
     class_names = list(models[0][3].model.get("class_names") or []) or None
     results: dict[str, Any] = {}

@@ -41,6 +41,7 @@ from migalab.ensemble import (
     load_checkpoint_config,
     predict_scores,
     predict_trainer,
+    require_skeleton_gesture,
 )
 from migalab.utils.hydra import register_resolvers, save_resolved_config
 from migalab.utils.io import atomic_write_json, atomic_write_text
@@ -67,7 +68,7 @@ def unlabelled_windows(
             windows.index["video_id"], windows.index["start"], windows.index["end"], strict=True
         )
     ]
-    return windows._with_rows(windows.index[np.asarray(keep, bool)].to_dict("records"), True)
+    return windows.select(np.asarray(keep, bool))
 
 
 def select_confident(
@@ -90,10 +91,7 @@ def pseudo_label(cfg: DictConfig) -> dict[str, Any]:
     train_cfg, state = load_checkpoint_config(
         ckpt, bool(cfg.get("unsafe_unpickle_checkpoints")), cfg.get("data")
     )
-    data = train_cfg.data
-    if data.get("modalities") or str(data.get("target", "gesture")) != "gesture":
-        raise ValueError(f"{ckpt}: pseudo-labels are for skeleton gesture models (this one has "
-                         f"modalities {data.get('modalities')}, target {data.get('target')})")  # fmt: skip
+    require_skeleton_gesture(train_cfg, ckpt, "pseudo-labelling")
     model, datamodule = build_from_checkpoint(train_cfg, state)
     splits = [str(s) for s in cfg.splits] if cfg.get("splits") else None
     cache = SkeletonCache(datamodule.cache_dir)

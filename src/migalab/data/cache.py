@@ -140,8 +140,13 @@ class SkeletonCache:
         known = self.splits
         if split not in known and split not in self.meta.get("splits", []):
             raise KeyError(f"no split {split!r} in {self.root} (have {known})")
+        return self.select(self._cols["split"] == split)
+
+    def select(self, keep: np.ndarray) -> SkeletonCache:
+        """A view of the index rows where ``keep`` (N,) bool is true (shares the open
+        memmaps)."""
         new = copy.copy(self)
-        new._set_index(self.index[self.index["split"] == split])
+        new._set_index(self.index[np.asarray(keep, bool)])
         return new
 
     def windows(
