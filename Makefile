@@ -57,8 +57,11 @@ pose-env: ## Create the pose-extraction environment (.pose-env/, MediaPipe) for 
 train: install ## Train the default experiment (synthetic iMiGUE, 2s-AGCN, CPU, a few minutes)
 	$(PYTHON) -m migalab.train $(ARGS)
 
+# the fast suite runs on every core (pytest-xdist, at most 4 workers; a test module's tests stay
+# on one worker so its module fixtures are built once); PYTEST_PARALLEL= runs it in one process
+PYTEST_PARALLEL ?= -n auto --maxprocesses 4 --dist loadscope
 test: install ## Run the test suite (fast tests; CI runs this)
-	$(PYTHON) -m pytest -q $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -q $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 test-slow: install ## Run only the tests marked slow (CI's second step)
 	$(PYTHON) -m pytest -q -m slow $(PYTEST_ARGS)

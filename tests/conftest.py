@@ -12,6 +12,14 @@ import pytest
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
+# Under pytest-xdist (`make test`), the cores are shared by the workers: each worker, and the
+# console scripts its tests start, gets its share of threads instead of one per core.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    _workers = int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    _threads = str(max(1, (os.cpu_count() or 1) // _workers))
+    os.environ.setdefault("OMP_NUM_THREADS", _threads)
+    os.environ.setdefault("MKL_NUM_THREADS", _threads)
+
 #: A release small enough for seconds-long tests, with every split present.
 TINY_SYNTH = {
     "seed": 0,
