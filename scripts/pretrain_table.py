@@ -17,6 +17,8 @@ Per seed, each fine-tune from scratch and from its pretraining (``model.encoder.
 
 * RGB only: ``mvit_rgb_synth``; skeleton only: ``stt_joint_synth`` (lr 1e-3);
   System B token fusion: ``system_b_mg_synth`` (RGB + joint + bone; its MViT from MaskFeat);
+* the same token fusion on joint + bone only (``data.modalities=[joint,bone]``): what the RGB
+  stream adds to it;
 * references on the same clips: 2s-AGCN joint and bone (``agcn_*_synth``) and their equal-
   weight score fusion (the 2s-AGCN two-stream model, what the fusion has to beat);
 * long tail / final models: cRT on the AGCN joint run (``recipe=crt``), the AGCN joint stream
@@ -188,6 +190,8 @@ def main() -> None:
         ("2s-AGCN bone", "agcn_bone", ["experiment=agcn_bone_synth", *SKELETON_ONLY, ft], None, None),
         ("token fusion RGB+joint+bone, from scratch", "fusion_scratch", ["experiment=system_b_mg_synth", ft], None, None),
         ("token fusion, MViT from MaskFeat", "fusion_maskfeat", ["experiment=system_b_mg_synth", ft], rgb_init, "maskfeat"),
+        ("token fusion joint+bone only (no RGB: what RGB adds)", "fusion_skeleton",
+         ["experiment=system_b_mg_synth", "data.modalities=[joint,bone]", ft], None, None),
         ("skeleton transformer (joint), from scratch", "stt_scratch", stt, None, None),
         ("skeleton transformer, from MAMP", "stt_mamp", stt, init, "mamp"),
         ("2s-AGCN joint on train+val (final model)", "agcn_joint_trainval",

@@ -51,6 +51,7 @@ def test_pretrain_table(tmp_path: Path) -> None:
     names = [r["row"] for r in rows]
     for expected in ("RGB only (MViT xs), from scratch", "RGB only, from MaskFeat",
                      "token fusion, MViT from MaskFeat", "skeleton transformer, from MAMP",
+                     "token fusion joint+bone only (no RGB: what RGB adds)",
                      "2s-AGCN joint on train+val (final model)", "maskfeat pretraining",
                      "mamp pretraining"):  # fmt: skip
         assert expected in names, names
