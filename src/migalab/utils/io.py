@@ -67,16 +67,13 @@ def _to_builtin(obj: Any) -> Any:
 
 @contextmanager
 def file_lock(path: str | os.PathLike) -> Iterator[None]:
-    """Hold an exclusive advisory lock (``fcntl.flock``) on ``path`` (created if missing) for
-    the ``with`` block: processes preparing the same data one after another instead of at
-    once (parallel jobs of a sweep or a comparison script on a fresh data dir)."""
-    import fcntl
+    """Hold an exclusive lock on ``path`` (its folder created if missing) for the ``with``
+    block (``filelock.FileLock``: ``flock`` where the filesystem has it, Windows locks there):
+    processes preparing the same data one after another instead of at once (parallel jobs of a
+    sweep or a comparison script on a fresh data dir)."""
+    from filelock import FileLock
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    with FileLock(path):
+        yield
