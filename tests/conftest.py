@@ -67,6 +67,12 @@ def tiny_data_overrides(release: Path, cache: Path) -> list[str]:
     ]
 
 
+def tiny_eval_overrides(release: Path, cache: Path) -> list[str]:
+    """What migalab-eval / -predict / -pseudolabel need to score a checkpoint trained on the
+    tiny release: its folders (never taken from the checkpoint) and no run report."""
+    return [f"data.release_root={release}", f"data.cache_dir={cache}", "report=false"]
+
+
 #: A release with rendered videos (<vid>.mp4, 320x180), small enough for seconds-long tests.
 TINY_VIDEO_SYNTH = {
     "seed": 0,

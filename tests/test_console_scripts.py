@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import tiny_data_overrides
+from tests.conftest import tiny_data_overrides, tiny_eval_overrides
 from tests.utils.test_checkpoints import malicious_checkpoint
 
 SCRIPTS = ["migalab-train", "migalab-pretrain", "migalab-eval", "migalab-predict", "migalab-synth",
@@ -65,16 +65,21 @@ def test_help_from_any_directory(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir()), "--help wrote files into the working directory"
 
 
-def test_train_eval_predict_by_name(cli_run: tuple[Path, Path]) -> None:
+def test_train_eval_predict_by_name(
+    cli_run: tuple[Path, Path], tiny_release: Path, tiny_cache: Path
+) -> None:
     cwd, ckpt = cli_run
+    where = tiny_eval_overrides(tiny_release, tiny_cache)
     trained = json.loads(next((cwd / "logs").glob("train/runs/*/metrics.json")).read_text())
-    _ok(run_script(["migalab-eval", f"ckpt_path={ckpt}", f"paths.log_dir={cwd / 'logs'}"], cwd))
+    _ok(run_script(["migalab-eval", f"ckpt_path={ckpt}", f"paths.log_dir={cwd / 'logs'}", *where],
+                   cwd))  # fmt: skip
     (ev,) = (cwd / "logs").glob("eval/runs/*/metrics.json")
     evaluated = json.loads(ev.read_text())
     for split in ("val", "test"):
         assert evaluated[split]["top1"] == pytest.approx(trained[split]["top1"], abs=1e-6)
 
-    _ok(run_script(["migalab-predict", f"ckpt_path={ckpt}", f"paths.log_dir={cwd / 'logs'}"], cwd))
+    _ok(run_script(["migalab-predict", f"ckpt_path={ckpt}", f"paths.log_dir={cwd / 'logs'}",
+                    *where[:2]], cwd))  # fmt: skip
     (sub,) = (cwd / "logs").glob("predict/runs/*/submission.csv")
     rows = list(csv.reader(sub.open()))
     assert rows[0] == ["Id", "Target"] and len(rows) > 1
@@ -89,6 +94,7 @@ def test_pseudolabel_by_name_then_train_on_its_windows(
     cwd, ckpt = cli_run
     # a 1-epoch model is unsure of everything: a low threshold keeps windows to train on
     out = _ok(run_script(["migalab-pseudolabel", f"ckpt_path={ckpt}", "threshold=0.02",
+                          *tiny_eval_overrides(tiny_release, tiny_cache)[:2],
                           f"paths.log_dir={cwd / 'logs'}"], cwd))  # fmt: skip
     (summary,) = (cwd / "logs").glob("pseudolabel/runs/*/pseudo_labels.json")
     info = json.loads(summary.read_text())

@@ -19,7 +19,7 @@ import migalab
 from migalab.data.datamodule import ClipDataModule
 from migalab.eval import evaluate
 from migalab.utils.hydra import compose_config
-from tests.conftest import TINY_SYNTH, tiny_data_overrides
+from tests.conftest import TINY_SYNTH, tiny_data_overrides, tiny_eval_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("top1", "top5", "macro_f1", "mean_class_acc", "num_samples", "support")
@@ -71,7 +71,9 @@ def test_ddp_sim_trains_and_evaluates_every_clip_once(
     assert ddp["epochs"] == 2
 
     # DDP evaluation (after fit, on 2 ranks) of the best checkpoint == 1-process evaluation
-    cfg = compose_config("eval", [f"ckpt_path={ddp['ckpt_path']}"], output_dir=tmp_path / "ev")
+    cfg = compose_config("eval", [f"ckpt_path={ddp['ckpt_path']}",
+                                  *tiny_eval_overrides(tiny_release, tiny_cache)],
+                         output_dir=tmp_path / "ev")  # fmt: skip
     single = evaluate(cfg)
     dm = ClipDataModule(str(tiny_release), str(tiny_cache), synthetic=TINY_SYNTH)
     dm.setup()

@@ -10,7 +10,7 @@ import pytest
 
 from migalab.train import train
 from migalab.utils.hydra import compose_config
-from tests.conftest import tiny_video_overrides
+from tests.conftest import tiny_eval_overrides, tiny_video_overrides
 
 #: CPU-sized encoders of each experiment (MViT xs, SwinFace xs, a 32-wide InterFusion)
 TINY_MODELS = {
@@ -64,7 +64,8 @@ def test_emotion_checkpoint_evaluates_again(
     assert again["val"]["acc"] == pytest.approx(payload["val"]["acc"])
     assert again["test"]["clip_acc"] == pytest.approx(payload["test"]["clip_acc"])
     # migalab-eval: the same video metrics, and the per-video probabilities of the test run
-    ev = evaluate(compose_config("eval", [f"ckpt_path={payload['ckpt_path']}"],
+    where = tiny_eval_overrides(tiny_video_release, tiny_video_cache)
+    ev = evaluate(compose_config("eval", [f"ckpt_path={payload['ckpt_path']}", *where],
                                  output_dir=tmp_path / "ev"))  # fmt: skip
     assert ev["target"] == "emotion"
     for split in ("val", "test"):
@@ -80,7 +81,7 @@ def test_emotion_checkpoint_evaluates_again(
         assert by_eval[vid]["label"] == row["label"] and by_eval[vid]["n_clips"] == row["n_clips"]
     # late fusion of the checkpoint with itself: the same videos, weights searched on val
     fused = evaluate(compose_config("eval", [f"ckpt_path=[{payload['ckpt_path']},{payload['ckpt_path']}]",
-                                             "fusion.search=true", "fusion.grid_step=0.5"],
+                                             "fusion.search=true", "fusion.grid_step=0.5", *where],
                                     output_dir=tmp_path / "fused"))  # fmt: skip
     assert fused["test"]["acc"] == pytest.approx(ev["test"]["acc"])
     assert json.loads((tmp_path / "fused" / "fusion.json").read_text())["level"] == "video"
@@ -88,4 +89,6 @@ def test_emotion_checkpoint_evaluates_again(
     from migalab.ensemble import score_checkpoints
 
     with pytest.raises(ValueError, match="emotion checkpoint.*migalab-eval"):
-        score_checkpoints([payload["ckpt_path"]], ["test"], None, target="gesture")
+        score_checkpoints([payload["ckpt_path"]], ["test"], None, target="gesture",
+                          data_overrides={"release_root": str(tiny_video_release),
+                                          "cache_dir": str(tiny_video_cache)})  # fmt: skip

@@ -15,7 +15,7 @@ from migalab.eval import evaluate
 from migalab.predict import check_submission, predict, submission_csv
 from migalab.train import train
 from migalab.utils.hydra import compose_config
-from tests.conftest import tiny_data_overrides, tiny_video_overrides
+from tests.conftest import tiny_data_overrides, tiny_eval_overrides, tiny_video_overrides
 from tests.test_configs import EXPERIMENTS
 
 SYNTH_EXPERIMENTS = [e for e in EXPERIMENTS if e.endswith("_synth")]
@@ -120,7 +120,9 @@ def test_train_writes_results_and_eval_reproduces(
     assert Path(payload["ckpt_path"]).is_file()
 
     eval_cfg = compose_config(
-        "eval", [f"ckpt_path={payload['ckpt_path']}"], output_dir=tmp_path / "eval"
+        "eval",
+        [f"ckpt_path={payload['ckpt_path']}", *tiny_eval_overrides(tiny_release, tiny_cache)],
+        output_dir=tmp_path / "eval",
     )
     result = evaluate(eval_cfg)
     for split in ("val", "test"):
@@ -140,12 +142,14 @@ def joint_bone_runs(
     return joint, bone
 
 
-def test_eval_fuses_joint_and_bone(joint_bone_runs: tuple[dict, dict], tmp_path: Path) -> None:
+def test_eval_fuses_joint_and_bone(
+    joint_bone_runs: tuple[dict, dict], tiny_release: Path, tiny_cache: Path, tmp_path: Path
+) -> None:
     joint, bone = joint_bone_runs
     cfg = compose_config(
         "eval",
         [f"ckpt_path=[{joint['ckpt_path']},{bone['ckpt_path']}]", "fusion.weights=[0.6,0.4]",
-         "splits=[val]"],
+         "splits=[val]", *tiny_eval_overrides(tiny_release, tiny_cache)],
         output_dir=tmp_path / "eval",
     )  # fmt: skip
     result = evaluate(cfg)
@@ -158,12 +162,15 @@ def test_eval_fuses_joint_and_bone(joint_bone_runs: tuple[dict, dict], tmp_path:
 
 
 def test_fusion_weights_searched_on_val_then_used_for_submission(
-    joint_bone_runs: tuple[dict, dict], tmp_path: Path
+    joint_bone_runs: tuple[dict, dict], tiny_release: Path, tiny_cache: Path, tmp_path: Path
 ) -> None:
     joint, bone = joint_bone_runs
     ckpts = f"ckpt_path=[{joint['ckpt_path']},{bone['ckpt_path']}]"
+    where = tiny_eval_overrides(tiny_release, tiny_cache)
     cfg = compose_config(
-        "eval", [ckpts, "fusion.search=true", "fusion.grid_step=0.25"], output_dir=tmp_path / "ev"
+        "eval",
+        [ckpts, "fusion.search=true", "fusion.grid_step=0.25", *where],
+        output_dir=tmp_path / "ev",
     )
     result = evaluate(cfg)
     saved = json.loads((tmp_path / "ev" / "fusion.json").read_text())
@@ -177,7 +184,9 @@ def test_fusion_weights_searched_on_val_then_used_for_submission(
 
     out = tmp_path / "pred"
     pcfg = compose_config(
-        "predict", [ckpts, f"fusion.from={tmp_path / 'ev' / 'fusion.json'}"], output_dir=out
+        "predict",
+        [ckpts, f"fusion.from={tmp_path / 'ev' / 'fusion.json'}", *where[:2]],
+        output_dir=out,
     )
     summary = predict(pcfg)
     rows = (out / "submission.csv").read_text().splitlines()
@@ -268,8 +277,9 @@ def test_weight_files_in_the_config_are_needed_only_by_a_fresh_fit(
         compose_config("train", [*overrides, "trainer.max_epochs=1"], output_dir=run)
     )
     weights.unlink()
-    result = evaluate(compose_config("eval", [f"ckpt_path={payload['ckpt_path']}",
-                                              "splits=[val]"], output_dir=tmp_path / "ev"))  # fmt: skip
+    result = evaluate(compose_config("eval", [f"ckpt_path={payload['ckpt_path']}", "splits=[val]",
+                                              *tiny_eval_overrides(tiny_video_release, tiny_video_cache)],
+                                     output_dir=tmp_path / "ev"))  # fmt: skip
     assert result["val"]["top1"] == pytest.approx(payload["val"]["top1"], abs=1e-6)
     _, resumed = train(compose_config("train", [*overrides, "trainer.max_epochs=2",
                                                 "ckpt_path=last"], output_dir=run))  # fmt: skip

@@ -65,3 +65,22 @@ def report_user_errors(fn: F) -> F:
 
     wrapper.started = False  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
+
+
+class MissingInputError(UserError, FileNotFoundError):
+    """A file or folder the user named does not exist."""
+
+
+def run_hydra_app(app: Callable[[], Any], task: Any) -> None:
+    """The body of a Hydra console script's ``main()``: ``--debug`` handling, then ``app()``
+    (the ``@hydra.main`` function). ``task`` is the function given to ``hydra.main`` decorated
+    with :func:`report_user_errors`: a user error inside it exits 2 with one line; Hydra's own
+    refusal of the command line (a bad override, an unknown config group), which happens before
+    the task starts, exits 2 as well instead of Hydra's 1."""
+    strip_debug_flag(sys.argv)
+    try:
+        app()
+    except SystemExit as exc:
+        if exc.code not in (0, None) and not getattr(task, "started", True):
+            sys.exit(USER_ERROR_EXIT)
+        raise

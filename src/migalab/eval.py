@@ -30,7 +30,13 @@ from rich.console import Console
 from rich.table import Table
 
 from migalab.emotion_fusion import evaluate_emotion
-from migalab.ensemble import evaluate_scores, resolve_fusion_weights, score_checkpoints
+from migalab.ensemble import (
+    checkpoint_loading,
+    evaluate_scores,
+    resolve_fusion_weights,
+    score_checkpoints,
+)
+from migalab.errors import report_user_errors, run_hydra_app
 from migalab.online import read_segments, segment_scores
 from migalab.reports import report_files
 from migalab.utils.hydra import register_resolvers, save_resolved_config
@@ -88,8 +94,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     splits = list(cfg.splits)
     if cfg.fusion.get("search", False) and cfg.fusion.get("search_split", "val") not in splits:
         splits.insert(0, cfg.fusion.get("search_split", "val"))
-    entries = score_checkpoints(ckpts, splits, cfg.trainer, cfg.get("data"),
-                                unsafe_unpickle=bool(cfg.get("unsafe_unpickle_checkpoints")))  # fmt: skip
+    entries = score_checkpoints(ckpts, splits, cfg.trainer, **checkpoint_loading(cfg))
     targets = sorted({e.target for e in entries})
     if len(targets) > 1:
         raise ValueError(
@@ -123,16 +128,20 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return payload
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
-def _main(cfg: DictConfig) -> None:
+@report_user_errors
+def _task(cfg: DictConfig) -> None:
     save_resolved_config(cfg, cfg.paths.output_dir)
     evaluate(cfg)
 
 
+_main = hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")(_task)
+
+
 def main() -> None:
-    """Console entry point: register resolvers, then hand over to Hydra."""
+    """Console entry point: register resolvers, then hand over to Hydra (user errors: one line,
+    exit status 2; see :mod:`migalab.errors`)."""
     register_resolvers()
-    _main()
+    run_hydra_app(_main, _task)
 
 
 if __name__ == "__main__":

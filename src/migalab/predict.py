@@ -53,6 +53,7 @@ from migalab.data.formats.miga2025 import read_openpose_table
 from migalab.data.specs import DatasetSpec, get_dataset
 from migalab.ensemble import (
     check_same_clips,
+    checkpoint_loading,
     fuse_scores,
     fused_probabilities,
     load_checkpoint_config,
@@ -62,6 +63,7 @@ from migalab.ensemble import (
     resolve_fusion_weights,
     score_checkpoints,
 )
+from migalab.errors import report_user_errors, run_hydra_app
 from migalab.online import (
     SequenceWindows,
     frame_probabilities,
@@ -217,9 +219,7 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
     out_dir = Path(cfg.paths.output_dir)
     models = []
     for ckpt in ckpts:
-        train_cfg, state = load_checkpoint_config(
-            ckpt, bool(cfg.get("unsafe_unpickle_checkpoints")), cfg.get("data")
-        )
+        train_cfg, state = load_checkpoint_config(ckpt, **checkpoint_loading(cfg))
         require_skeleton_gesture(train_cfg, ckpt, "online recognition")
         model = model_from_checkpoint(train_cfg, state)
         models.append((ckpt, model, hydra.utils.instantiate(train_cfg.data), train_cfg))
@@ -300,9 +300,8 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     splits = [split]
     if len(ckpts) > 1 and fusion.get("search", False):
         splits.insert(0, fusion.get("search_split", "val"))
-    entries = score_checkpoints(ckpts, splits, cfg.trainer, cfg.get("data"), require_labels=False,
-                                unsafe_unpickle=bool(cfg.get("unsafe_unpickle_checkpoints")),
-                                target="gesture")  # fmt: skip
+    entries = score_checkpoints(ckpts, splits, cfg.trainer, require_labels=False,
+                                target="gesture", **checkpoint_loading(cfg))  # fmt: skip
     if any(split not in e.splits for e in entries):
         raise ValueError(f"split {split} is missing or empty; nothing to predict")
     weights: list[float] | None = None
@@ -337,16 +336,20 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")
-def _main(cfg: DictConfig) -> None:
+@report_user_errors
+def _task(cfg: DictConfig) -> None:
     save_resolved_config(cfg, cfg.paths.output_dir)
     predict(cfg)
 
 
+_main = hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")(_task)
+
+
 def main() -> None:
-    """Console entry point: register resolvers, then hand over to Hydra."""
+    """Console entry point: register resolvers, then hand over to Hydra (user errors: one line,
+    exit status 2; see :mod:`migalab.errors`)."""
     register_resolvers()
-    _main()
+    run_hydra_app(_main, _task)
 
 
 if __name__ == "__main__":

@@ -16,21 +16,26 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from migalab.errors import report_user_errors, run_hydra_app
 from migalab.train import metric_value, train
 from migalab.utils.hydra import register_resolvers
 from migalab.utils.paths import CONFIG_PATH
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="pretrain")
-def _main(cfg: DictConfig) -> float | None:
+@report_user_errors
+def _task(cfg: DictConfig) -> float | None:
     payload, _ = train(cfg)
     return metric_value(payload, cfg.get("optimized_metric"))
 
 
+_main = hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="pretrain")(_task)
+
+
 def main() -> None:
-    """Console entry point: register resolvers, then hand over to Hydra."""
+    """Console entry point: register resolvers, then hand over to Hydra (user errors: one line,
+    exit status 2; see :mod:`migalab.errors`)."""
     register_resolvers()
-    _main()
+    run_hydra_app(_main, _task)
 
 
 if __name__ == "__main__":

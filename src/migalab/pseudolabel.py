@@ -38,11 +38,13 @@ from migalab.data.cache import SkeletonCache
 from migalab.data.datasets import SkeletonClipDataset
 from migalab.ensemble import (
     build_from_checkpoint,
+    checkpoint_loading,
     load_checkpoint_config,
     predict_scores,
     predict_trainer,
     require_skeleton_gesture,
 )
+from migalab.errors import report_user_errors, run_hydra_app
 from migalab.utils.hydra import register_resolvers, save_resolved_config
 from migalab.utils.io import atomic_write_json, atomic_write_text
 from migalab.utils.paths import CONFIG_PATH
@@ -88,9 +90,7 @@ def pseudo_label(cfg: DictConfig) -> dict[str, Any]:
     summary."""
     L.seed_everything(cfg.get("seed", 42), workers=True)
     ckpt = str(cfg.ckpt_path)
-    train_cfg, state = load_checkpoint_config(
-        ckpt, bool(cfg.get("unsafe_unpickle_checkpoints")), cfg.get("data")
-    )
+    train_cfg, state = load_checkpoint_config(ckpt, **checkpoint_loading(cfg))
     require_skeleton_gesture(train_cfg, ckpt, "pseudo-labelling")
     model, datamodule = build_from_checkpoint(train_cfg, state)
     splits = [str(s) for s in cfg.splits] if cfg.get("splits") else None
@@ -127,16 +127,20 @@ def pseudo_label(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="pseudolabel")
-def _main(cfg: DictConfig) -> None:
+@report_user_errors
+def _task(cfg: DictConfig) -> None:
     save_resolved_config(cfg, cfg.paths.output_dir)
     pseudo_label(cfg)
 
 
+_main = hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="pseudolabel")(_task)
+
+
 def main() -> None:
-    """Console entry point: register resolvers, then hand over to Hydra."""
+    """Console entry point: register resolvers, then hand over to Hydra (user errors: one line,
+    exit status 2; see :mod:`migalab.errors`)."""
     register_resolvers()
-    _main()
+    run_hydra_app(_main, _task)
 
 
 if __name__ == "__main__":

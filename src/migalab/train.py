@@ -35,6 +35,7 @@ import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
+from migalab.errors import report_user_errors, run_hydra_app
 from migalab.models.finetune import load_initial_weights
 from migalab.reports import report_files
 from migalab.utils.callbacks import (
@@ -196,16 +197,20 @@ def metric_value(payload: dict[str, Any], name: str | None) -> float | None:
     return float(value) if value is not None else None
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
-def _main(cfg: DictConfig) -> float | None:
+@report_user_errors
+def _task(cfg: DictConfig) -> float | None:
     payload, _ = train(cfg)
     return metric_value(payload, cfg.get("optimized_metric"))
 
 
+_main = hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")(_task)
+
+
 def main() -> None:
-    """Console entry point: register resolvers, then hand over to Hydra."""
+    """Console entry point: register resolvers, then hand over to Hydra (user errors: one line,
+    exit status 2; see :mod:`migalab.errors`)."""
     register_resolvers()
-    _main()
+    run_hydra_app(_main, _task)
 
 
 if __name__ == "__main__":

@@ -77,6 +77,33 @@ def test_a_missing_pose_environment_is_a_clear_message(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "no video" in missing.stderr
 
 
+def test_no_pose_python_is_taken_from_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A downloaded folder carrying its own ``.pose-env/bin/python`` is never run: the pose
+    python comes from --pose-python, $MIGALAB_POSE_PYTHON or the checkout's own .pose-env."""
+    from migalab.pose import checkout_pose_python
+    from tests.security.audit import RECORDER
+
+    fake = tmp_path / ".pose-env" / "bin" / "python"
+    fake.parent.mkdir(parents=True)
+    fake.write_text(f"#!/bin/sh\ntouch {tmp_path / 'pwned'}\n")
+    fake.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MIGALAB_POSE_PYTHON", raising=False)
+    checkout = checkout_pose_python()
+    assert checkout is None or tmp_path not in checkout.parents
+    with RECORDER.armed(forbidden=[tmp_path / ".pose-env"]) as events:
+        try:
+            found = find_pose_python()
+        except PoseEnvMissing as err:
+            assert str(fake) not in str(err)
+        else:
+            assert found == checkout
+    assert not (tmp_path / "pwned").exists()
+    assert not [e for e in events if ".pose-env" in e and str(tmp_path) in e]
+
+
 def _pose_python() -> str | None:
     try:
         return str(find_pose_python())

@@ -104,18 +104,67 @@ def test_stored_config_targets_outside_the_allowlist_are_refused(
     assert not marker.exists()
 
 
-def test_allowed_targets() -> None:
+def test_allowed_targets_are_exact_names() -> None:
     check_config_targets(
         {"model": {"_target_": "migalab.tasks.gesture.GestureModule",
                    "optimizer": {"_target_": "torch.optim.AdamW", "_partial_": True},
                    "scheduler": {"_target_": "migalab.utils.schedulers.cosine_with_warmup"},
-                   "layers": [{"_target_": "torch.nn.Linear"}, {"_target_": "timm.layers.Mlp"}],
-                   "metric": {"_target_": "torchmetrics.classification.MulticlassAccuracy"}}},
+                   "layers": [{"_target_": "migalab.models.heads.ClassificationHead"}]}},
         "test",
     )  # fmt: skip
-    with pytest.raises(UnsafeCheckpointError, match=r"layers\[1\]\._target_"):
-        check_config_targets({"layers": [{"_target_": "torch.nn.Linear"},
-                                         {"_target_": "posix.system"}]}, "test")  # fmt: skip
+    # library classes are no longer allowed by kind (any nn.Module): only by exact name
+    for target in ("torch.nn.Linear", "timm.layers.Mlp", "posix.system"):
+        with pytest.raises(UnsafeCheckpointError, match=r"layers\[1\]\._target_"):
+            check_config_targets({"layers": [{"_target_": "torch.optim.SGD"},
+                                             {"_target_": target}]}, "test")  # fmt: skip
+
+
+def _deflated_checkpoint(path: Path, payload_bytes: int) -> Path:
+    """A torch zip checkpoint whose data entry is re-packed with deflate (torch.save stores
+    entries uncompressed): ``payload_bytes`` of zeros inflate from a few KB."""
+    import zipfile
+
+    plain = path.with_suffix(".plain")
+    torch.save({"state_dict": {"w": torch.zeros(payload_bytes // 4)}}, plain)
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(path, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info, src.read(info.filename), compress_type=zipfile.ZIP_DEFLATED)
+    plain.unlink()
+    return path
+
+
+def test_a_decompression_bomb_checkpoint_is_refused_before_reading(tmp_path: Path) -> None:
+    from migalab.utils.checkpoints import INFLATION_FLOOR, MAX_INFLATION
+
+    bomb = _deflated_checkpoint(tmp_path / "bomb.ckpt", INFLATION_FLOOR + 2**20)
+    ratio = (INFLATION_FLOOR + 2**20) / bomb.stat().st_size
+    assert ratio > MAX_INFLATION
+    with pytest.raises(UnsafeCheckpointError, match=r"bomb\.ckpt.*decompression bomb"):
+        load_checkpoint(bomb)
+    # at the floor: small enough to read whatever its ratio
+    small = _deflated_checkpoint(tmp_path / "small.ckpt", INFLATION_FLOOR - 2**16)
+    assert load_checkpoint(small)["state_dict"]["w"].numel() == (INFLATION_FLOOR - 2**16) // 4
+
+
+def test_inflation_boundary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exactly MAX_INFLATION times the file's size is accepted, a byte more is refused."""
+    import migalab.utils.checkpoints as ck
+
+    path = tmp_path / "plain.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1000)}}, path)
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        declared = sum(i.file_size for i in zf.infolist())
+    monkeypatch.setattr(ck, "INFLATION_FLOOR", 0)
+    monkeypatch.setattr(ck, "MAX_INFLATION", declared / path.stat().st_size)
+    ck.check_inflation(path)  # equal: accepted
+    monkeypatch.setattr(ck, "MAX_INFLATION", (declared - 1) / path.stat().st_size)
+    with pytest.raises(UnsafeCheckpointError, match="decompression bomb"):
+        ck.check_inflation(path)
+    monkeypatch.setattr(ck, "MAX_INFLATION", 0.0)
+    monkeypatch.setattr(ck, "INFLATION_FLOOR", declared)  # at the floor: not checked
+    ck.check_inflation(path)
 
 
 def test_atomic_checkpoint_io_keeps_the_old_file_when_a_write_dies(

@@ -37,6 +37,7 @@ from migalab.data.samplers import (
 )
 from migalab.data.specs import DatasetSpec, get_dataset
 from migalab.data.splits import check_disjoint_splits, label_balance
+from migalab.errors import MissingInputError
 from migalab.utils.io import file_lock
 
 _CLIP = ClipOptions()
@@ -158,8 +159,8 @@ class ClipDataModule(LightningDataModule):
 
     def __init__(
         self,
-        release_root: str | Sequence[str] | Mapping[str, str],
-        cache_dir: str,
+        release_root: str | Sequence[str] | Mapping[str, str] | None,
+        cache_dir: str | None,
         dataset: str = "miga2025",
         synthetic: Mapping[str, Any] | None = None,
         layout: str = _CLIP.layout,
@@ -219,8 +220,8 @@ class ClipDataModule(LightningDataModule):
         #: with target=emotion, per split key: clips / videos / videos_win / _lose / _unknown
         self.emotion_balance: dict[str, dict[str, int]] = {}
         self.spec: DatasetSpec = get_dataset(dataset)
-        self.release_root = _release(release_root)
-        self.cache_dir = Path(cache_dir)
+        self.release_root = _release(release_root) if release_root is not None else None
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.synthetic = dict(synthetic) if synthetic is not None else None
         interpolate = dict(interpolate) if isinstance(interpolate, Mapping) else interpolate
         self.clip = ClipOptions(
@@ -270,6 +271,7 @@ class ClipDataModule(LightningDataModule):
         """Generate (synthetic) and convert the release, then the representation's extras
         (prepared RGB / face clips), once: concurrent processes on the same cache take turns
         (a lock file beside the cache) and find the work done."""
+        self._require_locations()
         cache = Path(self.cache_dir)
         with file_lock(cache.parent / f".{cache.name}.prepare.lock"):
             self._prepare_data()
@@ -301,9 +303,22 @@ class ClipDataModule(LightningDataModule):
         """The representation's device-side step (heatmaps rendered on the training device)."""
         return self.representation.on_after_batch_transfer(batch)
 
+    def _require_locations(self) -> None:
+        """Refuse to read data without ``release_root`` / ``cache_dir`` (a model rebuilt from a
+        checkpoint gets None for a folder the checkpoint named outside its run's data dir:
+        :mod:`migalab.utils.stored_config`)."""
+        for key in ("release_root", "cache_dir"):
+            if getattr(self, key) is None:
+                raise MissingInputError(
+                    f"data.{key} is not set: give data.{key}=<folder> on the command line (a "
+                    f"checkpoint's own folders are used only when they lay under its training "
+                    f"run's data dir, re-rooted under this run's paths.data_dir)"
+                )
+
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
+        self._require_locations()
         cache = SkeletonCache(self.cache_dir)
         if self.unlabelled is not None:
             self._setup_unlabelled(cache)

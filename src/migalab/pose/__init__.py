@@ -7,9 +7,11 @@ layout and ``migalab-predict skeleton=`` accepts.
 
 MediaPipe's offline-capable wheels (0.10.14-0.10.21 ship the Holistic models) pin
 protobuf<5, while wandb needs >=5: pose extraction runs in its own small environment, called
-as a subprocess (:mod:`migalab.pose.worker`), found at ``$MIGALAB_POSE_PYTHON``, else
-``.pose-env/bin/python`` in the current directory or in this checkout. The mapping and what it
-approximates: :mod:`migalab.pose.mapping`.
+as a subprocess (:mod:`migalab.pose.worker`), found at ``--pose-python``, else
+``$MIGALAB_POSE_PYTHON``, else ``.pose-env/bin/python`` of the migalab checkout this module is
+installed from (an editable install) -- never in the current directory, where a downloaded
+folder could carry an executable of its own. The mapping and what it approximates:
+:mod:`migalab.pose.mapping`.
 """
 
 from __future__ import annotations
@@ -25,25 +27,37 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PoseEnvMissing", "extract", "extract_to_dir", "find_pose_python", "main"]
+from migalab.errors import UserError
+
+__all__ = ["PoseEnvMissing", "checkout_pose_python", "extract", "extract_to_dir",
+           "find_pose_python", "main"]  # fmt: skip
 
 WORKER = Path(__file__).with_name("worker.py")
-#: the checkout this module is in (an editable install), where `make pose-env` puts .pose-env
-_CHECKOUT = Path(__file__).resolve().parents[3]
 
 
-class PoseEnvMissing(RuntimeError):
+def checkout_pose_python() -> Path | None:
+    """``.pose-env/bin/python`` of the migalab checkout this module is installed from (an
+    editable install: a folder above it holding ``pyproject.toml`` and ``conf/train.yaml``,
+    where `make pose-env` puts it); None for an installed wheel. Independent of the current
+    directory and of ``$MIGALAB_ROOT``."""
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "pyproject.toml").is_file() and (parent / "conf" / "train.yaml").is_file():
+            return parent / ".pose-env" / "bin" / "python"
+    return None
+
+
+class PoseEnvMissing(UserError, RuntimeError):
     """No Python with MediaPipe was found for the pose worker."""
 
 
 def find_pose_python(explicit: str | os.PathLike | None = None) -> Path:
-    """The pose environment's python: ``explicit``, else ``$MIGALAB_POSE_PYTHON``, else
-    ``.pose-env/bin/python`` in the current directory or the checkout; it must import
-    mediapipe. Raises :class:`PoseEnvMissing` with what to do."""
-    # the first one given decides: an explicit python, else the variable, else the defaults
+    """The pose environment's python: ``explicit`` (``--pose-python``), else
+    ``$MIGALAB_POSE_PYTHON``, else the checkout's own ``.pose-env/bin/python``
+    (:func:`checkout_pose_python`) -- never one found relative to the current directory; it
+    must import mediapipe. Raises :class:`PoseEnvMissing` with what to do."""
+    # the first one given decides: an explicit python, else the variable, else the checkout's
     given = explicit or os.environ.get("MIGALAB_POSE_PYTHON")
-    candidates = [given] if given else [Path.cwd() / ".pose-env" / "bin" / "python",
-                                        _CHECKOUT / ".pose-env" / "bin" / "python"]  # fmt: skip
+    candidates = [given] if given else [checkout_pose_python()]
     tried = []
     for c in candidates:
         if not c:

@@ -7,18 +7,18 @@ message naming it. ``unsafe_unpickle=True`` is the explicit opt-in for a legacy 
 trusts (``unsafe_unpickle_checkpoints=true`` on ``migalab-eval`` / ``migalab-predict``).
 
 A checkpoint's stored config is instantiated to rebuild its model and data pipeline, so a config
-``_target_`` is as powerful as a pickle. :func:`check_config_targets` admits only the suite's own
-classes, a few named factory functions of the suite, and classes of its libraries that are
-models (``nn.Module``), optimisers, learning-rate schedulers or metrics.
+``_target_`` is as powerful as a pickle: :mod:`migalab.utils.stored_config` treats it as data
+(exact allowlist, no interpolation, locations from the current run). A zip checkpoint whose
+entries would inflate far beyond the file's size is refused before torch reads it
+(:func:`check_inflation`).
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import pickle
-import re
-from collections.abc import Mapping, Sequence
+import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +26,25 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from migalab.errors import MissingInputError, UserError
 from migalab.utils.io import atomic_write
+from migalab.utils.stored_config import (  # noqa: F401 - re-exported: where callers look
+    ALLOWED_TARGETS,
+    UnsafeCheckpointError,
+    check_config_targets,
+)
 
 log = logging.getLogger(__name__)
 
-#: top-level packages whose objects a stored config may name
-ALLOWED_PACKAGES = ("migalab", "torch", "torchvision", "timm", "torchmetrics", "lightning")
-#: functions of the suite a stored config may call (factories; every migalab class is allowed)
-ALLOWED_FUNCTIONS = frozenset({"migalab.utils.schedulers.cosine_with_warmup"})
-_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+#: a checkpoint's zip entries may inflate to at most this many times the file's size (torch.save
+#: stores them uncompressed: a ratio of 1); a compressed entry beyond it is a decompression bomb
+MAX_INFLATION = 4.0
+#: below this total size (bytes) inflation is not checked (tiny files, small absolute risk)
+INFLATION_FLOOR = 64 * 2**20
 
 
-class UnsafeCheckpointError(RuntimeError):
-    """A checkpoint (or its stored config) would run code that is not the suite's own."""
+class CheckpointReadError(UserError, ValueError):
+    """A file given as a checkpoint is not a readable torch checkpoint (named in the message)."""
 
 
 def load_checkpoint(path: str | Path, *, unsafe_unpickle: bool = False, mmap: bool = False) -> Any:
@@ -57,7 +63,8 @@ def load_checkpoint(path: str | Path, *, unsafe_unpickle: bool = False, mmap: bo
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise MissingInputError(f"checkpoint {path} does not exist")
+    check_inflation(path)
     if unsafe_unpickle:
         log.warning(
             "UNSAFE: unpickling %s with weights_only=False; any code it holds runs now", path
@@ -74,10 +81,32 @@ def load_checkpoint(path: str | Path, *, unsafe_unpickle: bool = False, mmap: bo
             f"its author, opt in with unsafe_unpickle_checkpoints=true."
         ) from None
     except (RuntimeError, EOFError, OSError) as err:
-        raise ValueError(
+        raise CheckpointReadError(
             f"checkpoint {path} is not a readable torch checkpoint "
             f"({type(err).__name__}: {_first_reason(str(err))})"
         ) from err
+
+
+def check_inflation(path: Path) -> None:
+    """Refuse a zip checkpoint whose entries declare more than :data:`MAX_INFLATION` times the
+    file's size once inflated (above :data:`INFLATION_FLOOR` bytes): a few KB of deflated zeros
+    would otherwise become gigabytes in memory. Reads only the zip's central directory."""
+    if not zipfile.is_zipfile(path):
+        return  # the legacy (non-zip) format stores tensors raw
+    try:
+        with zipfile.ZipFile(path) as zf:
+            declared = sum(info.file_size for info in zf.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as err:
+        raise CheckpointReadError(
+            f"checkpoint {path} is not a readable torch checkpoint ({err})"
+        ) from err
+    size = max(path.stat().st_size, 1)
+    if declared > INFLATION_FLOOR and declared > MAX_INFLATION * size:
+        raise UnsafeCheckpointError(
+            f"refused to load checkpoint {path}: its entries inflate to {declared / 2**20:.0f} MiB "
+            f"from a {size / 2**20:.1f} MiB file ({declared / size:.0f}x; torch.save writes them "
+            f"uncompressed), a decompression bomb"
+        )
 
 
 def _first_reason(message: str) -> str:
@@ -127,84 +156,6 @@ def upgrade_targets(cfg: Any) -> Any:
     if isinstance(cfg, list | tuple):
         return [upgrade_targets(v) for v in cfg]
     return cfg
-
-
-def check_config_targets(cfg: Any, source: str) -> None:
-    """Raise :class:`UnsafeCheckpointError` unless every ``_target_`` in ``cfg`` is allowed.
-
-    Allowed: any class defined in ``migalab``; the functions in :data:`ALLOWED_FUNCTIONS`;
-    ``data.dataset`` must name one of migalab's dataset specs (importing another would run it);
-    classes of torch, torchvision, timm, torchmetrics and lightning that are modules (``nn.Module``,
-    Lightning modules included), optimisers, learning-rate schedulers or metrics. ``source``
-    names where the config came from (for the message).
-    """
-    if isinstance(cfg, DictConfig | ListConfig):
-        cfg = OmegaConf.to_container(cfg, resolve=False)
-    data = cfg.get("data") if isinstance(cfg, Mapping) else None
-    dataset = data.get("dataset") if isinstance(data, Mapping) else None
-    if dataset is not None:
-        from migalab.data.specs.base import is_builtin
-
-        if not is_builtin(dataset):
-            raise UnsafeCheckpointError(
-                f"{source}: refused data.dataset={dataset!r}: a config stored in a checkpoint may "
-                f"only name migalab's own dataset specs (importing {dataset!r} would run its "
-                f"code); give data.dataset on the command line to use your own"
-            )
-    for keypath, target in _targets(cfg, ""):
-        reason = _target_problem(target)
-        if reason:
-            raise UnsafeCheckpointError(
-                f"{source}: refused to instantiate {keypath or '<root>'}._target_={target!r} "
-                f"({reason}); a config stored in a checkpoint may only name migalab's own "
-                f"classes and the model, optimiser, scheduler and metric classes of its libraries"
-            )
-
-
-def _targets(node: Any, path: str) -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-    if isinstance(node, Mapping):
-        if "_target_" in node:
-            out.append((path, node["_target_"]))
-        for key, value in node.items():
-            out.extend(_targets(value, f"{path}.{key}" if path else str(key)))
-    elif isinstance(node, Sequence) and not isinstance(node, str | bytes):
-        for i, value in enumerate(node):
-            out.extend(_targets(value, f"{path}[{i}]"))
-    return out
-
-
-def _library_bases() -> tuple[type, ...]:
-    """What a library class named by a stored model/data config must be. Loggers, datasets and
-    anything else that may touch the network or the file system are left out on purpose."""
-    import torchmetrics
-    from torch.optim.lr_scheduler import LRScheduler
-
-    return (torch.nn.Module, torch.optim.Optimizer, LRScheduler, torchmetrics.Metric)
-
-
-def _target_problem(target: Any) -> str | None:
-    """Why ``target`` may not be instantiated from a stored config (None: it may)."""
-    if not isinstance(target, str) or not _DOTTED.match(target):
-        return "not a dotted import path"
-    package = target.split(".", 1)[0]
-    if package not in ALLOWED_PACKAGES:
-        return f"package {package!r} is not one of {', '.join(ALLOWED_PACKAGES)}"
-    if target in ALLOWED_FUNCTIONS:
-        return None
-    from hydra.utils import get_object
-
-    try:  # imports a module of an allowed package: no code from the file runs
-        obj = get_object(target)
-    except Exception as err:  # noqa: BLE001 - any import failure means "cannot allow"
-        return f"cannot be imported: {type(err).__name__}: {err}"
-    if not inspect.isclass(obj):
-        return "not a class" if package != "migalab" else "not a class nor an allowed factory"
-    if package == "migalab" and obj.__module__.split(".", 1)[0] == "migalab":
-        return None
-    if not issubclass(obj, _library_bases()):
-        return "a library class that is not a model, optimiser, scheduler or metric"
-    return None
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -43,6 +43,8 @@ def test_builtin_specs() -> None:
     with pytest.raises(TypeError, match="not a DatasetSpec"):
         get_dataset("migalab.data.specs.base:BUILTIN_DATASETS")
     assert not is_builtin("evil.module:SPEC")
+    assert is_builtin("migalab.data.specs.synthetic:SPEC")
+    assert not is_builtin("migalab.data.specs.base:BUILTIN_DATASETS")  # exact, not a prefix
 
 
 def test_npy2023_release_prepares_into_the_cache(tiny_cache: Path, tmp_path: Path) -> None:

@@ -95,7 +95,8 @@ def get_dataset(name: str | DatasetSpec) -> DatasetSpec:
 
 
 def is_builtin(name: str) -> bool:
-    """Whether ``name`` selects a spec of migalab itself (a built-in name or a ``migalab.``
-    module): the only ones a checkpoint's stored config may name."""
+    """Whether ``name`` selects a spec of migalab itself: a built-in name or the exact
+    ``module:SPEC`` it stands for (no prefix match: ``migalab.<any module>:<any name>`` would
+    import that module). The only ones a checkpoint's stored config may name."""
     name = str(name)
-    return name in BUILTIN_DATASETS or name.startswith("migalab.")
+    return name in BUILTIN_DATASETS or name in BUILTIN_DATASETS.values()
