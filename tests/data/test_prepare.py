@@ -163,7 +163,12 @@ def test_cli(release: Path, tmp_path: Path, capsys) -> None:
     assert json.loads((out / "meta.json").read_text())["splits"] == ["train"]
     assert main([str(release), str(out), "--splits", "train"]) == 0
     assert "is current" in capsys.readouterr().out
-    assert main([str(release), str(out), "--splits", "train", "--strict", "--force"]) == 1
+    with pytest.raises(SystemExit) as exit_:  # a user error: one line, exit 2
+        main([str(release), str(out), "--splits", "train", "--strict", "--force"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err  # (after the progress bar)
+    assert err.splitlines()[-1].startswith("error: ") and "0003_openpose.xlsx" in err
+    assert err.count("error:") == 1 and "Traceback" not in err
     assert not (out / "meta.json").exists()
 
 
@@ -313,7 +318,9 @@ def test_no_videos_is_an_error_that_says_where_it_looked(tmp_path: Path) -> None
     assert "no video folders found" in message
     assert "imigue_data_phase1/datasets/imigue_skeleton_train" in message
     assert "imigue_rgb_train/" in message and "README.txt" in message
-    assert main([str(root), str(tmp_path / "out"), "--quiet"]) == 1
+    with pytest.raises(SystemExit) as exit_:  # a release without videos is a user error
+        main([str(root), str(tmp_path / "out"), "--quiet"])
+    assert exit_.value.code == 2
 
 
 def test_a_release_in_two_archives(tiny_release: Path, tmp_path: Path, capsys) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from migalab.data.formats.errors import FormatError
+from migalab.data.formats.limits import MAX_TABLE_ROWS, check_text_table
 from migalab.data.skeleton.layouts import LIGHT35
 
 #: table file names, in the order they are looked for
@@ -48,12 +49,15 @@ def read_light_table(path: str | os.PathLike) -> np.ndarray:
 
     Raises:
         FormatError: unreadable file, no rows, a row without 106 values, a non-numeric, NaN or
-            inf cell, or a frame index that is negative, not an integer or repeated; the message
-            names the file and the 1-based row. Frames missing between indices stay missing.
+            inf cell, or a frame index that is negative, not an integer, repeated or past
+            :data:`~migalab.data.formats.limits.MAX_TABLE_ROWS` - 1 (the table is allocated up
+            to the largest index); the message names the file and the 1-based row. Frames
+            missing between indices stay missing.
     """
     path = Path(path)
     if not path.is_file():
         raise FormatError(path, "no such file")
+    check_text_table(path)
     values, row_numbers = _fast_values(path)
     if values is None:
         values, row_numbers = _checked_values(path)
@@ -112,6 +116,13 @@ def _to_table137(path: Path, values: np.ndarray, row_numbers: list[int]) -> np.n
     if (frames < 0).any() or (frames != np.round(frames)).any():
         k = int(np.flatnonzero((frames < 0) | (frames != np.round(frames)))[0])
         raise FormatError(path, f"frame index {frames[k]:g} is not a frame", row=row_numbers[k])
+    if (frames >= MAX_TABLE_ROWS).any():
+        k = int(np.flatnonzero(frames >= MAX_TABLE_ROWS)[0])
+        raise FormatError(
+            path,
+            f"frame index {frames[k]:g} is past the {MAX_TABLE_ROWS} frames a table may hold",
+            row=row_numbers[k],
+        )
     idx = frames.astype(np.int64)
     uniq, first = np.unique(idx, return_index=True)
     if len(uniq) != len(idx):

@@ -20,6 +20,7 @@ import numpy as np
 from migalab.data.classes import NUM_CLASSES
 from migalab.data.formats.errors import FormatError
 from migalab.data.formats.light35 import LIGHT_TABLE_SUFFIXES, is_light_table, read_light_table
+from migalab.data.formats.limits import MAX_LABEL_ROWS, check_text_table, check_xlsx
 from migalab.data.record import UNKNOWN_LABEL, ClipRecord
 from migalab.utils.io import atomic_write_text, default_file_mode
 
@@ -156,7 +157,9 @@ def read_openpose_table(path: str | os.PathLike, engine: str = "calamine") -> np
     Raises:
         FormatError: unreadable file, no rows, a row without exactly 411 values, an empty or
             non-numeric cell, or a NaN/inf value; the message names the file, the 1-based row
-            and the column / keypoint.
+            and the column / keypoint. Also, before any parser runs, a file past the size
+            limits of :mod:`migalab.data.formats.limits` (an xlsx zip bomb or a sheet spanning
+            more than 100,000 rows x 512 columns; a csv with more lines or wider lines).
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -165,6 +168,7 @@ def read_openpose_table(path: str | os.PathLike, engine: str = "calamine") -> np
     if is_light_table(path):  # <vid>_light_hand.csv: 35 joints, placed at their 137 positions
         return read_light_table(path)
     if suffix == ".xlsx":
+        check_xlsx(path)  # before any xlsx reader allocates what the file declares
         if engine == "calamine":
             rows = _calamine_rows(path)
         elif engine == "openpyxl":
@@ -228,6 +232,7 @@ def _rows_to_array(path: Path, rows: list[list]) -> np.ndarray:
 def _read_csv_table(path: Path) -> np.ndarray:
     import pandas as pd
 
+    check_text_table(path)
     try:
         frame = pd.read_csv(path, header=None, engine="c", encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
@@ -322,6 +327,7 @@ def read_label_csv(
     path = Path(path)
     if not path.is_file():
         raise FormatError(path, "no such file")
+    check_text_table(path, max_rows=MAX_LABEL_ROWS, what="label file")
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.reader(f))
@@ -377,6 +383,8 @@ def _read_text_csv(path: Path) -> Any:
     FormatError naming the file."""
     import pandas as pd
 
+    if os.path.isfile(path):
+        check_text_table(path, max_rows=MAX_LABEL_ROWS, what="csv file")
     try:
         frame = pd.read_csv(
             path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig"

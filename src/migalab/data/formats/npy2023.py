@@ -16,6 +16,7 @@ import numpy as np
 
 from migalab.data.classes import NUM_CLASSES
 from migalab.data.formats.errors import FormatError, class_id, load_pickle
+from migalab.data.formats.limits import MAX_TABLE_ROWS, check_npy_header
 from migalab.data.record import ClipRecord
 from migalab.data.skeleton.layouts import get_layout
 from migalab.utils.io import atomic_write
@@ -23,6 +24,8 @@ from migalab.utils.io import atomic_write
 LAYOUT = "imigue22"
 NUM_JOINTS = 22
 NUM_CHANNELS = 3
+#: most persons per sample (the release has M = 1; pyskl pads to a few)
+MAX_PERSONS = 16
 #: Frame size assumed for the older releases (pixels, (height, width)).
 DEFAULT_IMG_SHAPE = (1080, 1920)
 
@@ -61,11 +64,26 @@ def read_npy2023(
         end T-1 (the samples are pre-cut), video id = name without a trailing ``_<n>``.
 
     Raises:
-        FormatError: unreadable files, a data array that is not (N, 3, T, 22, M), a label pickle
-            that is not a (names, labels) pair, label count != N, or a label outside
-            -1..num_classes-1 (e.g. a raw release id 99), naming the sample.
+        FormatError: unreadable files, a data array that is not (N, 3, T, 22, M) (checked on the
+            ``.npy`` header against the file size before anything is loaded; T at most
+            ``MAX_TABLE_ROWS``, M at most :data:`MAX_PERSONS`), a label pickle that is not a
+            (names, labels) pair, label count != N, or a label outside -1..num_classes-1 (e.g. a
+            raw release id 99), naming the sample.
     """
     data_path, label_path = Path(data_path), Path(label_path)
+    shape, _ = check_npy_header(data_path)
+    if (
+        len(shape) != 5
+        or shape[1] != NUM_CHANNELS
+        or shape[3] != NUM_JOINTS
+        or not 0 < shape[2] <= MAX_TABLE_ROWS
+        or not 0 < shape[4] <= MAX_PERSONS
+    ):
+        raise FormatError(
+            data_path,
+            f"array shape {shape}, expected (N, 3, T, {NUM_JOINTS}, M) with channels (x, y, "
+            f"score), 1 <= T <= {MAX_TABLE_ROWS} frames and 1 <= M <= {MAX_PERSONS} persons",
+        )
     try:
         data = np.load(data_path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except FileNotFoundError:

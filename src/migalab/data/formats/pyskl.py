@@ -21,6 +21,14 @@ import numpy as np
 
 from migalab.data.classes import NUM_CLASSES
 from migalab.data.formats.errors import FormatError, class_id, load_pickle
+from migalab.data.formats.limits import (
+    MAX_ANNOTATIONS,
+    MAX_JOINTS,
+    MAX_PERSONS,
+    MAX_TABLE_ROWS,
+    check_split_size,
+    nested_shape,
+)
 from migalab.data.record import UNKNOWN_LABEL, ClipRecord
 from migalab.data.skeleton.layouts import LAYOUTS, get_layout
 from migalab.utils.io import atomic_write
@@ -58,10 +66,22 @@ def _to_record(
     if not isinstance(ann, Mapping):
         raise FormatError(path, f"annotation {i} is a {type(ann).__name__}, not a dict")
     missing = [k for k in _REQUIRED if k not in ann]
+    name = ann.get("frame_dir", f"#{i}")
+    for key in ("keypoint", "keypoint_score"):  # bounded before anything is converted
+        shape = nested_shape(ann.get(key, ()))
+        if len(shape) >= 3 and (
+            shape[0] > MAX_PERSONS or shape[1] > MAX_TABLE_ROWS or shape[2] > MAX_JOINTS
+        ):
+            raise FormatError(
+                path,
+                f"annotation {i} ({name}): {key} {shape} is beyond {MAX_PERSONS} persons x "
+                f"{MAX_TABLE_ROWS} frames x {MAX_JOINTS} joints",
+            )
+        if np.prod(shape, dtype=object) > MAX_PERSONS * MAX_TABLE_ROWS * MAX_JOINTS * 3:
+            raise FormatError(path, f"annotation {i} ({name}): {key} {shape} is too large")
     kp = np.asarray(ann.get("keypoint", np.zeros((0,))), dtype=np.float32)
     if "keypoint_score" not in ann and not (kp.ndim == 4 and kp.shape[-1] == 3):
         missing.append("keypoint_score")
-    name = ann.get("frame_dir", f"#{i}")
     if missing:
         raise FormatError(path, f"annotation {i} ({name}) is missing key(s) {missing}")
     if kp.ndim != 4 or kp.shape[-1] not in (2, 3):
@@ -163,6 +183,8 @@ def read_pyskl(
     anns = obj["annotations"]
     if not isinstance(anns, Sequence):
         raise FormatError(path, f"'annotations' is a {type(anns).__name__}, not a list")
+    if len(anns) > MAX_ANNOTATIONS:
+        raise FormatError(path, f"{len(anns)} annotations (at most {MAX_ANNOTATIONS})")
     by_name: dict[str, int] = {}
     for i, ann in enumerate(anns):
         if not isinstance(ann, Mapping) or "frame_dir" not in ann:
@@ -179,11 +201,23 @@ def read_pyskl(
         if split not in split_map:
             raise FormatError(path, f"no split {split!r} (have {sorted(split_map)})")
         records = []
+        persons = frames = joints = 0
         for name in split_map[split]:
             if str(name) not in by_name:
                 raise FormatError(path, f"split {split!r} lists {name!r}, not in annotations")
             i = by_name[str(name)]
-            records.append(_to_record(path, i, anns[i], layout, split, num_classes))
+            try:
+                record = _to_record(path, i, anns[i], layout, split, num_classes)
+            except FormatError:
+                raise
+            except (TypeError, ValueError, OverflowError, KeyError) as exc:  # a malformed field
+                raise FormatError(
+                    path, f"annotation {i} ({name}): {type(exc).__name__}: {exc}"
+                ) from None
+            m, t, v = record.keypoint_score.shape
+            persons, frames, joints = max(persons, m), frames + t, max(joints, v)
+            check_split_size(path, f"split {split!r}", persons, frames, joints)
+            records.append(record)
         out[str(split)] = records
     return out
 

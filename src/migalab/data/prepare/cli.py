@@ -1,4 +1,11 @@
-"""``migalab-prepare SRC OUT [--dataset NAME]``: convert a release into the skeleton cache once."""
+"""``migalab-prepare SRC OUT [--dataset NAME]``: convert a release into the skeleton cache once.
+
+Exit status: 0 when at least one video (clip, for clip-level releases) was converted; 2 for a user
+error, printed as one line ``error: <file>: <problem>`` (a missing or unusable release folder, a
+bad option, an unknown dataset, a refused file with ``--strict``); 1 when the release was read but
+no video could be converted (each bad file is listed in the summary and
+``<out>/prepare_report.json``). ``--debug`` (or ``MIGALAB_DEBUG=1``) shows the traceback.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ from migalab.data.cache import read_meta
 from migalab.data.prepare.release import DTYPES
 from migalab.data.prepare.result import PrepareError
 from migalab.data.specs import BUILTIN_DATASETS, get_dataset
+from migalab.errors import UserError, report_user_errors, strip_debug_flag
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,18 +58,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=None, help="frame width (px; default: dataset's)")
     p.add_argument("--force", action="store_true", help="rebuild even when the cache is current")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``migalab-prepare``: exit 0 when at least one video was converted, 1 otherwise (or on a
-    strict failure)."""
+    """``migalab-prepare``: exit 0 when at least one video was converted, 1 when none could be,
+    2 (one ``error:`` line) on a user error (see the module doc)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    strip_debug_flag(argv)
+    return _main(argv)
+
+
+@report_user_errors
+def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
         spec = get_dataset(args.dataset)
-    except (KeyError, ImportError, TypeError) as exc:
-        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)  # KeyError quotes
-        return 1
+    except (KeyError, ImportError, TypeError, ValueError) as exc:
+        reason = exc.args[0] if exc.args else exc  # a KeyError's str() quotes its message
+        raise UserError(f"--dataset {args.dataset}: {reason}") from None
     given = args.splits or list(spec.splits.values())
     splits = [s for item in given for s in item.split(",") if s]
     default_shape = spec.img_shape or (None, None)
@@ -70,11 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         img_shape = None
     src: Any = args.src
     if args.split_root:
-        try:
-            given = dict(item.split("=", 1) for item in args.split_root)
-        except ValueError:
-            print(f"error: --split-root takes SPLIT=FOLDER, got {args.split_root}", file=sys.stderr)
-            return 1
+        bad = [item for item in args.split_root if "=" not in item or not item.split("=", 1)[0]]
+        if bad:
+            raise UserError(f"--split-root {bad[0]}: takes SPLIT=FOLDER")
+        given = dict(item.split("=", 1) for item in args.split_root)
         src = {split: Path(given.get(split, args.src)) for split in splits}
     meta = read_meta(args.out)
     if (
@@ -99,11 +114,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             strict=args.strict,
             progress=not args.quiet,
         )
-    except (PrepareError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    except PrepareError:
+        raise
+    except FileNotFoundError as exc:  # no release folder, no video folders in it
+        raise UserError(str(exc)) from exc
     if result.num_videos == 0:
-        print("error: no video could be converted", file=sys.stderr)
+        print(f"error: {args.src}: no video could be converted (every problem is listed in "
+              f"{result.report_path})", file=sys.stderr)  # fmt: skip
         return 1
     return 0
 

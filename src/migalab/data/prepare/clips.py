@@ -22,6 +22,7 @@ import numpy as np
 
 from migalab.data.cache import FORMAT_VERSION, META_FILE, read_meta, write_index, write_meta
 from migalab.data.formats.errors import FormatError
+from migalab.data.formats.limits import check_split_size
 from migalab.data.prepare.result import PrepareResult, fail, write_report
 from migalab.data.record import ClipRecord
 from migalab.utils.io import atomic_write
@@ -58,7 +59,8 @@ def stack_clips(records: Sequence[ClipRecord], dtype: str = "float32") -> tuple[
     """Clips of one split back to back: (M, ΣT, V, 3) and each clip's (start, end) in it.
 
     Raises:
-        FormatError: the clips disagree on the joint layout or count (naming the first that does).
+        FormatError: the clips disagree on the joint layout or count (naming the first that
+            does), or the array would exceed :data:`~migalab.data.formats.limits.MAX_SPLIT_VALUES`.
     """
     first = records[0]
     persons = max(r.keypoint.shape[0] for r in records)
@@ -70,6 +72,8 @@ def stack_clips(records: Sequence[ClipRecord], dtype: str = "float32") -> tuple[
                 f"{first.num_joints} ({first.layout}); one cache holds one layout",
             )
     total = sum(r.num_frames for r in records)
+    check_split_size(first.meta.get("source", first.name), "clips", persons, total,
+                     first.num_joints)  # fmt: skip
     out = np.zeros((persons, total, first.num_joints, 3), dtype=dtype)
     spans, t = [], 0
     for r in records:

@@ -10,13 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from migalab.data.cache import META_FILE
+from migalab.errors import UserError
 from migalab.utils.io import atomic_write_text
 
 REPORT_FILE = "prepare_report.json"
 
 
-class PrepareError(RuntimeError):
-    """A strict prepare met a problem (``problems`` lists (file, message) pairs)."""
+class PrepareError(UserError, RuntimeError):
+    """A strict prepare met a problem (``problems`` lists (file, message) pairs); its message is
+    the problem's own (``<file>: <problem>``): ``migalab-prepare`` prints it as one line."""
 
     def __init__(self, message: str, problems: Sequence[tuple[str, str]] = ()):
         super().__init__(message)
@@ -82,7 +84,9 @@ def fail(result: PrepareResult, splits: Sequence[str], src_root: str | Path) -> 
     """Stop a strict prepare at its last skipped file: write the report, raise PrepareError."""
     write_report(result, splits, src_root)
     file, message = result.skipped[-1]
-    raise PrepareError(f"strict prepare stopped: {message}", result.skipped)
+    if not message.startswith(file):
+        message = f"{file}: {message}"
+    raise PrepareError(f"{message} (--strict: stopped at the first bad file)", result.skipped)
 
 
 def print_summary(result: PrepareResult, console: Any = None) -> None:
