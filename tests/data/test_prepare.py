@@ -368,3 +368,47 @@ def test_datamodule_takes_a_mapping_release(tiny_release: Path, tmp_path: Path) 
     dm.prepare_data()
     dm.setup("fit")
     assert set(dm.datasets) == {"train", "val", "test"} and len(dm.datasets["test"]) > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dataset", "nope"], "error: --dataset nope: "),
+        (["--split-root", "test"], "error: --split-root test: takes SPLIT=FOLDER"),
+        (["--split-root", "test=/no/such/folder"], "error: release folder /no/such/folder is not"),
+    ],
+)
+def test_cli_user_errors_are_one_line_and_exit_2(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
+    monkeypatch.setenv("MIGALAB_DEBUG", "0")  # restored after --debug sets it
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")
+    (tmp_path / "r").mkdir()
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tmp_path / "r"), str(tmp_path / "out"), "--quiet", *args])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1, err
+    # --debug: the same error with its traceback
+    with pytest.raises(Exception, match="nope|SPLIT=FOLDER|not a folder") as raised:
+        main([str(tmp_path / "r"), str(tmp_path / "out"), "--quiet", "--debug", *args])
+    assert not isinstance(raised.value, SystemExit)
+
+
+def test_cli_refused_pickle_in_strict_mode(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pyskl pickle naming os.system: exit 2 with one line naming the file (strict), or the
+    split skipped and reported and exit 1 (nothing converted)."""
+    monkeypatch.setenv("MIGALAB_DEBUG", "0")
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")
+    path = tmp_path / "ann.pkl"
+    path.write_bytes(b"\x80\x02cos\nsystem\n\x8c\x04echo\x85R.")
+    with pytest.raises(SystemExit) as exit_:
+        main([str(path), str(tmp_path / "s"), "--dataset", "pyskl", "--strict", "--quiet"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {path}: unreadable pickle")
+    assert "os.system" in err[0]
+    assert main([str(path), str(tmp_path / "n"), "--dataset", "pyskl", "--quiet"]) == 1
+    assert "no video could be converted" in capsys.readouterr().err
