@@ -25,6 +25,7 @@ from migalab.ensemble import (
     search_fusion_weights,
 )
 from migalab.eval import evaluate
+from migalab.fusion_record import FusionRecordError
 from migalab.tasks.metrics import compute_metrics
 from migalab.utils.hydra import compose_config
 
@@ -55,6 +56,36 @@ def test_search_finds_the_mixture_that_beats_both_streams() -> None:
 def test_search_ties_go_to_the_most_even_weights() -> None:
     weights, reached = search_fusion_weights([A, A, A], LABELS, 2, step=1 / 3)
     assert weights == pytest.approx((1 / 3, 1 / 3, 1 / 3)) and reached["top1"] == 0.5
+
+
+def test_search_ties_between_equally_even_weights_go_to_the_first_grid_point() -> None:
+    # three equal streams, step 0.5: (0, .5, .5), (.5, 0, .5) and (.5, .5, 0) tie on every
+    # metric and on evenness; the first in simplex_grid's (lexicographic) order wins
+    weights, _ = search_fusion_weights([A, A, A], LABELS, 2, step=0.5)
+    assert weights == (0.0, 0.5, 0.5)
+
+
+def test_search_ranks_top1_then_macro_f1_then_evenness() -> None:
+    """step 0.5 over two streams: the grid is (0, 1), (.5, .5), (1, 0)."""
+    # top-1 before macro-F1: x alone says class 0 everywhere (top-1 4/6, macro-F1 0.27); y
+    # alone and the even mix say y's classes (top-1 3/6, macro-F1 0.52)
+    labels = torch.tensor([0, 0, 0, 0, 1, 2])
+    x = torch.tensor([[1.0, 0, 0]] * 6)
+    y = 5 * torch.nn.functional.one_hot(torch.tensor([0, 1, 2, 1, 1, 2]), 3).float()
+    weights, reached = search_fusion_weights([x, y], labels, 3, step=0.5)
+    assert weights == (1.0, 0.0) and reached["top1"] == pytest.approx(4 / 6)
+    assert compute_metrics(fuse_scores([x, y], (0.5, 0.5)), labels, 3)["macro_f1"] > 0.5
+    # macro-F1 before evenness: (.5, .5) and (1, 0) both get 2 of 6 clips, (1, 0) has the
+    # better macro-F1 (0.33 vs 0.30)
+    x = torch.tensor([[-2.0, 0, -2], [0, 0, 2], [-2, 0, 2], [1, 0, -2], [-2, 2, -2], [-1, 0, 2]])
+    y = torch.tensor([[-2.0, 1, 2], [0, 2, 1], [0, -2, 2], [-1, 0, 2], [0, -1, -2], [-1, 0, 2]])
+    labels = torch.tensor([0, 0, 0, 1, 1, 2])
+    top1 = [
+        compute_metrics(fuse_scores([x, y], w), labels, 3)["top1"] for w in ((0.5, 0.5), (1, 0))
+    ]
+    assert top1[0] == top1[1]
+    weights, reached = search_fusion_weights([x, y], labels, 3, step=0.5)
+    assert weights == (1.0, 0.0) and reached["macro_f1"] == pytest.approx(1 / 3)
 
 
 def test_fuse_scores_probs_and_logits() -> None:
@@ -105,7 +136,7 @@ def test_search_needs_labelled_scores_of_the_search_split() -> None:
 def test_fusion_weights_from_file_errors(tmp_path: Path) -> None:
     (tmp_path / "fusion.json").write_text(json.dumps({"weights": [1, 2]}))
     assert fusion_weights_from_file(tmp_path / "fusion.json") == [1.0, 2.0]
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FusionRecordError, match="nope.json: no such file"):
         fusion_weights_from_file(tmp_path / "nope.json")
     (tmp_path / "metrics.json").write_text(json.dumps({"fusion": None, "val": {}}))
     with pytest.raises(ValueError, match="no fusion weights"):

@@ -38,6 +38,7 @@ import torch
 from omegaconf import DictConfig
 
 from migalab.ensemble import CheckpointScores, fusion_weights_from_file, simplex_grid
+from migalab.fusion_record import check_weights
 from migalab.tasks.emotion import (
     aggregate_videos,
     binary_video_metrics,
@@ -231,11 +232,12 @@ def _fusion_weights(
     info: dict[str, Any] = {"space": fusion.space, "level": "video",
                             "checkpoints": [e.path for e in entries]}  # fmt: skip
     if fusion.get("from"):
-        weights = fusion_weights_from_file(fusion["from"])
+        weights = fusion_weights_from_file(fusion["from"], len(entries))
         info.update(weights=weights, **{"from": str(fusion["from"])})
         return weights, info
     if not fusion.get("search", False):
-        weights = list(fusion.weights) if fusion.weights is not None else None
+        given = fusion.get("weights")
+        weights = None if given is None else check_weights(given, len(entries), "fusion.weights")
         info.update(weights=weights, searched=False)
         return weights, info
     split = fusion.get("search_split", "val")

@@ -24,7 +24,6 @@ temperatures go to ``fusion.json`` with the weights and come back with ``fusion.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +35,12 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from migalab.fusion_record import (
+    FusionRecordError,
+    check_temperatures,
+    check_weights,
+    read_fusion_record,
+)
 from migalab.tasks.metrics import compute_metrics
 from migalab.utils.callbacks import CONFIG_KEY
 from migalab.utils.checkpoints import check_config_targets, load_checkpoint, upgrade_targets
@@ -334,8 +339,12 @@ def search_fusion_weights(
     space: str = "probs",
     temperatures: Sequence[float] | None = None,
 ) -> tuple[tuple[float, ...], dict[str, float]]:
-    """Grid-search fusion weights maximising top-1 (ties: macro-F1, then the most even
-    weights) on labelled scores. Returns the weights and the metrics they reach."""
+    """Grid-search fusion weights maximising top-1 on labelled scores. Returns the weights and
+    the metrics they reach.
+
+    Ties are broken deterministically: the higher macro-F1, then the most even weights (the
+    smallest largest weight), then the first grid point in :func:`simplex_grid`'s order (the
+    lexicographically smallest weights, e.g. ``(0.25, 0.75)`` before ``(0.75, 0.25)``)."""
     if temperatures is not None:  # calibrate once, not at every grid point
         scores = calibrated_scores(scores, temperatures)
     best: tuple[tuple[float, float, float], tuple[float, ...], dict[str, float]] | None = None
@@ -349,21 +358,16 @@ def search_fusion_weights(
     return best[1], best[2]
 
 
-def _fusion_record(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"fusion.from: {path} does not exist")
-    data = json.loads(path.read_text())
-    data = data.get("fusion", data) if "weights" not in data else data
-    if not data or data.get("weights") is None:
-        raise ValueError(f"fusion.from: {path} holds no fusion weights")
-    return data
+def _fusion_record(path: str | Path, n: int | None = None) -> dict[str, Any]:
+    """The checked record of ``fusion.from`` (:func:`migalab.fusion_record.read_fusion_record`)."""
+    return read_fusion_record(path, n)
 
 
-def fusion_weights_from_file(path: str | Path) -> list[float]:
+def fusion_weights_from_file(path: str | Path, n: int | None = None) -> list[float]:
     """Weights stored by ``migalab-eval`` (``fusion.json`` or the ``fusion`` entry of a
-    ``metrics.json``)."""
-    return [float(w) for w in _fusion_record(path)["weights"]]
+    ``metrics.json``), checked (``n`` of them when the number of checkpoints is known); a
+    malformed record raises :class:`~migalab.fusion_record.FusionRecordError`."""
+    return _fusion_record(path, n)["weights"]
 
 
 def resolve_temperatures(
@@ -372,14 +376,15 @@ def resolve_temperatures(
     """Per-checkpoint temperatures: from ``fusion.from`` (None when it stored none), else
     ``fusion.temperature``: null -> None, ``fit`` -> fitted on ``search_split``, a list -> it."""
     if fusion.get("from"):
-        temps = _fusion_record(fusion["from"]).get("temperatures")
-        return [float(t) for t in temps] if temps is not None else None
+        return _fusion_record(fusion["from"], len(entries))["temperatures"]
     given = fusion.get("temperature")
     if given is None:
         return None
     if isinstance(given, str):
         if given != "fit":
-            raise ValueError(f"fusion.temperature must be null, fit or a list, got {given!r}")
+            raise FusionRecordError(
+                f"fusion.temperature must be null, fit or a list, got {given!r}"
+            )
         split = fusion.get("search_split", "val")
         if any(split not in e.splits or not e.splits[split].has_labels for e in entries):
             raise ValueError(f"fusion.temperature=fit needs labelled {split} scores from every "
@@ -387,10 +392,7 @@ def resolve_temperatures(
         temps = [fit_temperature(e.splits[split].logits, e.splits[split].labels) for e in entries]
         log.info("temperatures fitted on %s: %s", split, [round(t, 4) for t in temps])
         return temps
-    temps = [float(t) for t in given]
-    if len(temps) != len(entries) or min(temps) <= 0:
-        raise ValueError(f"fusion.temperature: {len(entries)} positive values needed, got {temps}")
-    return temps
+    return check_temperatures(given, len(entries), "fusion.temperature")
 
 
 def resolve_fusion_weights(
@@ -400,10 +402,8 @@ def resolve_fusion_weights(
     searched on ``fusion.search_split`` when ``fusion.search``, else ``fusion.weights`` (None =
     equal). Returns them and a record for ``fusion.json``."""
     if fusion.get("from"):  # one read of the stored record: its weights and temperatures
-        record = _fusion_record(fusion["from"])
-        weights = [float(w) for w in record["weights"]]
-        temps = record.get("temperatures")
-        temps = [float(t) for t in temps] if temps is not None else None
+        record = _fusion_record(fusion["from"], len(entries))
+        weights, temps = record["weights"], record["temperatures"]
         info = {"weights": weights, "temperatures": temps, "from": str(fusion["from"]),
                 "space": fusion.space, "checkpoints": [e.path for e in entries]}  # fmt: skip
         return weights, info
@@ -411,7 +411,8 @@ def resolve_fusion_weights(
     info: dict[str, Any] = {"space": fusion.space, "temperatures": temps,
                             "checkpoints": [e.path for e in entries]}  # fmt: skip
     if not fusion.get("search", False):
-        weights = list(fusion.weights) if fusion.weights is not None else None
+        given = fusion.get("weights")
+        weights = None if given is None else check_weights(given, len(entries), "fusion.weights")
         info.update(weights=weights, searched=False)
         return weights, info
     split = fusion.get("search_split", "val")
