@@ -10,10 +10,13 @@ import numpy as np
 import pytest
 
 from migalab.online import (
+    OnlineSettingsError,
     Segment,
     SequenceWindows,
     frame_probabilities,
+    match_segments,
     read_segments,
+    segment_rows,
     segment_scores,
     segments_from_frames,
     temporal_iou,
@@ -29,6 +32,16 @@ def test_windows_cover_the_whole_sequence() -> None:
     assert window_starts(0, 32, 8) == []
     with pytest.raises(ValueError):
         window_starts(10, 0, 1)
+
+
+def test_window_and_stride_at_their_boundaries() -> None:
+    assert window_starts(1, 1, 1) == [0]  # one frame: one window
+    assert window_starts(3, 1, 1) == [0, 1, 2]  # window 1 and stride 1 are the smallest
+    assert window_starts(5, 2, 3) == [0, 3]  # the stride lands on the last start (5 - 2)
+    assert window_starts(6, 2, 3) == [0, 3, 4]  # it does not: one more window ends at frame 5
+    for window, stride in ((0, 1), (1, 0), (-1, 1)):
+        with pytest.raises(OnlineSettingsError, match="online.window and online.stride"):
+            window_starts(10, window, stride)
 
 
 def test_frame_probabilities_average_the_covering_windows() -> None:
@@ -50,6 +63,33 @@ def test_segments_from_frames_threshold_and_min_length() -> None:
     assert [(s.start, s.end, s.label) for s in segs] == [(0, 3, 1), (7, 11, 2)]
     assert segs[1].score == pytest.approx(0.8)
     assert segments_from_frames(np.zeros((0, 3)), 0.5) == []
+
+
+def test_threshold_and_min_length_at_their_boundaries() -> None:
+    p = np.zeros((9, 2), np.float32)
+    p[0:3, 0] = 0.5  # class 0 exactly at the threshold: foreground
+    p[3:6, 1] = np.nextafter(np.float32(0.5), np.float32(0))  # just below: background
+    p[6:9, 1] = 0.75
+    segs = segments_from_frames(p, threshold=0.5, min_length=3)  # both runs exactly 3 long
+    assert [(s.start, s.end, s.label) for s in segs] == [(0, 2, 0), (6, 8, 1)]
+    assert segs[0].score == 0.5 and segs[1].score == 0.75
+    assert segments_from_frames(p, threshold=0.5, min_length=4) == []  # one frame too short
+    # threshold 0: no background; frames 3..8 are one run of class 1
+    segs = segments_from_frames(p, threshold=0.0)
+    assert [(s.start, s.end, s.label) for s in segs] == [(0, 2, 0), (3, 8, 1)]
+    assert segments_from_frames(p, threshold=1.0) == []
+    assert segments_from_frames(np.ones((2, 1), np.float32), threshold=1.0)[0].length == 2
+    for kwargs in ({"threshold": -1e-9}, {"threshold": 1.000001}, {"threshold": float("nan")},
+                   {"min_length": 0}):  # fmt: skip
+        with pytest.raises(OnlineSettingsError, match="online."):
+            segments_from_frames(p, **kwargs)
+
+
+def test_default_threshold_and_min_length() -> None:
+    p = np.zeros((3, 2), np.float32)
+    p[0, 0], p[1, 1], p[2, 1] = 0.5, 0.49, 0.6  # a 1-frame class-0 segment at exactly 0.5
+    segs = segments_from_frames(p)
+    assert [(s.start, s.end, s.label) for s in segs] == [(0, 0, 0), (2, 2, 1)]
 
 
 def test_segment_f1_on_hand_made_cases() -> None:
@@ -76,6 +116,76 @@ def test_segment_f1_on_hand_made_cases() -> None:
     two = {"v": [Segment(0, 9, 1, 0.2), Segment(0, 8, 1, 0.9)]}
     assert segment_scores(two, {"v": [Segment(0, 9, 1)]}, [0.5])["iou_0.5"]["tp"] == 1
     assert segment_scores({}, {}, [0.3])["iou_0.3"]["f1"] == 0.0
+
+
+def test_iou_at_the_threshold_is_no_match() -> None:
+    truth = [Segment(0, 9, 1)]
+    # inclusive frames: 0..2 shares 3 of 10 frames with 0..9, IoU exactly 0.3
+    assert temporal_iou(Segment(0, 2, 1), truth[0]) == 0.3
+    assert segment_scores({"v": [Segment(0, 2, 1)]}, {"v": truth}, [0.3])["iou_0.3"]["tp"] == 0
+    # 0..3 (IoU 0.4) above 0.3 matches; at 0.4 it does not, just below it does
+    assert segment_scores({"v": [Segment(0, 3, 1)]}, {"v": truth}, [0.3])["iou_0.3"]["tp"] == 1
+    assert match_segments([Segment(0, 3, 1)], truth, 0.4) == []
+    assert match_segments([Segment(0, 3, 1)], truth, np.nextafter(0.4, 0)) == [(0, 0)]
+    # exactly 0.5: 0..4 of 0..9; half of the frames is not "more than half"
+    assert match_segments([Segment(0, 4, 1)], truth, 0.5) == []
+    assert match_segments([Segment(0, 5, 1)], truth, 0.5) == [(0, 0)]
+    # touching intervals share one frame (inclusive ends); adjacent ones share none
+    assert temporal_iou(Segment(0, 9, 1), Segment(9, 18, 1)) == pytest.approx(1 / 19)
+    assert temporal_iou(Segment(0, 9, 1), Segment(10, 19, 1)) == 0.0
+    assert temporal_iou(Segment(3, 3, 1), Segment(3, 3, 1)) == 1.0  # one frame each
+    assert match_segments([Segment(0, 9, 1)], truth, 0.0) == [(0, 0)]
+    assert match_segments([Segment(10, 19, 1)], truth, 0.0) == []  # no overlap, even at 0
+    assert match_segments([Segment(0, 9, 2)], truth, 0.0) == []  # another class
+
+
+def test_predictions_are_matched_by_decreasing_score() -> None:
+    """Greedy by confidence, each ground truth once: high (0..9) and low (3..12) both overlap
+    g1 (0..9); low also overlaps g2 (8..17) above 0.3. Taking high first, it gets g1 and low
+    gets g2 (2 TP); taking low first would give it g1 (its best IoU) and leave high without
+    a match (1 TP)."""
+    truths = [Segment(0, 9, 1), Segment(8, 17, 1)]
+    high, low = Segment(0, 9, 1, 0.9), Segment(3, 12, 1, 0.4)
+    assert temporal_iou(low, truths[0]) > temporal_iou(low, truths[1]) > 0.3
+    assert temporal_iou(high, truths[1]) < 0.3
+    for preds in ([high, low], [low, high]):  # whatever the order given
+        s = segment_scores({"v": preds}, {"v": truths}, [0.3])["iou_0.3"]
+        assert s["tp"] == 2 and s["precision"] == 1.0 and s["recall"] == 1.0
+    assert match_segments([low, high], truths, 0.3) == [(1, 0), (0, 1)]
+    # the wrong order would change the count: low alone first takes g1
+    assert match_segments([low], truths, 0.3) == [(0, 0)]
+    # equal scores: the order given (a stable sort)
+    tied = [Segment(0, 9, 1, 0.5), Segment(1, 9, 1, 0.5)]
+    assert match_segments(tied, truths[:1], 0.3) == [(0, 0)]
+    assert match_segments(tied[::-1], truths[:1], 0.3) == [(0, 0)]
+    # each prediction takes its best unmatched ground truth; equal IoUs (6/14 with both): the
+    # first ground truth
+    assert match_segments([Segment(4, 13, 1)], truths, 0.3) == [(0, 0)]
+    assert match_segments([Segment(5, 12, 1)], [Segment(0, 9, 1), Segment(8, 17, 1),
+                                                  Segment(5, 12, 1)], 0.3) == [(0, 2)]  # fmt: skip
+
+
+def test_segment_counts_of_many_videos_and_empty_sides() -> None:
+    truths = {"a": [Segment(0, 9, 0), Segment(20, 29, 0)], "b": [Segment(0, 9, 2)]}
+    preds = {"a": [Segment(0, 9, 0, 0.9), Segment(20, 29, 0, 0.8)], "b": [Segment(0, 9, 2, 0.7)]}
+    s = segment_scores(preds, truths, [0.5])["iou_0.5"]
+    assert (s["tp"], s["predicted"], s["true"], s["f1"]) == (3, 3, 3, 1.0)  # counts add up
+    only_truth = segment_scores({}, truths, [0.5])["iou_0.5"]
+    assert only_truth["precision"] == 0.0 and only_truth["recall"] == 0.0
+    only_preds = segment_scores(preds, {}, [0.5])["iou_0.5"]
+    assert only_preds["precision"] == 0.0 and only_preds["recall"] == 0.0
+    assert only_preds["f1"] == 0.0 and only_preds["predicted"] == 3
+
+
+def test_segment_rows_for_the_json() -> None:
+    segs = [Segment(0, 9, 1, 0.123456789), Segment(3, 4, 0, float("nan"))]
+    assert segment_rows(segs, None) == [
+        {"start": 0, "end": 9, "label": 1, "score": 0.12346},
+        {"start": 3, "end": 4, "label": 0, "score": None},
+    ]
+    rows = segment_rows(segs, ["sit", "stand"])
+    assert [r["class_name"] for r in rows] == ["stand", "sit"]
+    assert "class_name" not in segment_rows(segs, [])[0]
 
 
 def test_prediction_csv_is_the_label_files_format(tmp_path: Path) -> None:

@@ -7,16 +7,21 @@ pipeline, and turned into segments:
 1. per-frame class probabilities: the mean of the softmax of every window covering the frame
    (:func:`frame_probabilities`, O(T·K) with cumulative sums);
 2. a frame is background when its top probability is below ``threshold`` (the classifiers have
-   no "no gesture" class), else it takes its top class;
+   no "no gesture" class; a probability equal to the threshold is foreground), else it takes its
+   top class;
 3. runs of one class become segments (start, end inclusive, class, score = the mean probability
-   of that class over the run); runs shorter than ``min_length`` frames are dropped
-   (:func:`segments_from_frames`).
+   of that class over the run); runs shorter than ``min_length`` frames are dropped (a run of
+   exactly ``min_length`` frames is kept) (:func:`segments_from_frames`).
 
-The measure (MiGA online recognition, :func:`segment_scores`): a predicted segment is a true
-positive when it has the class of a ground-truth segment of the same video with temporal IoU
-above the threshold (0.3 in MiGA) and that ground truth is not matched yet; predictions are
-matched in order of decreasing score, each ground truth at most once. Precision = TP / predicted,
-recall = TP / ground truth, both pooled over all videos; F1 their harmonic mean.
+The measure (MiGA online recognition, :func:`segment_scores`), the greedy matching of temporal
+detection (:func:`match_segments`): predictions are taken in order of decreasing score (equal
+scores: in the order given); each is matched to the not yet matched ground-truth segment of the
+same video and class with the highest temporal IoU, provided that IoU is strictly above the
+threshold (0.3 in MiGA; an IoU equal to the threshold is no match); each ground truth is matched
+at most once, so a lower-scored prediction cannot take a ground truth from a higher-scored one.
+IoU is over inclusive frame intervals (:func:`temporal_iou`: frames 0..9 and 5..14 share 5 of 15
+frames). Precision = TP / predicted, recall = TP / ground truth, both pooled over all videos; F1
+their harmonic mean.
 
 Files: ``<vid>_prediction.csv`` has no header and rows ``class,start,end`` like the release's
 ``<vid>_label.csv`` (the same class ids: 1-based, 99 = illustrative; 0-based inclusive frames), so
@@ -38,12 +43,15 @@ from torch.utils.data import Dataset
 from migalab.data.formats.miga2025 import class_to_raw, read_label_csv
 from migalab.data.record import ClipRecord
 from migalab.data.skeleton.layouts import get_layout
+from migalab.errors import UserError
 from migalab.utils.io import atomic_write_text
 
 __all__ = [
+    "OnlineSettingsError",
     "Segment",
     "SequenceWindows",
     "frame_probabilities",
+    "match_segments",
     "read_segments",
     "segment_rows",
     "segment_scores",
@@ -52,6 +60,10 @@ __all__ = [
     "window_starts",
     "write_segments",
 ]
+
+
+class OnlineSettingsError(UserError, ValueError):
+    """An ``online.*`` setting (window, stride, threshold, min_length) out of its range."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +86,9 @@ def window_starts(total: int, window: int, stride: int) -> list[int]:
     plus one ending at the last frame when the stride does not land there; one window (start 0)
     when the sequence is shorter than ``window``."""
     if window < 1 or stride < 1:
-        raise ValueError(f"window and stride must be >= 1, got {window} and {stride}")
+        raise OnlineSettingsError(
+            f"online.window and online.stride must be >= 1, got {window} and {stride}"
+        )
     if total < 1:
         return []
     last = max(total - window, 0)
@@ -106,8 +120,13 @@ def frame_probabilities(
 def segments_from_frames(
     frame_probs: np.ndarray, threshold: float = 0.5, min_length: int = 1
 ) -> list[Segment]:
-    """Segments of (T, K) per-frame probabilities: frames below ``threshold`` are background,
-    runs of one top class are segments, those under ``min_length`` frames are dropped."""
+    """Segments of (T, K) per-frame probabilities: frames whose top probability is below
+    ``threshold`` (in [0, 1]) are background (equal to it: foreground), runs of one top class
+    are segments, those shorter than ``min_length`` (>= 1) frames are dropped."""
+    if not 0 <= threshold <= 1:
+        raise OnlineSettingsError(f"online.threshold must be in [0, 1], got {threshold}")
+    if min_length < 1:
+        raise OnlineSettingsError(f"online.min_length must be >= 1, got {min_length}")
     if len(frame_probs) == 0:
         return []
     top = frame_probs.argmax(1)
@@ -125,28 +144,36 @@ def segments_from_frames(
 
 
 def temporal_iou(a: Segment, b: Segment) -> float:
-    """Intersection over union of two inclusive frame intervals."""
+    """Intersection over union of two inclusive frame intervals (frames shared / frames in
+    either; 0 when they share none)."""
     inter = min(a.end, b.end) - max(a.start, b.start) + 1
     if inter <= 0:
         return 0.0
     return inter / (a.length + b.length - inter)
 
 
-def _true_positives(preds: Sequence[Segment], truths: Sequence[Segment], iou: float) -> int:
+def match_segments(
+    preds: Sequence[Segment], truths: Sequence[Segment], iou: float
+) -> list[tuple[int, int]]:
+    """The greedy matching of one video's predictions to its ground truth: (prediction index,
+    ground-truth index) pairs, in matching order. Predictions go by decreasing score (a stable
+    sort: equal scores in the order given); each takes the unmatched ground truth of its class
+    with the highest IoU strictly above ``iou`` (equal IoUs: the first ground truth)."""
     used = [False] * len(truths)
-    tp = 0
-    for p in sorted(preds, key=lambda s: -s.score):
-        best, best_iou = -1, iou
+    pairs = []
+    for i in sorted(range(len(preds)), key=lambda i: -preds[i].score):
+        p = preds[i]
+        best, best_iou = None, iou
         for j, t in enumerate(truths):
             if used[j] or t.label != p.label:
                 continue
             overlap = temporal_iou(p, t)
             if overlap > best_iou:
                 best, best_iou = j, overlap
-        if best >= 0:
+        if best is not None:
             used[best] = True
-            tp += 1
-    return tp
+            pairs.append((i, best))
+    return pairs
 
 
 def segment_scores(
@@ -161,7 +188,7 @@ def segment_scores(
     n_true = sum(len(truths.get(v, [])) for v in videos)
     out = {}
     for iou in ious:
-        tp = sum(_true_positives(preds.get(v, []), truths.get(v, []), iou) for v in videos)
+        tp = sum(len(match_segments(preds.get(v, []), truths.get(v, []), iou)) for v in videos)
         precision = tp / n_pred if n_pred else 0.0
         recall = tp / n_true if n_true else 0.0
         f1 = 2 * precision * recall / (precision + recall) if tp else 0.0
