@@ -104,8 +104,8 @@ def test_xlsx_release(tiny_release: Path, world: dict[str, Path], tmp_path: Path
 
 
 def test_csv_release(tiny_release: Path, world: dict[str, Path]) -> None:
-    """A csv table whose one line holds 100,000 fields (pandas would allocate them for every
-    row) and a label file of 200,000 lines."""
+    """A csv table whose one line holds 100,001 fields (pandas would allocate them for every
+    row)."""
     release, folder = _release(tiny_release, world)
     table = folder / f"{folder.name}_openpose.csv"
     table.write_text("0," * 100_000 + "0\n")
