@@ -8,9 +8,12 @@ with this hook armed and asserts that nothing in these classes happened:
 * a file was opened for writing, created, removed or renamed outside the folders the run may
   write (its run dir, the data dir it was given), or any file was opened inside a folder the run
   must not touch (``forbidden``: e.g. the folder a hostile checkpoint names);
-* a module was imported that is neither the standard library's nor a package installed in the
-  environment (a ``hubconf.py`` or an attacker's module beside the file), or one of the stdlib
-  modules no command of ours needs (:data:`NEVER_IMPORTED`);
+* a module was imported from a file outside the environment (a ``hubconf.py`` or an
+  attacker's module beside the file: checked on the modules loaded while armed), or an import
+  of a name that is neither the standard library's nor an installed package's was attempted,
+  or one of the stdlib modules no command of ours needs (:data:`NEVER_IMPORTED`) was imported
+  (libraries probe for optional packages: an attempt at a missing installed-style name such
+  as ``apex`` is not flagged, since nothing is loaded);
 * code was compiled from a file outside the environment (``exec`` of a code object whose file
   is not under ``sys.prefix`` / the stdlib / the checkout's ``src``), or the network was used
   (``socket.connect``, ``urllib.Request``), or a pickle referenced a global
@@ -50,8 +53,8 @@ NET_EVENTS = frozenset(
 )
 #: stdlib modules no migalab command imports
 NEVER_IMPORTED = frozenset({
-    "pty", "webbrowser", "telnetlib", "ftplib", "smtplib", "code", "pdb", "antigravity", "this",
-    "runpy", "imaplib", "poplib", "nntplib", "xmlrpc",
+    "webbrowser", "telnetlib", "ftplib", "smtplib", "antigravity", "this", "imaplib", "poplib",
+    "nntplib", "xmlrpc",
 })  # fmt: skip
 #: globals a data pickle read by the suite may name (the torch weights-only unpickler raises no
 #: pickle.find_class events; this is the data unpickler's set plus pickle's own helpers)
@@ -59,6 +62,10 @@ PICKLE_GLOBALS_OK_MODULES = frozenset({
     "collections", "_codecs", "numpy", "numpy.core.multiarray", "numpy._core.multiarray",
     "numpy.core.numeric", "numpy._core.numeric", "numpy.dtypes", "copyreg",
 })  # fmt: skip
+#: optional accelerators libraries probe for by name (timm: apex, inplace_abn; pandas: pyarrow)
+_KNOWN_OPTIONAL = frozenset({"apex", "inplace_abn", "pyarrow", "fastparquet", "tensorboard",
+                             "tensorboardX", "deepspeed", "bitsandbytes", "litlogger", "litmodels"})  # fmt: skip
+_TMP = os.path.realpath(__import__("tempfile").gettempdir())
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
 
@@ -85,8 +92,10 @@ def _code_roots() -> tuple[str, ...]:
     paths = sysconfig.get_paths()
     roots = {sys.prefix, sys.base_prefix, paths["stdlib"], paths["purelib"], paths["platlib"]}
     import migalab
+    from migalab.utils.paths import config_dir
 
     roots.add(str(Path(migalab.__file__).resolve().parent))
+    roots.add(str(config_dir().resolve()))  # migalab.conf: the checkout's conf/ when editable
     return tuple(sorted(str(Path(r).resolve()) for r in roots))
 
 
@@ -118,16 +127,31 @@ class AuditRecorder:
         self.events = []
         self.writable = tuple(os.path.realpath(p) for p in writable)
         self.forbidden = tuple(os.path.realpath(p) for p in forbidden)
+        before = set(sys.modules)
         self._armed = True
         try:
             yield self.events
         finally:
             self._armed = False
+            for name in sorted(set(sys.modules) - before):
+                where = getattr(sys.modules.get(name), "__file__", None)
+                if where and not self._under(where, self._code_roots):
+                    self.events.append(f"module {name!r} loaded from {where!r}")
 
     # -- the hook -------------------------------------------------------------------------------
     def _under(self, path: str, roots: tuple[str, ...]) -> bool:
         real = os.path.realpath(path)
         return any(real == r or real.startswith(r + os.sep) for r in roots)
+
+    def _scratch(self, path: str) -> bool:
+        """A file of a ``tempfile.mkdtemp`` / multiprocessing scratch folder (``<tmp>/tmp*``,
+        ``<tmp>/pymp-*``): libraries make them (wandb, DataLoader workers); a test's own
+        folders (pytest's ``<tmp>/pytest-of-*``) are not scratch."""
+        real = os.path.realpath(path)
+        if not real.startswith(_TMP + os.sep):
+            return False
+        first = real[len(_TMP) + 1 :].split(os.sep, 1)[0]
+        return first.startswith(("tmp", "pymp-"))
 
     def _path(self, value: Any) -> str | None:
         if isinstance(value, bytes):
@@ -161,19 +185,27 @@ class AuditRecorder:
                 isinstance(flags, int) and flags & _WRITE_FLAGS)  # fmt: skip
             if self.forbidden and self._under(path, self.forbidden):
                 self.events.append(f"open {path!r} ({mode or flags}) in a forbidden folder")
-            elif writing and not self._under(path, self.writable):
+            elif writing and not self._under(path, self.writable) and not self._scratch(path):
                 self.events.append(f"open {path!r} for writing outside the run")
         elif event in FS_EVENTS:
             for value in args[:2]:
                 path = self._path(value)
-                if path and (not self._under(path, self.writable)
-                             or (self.forbidden and self._under(path, self.forbidden))):  # fmt: skip
+                if not path:
+                    continue
+                outside = (  # args[1] is a mode or None for os.mkdir / os.chmod: no path
+                    path is not None
+                    and not self._under(path, self.writable)
+                    and not self._scratch(path)
+                )
+                if outside or (self.forbidden and self._under(path, self.forbidden)):
                     self.events.append(f"{event} {path!r} outside the run")
                     break
         elif event == "import":
             name = str(args[0])
             top = name.split(".", 1)[0]
-            if top not in self._top_levels or top in NEVER_IMPORTED:
+            if (
+                top not in self._top_levels and top not in _KNOWN_OPTIONAL
+            ) or top in NEVER_IMPORTED:
                 self.events.append(f"import {name!r} ({args[1]!r})")
         elif event == "exec":
             code = args[0]

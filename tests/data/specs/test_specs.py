@@ -189,8 +189,11 @@ def test_a_new_dataset_is_one_spec_and_one_yaml(tmp_path: Path) -> None:
 
 def test_a_spec_name_from_a_checkpoint_must_be_migalab(tiny_release: Path, tiny_cache: Path):
     from migalab.utils.checkpoints import UnsafeCheckpointError, check_config_targets
+    from migalab.utils.hydra import resolved_container
 
-    cfg = compose_config("train", tiny_data_overrides(tiny_release, tiny_cache))
-    check_config_targets({"data": dict(cfg.data)}, "ckpt")
+    data = resolved_container(
+        compose_config("train", tiny_data_overrides(tiny_release, tiny_cache))
+    )["data"]
+    check_config_targets({"data": data}, "ckpt")  # stored configs are resolved
     with pytest.raises(UnsafeCheckpointError, match="evil"):
-        check_config_targets({"data": {**dict(cfg.data), "dataset": "evil:SPEC"}}, "ckpt")
+        check_config_targets({"data": {**data, "dataset": "evil:SPEC"}}, "ckpt")
