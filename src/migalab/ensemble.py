@@ -43,7 +43,7 @@ from migalab.fusion_record import (
 )
 from migalab.tasks.metrics import compute_metrics
 from migalab.utils.callbacks import CONFIG_KEY
-from migalab.utils.checkpoints import check_config_targets, load_checkpoint, upgrade_targets
+from migalab.utils.checkpoints import load_checkpoint, upgrade_targets
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ __all__ = [
     "SplitScores",
     "build_from_checkpoint",
     "check_same_clips",
+    "checkpoint_loading",
     "evaluate_scores",
     "fit_temperature",
     "fuse_scores",
@@ -75,31 +76,58 @@ def load_checkpoint_config(
     ckpt_path: str | Path,
     unsafe_unpickle: bool = False,
     data_overrides: DictConfig | Mapping[str, Any] | None = None,
+    data_dir: str | Path | None = None,
+    trusted_targets: Sequence[str] = (),
 ) -> tuple[DictConfig, dict[str, Any]]:
-    """The training config stored in a checkpoint (with ``data_overrides`` merged into its
-    ``data``) and the checkpoint's state dict.
+    """The ``data`` and ``model`` config to rebuild a checkpoint's model and data from, and the
+    checkpoint's state dict.
 
-    The file is read with ``weights_only=True``; classes renamed since the checkpoint was
-    written are mapped to their new names (:func:`~migalab.utils.checkpoints.upgrade_targets`),
-    and the ``data`` and ``model`` configs (what gets instantiated) may name only allowed classes
-    and dataset specs (:mod:`migalab.utils.checkpoints`); ``unsafe_unpickle`` is the explicit
-    opt-in for a trusted legacy pickle.
+    The file is read with ``weights_only=True`` (``unsafe_unpickle`` is the explicit opt-in for a
+    trusted legacy pickle). Its stored config is untrusted data
+    (:func:`~migalab.utils.stored_config.sanitize_stored_config`): plain values only, no
+    interpolation, only its ``data`` and ``model`` sections, classes renamed since it was written
+    mapped to their new names (:func:`~migalab.utils.checkpoints.upgrade_targets`), folders and
+    files re-rooted under ``data_dir`` (the current run's ``paths.data_dir``; default: the
+    project's ``data/``) or taken from ``data_overrides`` (the current run's ``data.*``,
+    resolved here in their own config), then every ``_target_`` checked against the exact
+    allowlist (plus ``trusted_targets``).
     """
+    from migalab.utils.checkpoints import CheckpointReadError
+    from migalab.utils.paths import project_root
+    from migalab.utils.stored_config import UnsafeCheckpointError, sanitize_stored_config
+
     path = Path(ckpt_path)
+    source = f"checkpoint {path}"
     ckpt = load_checkpoint(path, unsafe_unpickle=unsafe_unpickle)
     if not isinstance(ckpt, Mapping) or CONFIG_KEY not in ckpt or "state_dict" not in ckpt:
-        raise ValueError(
+        raise CheckpointReadError(
             f"checkpoint {path} has no '{CONFIG_KEY}' entry: it was not written by migalab-train"
         )
-    cfg = OmegaConf.create(upgrade_targets(ckpt[CONFIG_KEY]))
-    missing = [part for part in ("data", "model") if part not in cfg]
-    if missing:
-        raise ValueError(f"checkpoint {path}: its stored config has no {missing} section")
-    if data_overrides:
-        cfg.data = OmegaConf.merge(cfg.data, data_overrides)
-    stored = OmegaConf.to_container(cfg, resolve=False)
-    check_config_targets({"data": stored["data"], "model": stored["model"]}, f"checkpoint {path}")
-    return cfg, ckpt["state_dict"]
+    state = ckpt["state_dict"]
+    if not isinstance(state, Mapping):
+        raise UnsafeCheckpointError(f"{source}: its state_dict is not a mapping of tensors")
+    user = data_overrides
+    if isinstance(user, DictConfig):
+        user = OmegaConf.to_container(user, resolve=True)
+    cfg = sanitize_stored_config(
+        ckpt[CONFIG_KEY], source, user_data=user,
+        data_dir=data_dir if data_dir is not None else project_root() / "data",
+        state_dict=state, trusted_targets=trusted_targets, upgrade=upgrade_targets,
+    )  # fmt: skip
+    return cfg, state
+
+
+def checkpoint_loading(cfg: DictConfig) -> dict[str, Any]:
+    """The :func:`load_checkpoint_config` options of an entry point's config (eval, predict,
+    pseudolabel): its ``data`` overrides, ``paths.data_dir``, ``trusted_targets`` and
+    ``unsafe_unpickle_checkpoints``."""
+    paths = cfg.get("paths") or {}
+    return {
+        "unsafe_unpickle": bool(cfg.get("unsafe_unpickle_checkpoints")),
+        "data_overrides": cfg.get("data"),
+        "data_dir": paths.get("data_dir"),
+        "trusted_targets": [str(t) for t in cfg.get("trusted_targets") or []],
+    }
 
 
 @dataclass
@@ -202,6 +230,8 @@ def score_checkpoints(
     require_labels: bool = True,
     unsafe_unpickle: bool = False,
     target: str | None = None,
+    data_dir: str | Path | None = None,
+    trusted_targets: Sequence[str] = (),
 ) -> list[CheckpointScores]:
     """Rebuild each checkpoint's model and data from its stored config and score ``splits``.
 
@@ -214,7 +244,9 @@ def score_checkpoints(
     """
     out: list[CheckpointScores] = []
     for ckpt in ckpts:
-        train_cfg, state_dict = load_checkpoint_config(ckpt, unsafe_unpickle, data_overrides)
+        train_cfg, state_dict = load_checkpoint_config(
+            ckpt, unsafe_unpickle, data_overrides, data_dir, trusted_targets
+        )
         found = str(train_cfg.data.get("target", "gesture"))
         if target is not None and found != target:
             raise ValueError(
