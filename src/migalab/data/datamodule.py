@@ -435,13 +435,12 @@ class ClipDataModule(LightningDataModule):
 
     def check_labels(self) -> None:
         """Raise ValueError naming the clips whose class id cannot be used, once, before any
-        batch: ids >= ``num_classes`` in any split, and unlabelled clips (-1) in training (a
-        cross-entropy on -1 fails mid-epoch without naming the clip)."""
+        batch: ids >= ``num_classes`` or below -1 (-1 = unknown) in any split, and unlabelled
+        clips (-1) in training (a cross-entropy on -1 fails mid-epoch without naming the
+        clip)."""
         for key, ds in self.datasets.items():
             labels = ds.labels
-            bad = labels >= self.num_classes
-            if key == "train":
-                bad |= labels < 0
+            bad = (labels >= self.num_classes) | (labels < (0 if key == "train" else -1))
             if not bad.any():
                 continue
             idx = np.flatnonzero(bad)

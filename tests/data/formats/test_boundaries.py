@@ -47,10 +47,12 @@ class _Labels:
 @pytest.mark.parametrize(
     ("split", "label", "ok"),
     [("train", K - 1, True), ("train", K, False), ("train", -1, False), ("train", 0, True),
-     ("val", K - 1, True), ("val", K, False), ("val", -1, True)],
+     ("val", K - 1, True), ("val", K, False), ("val", -1, True), ("val", -2, False),
+     ("test", -2, False), ("train", -2, False)],
 )  # fmt: skip
 def test_datamodule_check_labels(split: str, label: int, ok: bool) -> None:
-    """ClipDataModule.check_labels (run at setup): ids >= K in any split, -1 in training."""
+    """ClipDataModule.check_labels (run at setup): ids >= K or < -1 in any split, -1 in
+    training."""
     dm = SimpleNamespace(datasets={split: _Labels([0, label])}, num_classes=K, cache_dir="c")
     if ok:
         ClipDataModule.check_labels(dm)  # type: ignore[arg-type]
