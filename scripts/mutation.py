@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -40,7 +41,10 @@ KILLED = {"killed", "timeout"}
 def mutmut(*args: str) -> subprocess.CompletedProcess[str]:
     """``mutmut <args>`` from the repository root (the interpreter's own mutmut)."""
     cmd = [sys.executable, "-m", "mutmut", *args]
-    return subprocess.run(cmd, cwd=ROOT, text=True, capture_output=True, check=False)
+    # mutmut forks a worker per mutant from a process that has run torch: with OpenMP worker
+    # threads in the parent a forked child can hang (every mutant then "times out")
+    env = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.run(cmd, cwd=ROOT, env=env, text=True, capture_output=True, check=False)
 
 
 def results(patterns: list[str]) -> dict[str, str]:

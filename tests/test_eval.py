@@ -23,6 +23,7 @@ from migalab.ensemble import (
     resolve_fusion_weights,
     resolve_temperatures,
     search_fusion_weights,
+    simplex_grid,
 )
 from migalab.eval import evaluate
 from migalab.fusion_record import FusionRecordError
@@ -213,3 +214,57 @@ def test_temperatures_calibrate_the_fusion_and_round_trip(tmp_path: Path) -> Non
     for bad in ("hot", [1.0], [1.0, -1.0]):
         with pytest.raises(ValueError, match="temperature"):
             resolve_temperatures(OmegaConf.create({"temperature": bad}), entries)
+
+
+def test_simplex_grid_steps_at_their_boundaries() -> None:
+    assert simplex_grid(2, 1.0) == [(0.0, 1.0), (1.0, 0.0)]  # the largest step
+    assert simplex_grid(3, 0.5) == [(0, 0, 1), (0, 0.5, 0.5), (0, 1, 0), (0.5, 0, 0.5),
+                                    (0.5, 0.5, 0), (1, 0, 0)]  # fmt: skip
+    for bad, match in ((0.0, "be in .0, 1."), (-0.5, "be in .0, 1."), (1.5, "be in .0, 1."),
+                       (0.3, "divide 1"), (0.4, "divide 1")):  # fmt: skip
+        with pytest.raises(ValueError, match=f"^fusion.grid_step must {match}"):
+            simplex_grid(2, bad)
+    # the default step is 0.05
+    weights, _ = search_fusion_weights([A, B], LABELS, 2)
+    assert weights == (0.5, 0.5)
+
+
+def test_search_in_logit_space_differs_from_probability_space() -> None:
+    labels = torch.tensor([0, 1, 0, 1, 0, 1])
+    x = torch.tensor([[2.0, 2], [0, 3], [2, -1], [-4, 1], [4, 3], [3, 3]])
+    y = torch.tensor([[3.0, -3], [-6, 6], [-9, -6], [-12, -12], [0, 12], [-6, 9]])
+    probs = search_fusion_weights([x, y], labels, 2, step=0.25, space="probs")
+    logits = search_fusion_weights([x, y], labels, 2, step=0.25, space="logits")
+    assert probs == ((0.75, 0.25), {"top1": 1.0, "macro_f1": 1.0})
+    assert logits[0] == (0.5, 0.5) and logits[1]["top1"] == pytest.approx(5 / 6)
+    entries = []
+    for name, scores in (("x", x), ("y", y)):
+        entry = CheckpointScores(path=name, name=name, num_classes=2, class_names=None)
+        entry.splits["val"] = SplitScores(scores, labels, [str(i) for i in range(6)], True)
+        entries.append(entry)
+    fusion = OmegaConf.create({"space": "logits", "search": True, "grid_step": 0.25})
+    assert resolve_fusion_weights(fusion, entries)[0] == [0.5, 0.5]  # searched in logit space
+
+
+def test_resolve_uses_the_given_grid_step_and_search_split(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    entries = [_entry("a", A, ("test",)), _entry("b", B, ("test",))]
+    fusion = OmegaConf.create({"weights": None, "space": "probs", "search": True,
+                               "search_split": "test", "grid_step": 1.0})  # fmt: skip
+    with caplog.at_level("INFO", logger="migalab.ensemble"):
+        weights, info = resolve_fusion_weights(fusion, entries)
+    # step 1: only (0, 1) and (1, 0), equal on every metric: the first
+    assert weights == [0.0, 1.0] and info["grid_step"] == 1.0 and info["search_split"] == "test"
+    assert "fusion weights searched on test: (0.0, 1.0) (top1 0.5000)" in caplog.messages
+    fusion = OmegaConf.create({"temperature": "fit", "search_split": "test"})
+    with caplog.at_level("INFO", logger="migalab.ensemble"):
+        temps = resolve_temperatures(fusion, entries)
+    assert f"temperatures fitted on test: {[round(t, 4) for t in temps]}" in caplog.messages
+    assert [round(t, 4) for t in temps] != [round(t, 5) for t in temps]
+
+
+def test_given_weights_go_to_the_record() -> None:
+    fusion = OmegaConf.create({"weights": [1, 3], "space": "logits", "search": False})
+    weights, info = resolve_fusion_weights(fusion, [_entry("a", A), _entry("b", B)])
+    assert weights == info["weights"] == [1.0, 3.0] and info["searched"] is False

@@ -124,7 +124,7 @@ def test_non_json_and_non_finite_numbers_are_refused(tmp_path: Path, text: str, 
 
 def test_unreadable_and_binary_files_are_refused(tmp_path: Path) -> None:
     _refused(tmp_path / "nope.json", "no such file")
-    _refused(tmp_path, "cannot be read")  # a folder
+    _refused(tmp_path, r"cannot be read \(Is a directory\)")  # a folder
     (tmp_path / "bin.json").write_bytes(b'{"weights": [1]}\xff')
     _refused(tmp_path / "bin.json", "not valid UTF-8 JSON")
 
@@ -161,6 +161,34 @@ def test_the_count_of_weights_and_temperatures(tmp_path: Path) -> None:
     assert read_fusion_record(path)["temperatures"] == [1.0, 2.0, 3.0]  # count unknown
 
 
+def test_messages_show_the_value_shortened() -> None:
+    for value, match in (([float("nan")], "must be finite, got nan"),
+                         ([-2.5], "must be non-negative, got -2.5"),
+                         ([0, 0], r"positive sum, got \[0.0, 0.0\]")):  # fmt: skip
+        with pytest.raises(FusionRecordError, match=match):
+            check_weights(value)
+    with pytest.raises(
+        FusionRecordError, match=r"fusion.temperature\[0\] must be positive, got -3"
+    ):
+        check_temperatures([-3])
+    with pytest.raises(FusionRecordError, match="must be a list of positive temperatures, one per"):
+        check_temperatures("x")
+    with pytest.raises(FusionRecordError, match="must be a list of non-negative weights, one per"):
+        check_weights("x")
+    # a repr of up to 60 characters is shown whole, a longer one as its first 57 and "..."
+    with pytest.raises(FusionRecordError) as info:
+        check_weights("a" * 58)  # repr: 60 characters
+    assert str(info.value).endswith("got '" + "a" * 58 + "'")
+    with pytest.raises(FusionRecordError) as info:
+        check_weights("a" * 59)  # repr: 61 characters
+    assert str(info.value).endswith("got '" + "a" * 56 + "...")
+
+
+def test_interpolated_options_are_resolved() -> None:
+    cfg = OmegaConf.create({"w": 0.25, "fusion": {"weights": ["${w}", 0.75]}})
+    assert check_weights(cfg.fusion.weights, 2) == [0.25, 0.75]
+
+
 def test_check_weights_boundaries() -> None:
     assert check_weights([0, 1]) == [0.0, 1.0]  # zero is allowed
     assert check_weights([0.0, 5e-324]) == [0.0, 5e-324]  # the smallest positive sum
@@ -193,14 +221,14 @@ def test_command_line_options_go_through_the_same_checks() -> None:
                        (["0.5", 0.5], "a number"), ([1, -1], "non-negative"),
                        ([0, 0], "positive sum"), ([float("nan"), 1], "finite")):  # fmt: skip
         fusion.weights = bad
-        with pytest.raises(FusionRecordError, match=f"fusion.weights.*{match}"):
+        with pytest.raises(FusionRecordError, match=f"^fusion.weights.*{match}"):
             resolve_fusion_weights(fusion, entries)
     fusion.weights = None
     assert resolve_fusion_weights(fusion, entries)[0] is None  # equal weights
     for bad, match in (("hot", "null, fit or a list"), ([1.0], "1 values for 2"),
                        ([1.0, 0.0], "positive"), ([1.0, "2"], "a number"),
                        ([1.0, float("inf")], "finite")):  # fmt: skip
-        with pytest.raises(FusionRecordError, match=f"fusion.temperature.*{match}"):
+        with pytest.raises(FusionRecordError, match=f"^fusion.temperature.*{match}"):
             resolve_temperatures(OmegaConf.create({"temperature": bad}), entries)
     assert resolve_temperatures(OmegaConf.create({"temperature": [2, 0.5]}), entries) == [2, 0.5]
 
@@ -230,3 +258,32 @@ def test_emotion_fusion_reads_and_checks_the_same_way(tmp_path: Path) -> None:
         _fusion_weights(given, _entries(2), {})
     given.weights = [1, 1]
     assert _fusion_weights(given, _entries(2), {})[0] == [1.0, 1.0]
+
+
+def test_fusion_from_record_and_defaults_of_the_search(tmp_path: Path) -> None:
+    path = _write(tmp_path / "fusion.json", {"weights": [1, 3]})
+    weights, info = resolve_fusion_weights(
+        OmegaConf.create({"from": str(path), "space": "logits"}), _entries(2)
+    )
+    assert info == {"weights": [1.0, 3.0], "temperatures": None, "from": str(path),
+                    "space": "logits", "checkpoints": ["0.ckpt", "1.ckpt"]}  # fmt: skip
+    # no search key: given weights; search without grid_step / search_split: 0.05 on val
+    weights, info = resolve_fusion_weights(OmegaConf.create({"space": "probs"}), _entries(2))
+    assert weights is None and info == {"space": "probs", "temperatures": None, "weights": None,
+                                        "checkpoints": ["0.ckpt", "1.ckpt"], "searched": False}  # fmt: skip
+    weights, info = resolve_fusion_weights(
+        OmegaConf.create({"space": "probs", "search": True}), _entries(2)
+    )
+    assert info["searched"] is True and info["grid_step"] == 0.05
+    assert info["search_split"] == "val" and len(weights) == 2
+
+
+def test_fit_needs_labelled_scores_of_the_default_split() -> None:
+    entries = _entries(2)
+    entries[1].splits["test"] = entries[1].splits.pop("val")
+    with pytest.raises(ValueError, match="fusion.temperature=fit needs labelled val scores"):
+        resolve_temperatures(OmegaConf.create({"temperature": "fit"}), entries)
+    entries = _entries(2)
+    entries[0].splits["val"].has_labels = False
+    with pytest.raises(ValueError, match="needs labelled val scores"):
+        resolve_temperatures(OmegaConf.create({"temperature": "fit"}), entries)

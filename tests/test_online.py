@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from migalab.online import (
     OnlineSettingsError,
@@ -51,6 +52,7 @@ def test_frame_probabilities_average_the_covering_windows() -> None:
     np.testing.assert_allclose(frames[:, 0], [1, 1, 0.5, 0.5, 0.25, 0.25, 0.5, 0.5])
     np.testing.assert_allclose(frames.sum(1), 1.0)
     assert frame_probabilities(probs[:1], [0], 4, 6)[4:].sum() == 0  # uncovered frames
+    assert frames.dtype == np.float32 and frames.shape == (8, 2)
 
 
 def test_segments_from_frames_threshold_and_min_length() -> None:
@@ -213,6 +215,32 @@ def test_sequence_windows_select_the_models_joints() -> None:
 
     idx = list(get_layout("imigue22").indices)
     np.testing.assert_array_equal(rec.keypoint[0], table[30:50][:, idx, :2])
+    np.testing.assert_array_equal(rec.keypoint_score[0], table[30:50][:, idx, 2])
+    assert rec.keypoint.dtype == rec.keypoint_score.dtype == np.float32
+    assert (rec.video_id, rec.label, rec.img_shape, rec.layout) == ("0007", -1, (720, 1280),
+                                                                    "imigue22")  # fmt: skip
+    assert sample["x"].dtype == torch.float32 and int(sample["label"]) == -1
+
+
+def test_sequence_windows_in_the_tables_layout_and_dict_pipelines() -> None:
+    table = np.random.default_rng(1).random((12, 137, 3))  # float64: given to the model as f32
+    seen = []
+
+    def pipeline(record):  # noqa: ANN001, ANN202
+        seen.append(record)
+        return {"x": record.keypoint.astype(np.float64), "extra": 1}
+
+    ds = SequenceWindows(table, "v", 8, 4, pipeline, (480, 640))
+    sample = ds[1]
+    assert ds.joints is None and sample["extra"] == 1 and sample["x"].dtype == torch.float32
+    assert seen[0].keypoint.dtype == seen[0].keypoint_score.dtype == np.float32
+    assert sample["x"].shape == (1, 8, 137, 2) and int(sample["label"]) == -1
+    for bad in (table[..., :2], table[0]):
+        with pytest.raises(ValueError, match="v: expected a .T, V, 3. keypoint table"):
+            SequenceWindows(bad, "v", 8, 4, lambda r: r, (480, 640))
+    with pytest.raises(ValueError, match="v: a imigue22 table has no coco17 joints"):
+        SequenceWindows(table[:, :22], "v", 8, 4, lambda r: r, (480, 640), layout="coco17",
+                        table_layout="imigue22")  # fmt: skip
 
 
 def test_predict_online_then_eval_by_name(cli_run: tuple[Path, Path], tiny_release: Path) -> None:
