@@ -216,6 +216,20 @@ def test_temperatures_calibrate_the_fusion_and_round_trip(tmp_path: Path) -> Non
             resolve_temperatures(OmegaConf.create({"temperature": bad}), entries)
 
 
+def test_fitted_temperatures_decide_which_weights_are_searched() -> None:
+    # stream b is 20x overconfident: uncalibrated, the even logit mix lets b's unsure 20 * 0.4
+    # outvote a's sure 4 on clips 0 and 2, so only (0.75, 0.25) gets every clip; divided by
+    # their fitted temperatures (mirror streams: b's is 20x a's) the even mix gets every clip
+    b = 20 * B
+    assert search_fusion_weights([A, b], LABELS, 2, step=0.25, space="logits")[0] == (0.75, 0.25)
+    fusion = OmegaConf.create({"space": "logits", "search": True, "search_split": "val",
+                               "grid_step": 0.25, "temperature": "fit"})  # fmt: skip
+    weights, info = resolve_fusion_weights(fusion, [_entry("a", A), _entry("b", b)])
+    assert info["temperatures"][1] == pytest.approx(20 * info["temperatures"][0], rel=1e-3)
+    assert weights == info["weights"] == [0.5, 0.5]
+    assert info["search_metrics"] == {"top1": 1.0, "macro_f1": 1.0}
+
+
 def test_simplex_grid_steps_at_their_boundaries() -> None:
     assert simplex_grid(2, 1.0) == [(0.0, 1.0), (1.0, 0.0)]  # the largest step
     assert simplex_grid(3, 0.5) == [(0, 0, 1), (0, 0.5, 0.5), (0, 1, 0), (0.5, 0, 0.5),

@@ -192,3 +192,71 @@ def test_predict_from_a_video_by_name(
     assert Path(record["annotated"]).stat().st_size > 0
     assert (pred.parent / "pose" / f"{folder.name}_openpose.csv").is_file()
     assert (pred.parent / f"{folder.name}_timeline.png").is_file()
+
+
+# -- which python is probed, and the message (mutation testing: scripts/mutation.py) --------------
+def _fake_python(path: Path, ok: bool) -> Path:
+    """A stand-in python: records its arguments, then imports mediapipe (``ok``) or fails as a
+    python without it does."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fail = ("echo 'Traceback (most recent call last):' >&2\necho '  File x' >&2\n"
+            "echo \"ModuleNotFoundError: No module named 'mediapipe'\" >&2\nexit 1\n")  # fmt: skip
+    path.write_text(f'#!/bin/sh\necho "$@" > "{path}.args"\n' + ("exit 0\n" if ok else fail))
+    path.chmod(0o755)
+    return path
+
+
+MISSING = (
+    "pose extraction needs its own environment with MediaPipe (mediapipe pins protobuf<5, wandb "
+    "needs >=5). Create it with `make pose-env` in the migalab checkout, or point "
+    "MIGALAB_POSE_PYTHON (or --pose-python) at a python with mediapipe 0.10.14-0.10.21. Tried: "
+)
+
+
+def test_find_pose_python_order_and_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import migalab.pose as pose
+
+    good, bad = _fake_python(tmp_path / "good", True), _fake_python(tmp_path / "bad", False)
+    checkout = _fake_python(tmp_path / "co" / "python", True)
+    monkeypatch.setattr(pose, "checkout_pose_python", lambda: checkout)
+    monkeypatch.delenv("MIGALAB_POSE_PYTHON", raising=False)
+    assert find_pose_python(good) == good
+    assert Path(f"{good}.args").read_text() == "-c import mediapipe, cv2\n"
+    assert find_pose_python() == checkout  # nothing given: the checkout's
+    monkeypatch.setenv("MIGALAB_POSE_PYTHON", str(good))
+    assert find_pose_python() == good  # the variable
+    with pytest.raises(PoseEnvMissing) as err:  # explicit wins, even over a working variable
+        find_pose_python(bad)
+    assert str(err.value) == MISSING + (
+        f"{bad} (cannot import mediapipe: [\"ModuleNotFoundError: No module named 'mediapipe'\"])"
+    )
+    with pytest.raises(PoseEnvMissing) as err:
+        find_pose_python(tmp_path / "none")
+    assert str(err.value) == MISSING + str(tmp_path / "none")
+    monkeypatch.delenv("MIGALAB_POSE_PYTHON")
+    monkeypatch.setattr(pose, "checkout_pose_python", lambda: None)  # an installed wheel
+    with pytest.raises(PoseEnvMissing) as err:
+        find_pose_python()
+    assert str(err.value) == MISSING + "nothing"
+
+
+def test_checkout_pose_python_needs_both_markers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import migalab.pose as pose
+
+    root = tmp_path / "checkout"
+    module = root / "src" / "migalab" / "pose" / "__init__.py"
+    module.parent.mkdir(parents=True)
+    monkeypatch.setattr(pose, "__file__", str(module))
+    assert pose.checkout_pose_python() is None  # neither marker
+    (root / "pyproject.toml").write_text("")
+    (root / "src" / "conf").mkdir()
+    (root / "src" / "conf" / "train.yaml").write_text("")  # a marker each, never both
+    (root / "src" / "migalab" / "pyproject.toml").write_text("")
+    assert pose.checkout_pose_python() is None
+    (root / "conf").mkdir()
+    (root / "conf" / "train.yaml").write_text("")
+    assert pose.checkout_pose_python() == root.resolve() / ".pose-env" / "bin" / "python"

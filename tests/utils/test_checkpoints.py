@@ -239,3 +239,101 @@ def test_old_token_fusion_entries_are_upgraded() -> None:
     import hydra
 
     assert isinstance(hydra.utils.instantiate(new), CrossModalTokenFusion)
+
+
+# -- exact messages and edges (mutation testing: scripts/mutation.py --set security) --------------
+def test_first_reason_picks_the_line_naming_the_global() -> None:
+    from migalab.utils.checkpoints import _first_reason
+
+    assert _first_reason("Weights only load failed.\n\n  GLOBAL os.system was not allowed\n") == (
+        "GLOBAL os.system was not allowed")  # fmt: skip
+    assert _first_reason("failed\nUnsupported operand 149\n") == "Unsupported operand 149"
+    assert _first_reason("failed\nglobal and unsupported, lower case\n") == "failed"
+    assert _first_reason("\n  \n") == "unknown reason"
+
+
+def test_refusal_and_read_error_messages(tmp_path: Path) -> None:
+    path = malicious_checkpoint(tmp_path / "m.ckpt", tmp_path / "pwned")
+    with pytest.raises(UnsafeCheckpointError) as err:
+        load_checkpoint(path)
+    assert str(err.value) == (  # torch's line naming the global (its wording may change)
+        f"refused to load checkpoint {path}: it holds Python objects beyond tensors and plain "
+        "data (Trying to load unsupported GLOBAL posix.system whose module posix is blocked.), "
+        "and unpickling them could run arbitrary code. Checkpoints written by migalab-train "
+        "never need this. If you wrote this file yourself or trust its author, opt in with "
+        "unsafe_unpickle_checkpoints=true."
+    )
+    bad_zip = tmp_path / "cd.ckpt"  # an end record pointing at no central directory
+    bad_zip.write_bytes(b"x" * 46 + b"PK\x05\x06" + bytes(4) + b"\x01\x00\x01\x00"
+                        + (46).to_bytes(4, "little") + bytes(4) + bytes(2))  # fmt: skip
+    with pytest.raises(ValueError) as err:
+        load_checkpoint(bad_zip)
+    assert str(err.value) == (
+        f"checkpoint {bad_zip} is not a readable torch checkpoint (Bad magic number for central "
+        "directory)")  # fmt: skip
+    torch.save({"w": torch.ones(3)}, tmp_path / "good.ckpt")
+    truncated = tmp_path / "t.ckpt"
+    truncated.write_bytes((tmp_path / "good.ckpt").read_bytes()[:100])
+    with pytest.raises(ValueError) as err:
+        load_checkpoint(truncated)
+    cause = err.value.__cause__
+    assert str(err.value) == (f"checkpoint {truncated} is not a readable torch checkpoint "
+                              f"({type(cause).__name__}: {str(cause).strip().splitlines()[0]})")  # fmt: skip
+
+
+def test_unsafe_reads_are_logged_and_everything_lands_on_the_cpu(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A checkpoint saved on a GPU is read onto the CPU (map_location), both ways."""
+    import zipfile
+
+    good = tmp_path / "gpu.ckpt"
+    torch.save({"w": torch.ones(2)}, tmp_path / "cpu.ckpt")
+    with zipfile.ZipFile(tmp_path / "cpu.ckpt") as src, zipfile.ZipFile(good, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename.endswith("data.pkl"):  # the storage's location: BINUNICODE
+                assert b"X\x03\x00\x00\x00cpu" in data
+                data = data.replace(b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0")
+            dst.writestr(info, data)
+    assert torch.equal(load_checkpoint(good)["w"], torch.ones(2))
+    with caplog.at_level("WARNING", logger="migalab.utils.checkpoints"):
+        assert torch.equal(load_checkpoint(good, unsafe_unpickle=True)["w"], torch.ones(2))
+    assert caplog.messages == [
+        f"UNSAFE: unpickling {good} with weights_only=False; any code it holds runs now"
+    ]
+
+
+def test_the_bomb_message(tmp_path: Path) -> None:
+    from migalab.utils.checkpoints import INFLATION_FLOOR
+
+    bomb = _deflated_checkpoint(tmp_path / "bomb.ckpt", INFLATION_FLOOR + 2**20)
+    import zipfile
+
+    with zipfile.ZipFile(bomb) as zf:
+        declared = sum(i.file_size for i in zf.infolist())
+    size = bomb.stat().st_size
+    with pytest.raises(UnsafeCheckpointError) as err:
+        load_checkpoint(bomb)
+    assert str(err.value) == (
+        f"refused to load checkpoint {bomb}: its entries inflate to {declared / 2**20:.0f} MiB "
+        f"from a {size / 2**20:.1f} MiB file ({declared / size:.0f}x; torch.save writes them "
+        "uncompressed), a decompression bomb"
+    )
+
+
+def test_upgrade_edges() -> None:
+    from omegaconf import OmegaConf
+
+    from migalab.utils.checkpoints import upgrade_targets
+
+    old = "migalab.data.datamodules.SkeletonDataModule"
+    cfg = OmegaConf.create({"_target_": old, "a": "${b}", "b": 1, "note": old})
+    assert upgrade_targets(cfg) == {"_target_": "migalab.data.datamodule.ClipDataModule",
+                                    "a": "${b}", "b": 1, "note": old}  # fmt: skip
+    fusion = {"_target_": "migalab.models.fusion.CrossModalTokenFusion",
+              "modalities": {"a": None, "b": {"kind": "graph", "encoder": "not a dict"},
+                             "c": {"kind": "graph", "checkpoint": "/c.ckpt", "encoder": {}}}}  # fmt: skip
+    new = upgrade_targets(fusion)["modalities"]
+    assert new == {"a": None, "b": {"kind": "graph", "encoder": "not a dict"},
+                   "c": {"encoder": {"init": "/c.ckpt"}}}  # fmt: skip

@@ -373,3 +373,217 @@ def test_a_crafted_checkpoint_is_refused_through_load_checkpoint_config(tmp_path
     torch.save({"state_dict": [1, 2], "migalab_config": stored_config()}, path)
     with pytest.raises(UnsafeCheckpointError, match="state_dict is not a mapping"):
         load_checkpoint_config(path, data_dir=tmp_path)
+
+
+# -- exact messages and boundaries (mutation testing: scripts/mutation.py --set security) ---------
+def _refusal(call: Any) -> str:
+    with pytest.raises(UnsafeCheckpointError) as err:
+        call()
+    return str(err.value)
+
+
+def _nested_dicts(depth: int) -> Any:
+    node: Any = 1
+    for _ in range(depth):
+        node = {"a": node}
+    return node
+
+
+def test_plain_tree_messages_name_the_place() -> None:
+    long = "${" + "x" * 100 + "}"
+    assert _refusal(lambda: check_plain_tree(long, "src")) == (
+        f"src: refused the stored config value at <root> ({long[:80]!r}): an interpolation, "
+        "which a config written by migalab-train never holds (it stores its config resolved) "
+        "and which could create or resolve nodes nobody checked"
+    )
+    assert _refusal(lambda: check_plain_tree({"a": {"${x}": 1}}, "src")).startswith(
+        "src: refused the stored config value at a.${x} ('${x}')")  # fmt: skip
+    assert _refusal(lambda: check_plain_tree({"${x}": 1}, "src")).startswith(
+        "src: refused the stored config value at ${x} ('${x}')")  # fmt: skip
+    assert _refusal(lambda: check_plain_tree({1: "a"}, "src")) == (
+        "src: stored config key 1 at <root> is not a string")  # fmt: skip
+    assert _refusal(lambda: check_plain_tree({"a": [{2: 1}]}, "src")) == (
+        "src: stored config key 2 at a[0] is not a string")  # fmt: skip
+    assert _refusal(lambda: check_plain_tree(b"x", "src")) == (
+        "src: stored config value at <root> is a bytes, not plain data")  # fmt: skip
+    assert _refusal(lambda: check_plain_tree({"a": {"b": [b"x"]}}, "src")) == (
+        "src: stored config value at a.b[0] is a bytes, not plain data")  # fmt: skip
+    shared: list[int] = []
+    assert _refusal(lambda: check_plain_tree({"a": shared, "b": shared}, "src")) == (
+        "src: its stored config refers to one entry twice (at a); refused")  # fmt: skip
+    assert _refusal(lambda: check_plain_tree(list(range(MAX_NODES)), "src")) == (
+        f"src: its stored config has more than {MAX_NODES} entries; refused")  # fmt: skip
+
+
+def test_dict_depth_is_bounded_exactly() -> None:
+    check_plain_tree(_nested_dicts(MAX_DEPTH), "src")
+    where = ".".join(["a"] * (MAX_DEPTH + 1))
+    assert _refusal(lambda: check_plain_tree(_nested_dicts(MAX_DEPTH + 1), "src")) == (
+        f"src: its stored config is nested deeper than {MAX_DEPTH} levels (at {where}); refused"
+    )
+    # the target check unwraps OmegaConf containers without recursing past the limit
+    for deep in (_nested(100_000), _nested_dicts(100_000)):
+        assert "deeper than" in _refusal(lambda d=deep: check_config_targets(d, "src"))
+
+
+def test_omegaconf_containers_are_checked_unresolved_at_any_depth() -> None:
+    from omegaconf import OmegaConf
+
+    for depth in (0, 1, 40, MAX_DEPTH - 2):
+        for wrap in (lambda t: {"x": t}, lambda t: [t]):
+            tree: Any = OmegaConf.create({"a": "${b}", "b": 1})
+            for _ in range(depth):
+                tree = wrap(tree)
+            assert "interpolation" in _refusal(lambda t=tree: check_config_targets(t, "src"))
+    check_config_targets({"x": OmegaConf.create({"b": [1]})}, "src")
+
+
+def test_target_and_dataset_messages() -> None:
+    assert _refusal(lambda: check_config_targets({"_target_": "os.system"}, "src")) == (
+        "src: refused to instantiate <root>._target_='os.system': not one of the suite's model "
+        "and data classes (a stored config may name only those; add "
+        "trusted_targets=[os.system] to the command if you trust the checkpoint's author and "
+        "have the class installed)"
+    )
+    assert _refusal(lambda: check_config_targets(
+        {"model": {"enc": {"_target_": "os.system"}}}, "src")).startswith(
+        "src: refused to instantiate model.enc._target_='os.system'")  # fmt: skip
+    # a data config itself (no data section) has its dataset checked too
+    assert _refusal(lambda: check_config_targets({"dataset": "evil:SPEC"}, "src")) == (
+        "src: refused data.dataset='evil:SPEC': a config stored in a checkpoint may only name "
+        "migalab's own dataset specs (importing 'evil:SPEC' would run its code); give "
+        "data.dataset on the command line to use your own"
+    )
+    check_config_targets({"data": ["not", "a", "mapping"]}, "src")
+    check_config_targets({"dataset": "synthetic"}, "src")
+    assert _refusal(lambda: check_config_targets({"a": b"x"}, "src")) == (
+        "src: stored config value at a is a bytes, not plain data")  # fmt: skip
+
+
+def test_sanitize_refusals() -> None:
+    stored = stored_config()
+    stored["model"]["encoder"]["_target_"] = "os.system"
+    assert _refusal(lambda: sanitize(stored)).startswith(
+        "checkpoint x.ckpt: refused to instantiate model.encoder._target_='os.system'")  # fmt: skip
+    assert _refusal(lambda: sanitize([1])) == (
+        "checkpoint x.ckpt: its stored config is a list, not a mapping")  # fmt: skip
+    stored = stored_config()
+    del stored["model"]
+    assert _refusal(lambda: sanitize(stored)) == (
+        "checkpoint x.ckpt: its stored config has no ['model'] section")  # fmt: skip
+    assert _refusal(lambda: sanitize(stored_config(), user_data={"a": b"x"})) == (
+        "the data overrides of this run: stored config value at a is a bytes, not plain data"
+    )
+    bad = stored_config()
+    bad["data"]["synthetic"]["frame_size"] = [SYNTHETIC_LIMITS["frame_side"] + 1]
+    assert _refusal(lambda: sanitize(bad)) == (
+        f"checkpoint x.ckpt: its data.synthetic.frame_size asks for "
+        f"{SYNTHETIC_LIMITS['frame_side'] + 1} (limit {SYNTHETIC_LIMITS['frame_side']}); a "
+        "checkpoint may not make the suite generate more than that: give "
+        "data.synthetic.frame_size=... on the command line"
+    )
+
+
+def test_what_is_not_taken_is_logged_exactly(caplog: pytest.LogCaptureFixture) -> None:
+    stored = stored_config(num_workers=10**6, pseudo_labels="/p.json")
+    stored["model"]["encoder"]["init"] = "/w.ckpt"
+    stored["model"]["encoder"]["cache_dir"] = "/elsewhere"
+    stored["model"]["head"]["cache_dir"] = f"{DATA_DIR}/emb"
+    cores = os.cpu_count() or 1
+    with caplog.at_level("WARNING", logger="migalab.utils.stored_config"):
+        cfg = sanitize(stored, user_data={"release_root": "/mine"})
+    ignored = sorted([
+        f"data.cache_dir={DATA_DIR}/synthetic_imigue/cache (now "
+        "/home/me/data/synthetic_imigue/cache)",
+        "data.pseudo_labels=/p.json",
+        f"data.num_workers=1000000 (capped at {cores}, this machine's cores)",
+        "model.encoder.init=/w.ckpt",
+        "model.encoder.cache_dir=/elsewhere",
+        f"model.head.cache_dir={DATA_DIR}/emb (now /home/me/data/emb)",
+    ])  # fmt: skip
+    assert caplog.messages == ["checkpoint x.ckpt: not taken from the checkpoint (locations "
+                               "come from this run): " + "; ".join(ignored)]  # fmt: skip
+    assert cfg.data.release_root == "/mine" and cfg.data.num_workers == cores
+    assert cfg.model.encoder.cache_dir is None and cfg.model.head.cache_dir == "/home/me/data/emb"
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="migalab.utils.stored_config"):
+        sanitize(stored_config(num_workers=cores, release_root="/etc"), data_dir=None)
+    assert caplog.messages == ["checkpoint x.ckpt: not taken from the checkpoint (locations "
+                               "come from this run): " + "; ".join(sorted([
+        "data.release_root=/etc (outside the training run's data dir: give "
+        "data.release_root=... to read data)",
+        f"data.cache_dir={DATA_DIR}/synthetic_imigue/cache (outside the training run's data "
+        "dir: give data.cache_dir=... to read data)"]))]  # fmt: skip
+
+
+def test_nested_locations_and_worker_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    stored = stored_config()
+    stored["data"]["video"] = {"prepared_dir": f"{DATA_DIR}/video", "prepare_workers": 10**6}
+    cfg = sanitize(stored)
+    assert cfg.data.video.prepared_dir == "/home/me/data/video"
+    assert cfg.data.video.prepare_workers == (os.cpu_count() or 1)
+    monkeypatch.setattr(os, "cpu_count", lambda: None)  # unknown: one core
+    assert sanitize(stored_config(num_workers=2)).data.num_workers == 1
+    assert sanitize(stored_config(num_workers=True)).data.num_workers is True  # not a count
+
+
+@pytest.mark.parametrize(
+    ("stored_root", "release_root", "expected"),
+    [
+        ("/", "/srv/rel", "/home/me/data/srv/rel"),  # the filesystem root as data dir
+        ("data", "data/rel", None),  # relative: never re-rooted
+        (DATA_DIR, 5, None),  # not a path
+        (DATA_DIR, [f"{DATA_DIR}/a", "/etc"], None),  # one item elsewhere: all dropped
+        (DATA_DIR, f"{DATA_DIR}//a/./b", "/home/me/data/a/b"),
+        ("/srv/X", "/srv/X/rel", "/home/me/data/rel"),  # a data dir ending in X
+    ],
+)
+def test_rebase_edges(stored_root: str, release_root: Any, expected: Any) -> None:
+    stored = stored_config(release_root=release_root)
+    stored["paths"]["data_dir"] = stored_root
+    got = sanitize(stored).data.release_root
+    assert got == expected
+
+
+def test_every_location_is_moved_after_an_empty_one() -> None:
+    cfg = sanitize(stored_config(release_root=None))
+    assert cfg.data.release_root is None
+    assert cfg.data.cache_dir == "/home/me/data/synthetic_imigue/cache"
+
+
+def test_synthetic_sizes_count_numbers_only() -> None:
+    stored = stored_config()
+    stored["data"]["synthetic"].update(num_videos={"train": "many", "test": True},
+                                       clips_per_video=["x", 5])  # fmt: skip
+    assert sanitize(stored).data.synthetic.num_videos.train == "many"  # the generator refuses it
+
+
+def test_user_overrides_are_merged_key_by_key() -> None:
+    user = {"video": {"prepare_workers": 1, "prepared_dir": None}, "cache_dir": None,
+            "x": {"y": None}, "new": {"k": [1]}, "synthetic": {"seed": 3}}  # fmt: skip
+    cfg = sanitize(stored_config(), user_data=user)
+    assert cfg.data.video == {"prepared_dir": None, "prepare_workers": 1}
+    assert cfg.data.cache_dir == "/home/me/data/synthetic_imigue/cache" and "x" not in cfg.data
+    assert cfg.data.new == {"k": [1]}
+    assert cfg.data.synthetic == {"seed": 3, "num_videos": {"train": 4, "validate": 2, "test": 2}}
+    over = sanitize(stored_config(), user_data={"video": {"prepared_dir": {"train": "/v"}}})
+    assert over.data.video.prepared_dir == {"train": "/v"}  # a dict over a stored null
+
+
+def test_label_embedding_targets_come_from_the_state_dict() -> None:
+    def head(state: dict[str, Any]) -> Any:
+        stored = stored_config()
+        stored["model"]["label_embedding"] = {
+            "_target_": "migalab.models.label_embeddings.LabelEmbeddingHead",
+            "source": "npy",
+        }
+        return sanitize(stored, state_dict=state).model.label_embedding  # fmt: skip
+
+    exact = head({"label_embedding.targets": torch.ones(2, 1),
+                  "other.label_embedding.targets": torch.zeros(2, 1)})  # fmt: skip
+    assert exact.embeddings == [[1.0], [1.0]] and exact["_convert_"] == "all"
+    assert head({"x.label_embedding.targets": torch.full((1, 1), 2.0)}).embeddings == [[2.0]]
+    ambiguous = head({"a.label_embedding.targets": torch.ones(1, 1),
+                      "b.label_embedding.targets": torch.ones(1, 1)})  # fmt: skip
+    assert "embeddings" not in ambiguous and "_convert_" not in ambiguous
+    assert "embeddings" not in head({"label_embedding.targets": [[1.0]]})  # not a tensor

@@ -123,3 +123,16 @@ def test_heatmap_score_cutoff(score: np.float32, drawn: bool) -> None:
     for render in (limb_heatmaps, limb_heatmaps_reference):
         vol = render(kp, sc, [(0, 1)], (16, 16))
         assert (vol.max() > 0) == drawn, render.__name__
+
+
+def test_class_id_messages_name_the_file_and_the_conversion() -> None:
+    with pytest.raises(FormatError) as err:
+        class_id("f.pkl", "sample 3", 99, K)
+    assert str(err.value) == (
+        "f.pkl: sample 3: label 99 outside 0..31 (-1 = unknown); raw release ids (1-based, 99) "
+        "must be converted (k -> k-1, 99 -> 31)"
+    )
+    with pytest.raises(FormatError) as err:
+        class_id("f.pkl", "sample 3", "x1", K)
+    assert str(err.value) == "f.pkl: sample 3: label 'x1' is not an integer"
+    assert class_id("f.pkl", "sample 3", "7", K) == 7 and class_id("f", "s", 3.0, K) == 3

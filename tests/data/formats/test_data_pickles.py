@@ -177,3 +177,79 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(FormatError, match="no such file") as err:
         load_pickle(tmp_path / "nope.pkl")
     assert isinstance(err.value, UserError)
+
+
+# -- each refusal's exact message, and the protocol-2 stand-ins at their edges --------------------
+def _reason(tmp_path: Path, data: bytes) -> str:
+    path = _write(tmp_path, data)
+    with pytest.raises(FormatError) as err:
+        load_pickle(path)
+    assert err.value.path == str(path) and str(err.value).startswith(f"{path}: ")
+    return err.value.reason
+
+
+def test_refusals_name_the_global_and_the_rule(tmp_path: Path) -> None:
+    rule = ("a data pickle may hold only containers, numbers, strings and NumPy arrays, and "
+            "loading anything else could run code")  # fmt: skip
+    for module, name in (("os", "system"), ("collections", "OrderedDict.fromkeys"),
+                         ("numpy.dtypes", "__loader__")):  # fmt: skip
+        assert _reason(tmp_path, b"\x80\x04" + _stack_global(module, name) + b".") == (
+            f"unreadable pickle (UnpicklingError: it references {module}.{name}; {rule})"
+        )
+    assert _reason(tmp_path, b"\x80\x02" + _unicode("x") + b"Q.") == (
+        "unreadable pickle (UnpicklingError: a data pickle has no persistent ids)"
+    )
+
+
+def _codecs_encode(*args: bytes) -> bytes:
+    return b"\x80\x02" + _global("_codecs", "encode") + b"(" + b"".join(args) + b"tR."
+
+
+def test_codecs_encode_takes_text_as_latin1_only(tmp_path: Path) -> None:
+    for codec in ("latin1", "latin-1"):
+        data = _codecs_encode(_unicode("\x00\xe9"), _unicode(codec))
+        assert load_pickle(_write(tmp_path, data)) == b"\x00\xe9"
+    rule = "a data pickle may only encode text as latin1 (how protocol 2 stores bytes)"
+    for args, shown in (
+        ((_unicode("abc"),), "str, 'utf-8', 'strict'"),  # encode's own default codec
+        ((_unicode("abc"), _unicode("LATIN1")), "str, 'LATIN1', 'strict'"),  # exact names
+        ((_unicode("abc"), _unicode("latin1"), _unicode("ignore")), "str, 'latin1', 'ignore'"),
+        ((b"C\x03abc", _unicode("latin1")), "bytes, 'latin1', 'strict'"),
+    ):
+        assert _reason(tmp_path, _codecs_encode(*args)) == (
+            f"unreadable pickle (UnpicklingError: _codecs.encode({shown}): {rule})"
+        )
+
+
+def test_bytes_takes_nothing_or_bytes(tmp_path: Path) -> None:
+    def call(*args: bytes) -> bytes:
+        return b"\x80\x02" + _global("builtins", "bytes") + b"(" + b"".join(args) + b"tR."
+
+    assert load_pickle(_write(tmp_path, call())) == b""
+    got = load_pickle(_write(tmp_path, call(b"C\x02ab")))  # SHORT_BINBYTES
+    assert got == b"ab" and type(got) is bytes
+    refused = ("unreadable pickle (UnpicklingError: bytes(...) in a data pickle takes no argument "
+               "or bytes)")  # fmt: skip
+    assert _reason(tmp_path, call(b"C\x02ab", b"C\x02cd")) == refused  # two arguments
+    assert _reason(tmp_path, call(b"K\x05")) == refused  # a number: bytes(5) allocates
+    assert _reason(tmp_path, call(_unicode("ab"))) == refused
+
+
+def test_a_missing_or_unreadable_file_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.pkl"
+    with pytest.raises(FormatError) as err:
+        load_pickle(missing)
+    assert str(err.value) == f"{missing}: no such file"
+    assert _reason(tmp_path, b"\x80\x02K") == (
+        "unreadable pickle (UnpicklingError: pickle data was truncated)"
+    )
+
+
+def test_format_error_fields_and_pickling() -> None:
+    err = FormatError("a/b.csv", "line one\nline two", row=3)
+    assert (err.path, err.row, err.reason) == ("a/b.csv", 3, "line one line two")
+    assert str(err) == "a/b.csv: row 3: line one line two"
+    assert str(FormatError(None, "x")) == "<unknown file>: x"
+    assert FormatError(None, "x").path is None and FormatError(Path("p"), "x").path == "p"
+    again = pickle.loads(pickle.dumps(err))
+    assert type(again) is FormatError and str(again) == str(err) and again.row == 3
