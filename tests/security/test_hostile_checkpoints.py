@@ -65,6 +65,7 @@ def test_an_interpolation_hidden_in_a_real_checkpoint_is_refused(
     assert not (secret / "pwned").exists()
 
 
+@pytest.mark.slow
 def test_a_pickle_payload_is_refused_by_name(tmp_path: Path, secret: Path) -> None:
     ckpt = malicious_checkpoint(tmp_path / "shared.ckpt", secret / "pwned")
     run = run_audited("migalab.eval:main", [f"ckpt_path={ckpt}", f"paths.log_dir={tmp_path}"],
@@ -74,6 +75,7 @@ def test_a_pickle_payload_is_refused_by_name(tmp_path: Path, secret: Path) -> No
     assert "refused to load checkpoint" in run.stderr and run.events == []
 
 
+@pytest.mark.slow
 def test_locations_in_a_real_checkpoint_are_not_used_and_it_still_evaluates(
     cli_run: tuple[Path, Path], tiny_release: Path, tiny_cache: Path, tmp_path: Path,
     secret: Path,
@@ -118,6 +120,12 @@ def test_a_bad_override_exits_2_in_one_message(tmp_path: Path) -> None:
     proc = run_script(["migalab-eval", "ckpt_path=x.ckpt", "nosuchkey=1"], tmp_path)
     assert proc.returncode == 2 and "nosuchkey" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_missing_checkpoint_exits_2_in_one_line(tmp_path: Path) -> None:
+    from tests.test_console_scripts import run_script
+
     missing = run_script(["migalab-eval", f"ckpt_path={tmp_path / 'none.ckpt'}",
                           f"paths.log_dir={tmp_path}"], tmp_path)  # fmt: skip
     assert missing.returncode == 2

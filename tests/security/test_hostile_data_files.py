@@ -67,6 +67,7 @@ def test_pyskl_pickle(world: dict[str, Path]) -> None:
     _refused(run, path, "numpy.dtypes.__loader__.get_data")
 
 
+@pytest.mark.slow  # a subprocess each; the xlsx and pyskl ones stay in the fast suite
 def test_npy2023_release(world: dict[str, Path]) -> None:
     """A 2023 release: ``train`` with a label pickle that asks for the rot13 codec (a codec
     lookup imports a module), ``val`` with an npy header declaring 10**9 samples in a small
@@ -103,6 +104,7 @@ def test_xlsx_release(tiny_release: Path, world: dict[str, Path], tmp_path: Path
     _refused(run, bomb, "XFD999999")
 
 
+@pytest.mark.slow  # a subprocess each; the xlsx and pyskl ones stay in the fast suite
 def test_csv_release(tiny_release: Path, world: dict[str, Path]) -> None:
     """A csv table whose one line holds 100,001 fields (pandas would allocate them for every
     row)."""
