@@ -78,7 +78,6 @@ SETS: dict[str, MutationSet] = {
             *(
                 f"migalab.ensemble.x_{f}__mutmut_*"
                 for f in (
-                    "_fusion_record",
                     "fusion_weights_from_file",
                     "resolve_temperatures",
                     "resolve_fusion_weights",

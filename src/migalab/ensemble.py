@@ -43,7 +43,9 @@ from migalab.fusion_record import (
 )
 from migalab.tasks.metrics import compute_metrics
 from migalab.utils.callbacks import CONFIG_KEY
-from migalab.utils.checkpoints import load_checkpoint, upgrade_targets
+from migalab.utils.checkpoints import CheckpointReadError, load_checkpoint, upgrade_targets
+from migalab.utils.paths import project_root
+from migalab.utils.stored_config import UnsafeCheckpointError, sanitize_stored_config
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +94,6 @@ def load_checkpoint_config(
     resolved here in their own config), then every ``_target_`` checked against the exact
     allowlist (plus ``trusted_targets``).
     """
-    from migalab.utils.checkpoints import CheckpointReadError
-    from migalab.utils.paths import project_root
-    from migalab.utils.stored_config import UnsafeCheckpointError, sanitize_stored_config
-
     path = Path(ckpt_path)
     source = f"checkpoint {path}"
     ckpt = load_checkpoint(path, unsafe_unpickle=unsafe_unpickle)
@@ -390,16 +388,11 @@ def search_fusion_weights(
     return best[1], best[2]
 
 
-def _fusion_record(path: str | Path, n: int | None = None) -> dict[str, Any]:
-    """The checked record of ``fusion.from`` (:func:`migalab.fusion_record.read_fusion_record`)."""
-    return read_fusion_record(path, n)
-
-
 def fusion_weights_from_file(path: str | Path, n: int | None = None) -> list[float]:
     """Weights stored by ``migalab-eval`` (``fusion.json`` or the ``fusion`` entry of a
     ``metrics.json``), checked (``n`` of them when the number of checkpoints is known); a
     malformed record raises :class:`~migalab.fusion_record.FusionRecordError`."""
-    return _fusion_record(path, n)["weights"]
+    return read_fusion_record(path, n)["weights"]
 
 
 def resolve_temperatures(
@@ -408,7 +401,7 @@ def resolve_temperatures(
     """Per-checkpoint temperatures: from ``fusion.from`` (None when it stored none), else
     ``fusion.temperature``: null -> None, ``fit`` -> fitted on ``search_split``, a list -> it."""
     if fusion.get("from"):
-        return _fusion_record(fusion["from"], len(entries))["temperatures"]
+        return read_fusion_record(fusion["from"], len(entries))["temperatures"]
     given = fusion.get("temperature")
     if given is None:
         return None
@@ -434,7 +427,7 @@ def resolve_fusion_weights(
     searched on ``fusion.search_split`` when ``fusion.search``, else ``fusion.weights`` (None =
     equal). Returns them and a record for ``fusion.json``."""
     if fusion.get("from"):  # one read of the stored record: its weights and temperatures
-        record = _fusion_record(fusion["from"], len(entries))
+        record = read_fusion_record(fusion["from"], len(entries))
         weights, temps = record["weights"], record["temperatures"]
         info = {"weights": weights, "temperatures": temps, "from": str(fusion["from"]),
                 "space": fusion.space, "checkpoints": [e.path for e in entries]}  # fmt: skip

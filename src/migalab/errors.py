@@ -15,7 +15,15 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["USER_ERROR_EXIT", "UserError", "debug_requested", "report_user_errors"]
+__all__ = [
+    "USER_ERROR_EXIT",
+    "MissingInputError",
+    "UserError",
+    "debug_requested",
+    "report_user_errors",
+    "run_hydra_app",
+    "strip_debug_flag",
+]
 
 #: exit status of a console script refused by a :class:`UserError` (argparse uses 2 as well)
 USER_ERROR_EXIT = 2

@@ -294,9 +294,12 @@ def relocate(
     user_data: Mapping[str, Any] | None,
     data_dir: str | os.PathLike | None,
     state_dict: Mapping[str, Any] | None = None,
+    stored_data_dir: str | None = None,
 ) -> list[str]:
     """Replace, in place, every location of a stored ``{"data", "model"}`` tree by the current
-    run's (see the module doc); returns what was ignored (``key=value`` strings, for the log).
+    run's (see the module doc); ``stored_data_dir`` is the training run's ``paths.data_dir``
+    (what stored folders may be re-rooted from). Returns what was ignored (``key=value``
+    strings, for the log).
 
     A data folder that the stored run kept outside its data dir, and that the user did not
     give, becomes None: the data module then refuses to read data, naming the override to give
@@ -305,7 +308,7 @@ def relocate(
     ignored: list[str] = []
     data, model = stored.get("data"), stored.get("model")
     user_data = user_data or {}
-    stored_root = stored.get("_stored_data_dir")
+    stored_root = stored_data_dir
     new_root = str(data_dir) if data_dir is not None else None
     if isinstance(data, dict):
         for key in DATA_LOCATIONS:
@@ -445,11 +448,10 @@ def sanitize_stored_config(
         tree = upgrade(tree)
     tree = _copy(tree)
     paths = stored.get("paths")
-    tree["_stored_data_dir"] = paths.get("data_dir") if isinstance(paths, Mapping) else None
+    stored_data_dir = paths.get("data_dir") if isinstance(paths, Mapping) else None
     user = _drop_none(_copy(dict(user_data or {})))
     check_plain_tree(user, "the data overrides of this run")
-    ignored = relocate(tree, source, user, data_dir, state_dict)
-    del tree["_stored_data_dir"]
+    ignored = relocate(tree, source, user, data_dir, state_dict, stored_data_dir)
     if ignored:
         log.warning("%s: not taken from the checkpoint (locations come from this run): %s",
                     source, "; ".join(sorted(ignored)))  # fmt: skip

@@ -16,7 +16,7 @@ import numpy as np
 
 from migalab.data.classes import NUM_CLASSES
 from migalab.data.formats.errors import FormatError, class_id, load_pickle
-from migalab.data.formats.limits import MAX_TABLE_ROWS, check_npy_header
+from migalab.data.formats.limits import MAX_PERSONS, MAX_TABLE_ROWS, check_npy_header
 from migalab.data.record import ClipRecord
 from migalab.data.skeleton.layouts import get_layout
 from migalab.utils.io import atomic_write
@@ -24,8 +24,6 @@ from migalab.utils.io import atomic_write
 LAYOUT = "imigue22"
 NUM_JOINTS = 22
 NUM_CHANNELS = 3
-#: most persons per sample (the release has M = 1; pyskl pads to a few)
-MAX_PERSONS = 16
 #: Frame size assumed for the older releases (pixels, (height, width)).
 DEFAULT_IMG_SHAPE = (1080, 1920)
 
@@ -66,7 +64,7 @@ def read_npy2023(
     Raises:
         FormatError: unreadable files, a data array that is not (N, 3, T, 22, M) (checked on the
             ``.npy`` header against the file size before anything is loaded; T at most
-            ``MAX_TABLE_ROWS``, M at most :data:`MAX_PERSONS`), a label pickle that is not a
+            ``MAX_TABLE_ROWS``, M at most ``MAX_PERSONS`` of :mod:`~migalab.data.formats.limits`), a label pickle that is not a
             (names, labels) pair, label count != N, or a label outside -1..num_classes-1 (e.g. a
             raw release id 99), naming the sample.
     """
