@@ -246,11 +246,12 @@ def test_checkout_pose_python_needs_both_markers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import migalab.pose as pose
+    import migalab.utils.paths as paths
 
     root = tmp_path / "checkout"
-    module = root / "src" / "migalab" / "pose" / "__init__.py"
+    module = root / "src" / "migalab" / "utils" / "paths.py"  # where the checkout is found from
     module.parent.mkdir(parents=True)
-    monkeypatch.setattr(pose, "__file__", str(module))
+    monkeypatch.setattr(paths, "__file__", str(module))
     assert pose.checkout_pose_python() is None  # neither marker
     (root / "pyproject.toml").write_text("")
     (root / "src" / "conf").mkdir()

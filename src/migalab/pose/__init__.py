@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from migalab.errors import UserError
+from migalab.utils.paths import checkout_root
 
 __all__ = ["PoseEnvMissing", "checkout_pose_python", "extract", "extract_to_dir",
            "find_pose_python", "main"]  # fmt: skip
@@ -40,10 +41,8 @@ def checkout_pose_python() -> Path | None:
     editable install: a folder above it holding ``pyproject.toml`` and ``conf/train.yaml``,
     where `make pose-env` puts it); None for an installed wheel. Independent of the current
     directory and of ``$MIGALAB_ROOT``."""
-    for parent in Path(__file__).resolve().parents:
-        if (parent / "pyproject.toml").is_file() and (parent / "conf" / "train.yaml").is_file():
-            return parent / ".pose-env" / "bin" / "python"
-    return None
+    root = checkout_root()
+    return root / ".pose-env" / "bin" / "python" if root is not None else None
 
 
 class PoseEnvMissing(UserError, RuntimeError):

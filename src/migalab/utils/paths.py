@@ -26,11 +26,17 @@ def project_root() -> Path:
     env = os.environ.get("MIGALAB_ROOT")
     if env:
         return Path(env).resolve()
-    here = Path(__file__).resolve()
-    for parent in here.parents:
+    return checkout_root() or Path.cwd().resolve()
+
+
+def checkout_root() -> Path | None:
+    """The migalab checkout this package is installed from (an editable install: the folder
+    above it holding ``conf/train.yaml`` and ``pyproject.toml``), None for an installed wheel.
+    Independent of the current directory and of ``$MIGALAB_ROOT``."""
+    for parent in Path(__file__).resolve().parents:
         if (parent / "conf" / "train.yaml").is_file() and (parent / "pyproject.toml").is_file():
             return parent
-    return Path.cwd().resolve()
+    return None
 
 
 def config_dir() -> Path:

@@ -17,7 +17,6 @@ from typing import Any
 
 from migalab.data.cache import read_meta
 from migalab.data.prepare.release import DTYPES
-from migalab.data.prepare.result import PrepareError
 from migalab.data.specs import BUILTIN_DATASETS, get_dataset
 from migalab.errors import UserError, report_user_errors, strip_debug_flag
 
@@ -114,8 +113,6 @@ def _main(argv: list[str]) -> int:
             strict=args.strict,
             progress=not args.quiet,
         )
-    except PrepareError:
-        raise
     except FileNotFoundError as exc:  # no release folder, no video folders in it
         raise UserError(str(exc)) from exc
     if result.num_videos == 0:
