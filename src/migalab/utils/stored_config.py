@@ -40,6 +40,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from migalab.data.specs.base import is_builtin
 from migalab.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -94,13 +95,6 @@ ALLOWED_TARGETS: frozenset[str] = frozenset({
     "torch.nn.BCEWithLogitsLoss",
     "torch.nn.CrossEntropyLoss",
 })  # fmt: skip
-
-
-#: ``data.dataset`` values a stored config may name (migalab's own specs; exact strings)
-def _builtin_datasets() -> frozenset[str]:
-    from migalab.data.specs.base import BUILTIN_DATASETS
-
-    return frozenset(BUILTIN_DATASETS) | frozenset(BUILTIN_DATASETS.values())
 
 
 #: data keys that are folders or files, as dotted paths below ``data``
@@ -201,7 +195,8 @@ def check_config_targets(cfg: Any, source: str, trusted: Iterable[str] = ()) -> 
             )
     data = cfg.get("data") if isinstance(cfg, Mapping) and "data" in cfg else cfg
     dataset = data.get("dataset") if isinstance(data, Mapping) else None
-    if dataset is not None and dataset not in _builtin_datasets() | trusted:
+    allowed = isinstance(dataset, str) and (is_builtin(dataset) or dataset in trusted)
+    if dataset is not None and not allowed:
         raise UnsafeCheckpointError(
             f"{source}: refused data.dataset={dataset!r}: a config stored in a checkpoint may "
             f"only name migalab's own dataset specs (importing {dataset!r} would run its "
