@@ -53,8 +53,23 @@ def test_hash_ignores_workers_only():
         {"tail_mix": 1.5},
         {"clip_classes": (32,)},
         {"noise": -1.0},
+        {"hand_miss": (-0.01, 0.0)},
+        {"hand_miss": (0.0, 1.01)},
+        {"hand_miss": (0.5,)},
+        {"hand_miss": "often"},
     ],
 )
 def test_invalid(kw):
     with pytest.raises(ValueError):
         SynthConfig(**kw)
+
+
+def test_hand_miss_hashed_only_when_set():
+    # the default leaves the hash of every existing release unchanged (pinned value)
+    assert SynthConfig().config_hash() == "cdb887ffcb5b88fc"
+    assert SynthConfig(hand_miss=(0.0, 0.0)).config_hash() == SynthConfig().config_hash()
+    assert SynthConfig(hand_miss=(0.0, 0.01)).config_hash() != SynthConfig().config_hash()
+    for edge in ((0.0, 0.0), (1.0, 1.0), (0.0, 1.0), (1.0, 0.0)):
+        assert SynthConfig(hand_miss=edge).hand_miss == edge
+    cfg = SynthConfig(hand_miss=[0.3, 0.2])
+    assert SynthConfig.from_dict(cfg.to_dict()) == cfg

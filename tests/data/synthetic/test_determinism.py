@@ -56,3 +56,33 @@ def test_video_is_independent_of_the_rest():
     assert a.clips == b.clips
     c = generate_video(VideoSpec("0043", "train", 3, 1), cfg())
     assert a.table.shape != c.table.shape or not np.array_equal(a.table, c.table)
+
+
+def test_hand_miss_only_removes_hand_points():
+    """SynthConfig.hand_miss: body and face untouched, hands gone in whole videos or in bursts
+    covering about the asked share of frames, confidences of the rest lowered (>= 0.05)."""
+    from migalab.data.synthetic.release import plan_release
+    from migalab.data.synthetic.sequence import miss_hands
+
+    cfg = SynthConfig(seed=3, num_videos={"train": 1, "validate": 0, "test": 0},
+                      clips_per_video=(30, 30))  # fmt: skip
+    spec = plan_release(cfg)[0]
+    table = generate_video(spec, cfg).table
+    assert miss_hands(table, cfg.seed, spec.vid, (0.0, 0.0)) is table
+    every = miss_hands(table, cfg.seed, spec.vid, (1.0, 0.0)).reshape(-1, 137, 3)
+    assert not every[:, 95:].any()
+    np.testing.assert_array_equal(every[:, :95], table.reshape(-1, 137, 3)[:, :95])
+    assert not miss_hands(table, cfg.seed, spec.vid, (0.0, 1.0)).reshape(-1, 137, 3)[:, 95:].any()
+    before = table.reshape(-1, 137, 3)
+    after = miss_hands(table, cfg.seed, spec.vid, (0.0, 0.4)).reshape(-1, 137, 3)
+    np.testing.assert_array_equal(after[:, :95], before[:, :95])
+    for hand in (slice(95, 116), slice(116, 137)):
+        seen_before = (before[:, hand, 2] > 0).any(1)
+        lost = 1.0 - (after[:, hand, 2] > 0).any(1).sum() / seen_before.sum()
+        assert 0.2 < lost < 0.6, lost  # ~0.4 of the frames, Poisson bursts
+        kept = after[:, hand, 2][after[:, hand, 2] > 0]
+        assert kept.min() >= 0.05 - 1e-6
+        assert kept.mean() < before[:, hand, 2][before[:, hand, 2] > 0].mean()
+    # the same video always loses the same frames (its own stream)
+    again = miss_hands(table, cfg.seed, spec.vid, (0.0, 0.4))
+    np.testing.assert_array_equal(again.reshape(-1, 137, 3), after)

@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=float, default=d.dropout, help="random dropout rate scale")
     p.add_argument("--idle", type=float, default=d.idle, help="idle motion scale")
     p.add_argument("--videos-per-subject", type=float, default=d.videos_per_subject)
+    p.add_argument("--hand-miss", type=float, nargs=2, metavar=("VIDEOS", "FRAMES"),
+                   default=d.hand_miss,
+                   help="hand-detector failures: share of videos without hand keypoints, "
+                        "share of frames without them in the others")  # fmt: skip
     p.add_argument("--video", action="store_true",
                    help="also render each video as <vid>.mp4 (RGB of the same motion)")  # fmt: skip
     p.add_argument("--video-scale", type=float, default=d.video_scale,

@@ -38,6 +38,9 @@ _NOT_HASHED = ("workers",)
 #: Video fields: hashed only when ``video`` is on, so releases written without video before
 #: these fields existed keep their hash (and stay current).
 _VIDEO_FIELDS = ("video", "video_scale", "video_gop", "video_crf")
+#: Fields hashed only when they differ from their default, so releases written before they
+#: existed keep their hash (and stay current).
+_HASHED_WHEN_SET = {"hand_miss": (0.0, 0.0)}
 
 
 def _pair(value: Any, name: str, cast: type = int) -> tuple:
@@ -102,6 +105,14 @@ class SynthConfig:
         idle: scale of the idle motion (postural sway, head turns and micro-motion, talking,
             hand drift); breathing (1-2 px) is always there.
         videos_per_subject: mean videos per subject (players); subjects never cross splits.
+        hand_miss: ``(video_share, frame_share)`` of OpenPose's hand detector failing, on top of
+            ``dropout``: in ``video_share`` of the videos no hand keypoint is found at all (small,
+            blurred hands of a wide interview shot), in the others each hand's keypoints are
+            missing in bursts (0.4-2 s) covering ~``frame_share`` of the frames, and the hand
+            points that remain have their confidence scaled by 0.3-1.0 per burst. The body's
+            wrists and elbows stay, and the RGB video still shows the hands and fingers, so part
+            of the evidence is only in the video. (0, 0), the default, changes nothing (the
+            tables are byte-identical to a release written before this field existed).
 
     Video (``migalab-synth --video``):
         video: also render every video as ``<vid>.mp4`` (H.264, 25 fps) next to its table: an
@@ -136,6 +147,7 @@ class SynthConfig:
     dropout: float = 1.0
     idle: float = 1.0
     videos_per_subject: float = 1.5
+    hand_miss: tuple[float, float] = (0.0, 0.0)
     video: bool = False
     video_scale: float = 0.25
     video_gop: int = 250
@@ -188,6 +200,13 @@ class SynthConfig:
         if self.videos_per_subject < 1:
             raise ValueError("videos_per_subject must be >= 1")
         self.videos_per_subject = float(self.videos_per_subject)
+        try:
+            self.hand_miss = tuple(float(v) for v in self.hand_miss)
+        except (TypeError, ValueError):
+            raise ValueError(f"hand_miss must be (video_share, frame_share), got "
+                             f"{self.hand_miss!r}") from None  # fmt: skip
+        if len(self.hand_miss) != 2 or not all(0.0 <= v <= 1.0 for v in self.hand_miss):
+            raise ValueError(f"hand_miss shares must be in [0, 1], got {self.hand_miss}")
         self.tail_mix = float(self.tail_mix)
         self.video = bool(self.video)
         self.video_scale = float(self.video_scale)
@@ -251,6 +270,7 @@ class SynthConfig:
         them), so a release written before they existed keeps its hash.
         """
         skip = set(_NOT_HASHED) | (set() if self.video else set(_VIDEO_FIELDS))
+        skip |= {k for k, default in _HASHED_WHEN_SET.items() if getattr(self, k) == default}
         d = {k: v for k, v in self.to_dict().items() if k not in skip}
         d["generator_version"] = GENERATOR_VERSION
         if self.video:

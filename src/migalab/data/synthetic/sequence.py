@@ -497,6 +497,59 @@ def render(
     return table.reshape(t, 411)
 
 
+#: Stream tag of the hand-detector failures (:attr:`SynthConfig.hand_miss`):
+#: ``(seed, HAND_MISS_STREAM, vid)``, apart from the video's other streams, so turning them
+#: on leaves everything else in the table unchanged.
+HAND_MISS_STREAM = 23
+#: Length range (frames) of one hand-detector outage burst (0.4-2 s at 25 fps).
+_MISS_BURST = (10, 50)
+#: Confidence of the hand points that remain is scaled by U(0.3, 1.0), drawn per second.
+_MISS_CONF = (0.3, 1.0)
+
+
+def miss_hands(
+    table: np.ndarray, seed: int, vid: str | int, hand_miss: tuple[float, float]
+) -> np.ndarray:
+    """The (T, 411) OpenPose ``table`` with OpenPose's hand-detector failures applied (a copy;
+    ``table`` itself when ``hand_miss`` is (0, 0)).
+
+    ``hand_miss = (video_share, frame_share)``: with probability ``video_share`` the video has
+    no hand keypoints at all; otherwise each hand's 21 points are missing (exactly 0) in bursts
+    of 10-50 frames whose Poisson rate covers ~``frame_share`` of the frames, and the points
+    that remain get their confidence scaled by U(0.3, 1.0) per second (never below 0.05, the
+    table's floor for a detected point). Body points (wrists and elbows included) are kept.
+    """
+    video_share, frame_share = (float(v) for v in hand_miss)
+    if video_share == 0.0 and frame_share == 0.0:
+        return table
+    rng = np.random.default_rng([int(seed), HAND_MISS_STREAM, int(vid)])
+    t = len(table)
+    tab = table.reshape(t, 137, 3).copy()
+    hands_idx = np.concatenate([HAND_L, HAND_R])
+    if rng.random() < video_share:
+        tab[:, hands_idx] = 0.0
+        return tab.reshape(t, 411)
+    lo, hi = _MISS_BURST
+    mean_len = (lo + hi) / 2.0
+    for hidx in (HAND_L, HAND_R):
+        gone = np.zeros(t, dtype=bool)
+        if frame_share >= 1.0:
+            gone[:] = True
+        elif frame_share > 0.0:
+            # Poisson bursts of mean length L cover 1 - exp(-rate * L) of the frames
+            rate = -np.log1p(-frame_share) / mean_len
+            for start in event_starts(rng, t, rate):
+                gone[start : start + int(rng.integers(lo, hi + 1))] = True
+        seconds = int(np.ceil(t / FPS))
+        scale = np.repeat(rng.uniform(*_MISS_CONF, size=seconds), int(FPS))[:t]
+        block = tab[:, hidx]
+        seen = block[..., 2] > 0
+        block[..., 2] = np.where(seen, np.maximum(block[..., 2] * scale[:, None], 0.05), 0.0)
+        block[gone] = 0.0
+        tab[:, hidx] = block
+    return tab.reshape(t, 411)
+
+
 def generate_video(spec: VideoSpec, cfg: SynthConfig) -> VideoResult:
     """Generate one video (deterministic for ``(cfg.seed, spec.vid)``, independent of others)."""
     r_plan, r_idle, r_gest, r_render, r_cam = video_streams(cfg.seed, spec.vid)
@@ -542,6 +595,7 @@ def generate_video(spec: VideoSpec, cfg: SynthConfig) -> VideoResult:
     pts = assemble_points(pose, arms, hands)
     xy = cam.project(pts)  # clean pixels: the table adds jitter to them, the RGB draws them
     table = render(ctl, pose, pts, subj, cam, r_render, cfg, xy=xy)
+    table = miss_hands(table, cfg.seed, spec.vid, cfg.hand_miss)
     return VideoResult(
         spec=spec, table=table, clips=clips, points=pts, xy=xy, depth=cam.depth(pts),
         pose=pose, camera=cam, subject=subj, smile=ctl["smile"],
