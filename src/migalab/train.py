@@ -3,6 +3,7 @@
     migalab-train                                   # default experiment (synthetic, CPU)
     migalab-train experiment=agcn_bone_synth        # another experiment
     migalab-train trainer=gpu data.batch_size=64    # any override
+    migalab-train experiment=<exp> lr_find=true     # lr range test instead (migalab.lr_find)
 
 Every run writes, in its Hydra run dir: ``.hydra/`` (composed config), ``config_resolved.yaml``,
 ``checkpoints/`` (best + last), ``csv/metrics.csv`` (or W&B files; kept across resumes by
@@ -73,6 +74,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], Any]:
         )
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
+    if cfg.get("lr_find"):  # lr_find=true: the lr range test instead of training
+        from migalab.lr_find import run_lr_find
+
+        return run_lr_find(cfg), None
     output_dir = cfg.paths.output_dir
     container = resolved_container(cfg)
 
