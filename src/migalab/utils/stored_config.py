@@ -77,6 +77,7 @@ ALLOWED_TARGETS: frozenset[str] = frozenset({
     "migalab.models.encoders.agcn.AGCN",
     "migalab.models.encoders.posec3d.SlowOnly",
     "migalab.models.encoders.mvit.MViTEncoder",
+    "migalab.models.encoders.x3d.X3D",
     "migalab.models.encoders.swinface.SwinFaceEncoder",
     "migalab.models.encoders.skeleton_transformer.SkeletonTransformer",
     "migalab.models.fusion.CrossModalTokenFusion",

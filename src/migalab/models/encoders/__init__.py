@@ -9,6 +9,9 @@ token's time and space index, aux logits). Each encoder owns its token layout:
   tokens (N, T'·H'·W', 512) ordered (t', h', w'); pooled (N, 512) = global average.
 * ``MViTEncoder`` (``migalab.models.encoders.mvit``): RGB clips (B, 3, T, H, W) ->
   tokens (B, 1 + T'·H'·W', C) (class token first; C = 768 for MViTv2-S), pooled = class token.
+* ``X3D`` (``migalab.models.encoders.x3d``): RGB clips (B, 3, T, H, W) -> tokens
+  (B, T·H'·W', 432), the conv5 map of a small depthwise 3D CNN (H' = ⌈H/32⌉, no class token),
+  pooled = their mean; the convolutional alternative to MViT for the CPU variants.
 * ``SkeletonTransformer`` (``migalab.models.encoders.skeleton_transformer``, MAMP's encoder):
   skeleton (N, C, T, V, M) -> tokens (N, T'·V, dim), one per (t_patch-frame segment, joint),
   averaged over persons, ordered (t', v); pooled = their mean. Pretrained by MAMP
@@ -28,6 +31,7 @@ from migalab.models.encoders.output import EncoderOutput, grid_index
 from migalab.models.encoders.posec3d import SlowOnly
 from migalab.models.encoders.skeleton_transformer import SkeletonTransformer
 from migalab.models.encoders.swinface import SwinFaceEncoder
+from migalab.models.encoders.x3d import X3D
 
 __all__ = [
     "AGCN",
@@ -36,5 +40,6 @@ __all__ = [
     "SkeletonTransformer",
     "SlowOnly",
     "SwinFaceEncoder",
+    "X3D",
     "grid_index",
 ]
