@@ -1,6 +1,8 @@
 #!/usr/bin/env python
-"""The emotion track on the synthetic iMiGUE (data=synthetic_emotion): majority, face-only,
-context-only, late fusion and InterFusion, same data and epochs, several training seeds.
+"""The emotion track on the synthetic iMiGUE (data=synthetic_emotion_full, the full-size
+stand-in: 96 / 32 / 96 videos; the experiments default to the quick data=synthetic_emotion):
+majority, face-only, context-only, late fusion and InterFusion, same data and epochs, several
+training seeds.
 
     python scripts/emotion_table.py                           # 2 seeds, ~1.5 h on 2 CPU cores
     python scripts/emotion_table.py --seeds 0 trainer.max_epochs=3   # extra Hydra overrides
@@ -46,6 +48,8 @@ TRAINED: list[tuple[str, str]] = [
     ("context only (MViT xs)", "emotion_context_synth"),
     ("InterFusion (System B)", "system_b_emotion_synth"),
 ]
+#: every training run reads the full-size stand-in (the README's table)
+DATA = "data=synthetic_emotion_full"
 MAJORITY, LATE, INTER = "majority", "late fusion face+context (val-searched)", TRAINED[2][0]
 ORDER = [MAJORITY, TRAINED[0][0], TRAINED[1][0], LATE, INTER]
 
@@ -60,7 +64,7 @@ def train(name: str, experiment: str, seed: int, out: Path, overrides: list[str]
     """Train one row (or reuse its finished run); returns its run dir."""
     run_dir = out / f"seed{seed}" / slug(name)
     train_once("migalab.train", f"seed {seed} {name}", run_dir,
-               [f"experiment={experiment}", f"seed={seed}", *overrides])  # fmt: skip
+               [f"experiment={experiment}", DATA, f"seed={seed}", *overrides])  # fmt: skip
     return run_dir
 
 

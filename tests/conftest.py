@@ -116,7 +116,7 @@ def tiny_video_overrides(release: Path, cache: Path) -> list[str]:
         "data.persistent_workers=false",
         "data.batch_size=4",
         "data.eval_batch_size=8",
-        "+data.synthetic.clips_per_video=[4,5]",
+        "++data.synthetic.clips_per_video=[4,5]",
         "data.synthetic.num_videos={train:3,validate:1,test:1}",
         "data.synthetic.workers=1",
         "data.num_frames=8",

@@ -221,3 +221,91 @@ def test_pseudolabel_config_composes(tmp_path: Path) -> None:
     cfg = compose_config("pseudolabel", ["ckpt_path=x.ckpt"], output_dir=tmp_path)
     assert cfg.threshold == 0.9 and cfg.window == 32 and list(cfg.splits) == ["train"]
     assert isinstance(hydra.utils.instantiate(cfg.trainer, logger=False), Trainer)
+
+
+# -- synthetic stand-ins: quick for the experiments, full size for the README's tables ----------
+#: the full stand-ins' generator config hashes, as written before the quick stand-ins existed:
+#: the releases under data/synthetic_imigue_video/ and data/synthetic_imigue_emotion/ stay
+#: current (a change here regenerates them and invalidates the README's tables)
+FULL_STAND_INS = {
+    "synthetic_video_full": ("22b1dd5edd67e1a4", "synthetic_imigue_video"),
+    "synthetic_emotion_full": ("66fbce0551d4f9c6", "synthetic_imigue_emotion"),
+}
+#: quick stand-in -> its full-size one
+QUICK_STAND_INS = {"synthetic_video": "synthetic_video_full",
+                   "synthetic_emotion": "synthetic_emotion_full"}  # fmt: skip
+
+
+def _synth(data: str, tmp_path: Path) -> tuple[dict, dict]:
+    """(resolved data config, its SynthConfig as a dict) of ``data=<data>``."""
+    from migalab.data.synthetic import SynthConfig
+
+    cfg = compose_config("train", [f"data={data}"], output_dir=tmp_path)
+    resolved = resolved_container(cfg)["data"]
+    return resolved, SynthConfig(**resolved["synthetic"]).to_dict()
+
+
+@pytest.mark.parametrize("data", sorted(FULL_STAND_INS))
+def test_full_stand_ins_keep_their_release(data: str, tmp_path: Path) -> None:
+    from migalab.data.synthetic import SynthConfig
+    from migalab.utils.stored_config import SYNTHETIC_LIMITS
+
+    resolved, synth = _synth(data, tmp_path)
+    expected_hash, folder = FULL_STAND_INS[data]
+    assert SynthConfig(**synth).config_hash() == expected_hash
+    assert resolved["release_root"].endswith(f"/{folder}/release")
+    assert resolved["cache_dir"].endswith(f"/{folder}/cache")
+    # a checkpoint trained on them passes the stored-config caps
+    assert sum(synth["num_videos"].values()) <= SYNTHETIC_LIMITS["videos"]
+    assert max(synth["clips_per_video"]) <= SYNTHETIC_LIMITS["clips_per_video"]
+
+
+def test_full_stand_in_sizes(tmp_path: Path) -> None:
+    from migalab.data.synthetic import SynthConfig
+
+    video = SynthConfig(**_synth("synthetic_video_full", tmp_path)[1])
+    emotion = SynthConfig(**_synth("synthetic_emotion_full", tmp_path)[1])
+    assert video.num_videos == {"train": 40, "validate": 10, "test": 10}
+    assert video.clips_per_video == (25, 45) and video.video_scale == 0.25
+    assert emotion.num_videos == {"train": 96, "validate": 32, "test": 96}
+    assert emotion.clips_per_video == (6, 8) and emotion.video_scale == 0.5
+    assert emotion.emotion_effect == 2.0
+
+
+@pytest.mark.parametrize("quick", sorted(QUICK_STAND_INS))
+def test_quick_stand_ins_are_smaller_versions_of_the_full_ones(quick: str, tmp_path: Path) -> None:
+    """The same generator, renderer, crops and model inputs, fewer (or shorter) videos, and
+    folders of their own (a quick release never overwrites a full one)."""
+    q_data, q = _synth(quick, tmp_path)
+    f_data, f = _synth(QUICK_STAND_INS[quick], tmp_path)
+    sizes = ("num_videos", "clips_per_video")
+    assert {k: v for k, v in q.items() if k not in sizes} == {
+        k: v for k, v in f.items() if k not in sizes
+    }
+    assert all(q["num_videos"][s] <= f["num_videos"][s] for s in f["num_videos"])
+    assert q["clips_per_video"][1] <= f["clips_per_video"][1]
+
+    def clips(synth: dict) -> float:  # expected clips of the release: frames to render and crop
+        return sum(synth["num_videos"].values()) * sum(synth["clips_per_video"]) / 2
+
+    assert clips(q) <= clips(f) / 3
+    # every split keeps an even number of videos: win / lose balanced exactly
+    assert all(n > 0 and n % 2 == 0 for n in q["num_videos"].values())
+    assert q_data["release_root"] != f_data["release_root"]
+    assert q_data["cache_dir"] != f_data["cache_dir"]
+    assert Path(q_data["release_root"]).parent.name.endswith("_quick")
+    for key in ("target", "modalities", "video", "face", "num_frames", "layout"):
+        assert q_data[key] == f_data[key], key
+
+
+def test_synthetic_video_data_workers_follow_the_cores(tmp_path: Path) -> None:
+    """Rendering, skeleton conversion and clip cropping use the usable cores (at most 4)."""
+    from migalab.utils.hydra import usable_cores
+
+    cores = usable_cores(4)
+    assert 1 <= cores <= 4 and usable_cores() >= cores and usable_cores(1) == 1
+    for data in ("synthetic_video", "synthetic_emotion", *FULL_STAND_INS):
+        resolved, _ = _synth(data, tmp_path)
+        assert resolved["synthetic"]["workers"] == cores, data
+        assert resolved["prepare_workers"] == cores, data
+        assert resolved["video"]["prepare_workers"] == resolved["face"]["prepare_workers"] == cores

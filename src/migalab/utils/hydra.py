@@ -4,6 +4,7 @@ printing and saving."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,8 @@ def register_resolvers() -> None:
     * ``${class_names:}`` / ``${num_classes:}``: of the dataset spec named by ``data.dataset``
       (``miga2025`` when the config has none);
     * ``${heatmap_channels:<layout>,<stream>}``: input channels of a heatmap encoder;
-    * ``${ckpt_path_default:}``: see :func:`ckpt_path_default`.
+    * ``${ckpt_path_default:}``: see :func:`ckpt_path_default`;
+    * ``${cores:<at most>}``: see :func:`usable_cores` (worker counts that follow the machine).
     """
     from migalab.utils.paths import project_root
 
@@ -35,10 +37,24 @@ def register_resolvers() -> None:
         "num_classes": lambda *, _root_: _dataset(_root_).num_classes,
         "heatmap_channels": _heatmap_channels,
         "ckpt_path_default": ckpt_path_default,
+        "cores": usable_cores,
     }
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
+
+
+def usable_cores(at_most: int | str | None = None) -> int:
+    """The CPU cores this process may run on (its affinity mask, else ``os.cpu_count()``), capped
+    at ``at_most``; at least 1. ``${cores:4}`` in a config: e.g. 2 worker processes on a
+    2-core machine, 4 on a 16-core one."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cores = os.cpu_count() or 1
+    if at_most is not None and str(at_most) != "":
+        cores = min(cores, int(at_most))
+    return max(1, cores)
 
 
 def _dataset(root: DictConfig) -> Any:
