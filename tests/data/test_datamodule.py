@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from migalab.data.cache import SkeletonCache
-from migalab.data.datamodule import ClipDataModule
+from migalab.data.datamodule import ClipDataModule, overfit_selection
 from migalab.data.datasets import ClipLoadError, SkeletonClipDataset
 from migalab.data.skeleton.transforms import build_skeleton_pipeline
 from tests.conftest import TINY_SYNTH
@@ -154,3 +156,120 @@ def test_train_splits_train_on_train_and_val(tiny_release: Path, tiny_cache: Pat
     assert both.class_counts.sum() == n_train + n_val
     with pytest.raises(ValueError, match="train_splits is for gesture"):
         ClipDataModule(**args, target="emotion", train_splits=["train", "validate"])
+
+
+# -- data.overfit_clips: the overfit check's fixed clips ---------------------------------------
+def test_overfit_selection_is_round_robin_over_classes() -> None:
+    labels = np.array([3, 3, 1, -1, 1, 2, 3])
+    # round 1: the first clip of 3, 1, 2 (order of first appearance); round 2: 3, then 1
+    assert overfit_selection(labels, 3).tolist() == [0, 2, 5]
+    assert overfit_selection(labels, 4).tolist() == [0, 1, 2, 5]
+    assert overfit_selection(labels, 5).tolist() == [0, 1, 2, 4, 5]
+    assert overfit_selection(labels, 99).tolist() == [0, 1, 2, 4, 5, 6]  # never the unlabelled
+    assert overfit_selection(labels, 1).tolist() == [0]
+    with pytest.raises(ValueError, match="at least 1 clip"):
+        overfit_selection(labels, 0)
+    with pytest.raises(ValueError, match="no labelled clip"):
+        overfit_selection(np.array([-1, -1]), 2)
+
+
+def test_overfit_clips_are_fixed_eval_clips_validated_as_trained(
+    tiny_release: Path, tiny_cache: Path
+) -> None:
+    augment = {"flip": {"p": 1.0}, "affine": {"scale": [0.5, 2.0], "rotate_deg": 90.0, "p": 1.0}}
+    dm = _dm(tiny_release, tiny_cache, overfit_clips=6, augment=augment)
+    dm.setup("fit")
+    train = dm.datasets["train"]
+    assert set(dm.datasets) == {"train", "val"} and dm.datasets["val"] is train
+    assert not dm.has_labels("test") and dm.has_labels("val")
+    # 6 clips of 6 different classes (the split has more), from the training split, index order
+    dm_full = _dm(tiny_release, tiny_cache)
+    dm_full.setup("fit")
+    whole = dm_full.datasets["train"]
+    assert len(train) == 6 and len(set(train.labels.tolist())) == 6
+    assert len(set(whole.labels.tolist())) > 6
+    assert set(train.rows.tolist()) <= set(whole.rows.tolist())
+    assert train.rows.tolist() == sorted(train.rows.tolist())
+    assert dm.class_counts.sum() == 6
+    # deterministic: the same clips in a new datamodule, the same input at every read, and the
+    # evaluation transform (no augmentation although augment is set)
+    again = _dm(tiny_release, tiny_cache, overfit_clips=6, augment=augment)
+    again.setup("fit")
+    assert again.datasets["train"].rows.tolist() == train.rows.tolist()
+    evaluation = build_skeleton_pipeline("imigue22", 16, train=False)
+    for i in range(len(train)):
+        record = train.cache.load_clip(int(train.rows[i]), layout="imigue22")
+        assert torch.equal(train[i]["x"], train[i]["x"])
+        assert torch.equal(train[i]["x"], torch.from_numpy(evaluation(record)))
+    # the training loader (epoch sampler, drop_last) and the validation loader see those clips
+    batches = list(dm.train_dataloader())
+    assert [len(b["label"]) for b in batches] == [4]  # 6 clips, batch 4: drop_last
+    val = torch.cat([b["index"] for b in dm.val_dataloader()])
+    assert val.tolist() == list(range(6))
+
+
+def test_overfit_clips_beyond_the_split_take_all_with_a_warning(
+    tiny_release: Path, tiny_cache: Path
+) -> None:
+    plain = _dm(tiny_release, tiny_cache)
+    plain.setup("fit")
+    n = len(plain.datasets["train"])
+    dm = _dm(tiny_release, tiny_cache, overfit_clips=n + 1)
+    with pytest.warns(UserWarning, match=rf"overfit_clips={n + 1} .* has {n} labelled clips"):
+        dm.setup("fit")
+    assert dm.datasets["train"].rows.tolist() == plain.datasets["train"].rows.tolist()
+    exact = _dm(tiny_release, tiny_cache, overfit_clips=n)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*overfit_clips")
+        exact.setup("fit")  # exactly the split: no warning
+    assert len(exact.datasets["train"]) == n
+
+
+@pytest.mark.parametrize("bad", [0, -3, True, 2.5, "16"])
+def test_overfit_clips_must_be_a_positive_count(
+    tiny_release: Path, tiny_cache: Path, bad: object
+) -> None:
+    with pytest.raises(ValueError, match=r"data.overfit_clips must be a positive number of clips"):
+        _dm(tiny_release, tiny_cache, overfit_clips=bad)
+    with pytest.raises(ValueError, match="not for pretraining"):
+        _dm(tiny_release, tiny_cache, overfit_clips=4, unlabelled={"window": 16})
+
+
+def test_overfit_heatmaps_one_view_at_the_eval_canvas(tiny_release: Path, tiny_cache: Path) -> None:
+    multi = {**HEATMAP, "val_clips": 2, "val_flip": True}  # multi-view validation otherwise
+    dm = _dm(tiny_release, tiny_cache, representation="heatmap", heatmap=multi, overfit_clips=4)
+    dm.setup("fit")
+    train = next(iter(dm.train_dataloader()))
+    assert train["x"].shape == (4, 22, 16, 28, 28) and "views" not in train  # size_eval
+    val = next(iter(dm.val_dataloader()))
+    assert "views" not in val
+    ds = dm.datasets["train"]
+    assert torch.equal(val["x"], torch.stack([ds[i]["x"] for i in range(4)]))  # deterministic
+
+
+def test_overfit_emotion_clips_hold_both_outcomes(tiny_release: Path, tiny_cache: Path) -> None:
+    dm = _dm(tiny_release, tiny_cache, target="emotion", overfit_clips=4)
+    dm.setup("fit")  # train and val share their videos: no leakage refusal
+    ds = dm.datasets["train"]
+    assert sorted(ds.labels.tolist()) == [0, 0, 1, 1]
+    assert ds.video_ids == sorted({ds.clip_name(i).split("_")[0] for i in range(len(ds))})
+    for i in range(len(ds)):
+        assert ds.clip_name(i).startswith(ds.video_ids[int(ds[i]["video"])])
+    balance = dm.emotion_balance
+    assert set(balance) == {"train", "val"} and balance["val"] == balance["train"]
+    assert balance["train"]["clips"] == 4 and balance["train"]["videos"] == len(ds.video_ids)
+
+
+def test_subset_keeps_labels_videos_and_names(tiny_cache: Path) -> None:
+    pipe = build_skeleton_pipeline("imigue22", 16, train=False)
+    ds = SkeletonClipDataset(SkeletonCache(tiny_cache), "train", pipe, layout="imigue22",
+                             target="emotion")  # fmt: skip
+    last = len(ds) - 1
+    sub = ds.subset([last, 0])
+    assert len(sub) == 2 and len(ds) > 2  # the original is untouched
+    assert [sub.clip_name(0), sub.clip_name(1)] == [ds.clip_name(last), ds.clip_name(0)]
+    assert sub.labels.tolist() == [ds.labels[last], ds.labels[0]]
+    assert sub.video_ids == sorted({ds.video_ids[ds.videos[last]], ds.video_ids[ds.videos[0]]})
+    assert sub[0]["index"] == 0 and torch.equal(sub[0]["x"], ds[last]["x"])
+    with pytest.raises(IndexError, match="subset positions"):
+        ds.subset([len(ds)])

@@ -302,6 +302,12 @@ def test_pseudo_labels_are_a_training_input_only() -> None:
     assert sanitize(stored_config(pseudo_labels="/etc/shadow")).data.pseudo_labels is None
 
 
+def test_overfit_clips_are_a_training_input_only() -> None:
+    """A checkpoint of an overfit check (data.overfit_clips) is evaluated on the real splits."""
+    assert sanitize(stored_config(overfit_clips=16)).data.overfit_clips is None
+    assert sanitize(stored_config()).data.get("overfit_clips") is None
+
+
 # -- generated hostile configs ------------------------------------------------------------------
 HOSTILE_TARGETS = ["os.system", "builtins.open", "torch.hub.load", "subprocess.Popen",
                    "pathlib.Path.write_text", "migalab.utils.io.atomic_write_text",

@@ -9,6 +9,7 @@ training from :mod:`migalab.data.prepare`; sampling, DDP and resume details live
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 from lightning import LightningDataModule
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from lightning.pytorch.utilities.rank_zero import rank_zero_info
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch.utils.data import DataLoader
 
@@ -155,6 +156,12 @@ class ClipDataModule(LightningDataModule):
             ``source: clips``: the prepared clips of ``splits`` instead (modalities prepared
             per clip, e.g. face crops; labels, hidden or not, are not read). null (default):
             the labelled clips.
+        overfit_clips: the overfit check (``debug=overfit``, :mod:`migalab.overfit`): train on
+            this many fixed clips of the training split (:func:`overfit_selection`: round-robin
+            over the classes, so several are present) with the *evaluation* transforms (no
+            augmentation, deterministic frames, centre crop, one view), validate on the very
+            same clips (``datasets["val"]`` is ``datasets["train"]``); no test split. More than
+            the split holds: all its clips, with a warning. null (default): normal training.
     """
 
     def __init__(
@@ -193,8 +200,21 @@ class ClipDataModule(LightningDataModule):
         unlabelled: Mapping[str, Any] | None = None,
         train_splits: Sequence[str] | None = None,
         pseudo_labels: str | None = None,
+        overfit_clips: int | None = None,
     ) -> None:
         super().__init__()
+        if overfit_clips is not None and (
+            isinstance(overfit_clips, bool) or not isinstance(overfit_clips, numbers.Integral)
+            or overfit_clips <= 0
+        ):  # fmt: skip
+            raise ValueError(f"data.overfit_clips must be a positive number of clips (or null), "
+                             f"got {overfit_clips!r}")  # fmt: skip
+        if overfit_clips is not None and unlabelled:
+            raise ValueError(
+                "data.overfit_clips (debug=overfit) fits labelled clips of migalab-train: "
+                "not for pretraining (data.unlabelled)"
+            )
+        self.overfit_clips = int(overfit_clips) if overfit_clips is not None else None
         if sampler not in ("random", "class_balanced"):
             raise ValueError(f"sampler must be 'random' or 'class_balanced', got {sampler!r}")
         if target not in TARGETS:
@@ -324,6 +344,9 @@ class ClipDataModule(LightningDataModule):
             self._setup_unlabelled(cache)
             return
         overrides = read_video_labels(self.emotion_labels) if self.emotion_labels else None
+        if self.overfit_clips is not None:
+            self._setup_overfit(cache, overrides)
+            return
         for key, split in self.splits.items():
             train = key == "train"
             source = cache
@@ -348,6 +371,34 @@ class ClipDataModule(LightningDataModule):
             self.check_emotion()
         else:
             self.check_labels()
+
+    def _setup_overfit(self, cache: SkeletonCache, overrides: Mapping[str, int] | None) -> None:
+        """``datasets`` of the overfit check: ``overfit_clips`` clips of the training split with
+        the evaluation transforms, as ``train`` and as ``val``. The whole split's labels are
+        checked first, as for training."""
+        split = self.train_splits or self.splits["train"]
+        full = SkeletonClipDataset(
+            cache, split, self.pipeline(train=False, key="train"), layout=self.layout,
+            target=self.target, emotion_labels=overrides,
+        )  # fmt: skip
+        self.datasets = {"train": full}
+        if self.target == "emotion":
+            self.check_emotion()
+        else:
+            self.check_labels()
+        picked = overfit_selection(full.labels, int(self.overfit_clips))
+        if len(picked) < self.overfit_clips:
+            rank_zero_warn(f"data.overfit_clips={self.overfit_clips} but the training split "
+                           f"{full.split} has {len(picked)} labelled clips: overfitting all of "
+                           "them")  # fmt: skip
+        clips = full.subset(picked)
+        self.datasets = {"train": clips, "val": clips}
+        if self.target == "emotion":
+            balance = label_balance(clips.labels, clips.videos)
+            self.emotion_balance = {"train": balance, "val": dict(balance)}
+        classes = len(np.unique(clips.labels))
+        rank_zero_info(f"overfit: {len(clips)} clips of {full.split} ({classes} classes), "
+                       "evaluation transforms; validated on the same clips")  # fmt: skip
 
     def _setup_unlabelled(self, cache: SkeletonCache) -> None:
         """``datasets`` for pretraining: windows of every sequence (train) and of
@@ -557,6 +608,28 @@ class ClipDataModule(LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         """Loader of split ``predict_split`` (``test`` by default; ``val`` for fusion search)."""
         return self._eval_loader(self.predict_split)
+
+
+def overfit_selection(labels: np.ndarray, count: int) -> np.ndarray:
+    """Positions of ``count`` labelled clips (label >= 0) chosen deterministically so that as
+    many classes as possible are present: round-robin over the classes in the order they first
+    appear, each class's clips in index order. Returned in index order; all labelled clips
+    when there are fewer than ``count``.
+
+    Raises:
+        ValueError: ``count`` < 1, or no labelled clip.
+    """
+    if count < 1:
+        raise ValueError(f"the overfit check needs at least 1 clip, got {count}")
+    labels = np.asarray(labels)
+    labelled = np.flatnonzero(labels >= 0)
+    if len(labelled) == 0:
+        raise ValueError("the training split has no labelled clip to overfit")
+    _, first = np.unique(labels[labelled], return_index=True)
+    queues = [labelled[labels[labelled] == labels[labelled][i]] for i in np.sort(first)]
+    # round r takes the r-th clip of every class that has one
+    order = [q[r] for r in range(max(len(q) for q in queues)) for q in queues if r < len(q)]
+    return np.sort(np.asarray(order[:count], dtype=np.int64))
 
 
 def _epoch_progress(trainer: Any) -> tuple[int, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -78,6 +79,25 @@ class SkeletonClipDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def subset(self, positions: Sequence[int] | np.ndarray) -> SkeletonClipDataset:
+        """A dataset of the clips at ``positions`` (of this one, in that order) with the same
+        cache, pipeline and target: ``labels``, ``videos`` / ``video_ids`` (only the subset's
+        videos) and :meth:`clip_name` are those of the chosen clips, a sample's ``index`` its
+        position in the subset.
+
+        Raises:
+            IndexError: a position outside 0..len(self)-1.
+        """
+        pos = np.asarray(positions, dtype=np.int64).reshape(-1)
+        if len(pos) and (pos.min() < 0 or pos.max() >= len(self)):
+            raise IndexError(f"subset positions must lie in 0..{len(self) - 1}, got {pos.tolist()}")
+        sub = copy.copy(self)
+        sub.rows, sub.labels = self.rows[pos], self.labels[pos]
+        videos = [self.video_ids[v] for v in self.videos[pos]]
+        sub.video_ids = sorted(set(videos))
+        sub.videos = np.searchsorted(np.asarray(sub.video_ids), videos).astype(np.int64)
+        return sub
 
     @property
     def has_labels(self) -> bool:

@@ -78,6 +78,7 @@ ALLOWED_TARGETS: frozenset[str] = frozenset({
     "migalab.models.encoders.posec3d.SlowOnly",
     "migalab.models.encoders.mvit.MViTEncoder",
     "migalab.models.encoders.x3d.X3D",
+    "migalab.models.encoders.resnet3d.ResNet3D",
     "migalab.models.encoders.swinface.SwinFaceEncoder",
     "migalab.models.encoders.skeleton_transformer.SkeletonTransformer",
     "migalab.models.fusion.CrossModalTokenFusion",
@@ -102,7 +103,8 @@ ALLOWED_TARGETS: frozenset[str] = frozenset({
 DATA_LOCATIONS = ("release_root", "cache_dir", "video.prepared_dir", "face.prepared_dir",
                   "emotion_labels", "subjects")  # fmt: skip
 #: data keys a checkpoint's evaluation never needs (training inputs): always dropped
-DATA_TRAINING_ONLY = ("pseudo_labels",)
+#: (``overfit_clips``: an overfit check's checkpoint is evaluated on the real splits)
+DATA_TRAINING_ONLY = ("pseudo_labels", "overfit_clips")
 #: data keys that are worker / process counts: capped at this machine's cores
 DATA_WORKER_KEYS = ("num_workers", "prepare_workers", "video.prepare_workers",
                     "face.prepare_workers", "synthetic.workers")  # fmt: skip

@@ -90,7 +90,9 @@ class Representation:
 
     def pipeline(self, train: bool, key: str | None = None) -> Any:
         """The transform ClipRecord -> sample dict (``x`` and optional ``views`` / ``canvas``)
-        of the training side (``train``) or of evaluation split ``key`` (``val`` / ``test``)."""
+        of the training side (``train``) or of evaluation split ``key`` (``val`` / ``test``).
+        ``train=False, key="train"``: the evaluation transform of training clips (the overfit
+        check of ``data.overfit_clips``), one view per clip as training steps take."""
         raise NotImplementedError
 
     def prepare(self, cache_dir: Path, splits: Sequence[str]) -> None:

@@ -68,7 +68,7 @@ class HeatmapRepresentation(Representation):
         from migalab.data.skeleton.heatmap_pipeline import build_heatmap_pipeline
 
         c, hm = self.clip, self.options
-        if train:
+        if train or key == "train":  # training clips (eval transform: overfit check): 1 view
             clips, flip = 1, False
         elif key in (None, "val"):
             clips, flip = int(hm.val_clips), bool(hm.val_flip)
