@@ -273,3 +273,34 @@ def test_subset_keeps_labels_videos_and_names(tiny_cache: Path) -> None:
     assert sub[0]["index"] == 0 and torch.equal(sub[0]["x"], ds[last]["x"])
     with pytest.raises(IndexError, match="subset positions"):
         ds.subset([len(ds)])
+
+
+@pytest.mark.slow  # prepares the person and face crops of the video release (~10 s)
+def test_overfit_rgb_and_face_clips_are_deterministic(
+    tiny_video_release: Path, tiny_video_cache: Path, tmp_path: Path
+) -> None:
+    """RGB (centre crop, fixed frames) and face crops of the overfit clips: the same tensors at
+    every read, in training and in validation."""
+    import hydra
+
+    from migalab.utils.hydra import compose_config
+    from tests.conftest import tiny_video_overrides
+
+    overrides = [*tiny_video_overrides(tiny_video_release, tiny_video_cache),
+                 "data.modalities=[rgb,face,joint]", "data.face.num_frames=2",
+                 "data.face.size=32", "data.prepare_workers=1", "data.overfit_clips=4",
+                 f"data.face.prepared_dir={tmp_path / 'faces'}"]  # fmt: skip
+    dm = hydra.utils.instantiate(compose_config("train", overrides, output_dir=tmp_path).data)
+    dm.prepare_data()
+    dm.setup("fit")
+    ds = dm.datasets["train"]
+    assert len(ds) == 4 and dm.datasets["val"] is ds
+    first, again = ds[0]["x"], ds[0]["x"]
+    for key in ("rgb", "face", "face_visible", "joint"):
+        assert torch.equal(first[key], again[key]), key
+    train = next(iter(dm.train_dataloader()))  # batch 4: the four clips, shuffled
+    val = next(iter(dm.val_dataloader()))
+    order = train["index"].argsort()
+    assert val["index"].tolist() == [0, 1, 2, 3]
+    for key in ("rgb", "face", "joint"):
+        assert torch.equal(train["x"][key][order], val["x"][key]), key
