@@ -12,6 +12,10 @@ token's time and space index, aux logits). Each encoder owns its token layout:
 * ``X3D`` (``migalab.models.encoders.x3d``): RGB clips (B, 3, T, H, W) -> tokens
   (B, T·H'·W', 432), the conv5 map of a small depthwise 3D CNN (H' = ⌈H/32⌉, no class token),
   pooled = their mean; the convolutional alternative to MViT for the CPU variants.
+* ``ResNet3D`` (``migalab.models.encoders.resnet3d``): RGB clips (B, 3, T, H, W) -> tokens
+  (B, T'·H'·W', C), the last stage's map of a dense 3D ResNet on torchvision's video ResNet
+  (H' = ⌈H/16⌉; preset "xs": C 128, T' = T, the fast one on CPUs; "r18": torchvision's r3d_18,
+  C 512, T' = ⌈T/8⌉, Kinetics weights), pooled = their mean.
 * ``SkeletonTransformer`` (``migalab.models.encoders.skeleton_transformer``, MAMP's encoder):
   skeleton (N, C, T, V, M) -> tokens (N, T'·V, dim), one per (t_patch-frame segment, joint),
   averaged over persons, ordered (t', v); pooled = their mean. Pretrained by MAMP
@@ -29,6 +33,7 @@ from migalab.models.encoders.agcn import AGCN
 from migalab.models.encoders.mvit import MViTEncoder
 from migalab.models.encoders.output import EncoderOutput, grid_index
 from migalab.models.encoders.posec3d import SlowOnly
+from migalab.models.encoders.resnet3d import ResNet3D
 from migalab.models.encoders.skeleton_transformer import SkeletonTransformer
 from migalab.models.encoders.swinface import SwinFaceEncoder
 from migalab.models.encoders.x3d import X3D
@@ -37,6 +42,7 @@ __all__ = [
     "AGCN",
     "EncoderOutput",
     "MViTEncoder",
+    "ResNet3D",
     "SkeletonTransformer",
     "SlowOnly",
     "SwinFaceEncoder",
