@@ -3,6 +3,7 @@
     migalab-train                                   # default experiment (synthetic, CPU)
     migalab-train experiment=agcn_bone_synth        # another experiment
     migalab-train trainer=gpu data.batch_size=64    # any override
+    migalab-train experiment=<exp> debug=overfit    # can it fit 16 clips? (migalab.overfit)
     migalab-train experiment=<exp> lr_find=true     # lr range test instead (migalab.lr_find)
 
 Every run writes, in its Hydra run dir: ``.hydra/`` (composed config), ``config_resolved.yaml``,
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from typing import Any
 
@@ -38,6 +40,7 @@ from omegaconf import DictConfig
 
 from migalab.errors import report_user_errors, run_hydra_app
 from migalab.models.finetune import load_initial_weights
+from migalab.overfit import OVERFIT_FAILED_EXIT, OverfitCheck, overfit_metric
 from migalab.reports import report_files
 from migalab.utils.callbacks import (
     CollectiveFreeSigterm,
@@ -87,6 +90,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], Any]:
     callbacks.append(StoreConfigInCheckpoint(container))
     callbacks.append(RNGStateCheckpoint())
     callbacks.append(CollectiveFreeSigterm())
+    overfit = None
+    if cfg.data.get("overfit_clips") is not None:  # debug=overfit: the overfit check
+        overfit = OverfitCheck(overfit_metric(cfg.data.get("target")), output_dir=output_dir)
+        callbacks.append(overfit)
     loggers = instantiate_loggers(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers, plugins=trainer_plugins(cfg.trainer)
@@ -118,6 +125,14 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], Any]:
             )  # fmt: skip
             finish_wandb(loggers, exit_code=143)
             raise SIGTERMException(143) from err  # exit status 128 + SIGTERM
+    if overfit is not None:  # no checkpoint and no test split: the check's outcome is the result
+        payload = {"task": cfg.task_name, "run_dir": str(output_dir), "ckpt_path": None,
+                   "epochs": trainer.current_epoch, "wall_time_s": round(time.time() - start, 1),
+                   "val": model.last_summaries.get("val", {}), "overfit": overfit.result}  # fmt: skip
+        if trainer.is_global_zero:
+            write_metrics(output_dir, payload)
+        finish_wandb(loggers)
+        return payload, trainer
     ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     ckpt = ckpt or None  # fast_dev_run / no checkpointing: evaluate the weights in memory
     if not cfg.get("train", True) and ckpt_path:
@@ -205,6 +220,8 @@ def metric_value(payload: dict[str, Any], name: str | None) -> float | None:
 @report_user_errors
 def _task(cfg: DictConfig) -> float | None:
     payload, _ = train(cfg)
+    if not payload.get("overfit", {}).get("reached", True):
+        sys.exit(OVERFIT_FAILED_EXIT)  # the check printed its one line
     return metric_value(payload, cfg.get("optimized_metric"))
 
 
