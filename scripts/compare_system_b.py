@@ -1,25 +1,26 @@
 #!/usr/bin/env python
-"""System B on the synthetic iMiGUE with video: RGB-only, skeleton-only and fused models, same
-data, seed and epochs (the CPU quick variants).
+"""System B on the synthetic iMiGUE where sight matters (data=synthetic_sight): RGB-only,
+skeleton-only, score-level and token-level fusions, same data and budget, several training
+seeds; means, spreads and per-seed paired differences.
 
-    python scripts/compare_system_b.py                       # ~1 h on 2 CPU cores
-    python scripts/compare_system_b.py trainer.max_epochs=5  # extra Hydra overrides for every run
+    python scripts/compare_system_b.py                          # seeds 0 1 2
+    python scripts/compare_system_b.py --seeds 0 trainer.max_epochs=3   # extra Hydra overrides
 
-Rows (data=synthetic_video_full everywhere, the full-size stand-in and not the experiments'
-quick data=synthetic_video: the same clips, skeletons and rendered videos):
+Rows, per training seed (the data are the same for every seed: data.synthetic.seed stays 0):
 
-1. RGB only: MViT xs on person crops (experiment=mvit_rgb_synth)
-2. skeleton, joint stream: 2s-AGCN (agcn_joint_synth)
-3. skeleton, bone stream: 2s-AGCN (agcn_bone_synth)
-4. skeleton, joint + bone token fusion (system_b_mg_synth with data.modalities=[joint,bone])
-5. RGB + joint + bone token fusion, from scratch (system_b_mg_synth)
-6. System B's recipe: the fusion's encoders initialised from rows 1-3 (the encoders' ``checkpoint``),
-   encoders at 0.1x the lr, 5 more epochs
-7. row 5's checkpoint evaluated without RGB, and 8. without the skeleton (missing modality at
-   test time: the fusion masks what is absent)
-9. rows 2 + 3 fused at score level (equal weights; the 2s-AGCN paper's two-stream model)
+- RGB only: the CPU video encoder on the person crops (experiment=r3d_rgb_synth)
+- joint / bone: the 2s-AGCN streams (agcn_joint_synth / agcn_bone_synth, skeleton only)
+- joint + bone score fusion (equal weights; the 2s-AGCN paper's two-stream model) and
+  RGB + joint + bone score fusion (``migalab-eval ckpt_path=[...]``)
+- token fusion RGB + joint + bone (System B, system_b_mg_synth), without RGB
+  (``data.modalities=[joint,bone]``, trained so), and with modality dropout off
+  (``model.encoder.modality_dropout=0``)
 
-Each run trains with ``migalab-train`` in its own folder under ``--out`` (rows already done are
+The fusion rows are compared per seed with their best single stream (the best of RGB, joint and
+bone on that seed's test split) and with the joint + bone score fusion: the paired difference
+of test top-1 on each seed, its mean and how many seeds it is positive on.
+
+Each run trains with ``migalab-train`` in its own folder under ``--out`` (runs already done are
 reused: delete a folder to re-run it). Writes ``results.json`` and ``results.md``.
 """
 
@@ -28,93 +29,114 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
+from statistics import mean, stdev
 from typing import Any
 
-from run_helpers import run, slug, split_metrics, write_results
+from run_helpers import run, slug, split_metrics, train_once
 
-#: every training run reads the full-size stand-in (the README's table); the `_synth`
-#: experiments default to the quick data=synthetic_video
-DATA = "data=synthetic_video_full"
-SKELETON_ONLY = ["data.modalities=null"]
-ROWS: list[tuple[str, str, list[str]]] = [
-    ("1 RGB only (MViT xs)", "mvit_rgb_synth", []),
-    ("2 skeleton joint (2s-AGCN)", "agcn_joint_synth", SKELETON_ONLY),
-    ("3 skeleton bone (2s-AGCN)", "agcn_bone_synth", SKELETON_ONLY),
-    ("4 skeleton joint+bone token fusion", "system_b_mg_synth", ["data.modalities=[joint,bone]"]),
-    ("5 RGB+joint+bone token fusion", "system_b_mg_synth", []),
+#: every run reads the render where the hands are visible and the skeleton misses some of them
+DATA = "data=synthetic_sight"
+SKELETON_ONLY = [DATA, "data.modalities=null"]
+RGB, JOINT, BONE = "RGB only (ResNet3D xs)", "joint (2s-AGCN)", "bone (2s-AGCN)"
+SCORE_JB, SCORE_ALL = "joint + bone score fusion", "RGB + joint + bone score fusion"
+TOKEN, TOKEN_NO_RGB = "token fusion RGB + joint + bone", "token fusion joint + bone"
+TOKEN_NO_DROP = "token fusion RGB + joint + bone, modality dropout off"
+TRAINED: list[tuple[str, str, list[str]]] = [
+    (RGB, "r3d_rgb_synth", [DATA]),
+    (JOINT, "agcn_joint_synth", SKELETON_ONLY),
+    (BONE, "agcn_bone_synth", SKELETON_ONLY),
+    (TOKEN, "system_b_mg_synth", [DATA]),
+    (TOKEN_NO_RGB, "system_b_mg_synth", [DATA, "data.modalities=[joint,bone]"]),
+    (TOKEN_NO_DROP, "system_b_mg_synth", [DATA, "model.encoder.modality_dropout=0"]),
 ]
-#: row 6: the fusion initialised from the unimodal runs (modality -> row whose encoder it takes)
-INIT_FROM = {"rgb": ROWS[0][0], "joint": ROWS[1][0], "bone": ROWS[2][0]}
-INIT_ROW = ("6 token fusion from rows 1-3 (+5 epochs, encoders lr x0.1)", "system_b_mg_synth",
-            ["model.backbone_lr_mult=0.1", "trainer.max_epochs=5"])  # fmt: skip
-#: evaluations of row 5's checkpoint with a modality missing
-MISSING = [
-    ("7 row 5 without RGB at test", ["+data.modalities=[joint,bone]"]),
-    ("8 row 5 without skeleton at test", ["+data.modalities=[rgb]"]),
-]
+#: score fusions: row -> the trained rows whose checkpoints are fused with equal weights
+SCORE: dict[str, list[str]] = {SCORE_JB: [JOINT, BONE], SCORE_ALL: [RGB, JOINT, BONE]}
+ORDER = [RGB, JOINT, BONE, SCORE_JB, SCORE_ALL, TOKEN, TOKEN_NO_RGB, TOKEN_NO_DROP]
+SINGLE = (RGB, JOINT, BONE)
+FUSIONS = (SCORE_ALL, TOKEN, TOKEN_NO_RGB, TOKEN_NO_DROP)
+KEYS = ("val_top1", "val_macro_f1", "test_top1", "test_macro_f1")
 
 
-def _wall_time(row: dict[str, Any]) -> str:
-    wall = row.get("wall_time_s")
-    return "" if wall is None else str(round(wall))
+def one_seed(seed: int, out: Path, overrides: list[str]) -> dict[str, dict[str, Any]]:
+    """Train and evaluate every row for one training seed; ``row -> metrics``."""
+    rows: dict[str, dict[str, Any]] = {}
+    ckpts: dict[str, str] = {}
+    for name, experiment, extra in TRAINED:
+        run_dir = out / f"seed{seed}" / slug(name)
+        args = [f"experiment={experiment}", f"seed={seed}", *overrides, *extra]
+        payload = train_once("migalab.train", f"{name}, seed {seed}", run_dir, args)
+        ckpts[name] = payload["ckpt_path"]
+        rows[name] = {**split_metrics(payload), "wall_time_s": payload.get("wall_time_s")}
+    for name, members in SCORE.items():
+        run_dir = out / f"seed{seed}" / slug(name)
+        if not (run_dir / "metrics.json").is_file():
+            paths = ",".join(ckpts[m] for m in members)
+            cmd = [sys.executable, "-m", "migalab.eval", f"ckpt_path=[{paths}]",
+                   f"hydra.run.dir={run_dir}"]  # fmt: skip
+            print(f"[{name}, seed {seed}] evaluating", flush=True)
+            run(cmd, run_dir / "stdout.log")
+        rows[name] = split_metrics(json.loads((run_dir / "metrics.json").read_text()))
+    return rows
+
+
+def _fmt(values: list[float]) -> str:
+    """``mean ± sd (min-max)`` of one metric over seeds (just the value for one seed)."""
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{mean(values):.3f} ± {stdev(values):.3f}"
+
+
+def paired(per_seed: list[dict[str, dict[str, Any]]], row: str) -> dict[str, Any]:
+    """Per-seed test top-1 differences of ``row`` to the seed's best single stream and to the
+    joint + bone score fusion."""
+    best = [max(s[r]["test_top1"] for r in SINGLE) for s in per_seed]
+    d_best = [s[row]["test_top1"] - b for s, b in zip(per_seed, best, strict=True)]
+    d_score = [s[row]["test_top1"] - s[SCORE_JB]["test_top1"] for s in per_seed]
+    return {"vs_best_single": d_best, "vs_joint_bone_score": d_score}
+
+
+def _diff(d: list[float]) -> str:
+    wins = sum(v > 0 for v in d)
+    return f"{mean(d):+.3f} ({wins}/{len(d)} seeds > 0)"
+
+
+def table(per_seed: list[dict[str, dict[str, Any]]], seeds: list[int]) -> str:
+    """Markdown: one row per model, mean ± sd over seeds, paired differences of the fusions."""
+    lines = [f"{len(seeds)} training seed(s) ({', '.join(map(str, seeds))}); mean ± sd over "
+             "seeds; the last two columns: test top-1 minus the same seed's best single stream "
+             "/ joint + bone score fusion, mean over seeds (seeds where the row is ahead)", "",
+             "| row | val top-1 | val macro-F1 | test top-1 | test macro-F1 | - best single | "
+             "- joint+bone score |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for row in ORDER:
+        cells = [_fmt([s[row][k] for s in per_seed]) for k in KEYS]
+        diffs = ["", ""]
+        if row in FUSIONS or row == SCORE_JB:
+            p = paired(per_seed, row)
+            diffs = [_diff(p["vs_best_single"]),
+                     _diff(p["vs_joint_bone_score"]) if row != SCORE_JB else ""]  # fmt: skip
+        lines.append(f"| {row} | {' | '.join(cells)} | {' | '.join(diffs)} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench_results/compare_system_b"))
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides added to every run")
     args = parser.parse_args()
     out: Path = args.out.resolve()
-    results: list[dict[str, Any]] = []
-    fused_ckpt = None
-    ckpts: dict[str, str] = {}
-    for name, experiment, extra in [*ROWS, INIT_ROW]:
-        if name == INIT_ROW[0]:
-            extra = [*extra, *(f"model.encoder.modalities.{m}.encoder.init={ckpts[row]}"
-                               for m, row in INIT_FROM.items())]  # fmt: skip
-        run_dir = out / slug(name)
-        metrics = run_dir / "metrics.json"
-        if not metrics.is_file():
-            start = time.time()
-            cmd = [sys.executable, "-m", "migalab.train", f"experiment={experiment}",
-                   f"seed={args.seed}", "logger=csv", f"hydra.run.dir={run_dir}",
-                   "callbacks.progress_bar.refresh_rate=0", DATA, *args.overrides, *extra]  # fmt: skip
-            print(f"[{name}] training: {' '.join(cmd[2:])}", flush=True)
-            run(cmd, run_dir / "stdout.log")
-            print(f"[{name}] done in {time.time() - start:.0f} s", flush=True)
-        payload = json.loads(metrics.read_text())
-        ckpts[name] = payload["ckpt_path"]
-        if experiment == "system_b_mg_synth" and not extra:
-            fused_ckpt = payload["ckpt_path"]
-        results.append({"row": name, "experiment": experiment, "overrides": extra,
-                        "wall_time_s": payload.get("wall_time_s"), **split_metrics(payload)})  # fmt: skip
-        print(f"[{name}] {results[-1]}", flush=True)
-    for name, extra in MISSING:
-        run_dir = out / slug(name)
-        if not (run_dir / "metrics.json").is_file():
-            cmd = [sys.executable, "-m", "migalab.eval", f"ckpt_path={fused_ckpt}",
-                   f"hydra.run.dir={run_dir}", *extra]  # fmt: skip
-            print(f"[{name}] evaluating", flush=True)
-            run(cmd, run_dir / "stdout.log")
-        payload = json.loads((run_dir / "metrics.json").read_text())
-        results.append({"row": name, "experiment": "migalab-eval", "overrides": extra,
-                        **split_metrics(payload)})  # fmt: skip
-
-    score_dir = out / "9_joint_bone_score_fusion"
-    if not (score_dir / "metrics.json").is_file():
-        joint, bone = ckpts[ROWS[1][0]], ckpts[ROWS[2][0]]
-        cmd = [sys.executable, "-m", "migalab.eval", f"ckpt_path=[{joint},{bone}]",
-               f"hydra.run.dir={score_dir}"]  # fmt: skip
-        print("[9 joint + bone score fusion] evaluating", flush=True)
-        run(cmd, score_dir / "stdout.log")
-    payload = json.loads((score_dir / "metrics.json").read_text())
-    results.append({"row": "9 rows 2 + 3 score fusion (2s-AGCN's two streams)",
-                    "experiment": "migalab-eval", **split_metrics(payload)})  # fmt: skip
-
-    print(write_results(out, results, ("train time (s)", _wall_time)))
+    per_seed = [one_seed(seed, out, args.overrides) for seed in args.seeds]
+    results = {
+        "seeds": args.seeds,
+        "overrides": args.overrides,
+        "per_seed": per_seed,
+        "paired": {row: paired(per_seed, row) for row in (*FUSIONS, SCORE_JB)},
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    text = table(per_seed, args.seeds)
+    (out / "results.md").write_text(text + "\n")
+    print(text)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ def test_emotion_table(tmp_path: Path) -> None:
                  "data.synthetic.num_videos={train:6,validate:4,test:6}"], cwd=tmp_path)  # fmt: skip
     rows = json.loads((out / "results.json").read_text())
     assert [r["row"] for r in rows] == [
-        "majority", "face only (SwinFace)", "context only (MViT xs)",
+        "majority", "face only (SwinFace)", "context only (ResNet3D xs)",
         "late fusion face+context (val-searched)", "InterFusion (System B)",
     ]  # fmt: skip
     for r in rows:
@@ -37,6 +37,36 @@ def test_emotion_table(tmp_path: Path) -> None:
     diff = rows[-1]["vs majority"]["acc"]
     assert diff["lo"] <= diff["diff"] <= diff["hi"] and 0 <= diff["p_not_better"] <= 1
     assert "| 0 | InterFusion (System B) |" in text and (out / "results.md").is_file()
+
+
+@pytest.mark.slow
+def test_compare_system_b(tmp_path: Path) -> None:
+    """Two seeds of every row at tiny sizes: per-seed metrics, mean ± sd and paired diffs."""
+    out = tmp_path / "out"
+    text = _run([str(SCRIPTS / "compare_system_b.py"), "--out", str(out), "--seeds", "0", "1",
+                 "--", f"paths.data_dir={tmp_path / 'data'}", "trainer.max_epochs=1",
+                 "data.synthetic.num_videos={train:4,validate:2,test:2}",
+                 "data.synthetic.clips_per_video=[4,6]", "data.video.size=32",
+                 "data.video.prepared_size=32"], cwd=tmp_path)  # fmt: skip
+    results = json.loads((out / "results.json").read_text())
+    assert results["seeds"] == [0, 1] and len(results["per_seed"]) == 2
+    rows = results["per_seed"][0]
+    assert set(rows) == {
+        "RGB only (ResNet3D xs)", "joint (2s-AGCN)", "bone (2s-AGCN)",
+        "joint + bone score fusion", "RGB + joint + bone score fusion",
+        "token fusion RGB + joint + bone", "token fusion joint + bone",
+        "token fusion RGB + joint + bone, modality dropout off",
+    }  # fmt: skip
+    for metrics in rows.values():
+        assert 0 <= metrics["test_top1"] <= 1 and 0 <= metrics["val_top1"] <= 1
+    diffs = results["paired"]["token fusion RGB + joint + bone"]
+    best = [max(s[r]["test_top1"] for r in ("RGB only (ResNet3D xs)", "joint (2s-AGCN)",
+                                            "bone (2s-AGCN)")) for s in results["per_seed"]]  # fmt: skip
+    expected = [s["token fusion RGB + joint + bone"]["test_top1"] - b
+                for s, b in zip(results["per_seed"], best, strict=True)]  # fmt: skip
+    assert diffs["vs_best_single"] == pytest.approx(expected)
+    assert "| token fusion joint + bone |" in text and " ± " in text
+    assert (out / "results.md").read_text().strip() == text.strip()
 
 
 @pytest.mark.slow

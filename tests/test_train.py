@@ -23,12 +23,16 @@ SYNTH_EXPERIMENTS = [e for e in EXPERIMENTS if e.endswith("_synth")]
 EMOTION_EXPERIMENTS = [e for e in EXPERIMENTS if "emotion" in e]
 #: experiments with RGB input (System B): they train on the tiny release with videos
 VIDEO_EXPERIMENTS = [
-    e for e in EXPERIMENTS if e.startswith(("mvit", "system_b")) and e not in EMOTION_EXPERIMENTS
+    e
+    for e in EXPERIMENTS
+    if e.startswith(("mvit", "x3d", "r3d", "system_b")) and e not in EMOTION_EXPERIMENTS
 ]
 
 
 def _tiny_video_model_overrides(experiment: str) -> list[str]:
     """CPU-sized encoders of the RGB experiments (MViT xs, 8-wide AGCNs, a 32-wide fusion)."""
+    if experiment.startswith(("x3d", "r3d")):  # the CPU presets already
+        return []
     if experiment.startswith("mvit"):
         return ["model.encoder.preset=xs"]
     return ["model.encoder.modalities.rgb.encoder.preset=xs",
