@@ -132,6 +132,7 @@ def test_lr_find_pretrain(tiny_release: Path, tiny_cache: Path, tmp_path: Path) 
     assert result["task"] == "pretrain" and result["recipe_lr"] == payload["recipe_lr"] == 0.001
 
 
+@pytest.mark.slow  # the refusals are also tested in-process (test_lr_find_refusals)
 def test_lr_find_refuses_a_resume_by_name(tmp_path: Path) -> None:
     """A resume checkpoint contradicts a sweep from the recipe's initial weights: one line,
     exit 2, before any data is read."""
