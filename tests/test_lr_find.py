@@ -68,6 +68,7 @@ def test_lr_find_by_name(tiny_release: Path, tiny_cache: Path, tmp_path: Path) -
     ]
 
 
+@pytest.mark.slow  # ~10 s with its video fixture
 def test_lr_find_emotion_sweeps_the_optimizer_lr(
     tiny_video_release: Path,
     tiny_video_cache: Path,

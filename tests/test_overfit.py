@@ -87,7 +87,7 @@ CASES = [
     # and bone, token fusion dim 32
     _case("system_b_mg_synth", True, [*FUSION, *VIDEO], 130, pytest.mark.slow),
     # [2 steps, 10 s] SwinFace small on 2 face frames (val/clip_acc)
-    _case("emotion_face_synth", True, ["data.face.num_frames=2", *VIDEO], 10),
+    _case("emotion_face_synth", True, ["data.face.num_frames=2", *VIDEO], 10, pytest.mark.slow),
     # [1 step with MViT xs, 3 with ResNet3D xs; 5-7 s] InterFusion dim 32 over SwinFace small
     # and the context encoder
     _case("system_b_emotion_synth", True, [*INTERFUSION, *VIDEO], 10),

@@ -183,6 +183,7 @@ class _Model(nn.Module):
         self.encoder = encoder
 
 
+@pytest.mark.slow  # the same init path is tested fast for ResNet3D and MViT
 def test_init_checkpoint_loads_when_a_fit_starts(tmp_path: Path) -> None:
     torch.manual_seed(0)
     src = X3D("xs")
