@@ -34,6 +34,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from migalab.models.encoders.conv3d_common import init_conv3d_bn
 from migalab.models.encoders.output import EncoderOutput, grid_index
 
 __all__ = ["Bottleneck3d", "ConvBNAct3d", "SlowOnly"]
@@ -240,14 +241,7 @@ class SlowOnly(nn.Module):
 
     def init_weights(self) -> None:
         """pyskl init: kaiming-normal (fan_out, relu) convs, BN 1/0, last BN of each block 0."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm3d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_conv3d_bn(self)
         for m in self.modules():
             if isinstance(m, Bottleneck3d):
                 nn.init.zeros_(m.conv3.bn.weight)

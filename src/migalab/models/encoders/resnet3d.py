@@ -47,6 +47,7 @@ from torchvision.models.video.resnet import (
     VideoResNet,
 )
 
+from migalab.models.encoders.conv3d_common import clip_size, init_conv3d_bn
 from migalab.models.encoders.mvit import _format_keys
 from migalab.models.encoders.output import EncoderOutput, grid_index
 from migalab.models.encoders.x3d import _batchnorm_stats_frozen
@@ -280,18 +281,10 @@ class ResNet3D(FinetuneMixin, nn.Module):
         self.spatial_stride = 2 ** (1 + n_down)
         self.temporal_stride = 2**n_down if self.temporal_downsample else 1
 
-        t = int(cfg["temporal_size"] if temporal_size is None else temporal_size)
-        if spatial_size is None:
-            spatial_size = cfg["spatial_size"]
-        if isinstance(spatial_size, int):
-            hw = (int(spatial_size), int(spatial_size))
-        else:
-            hw = tuple(int(s) for s in spatial_size)
-            if len(hw) != 2:
-                raise ValueError(f"spatial_size must be an int or (H, W), got {spatial_size}")
-        if t < 1 or min(hw) < 1:
-            raise ValueError(f"ResNet3D clip size T={t}, (H, W)={hw} must be positive")
-        self.temporal_size, self.spatial_size = t, (hw[0], hw[1])
+        t, hw = clip_size(
+            temporal_size, spatial_size, cfg["temporal_size"], cfg["spatial_size"], "ResNet3D"
+        )
+        self.temporal_size, self.spatial_size = t, hw
         self.grid = self.token_grid(t, *hw)
         self.num_tokens = self.grid[0] * self.grid[1] * self.grid[2]
         self.spatial_positions = self.grid[1] * self.grid[2]
@@ -354,14 +347,7 @@ class ResNet3D(FinetuneMixin, nn.Module):
         """torchvision's ``VideoResNet`` init (kaiming-normal fan_out / relu convs with zero
         biases, BN weight 1 / bias 0), and the last BN of every block zero, so each block
         starts as its shortcut."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm3d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_conv3d_bn(self)
         for block in self.blocks:
             nn.init.zeros_(_last_bn(block).weight)
 

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from migalab.models.encoders.conv3d_common import clip_size, init_conv3d_bn
 from migalab.models.encoders.output import EncoderOutput, grid_index
 from migalab.models.finetune import FinetuneMixin
 
@@ -302,18 +303,10 @@ class X3D(FinetuneMixin, nn.Module):
         self.in_channels = int(in_channels)
         self.spatial_stride = 2 ** (1 + len(self.depths))
 
-        t = int(cfg["temporal_size"] if temporal_size is None else temporal_size)
-        if spatial_size is None:
-            spatial_size = cfg["spatial_size"]
-        if isinstance(spatial_size, int):
-            hw = (int(spatial_size), int(spatial_size))
-        else:
-            hw = tuple(int(s) for s in spatial_size)
-            if len(hw) != 2:
-                raise ValueError(f"spatial_size must be an int or (H, W), got {spatial_size}")
-        if t < 1 or min(hw) < 1:
-            raise ValueError(f"X3D clip size T={t}, (H, W)={hw} must be positive")
-        self.temporal_size, self.spatial_size = t, (hw[0], hw[1])
+        t, hw = clip_size(
+            temporal_size, spatial_size, cfg["temporal_size"], cfg["spatial_size"], "X3D"
+        )
+        self.temporal_size, self.spatial_size = t, hw
         self.grid = self.token_grid(t, *hw)
         self.num_tokens = self.grid[0] * self.grid[1] * self.grid[2]
         self.spatial_positions = self.grid[1] * self.grid[2]
@@ -363,14 +356,7 @@ class X3D(FinetuneMixin, nn.Module):
     def init_weights(self) -> None:
         """Kaiming-normal (fan_out, relu) convs with zero biases, BN weight 1 / bias 0, and the
         last BN (``bn_c``) of every block zero, so each block starts as its shortcut."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm3d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_conv3d_bn(self)
         for block in self.blocks:
             nn.init.zeros_(block.bn_c.weight)
 
