@@ -47,41 +47,23 @@ from migalab.models.finetune import FinetuneMixin
 
 __all__ = ["X3D", "X3D_PRESETS", "X3DBlock", "X3DStem", "SqueezeExcitation3d", "se_width"]
 
-#: X3D presets: the architecture (identical for XS, S and M) and the default clip (T, (H, W)).
+#: The X3D architecture (identical for XS, S and M: the presets differ only in their clip).
+_X3D_ARCH: dict[str, Any] = {
+    "depths": (3, 5, 11, 7),
+    "widths": (24, 48, 96, 192),
+    "expansion": 2.25,
+    "se_ratio": 1 / 16,
+    "stem_width": 24,
+    "conv5_width": 432,
+}
+#: X3D presets: the architecture and the default clip (T, (H, W)).
 X3D_PRESETS: dict[str, dict[str, Any]] = {
     # X3D-XS: 4 frames at 160² in the paper; 8 × 64² here, the CPU variants' clip size
-    "xs": {
-        "depths": (3, 5, 11, 7),
-        "widths": (24, 48, 96, 192),
-        "expansion": 2.25,
-        "se_ratio": 1 / 16,
-        "stem_width": 24,
-        "conv5_width": 432,
-        "temporal_size": 8,
-        "spatial_size": (64, 64),
-    },
+    "xs": {**_X3D_ARCH, "temporal_size": 8, "spatial_size": (64, 64)},
     # X3D-S: 13 frames at 160²
-    "s": {
-        "depths": (3, 5, 11, 7),
-        "widths": (24, 48, 96, 192),
-        "expansion": 2.25,
-        "se_ratio": 1 / 16,
-        "stem_width": 24,
-        "conv5_width": 432,
-        "temporal_size": 13,
-        "spatial_size": (160, 160),
-    },
+    "s": {**_X3D_ARCH, "temporal_size": 13, "spatial_size": (160, 160)},
     # X3D-M: 16 frames at 224²
-    "m": {
-        "depths": (3, 5, 11, 7),
-        "widths": (24, 48, 96, 192),
-        "expansion": 2.25,
-        "se_ratio": 1 / 16,
-        "stem_width": 24,
-        "conv5_width": 432,
-        "temporal_size": 16,
-        "spatial_size": (224, 224),
-    },
+    "m": {**_X3D_ARCH, "temporal_size": 16, "spatial_size": (224, 224)},
 }
 
 
