@@ -18,7 +18,8 @@ PYTEST_ARGS ?=
 STAMP = $(shell $(PYTHON) -c "import sys; print(sys.prefix)" 2>/dev/null)/.migalab-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock pose-env train test test-slow test-full lint format bench clean
+.PHONY: help install lock pose-env train test test-slow test-full lint format bench gpu-check gpu-plan \
+	clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -85,6 +86,16 @@ bench: install ## Benchmarks (ratios against in-process baselines; ~15 min) -> b
 	$(PYTHON) scripts/bench.py faces
 	$(PYTHON) scripts/bench.py swinface --torch-threads 1
 	$(PYTHON) scripts/bench.py mamp
+
+# the GPU check runs in a short GPU slot: no install step first (make install beforehand; the slot
+# may have no network), and the remaining experiments are skipped once GPU_CHECK_BUDGET seconds
+# have passed, so the results (written after every experiment) are in before the slot ends
+GPU_CHECK_BUDGET ?= 420
+gpu-check: ## On a GPU: time every full-size experiment's training step, MFU (budget ~7 min)
+	$(PYTHON) scripts/gpu_check.py --budget-s $(GPU_CHECK_BUDGET) $(ARGS)
+
+gpu-plan: ## FLOPs and H100-hours of every full-size recipe as a Markdown table (CPU, ~4 min)
+	$(PYTHON) scripts/gpu_check.py --plan --markdown $(ARGS)
 
 clean: ## Remove caches and build files (keeps .venv/, data/ and logs/)
 	rm -rf .make .pytest_cache .ruff_cache build dist src/*.egg-info

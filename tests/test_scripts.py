@@ -3,10 +3,13 @@ another directory) on tiny synthetic data: they train, evaluate and write their 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -117,3 +120,118 @@ def test_bench_sections_of_the_emotion_and_pretraining_work(tmp_path: Path) -> N
     assert faces["face_boxes_frames_per_s"] > 0 and faces["prepare"]["face crops"]["clips"] >= 0
     online = json.loads((tmp_path / "online.json").read_text())["rows"]
     assert all(r["frames_per_s"] > 0 and r["x_vs_baseline"] > 0 for r in online.values())
+
+
+#: the full-size experiments scripts/gpu_check.py checks (tracker issue 27)
+GPU_CHECK_EXPERIMENTS = [
+    "system_a", "posec3d_limb", "agcn_joint", "stt_joint", "mvit_rgb", "system_b_mg",
+    "emotion_face", "system_b_emotion", "maskfeat_mvit", "mamp_skeleton",
+]  # fmt: skip
+
+
+def _strict_json(path: Path) -> Any:
+    """The file's JSON, refusing NaN / Infinity (not JSON)."""
+
+    def refuse(name: str) -> None:
+        raise ValueError(f"{path}: {name} is not valid JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def _gpu_check() -> ModuleType:
+    """scripts/gpu_check.py imported as a module."""
+    spec = importlib.util.spec_from_file_location("_gpu_check_script", SCRIPTS / "gpu_check.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_check_peaks_plan_arithmetic_and_budget(tmp_path: Path) -> None:
+    """Peak lookup by device name, MFU and the plan's arithmetic; with no time budget left
+    every experiment gets a one-line skip reason in valid JSON."""
+    from omegaconf import OmegaConf
+
+    gc = _gpu_check()
+    assert list(gc.EXPERIMENTS) == GPU_CHECK_EXPERIMENTS
+    assert gc.peak_for("NVIDIA H100 80GB HBM3").bf16 == 989
+    assert gc.peak_for("NVIDIA H100 PCIe").bf16 == 756
+    assert gc.peak_for("NVIDIA H200").bf16 == 989
+    assert gc.peak_for("NVIDIA A100-SXM4-80GB").bf16 == 312
+    assert gc.peak_for("NVIDIA L40S").bf16 == 362
+    assert gc.peak_for("NVIDIA H100 80GB HBM3 MIG 3g.40gb") is None  # a slice of the GPU
+    assert gc.peak_for("NVIDIA GeForce RTX 4090") is None
+    assert gc.mfu(989e12 * 0.4, 2.0, 989.0) == pytest.approx(0.2)
+    assert gc.mfu(1e12, 1.0, None) is None
+
+    cfg = OmegaConf.create({"data": {"batch_size": 32},
+                            "trainer": {"max_epochs": 10, "check_val_every_n_epoch": 5}})  # fmt: skip
+    row = gc.plan_row("posec3d_limb", cfg, 10**11, 4 * 10**10, mfu_value=0.5,
+                      mfu_source="assumed", mamp_windows=None)  # fmt: skip
+    clips = 12_893 // 32 * 32
+    total = 1e11 * clips * 10 + 4e10 * 777 * 2  # 10 epochs, validated twice
+    assert row["clips_per_epoch"] == clips and row["validations"] == 2 and not row["notes"]
+    assert row["total_pflop"] == pytest.approx(total / 1e15)
+    assert row["h100_hours"] == pytest.approx(total / (989e12 * 0.5) / 3600)
+    assert row["hours_on_8_h100"] == pytest.approx(row["h100_hours"] / 8)
+    cfg.data.unlabelled = {"window": 120, "stride": 60}
+    mamp = gc.plan_row("mamp_skeleton", cfg, 10**10, None, mfu_value=0.35,
+                       mfu_source="assumed", mamp_windows=None)  # fmt: skip
+    assert mamp["clips_per_epoch"] == 18_232 // 32 * 32 and "ASSUMED" in mamp["notes"][0]
+    table = gc.plan_markdown([row, mamp], ["a note"])
+    assert "| posec3d_limb | train | 32 | 100.0 | 40.0 | 12,864 | 10 |" in table
+    assert "- a note" in table and "\\* mamp_skeleton: ASSUMED" in table
+
+    out = tmp_path / "check.json"
+    assert gc.main(["--device", "cpu", "--budget-s", "0", "--out", str(out)]) == 0
+    rows = _strict_json(out)["rows"]
+    assert [r["experiment"] for r in rows] == GPU_CHECK_EXPERIMENTS
+    assert all(r["skipped"].startswith("time budget exhausted") for r in rows)
+
+
+@pytest.mark.slow
+def test_gpu_check_tiny_on_cpu(tmp_path: Path) -> None:
+    """``gpu_check.py --device cpu --steps 1 --tiny``: the check's code on the CPU at the
+    _synth sizes; every experiment has its rows, measured (nothing skipped on the CPU)."""
+    out = tmp_path / "gpu_check.json"
+    text = _run([str(SCRIPTS / "gpu_check.py"), "--device", "cpu", "--steps", "1", "--tiny",
+                 "--out", str(out)], cwd=tmp_path)  # fmt: skip
+    payload = _strict_json(out)
+    rows = payload["rows"]
+    assert payload["finished"] and payload["device"]["type"] == "cpu"
+    assert [(r["experiment"], r["precision"]) for r in rows] == [
+        (name, p) for name in GPU_CHECK_EXPERIMENTS
+        for p in ("bf16", "fp32") if p == "bf16" or name == "agcn_joint"
+    ]  # fmt: skip
+    for r in rows:
+        reason = r.get("skipped")
+        assert reason is None, f"{r['experiment']} skipped: {reason}\n{r.get('traceback')}"
+        assert r["step_ms"] > 0 and r["clips_per_s"] > 0 and r["batch_size"] == 2
+        assert r["flops_per_step"] > 0 and r["tflops_per_s"] > 0
+        assert r["mfu"] is None and r["peak_mem_gib"] is None  # no peak / CUDA memory on a CPU
+    assert rows[0]["input"] == "(2, 41, 16, 24, 24) float32"  # System A: 41-keypoint heatmaps
+    face = next(r for r in rows if r["experiment"] == "emotion_face")["input"]
+    assert face["face"].endswith("uint8") and face["present"]["face"] == "(2,) bool"
+    assert "system_b_emotion" in text and "MFU" in text and str(out) in text
+
+
+@pytest.mark.slow
+def test_gpu_check_plan_tiny(tmp_path: Path) -> None:
+    """``gpu_check.py --plan --markdown``: FLOPs per clip, clips, epochs and hours, the MFU
+    measured where a check's JSON gives one and labelled assumed elsewhere."""
+    measured = tmp_path / "measured.json"
+    measured.write_text(json.dumps({"device": {"name": "NVIDIA H100 80GB HBM3"}, "rows": [
+        {"experiment": "agcn_joint", "precision": "bf16", "mfu": 0.125}]}))  # fmt: skip
+    out = tmp_path / "plan.json"
+    text = _run([str(SCRIPTS / "gpu_check.py"), "--plan", "--tiny", "--markdown",
+                 "--experiments", "agcn_joint", "mamp_skeleton", "--measured", str(measured),
+                 "--out", str(out)], cwd=tmp_path)  # fmt: skip
+    rows = {r["experiment"]: r for r in _strict_json(out)["rows"]}
+    assert set(rows) == {"agcn_joint", "mamp_skeleton"}
+    for r in rows.values():
+        assert r["gflop_per_clip_train"] > r["gflop_per_clip_val"] > 0 and r["h100_hours"] > 0
+    assert rows["agcn_joint"]["mfu"] == 0.125 and "measured" in rows["agcn_joint"]["mfu_source"]
+    assert rows["mamp_skeleton"]["mfu_source"] == "assumed"
+    assert "| agcn_joint | train | 32 |" in text and "12% (measured (NVIDIA H100" in text
+    assert "MFU 35% is ASSUMED" in text
