@@ -325,3 +325,24 @@ def test_class_count_from_class_names_and_old_datamodule_state() -> None:
     ckpt = {"SkeletonDataModule": {"train_position": {"epoch": 1, "batches": 3}}}
     _module().on_load_checkpoint(ckpt)
     assert ckpt == {"ClipDataModule": {"train_position": {"epoch": 1, "batches": 3}}}
+
+
+def test_channels_last_handles_3d_convs() -> None:
+    """A model with 3D convolutions (PoseC3D, ResNet3D, X3D, MViT's patch embedding): its 5-D
+    weights go channels_last_3d (Module.to(memory_format=channels_last) raises on them), its
+    2-D ones channels_last, and the outputs do not change."""
+    from migalab.models.encoders.resnet3d import ResNet3D
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 4, 32, 32)
+    kw = dict(encoder=ResNet3D("xs", temporal_size=4, spatial_size=32), num_classes=K)
+    ref = _module(**kw).eval()
+    module = _module(**{**kw, "encoder": ResNet3D("xs", temporal_size=4, spatial_size=32)})
+    module = module.eval()
+    module.channels_last = True
+    module.load_state_dict(ref.state_dict())
+    module.setup("fit")
+    stem = module.encoder.stem[0].weight
+    assert stem.dim() == 5 and stem.is_contiguous(memory_format=torch.channels_last_3d)
+    with torch.no_grad():
+        assert torch.allclose(module(x), ref(x), atol=1e-5)

@@ -33,6 +33,16 @@ def lr_scale_factor(global_batch: int, base_batch_size: int, rule: str = "linear
     return ratio if rule == "linear" else ratio**0.5
 
 
+def _channels_last(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in channels-last memory order: ``channels_last`` for 4-D tensors (2D conv
+    weights), ``channels_last_3d`` for 5-D ones (3D conv weights); others as they are."""
+    if t.dim() == 4:
+        return t.contiguous(memory_format=torch.channels_last)
+    if t.dim() == 5:
+        return t.contiguous(memory_format=torch.channels_last_3d)
+    return t
+
+
 class OptimizationMixin:
     """Optimisers, lr scaling, schedulers, compile and channels-last for a LightningModule."""
 
@@ -68,7 +78,10 @@ class OptimizationMixin:
     def setup_encoder(self, stage: str) -> None:
         """Channels-last conversion and, when fitting, ``torch.compile`` of the encoder."""
         if self.channels_last:
-            self.to(memory_format=torch.channels_last)  # 4-D tensors only; others unchanged
+            # Module.to(memory_format=channels_last) raises on the 5-D weights of 3D convs
+            # ("required rank 4 tensor"): 2D conv weights go channels_last, 3D ones
+            # channels_last_3d, the rest is unchanged
+            self._apply(_channels_last)
         if self._compile is not False and stage == "fit" and not self._compiled:
             kwargs = self._compile if isinstance(self._compile, dict) else {}
             self.encoder.compile(**kwargs)  # in place: state_dict keys keep their names
