@@ -83,6 +83,8 @@ CASES = [
     _case("stt_joint_synth", False, ["data.num_frames=16"], 400, pytest.mark.slow),
     # [3 steps at lr 1e-3, 10 at 3e-4; 10-20 s] MViT xs at 4 frames x 32 px
     _case("mvit_rgb_synth", True, [*XS, *VIDEO], 20, pytest.mark.slow),
+    # [18 steps, 2.5 s] FrameStack2D (timm resnet10t) at 4 frames x 32 px
+    _case("framestack_rgb_synth", True, VIDEO, 40),
     # [MViT xs: 48 steps at lr 1e-3, 66 at 3e-4; ResNet3D xs: 60; 30-130 s] + 8-wide AGCN joint
     # and bone, token fusion dim 32
     _case("system_b_mg_synth", True, [*FUSION, *VIDEO], 130, pytest.mark.slow),

@@ -79,6 +79,7 @@ ALLOWED_TARGETS: frozenset[str] = frozenset({
     "migalab.models.encoders.mvit.MViTEncoder",
     "migalab.models.encoders.x3d.X3D",
     "migalab.models.encoders.resnet3d.ResNet3D",
+    "migalab.models.encoders.framestack.FrameStack2D",
     "migalab.models.encoders.swinface.SwinFaceEncoder",
     "migalab.models.encoders.skeleton_transformer.SkeletonTransformer",
     "migalab.models.fusion.CrossModalTokenFusion",
