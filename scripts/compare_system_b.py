@@ -8,7 +8,7 @@ seeds; means, spreads and per-seed paired differences.
 
 Rows, per training seed (the data are the same for every seed: data.synthetic.seed stays 0):
 
-- RGB only: the CPU video encoder on the person crops (experiment=r3d_rgb_synth)
+- RGB only: the CPU RGB encoder on the person crops (experiment=framestack_rgb_synth)
 - joint / bone: the 2s-AGCN streams (agcn_joint_synth / agcn_bone_synth, skeleton only)
 - joint + bone score fusion (equal weights; the 2s-AGCN paper's two-stream model) and
   RGB + joint + bone score fusion (``migalab-eval ckpt_path=[...]``)
@@ -38,12 +38,12 @@ from run_helpers import run, slug, split_metrics, train_once
 #: every run reads the render where the hands are visible and the skeleton misses some of them
 DATA = "data=synthetic_sight"
 SKELETON_ONLY = [DATA, "data.modalities=null"]
-RGB, JOINT, BONE = "RGB only (ResNet3D xs)", "joint (2s-AGCN)", "bone (2s-AGCN)"
+RGB, JOINT, BONE = "RGB only (FrameStack2D)", "joint (2s-AGCN)", "bone (2s-AGCN)"
 SCORE_JB, SCORE_ALL = "joint + bone score fusion", "RGB + joint + bone score fusion"
 TOKEN, TOKEN_NO_RGB = "token fusion RGB + joint + bone", "token fusion joint + bone"
 TOKEN_NO_DROP = "token fusion RGB + joint + bone, modality dropout off"
 TRAINED: list[tuple[str, str, list[str]]] = [
-    (RGB, "r3d_rgb_synth", [DATA]),
+    (RGB, "framestack_rgb_synth", [DATA]),
     (JOINT, "agcn_joint_synth", SKELETON_ONLY),
     (BONE, "agcn_bone_synth", SKELETON_ONLY),
     (TOKEN, "system_b_mg_synth", [DATA]),

@@ -36,7 +36,6 @@ VIDEO = ["data.overfit_clips=8", "data.batch_size=8", "data.prepare_workers=1"]
 #: experiment's RGB encoder (MViT, or the 3D CNN of the CPU variants) at preset xs
 XS = ["model.encoder.preset=xs"]
 FUSION = [
-    "model.encoder.modalities.rgb.encoder.preset=xs",
     "model.encoder.modalities.joint.encoder.base_channels=8",
     "model.encoder.modalities.bone.encoder.base_channels=8",
     "model.encoder.dim=32",

@@ -55,7 +55,7 @@ def test_compare_system_b(tmp_path: Path) -> None:
     assert results["seeds"] == [0, 1] and len(results["per_seed"]) == 2
     rows = results["per_seed"][0]
     assert set(rows) == {
-        "RGB only (ResNet3D xs)", "joint (2s-AGCN)", "bone (2s-AGCN)",
+        "RGB only (FrameStack2D)", "joint (2s-AGCN)", "bone (2s-AGCN)",
         "joint + bone score fusion", "RGB + joint + bone score fusion",
         "token fusion RGB + joint + bone", "token fusion joint + bone",
         "token fusion RGB + joint + bone, modality dropout off",
@@ -63,7 +63,7 @@ def test_compare_system_b(tmp_path: Path) -> None:
     for metrics in rows.values():
         assert 0 <= metrics["test_top1"] <= 1 and 0 <= metrics["val_top1"] <= 1
     diffs = results["paired"]["token fusion RGB + joint + bone"]
-    best = [max(s[r]["test_top1"] for r in ("RGB only (ResNet3D xs)", "joint (2s-AGCN)",
+    best = [max(s[r]["test_top1"] for r in ("RGB only (FrameStack2D)", "joint (2s-AGCN)",
                                             "bone (2s-AGCN)")) for s in results["per_seed"]]  # fmt: skip
     expected = [s["token fusion RGB + joint + bone"]["test_top1"] - b
                 for s, b in zip(results["per_seed"], best, strict=True)]  # fmt: skip

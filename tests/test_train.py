@@ -25,18 +25,19 @@ EMOTION_EXPERIMENTS = [e for e in EXPERIMENTS if "emotion" in e]
 VIDEO_EXPERIMENTS = [
     e
     for e in EXPERIMENTS
-    if e.startswith(("mvit", "x3d", "r3d", "system_b")) and e not in EMOTION_EXPERIMENTS
+    if e.startswith(("mvit", "x3d", "r3d", "framestack", "system_b"))
+    and e not in EMOTION_EXPERIMENTS
 ]
 
 
 def _tiny_video_model_overrides(experiment: str) -> list[str]:
     """CPU-sized encoders of the RGB experiments (MViT xs, 8-wide AGCNs, a 32-wide fusion)."""
-    if experiment.startswith(("x3d", "r3d")):  # the CPU presets already
+    if experiment.startswith(("x3d", "r3d", "framestack")):  # the CPU encoders already
         return []
     if experiment.startswith("mvit"):
         return ["model.encoder.preset=xs"]
-    return ["model.encoder.modalities.rgb.encoder.preset=xs",
-            "model.encoder.modalities.joint.encoder.base_channels=8",
+    # the fusion's RGB stream is FrameStack2D (no preset: its resnet10t at the tiny clip)
+    return ["model.encoder.modalities.joint.encoder.base_channels=8",
             "model.encoder.modalities.bone.encoder.base_channels=8",
             "model.encoder.dim=32", "model.encoder.heads=4"]  # fmt: skip
 
