@@ -11,7 +11,8 @@ Rows, per training seed (the data are the same for every seed: data.synthetic.se
 
 1. majority: the training split's more frequent outcome for every test video (AUROC 0.5)
 2. face only: SwinFace (CPU size) on the face crops (experiment=emotion_face_synth)
-3. context only: ResNet3D xs on the person crops (emotion_context_synth)
+3. context only: FrameStack2D (timm resnet10t over the stacked frames) on the person crops
+   (emotion_context_synth)
 4. late fusion of 2 + 3 per video, weights searched on val (``migalab-eval
    ckpt_path=[face,context] fusion.search=true``)
 5. InterFusion: both streams joined by cross-attention, trained end to end
@@ -45,7 +46,7 @@ from run_helpers import run, slug, train_once
 
 TRAINED: list[tuple[str, str]] = [
     ("face only (SwinFace)", "emotion_face_synth"),
-    ("context only (ResNet3D xs)", "emotion_context_synth"),
+    ("context only (FrameStack2D)", "emotion_context_synth"),
     ("InterFusion (System B)", "system_b_emotion_synth"),
 ]
 #: every training run reads the full-size stand-in (the README's table)

@@ -224,8 +224,7 @@ def test_ddp_sim_emotion_evaluation_pools_videos_across_ranks(
     base = [
         "experiment=emotion_context_synth", "logger=csv", "trainer.precision=32-true",
         *tiny_video_overrides(tiny_video_release, tiny_video_cache), "data.eval_batch_size=2",
-        "model.encoder.preset=xs", "callbacks.progress_bar.refresh_rate=0",
-        "callbacks.model_summary=null",
+        "callbacks.progress_bar.refresh_rate=0", "callbacks.model_summary=null",
     ]  # fmt: skip
     train_logs = tmp_path / "train"
     proc = _cli([*base, "trainer=cpu", "trainer.max_epochs=1", f"paths.log_dir={train_logs}"],

@@ -14,7 +14,7 @@ from tests.conftest import tiny_eval_overrides, tiny_video_overrides
 
 #: CPU-sized encoders of each experiment (MViT xs, SwinFace xs, a 32-wide InterFusion)
 TINY_MODELS = {
-    "emotion_context_synth": ["model.encoder.preset=xs"],
+    "emotion_context_synth": [],  # FrameStack2D: CPU-sized already
     "emotion_face_synth": ["data.face.num_frames=2"],
     "system_b_emotion_synth": ["data.face.num_frames=2", "model.encoder.dim=32"],
 }
@@ -54,7 +54,7 @@ def test_emotion_checkpoint_evaluates_again(
     overrides = [
         "experiment=emotion_context_synth", "trainer=cpu", "trainer.precision=32-true",
         "logger=csv", *tiny_video_overrides(tiny_video_release, tiny_video_cache),
-        "model.encoder.preset=xs", "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0",
+        "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0",
     ]  # fmt: skip
     payload, _ = train(compose_config("train", overrides, output_dir=tmp_path / "run"))
     assert payload["ckpt_path"] and "acc" in capsys.readouterr().out  # the summary table

@@ -96,7 +96,7 @@ def test_lr_find_emotion_sweeps_the_optimizer_lr(
     try:
         overrides = [
             "experiment=emotion_context_synth", *SWEEP, "trainer.precision=32-true",
-            *tiny_video_overrides(tiny_video_release, tiny_video_cache), "model.encoder.preset=xs",
+            *tiny_video_overrides(tiny_video_release, tiny_video_cache),
             "model.lr_scaling.base_batch_size=8",  # batches of 4: lr x 0.5
         ]  # fmt: skip
         payload, trainer = train(compose_config("train", overrides, output_dir=tmp_path))

@@ -89,11 +89,12 @@ CASES = [
     _case("system_b_mg_synth", True, [*FUSION, *VIDEO], 130, pytest.mark.slow),
     # [2 steps, 10 s] SwinFace small on 2 face frames (val/clip_acc)
     _case("emotion_face_synth", True, ["data.face.num_frames=2", *VIDEO], 10, pytest.mark.slow),
-    # [1 step with MViT xs, 3 with ResNet3D xs; 5-7 s] InterFusion dim 32 over SwinFace small
-    # and the context encoder
+    # [1 step with MViT xs, 3 with ResNet3D xs, 4 with FrameStack2D; 5-7 s, 22 s with two
+    # trainings beside it] InterFusion dim 32 over SwinFace small and the context encoder
     _case("system_b_emotion_synth", True, [*INTERFUSION, *VIDEO], 10),
-    # [1 step with MViT xs, 2 with ResNet3D xs; 2-7 s] the person crop (emotion)
-    _case("emotion_context_synth", True, [*XS, *VIDEO], 10),
+    # [1 step with MViT xs, 2 with ResNet3D xs, 6 with FrameStack2D; 2-11 s] the person crop
+    # (emotion)
+    _case("emotion_context_synth", True, VIDEO, 12),
 ]
 
 

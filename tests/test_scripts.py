@@ -31,7 +31,7 @@ def test_emotion_table(tmp_path: Path) -> None:
                  "data.synthetic.num_videos={train:6,validate:4,test:6}"], cwd=tmp_path)  # fmt: skip
     rows = json.loads((out / "results.json").read_text())
     assert [r["row"] for r in rows] == [
-        "majority", "face only (SwinFace)", "context only (ResNet3D xs)",
+        "majority", "face only (SwinFace)", "context only (FrameStack2D)",
         "late fusion face+context (val-searched)", "InterFusion (System B)",
     ]  # fmt: skip
     for r in rows:

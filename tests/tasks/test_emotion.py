@@ -139,7 +139,7 @@ def test_two_logit_ce_config() -> None:
     from migalab.utils.hydra import compose_config
 
     cfg = compose_config("train", ["experiment=emotion_context_synth", "model.num_outputs=2",
-                                   "model/loss=ce", "model.encoder.preset=xs",
+                                   "model/loss=ce",
                                    "data.video.num_frames=4", "data.video.size=32"])  # fmt: skip
     m = hydra.utils.instantiate(cfg.model)
     assert isinstance(m.loss_fn, ClassificationLoss) and m.head.fc.out_features == 2
