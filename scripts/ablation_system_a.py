@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from migalab.data.classes import CLASS_NAMES
-from run_helpers import run, slug, split_metrics, write_results
+from run_helpers import path_overrides, run, slug, split_metrics, write_results
 
 ROWS: list[tuple[str, str, list[str]]] = [
     ("1 PoseC3D 22 joints", "posec3d_joint_synth", []),
@@ -92,7 +92,8 @@ def main() -> None:
     if not (fusion_dir / "metrics.json").is_file():
         joint, limb = ckpts["4 + label embeddings"], ckpts["4b limb stream"]
         cmd = [sys.executable, "-m", "migalab.eval", f"ckpt_path=[{joint},{limb}]",
-               "fusion.search=true", f"hydra.run.dir={fusion_dir}"]  # fmt: skip
+               "fusion.search=true", f"hydra.run.dir={fusion_dir}",
+               *path_overrides(args.overrides)]  # fmt: skip
         print("[fusion] evaluating", flush=True)
         run(cmd, fusion_dir / "stdout.log")
     payload = json.loads((fusion_dir / "metrics.json").read_text())

@@ -33,7 +33,7 @@ from pathlib import Path
 from statistics import mean, stdev
 from typing import Any
 
-from run_helpers import run, slug, split_metrics, train_once
+from run_helpers import path_overrides, run, slug, split_metrics, train_once
 
 #: every run reads the render where the hands are visible and the skeleton misses some of them
 DATA = "data=synthetic_sight"
@@ -73,7 +73,7 @@ def one_seed(seed: int, out: Path, overrides: list[str]) -> dict[str, dict[str, 
         if not (run_dir / "metrics.json").is_file():
             paths = ",".join(ckpts[m] for m in members)
             cmd = [sys.executable, "-m", "migalab.eval", f"ckpt_path=[{paths}]",
-                   f"hydra.run.dir={run_dir}"]  # fmt: skip
+                   f"hydra.run.dir={run_dir}", *path_overrides(overrides)]  # fmt: skip
             print(f"[{name}, seed {seed}] evaluating", flush=True)
             run(cmd, run_dir / "stdout.log")
         rows[name] = split_metrics(json.loads((run_dir / "metrics.json").read_text()))

@@ -42,7 +42,7 @@ import torch
 
 from migalab.emotion_fusion import bootstrap_ci, paired_bootstrap_diff
 from migalab.tasks.emotion import binary_video_metrics
-from run_helpers import run, slug, train_once
+from run_helpers import path_overrides, run, slug, train_once
 
 TRAINED: list[tuple[str, str]] = [
     ("face only (SwinFace)", "emotion_face_synth"),
@@ -69,14 +69,17 @@ def train(name: str, experiment: str, seed: int, out: Path, overrides: list[str]
     return run_dir
 
 
-def late_fusion(face: Path, context: Path, seed: int, out: Path) -> Path:
+def late_fusion(
+    face: Path, context: Path, seed: int, out: Path, overrides: tuple[str, ...] | list[str] = ()
+) -> Path:
     """``migalab-eval`` of the face and context checkpoints fused per video, weights searched
     on val; returns its run dir."""
     run_dir = out / f"seed{seed}" / slug(LATE)
     if not (run_dir / "metrics.json").is_file():
         ckpts = [json.loads((d / "metrics.json").read_text())["ckpt_path"] for d in (face, context)]
         cmd = [sys.executable, "-m", "migalab.eval", f"ckpt_path=[{','.join(ckpts)}]",
-               "fusion.search=true", f"hydra.run.dir={run_dir}"]  # fmt: skip
+               "fusion.search=true", f"hydra.run.dir={run_dir}",
+               *path_overrides(list(overrides))]  # fmt: skip
         print(f"[seed {seed}] {LATE}: evaluating", flush=True)
         run(cmd, run_dir / "stdout.log")
     return run_dir
@@ -92,7 +95,7 @@ def row_scores(preds: dict[str, tuple[float, int]], videos: list[str]) -> dict[s
 
 def one_seed(seed: int, out: Path, overrides: list[str]) -> list[dict[str, Any]]:
     dirs = {name: train(name, exp, seed, out, overrides) for name, exp in TRAINED}
-    dirs[LATE] = late_fusion(dirs[TRAINED[0][0]], dirs[TRAINED[1][0]], seed, out)
+    dirs[LATE] = late_fusion(dirs[TRAINED[0][0]], dirs[TRAINED[1][0]], seed, out, overrides)
     preds = {n: read_predictions(d / "video_predictions.csv") for n, d in dirs.items() if n != LATE}
     preds[LATE] = read_predictions(dirs[LATE] / "video_predictions_test.csv")
     videos = sorted(preds[INTER])

@@ -109,7 +109,8 @@ def _pseudo_then_train(d: Path, seed: int, ckpt: str, overrides: list[str]) -> d
     if not (out / "pseudo_labels.csv").is_file():
         print(f"[seed {seed} pseudo-labels] scoring the unlabelled windows", flush=True)
         run([sys.executable, "-m", "migalab.pseudolabel", f"ckpt_path={ckpt}",
-             f"hydra.run.dir={out}"], out / "stdout.log")  # fmt: skip
+             f"hydra.run.dir={out}", *run_helpers.path_overrides(overrides)],
+            out / "stdout.log")  # fmt: skip
     csv_path = out / "pseudo_labels.csv"
     return train_once("migalab.train", f"seed {seed} AGCN joint + pseudo-labels",
                       d / "agcn_joint_pseudo", [*overrides, f"data.pseudo_labels={csv_path}"])  # fmt: skip
@@ -226,7 +227,7 @@ def main() -> None:
              f"{init}={joint['ckpt_path']}", *extra]), (f"{seed}/agcn_joint",))  # fmt: skip
         todo.add(f"{seed}/score", lambda j, b, d=d: _eval(
             "joint + bone score fusion", d / "score_joint_bone",
-            [f"ckpt_path=[{j['ckpt_path']},{b['ckpt_path']}]"]),
+            [f"ckpt_path=[{j['ckpt_path']},{b['ckpt_path']}]", *run_helpers.path_overrides(extra)]),
             (f"{seed}/agcn_joint", f"{seed}/agcn_bone"))  # fmt: skip
         todo.add(f"{seed}/pseudo", lambda joint, d=d, seed=seed: _pseudo_then_train(
             d, seed, joint["ckpt_path"], ["experiment=agcn_joint_synth", *SKELETON_ONLY, ft,
@@ -236,7 +237,7 @@ def main() -> None:
         todo.add(f"{seed}/ensemble", lambda *runs, d=d: _eval(
             "ensemble", d / "ensemble",
             ["ckpt_path=[" + ",".join(r["ckpt_path"] for r in runs) + "]",
-             "fusion.search=true", "fusion.temperature=fit"]),
+             "fusion.search=true", "fusion.temperature=fit", *run_helpers.path_overrides(extra)]),
             tuple(f"{seed}/{m}" for m in members))  # fmt: skip
 
     seeds = [str(x) for x in args.seeds]

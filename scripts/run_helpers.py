@@ -19,6 +19,15 @@ def slug(name: str) -> str:
     return "_".join(w for w in words if w)
 
 
+def path_overrides(overrides: list[str]) -> list[str]:
+    """The ``paths.*`` overrides among a run's Hydra ``overrides``: what a ``migalab-eval`` of
+    its checkpoints needs too. The evaluation rebuilds the data from the checkpoint's config,
+    re-rooted under its own ``paths.data_dir``; without the training runs' data dir it would
+    look for (and regenerate a synthetic release in) the default ``data/`` of the checkout,
+    replacing whatever release of another size lies there."""
+    return [o for o in overrides if o.lstrip("+~").startswith("paths.")]
+
+
 def run(cmd: list[str], log: Path) -> None:
     """Run ``cmd`` with its output in ``log``; raise with the log's tail when it fails."""
     log.parent.mkdir(parents=True, exist_ok=True)

@@ -42,15 +42,41 @@ def test_emotion_table(tmp_path: Path) -> None:
     assert "| 0 | InterFusion (System B) |" in text and (out / "results.md").is_file()
 
 
+def test_path_overrides_reach_the_evaluations() -> None:
+    """The comparison scripts pass a run's ``paths.*`` overrides (and only those) to the
+    ``migalab-eval`` / ``migalab-pseudolabel`` of its checkpoints: without the runs' data dir
+    an evaluation regenerated the tiny test release in the checkout's data/ folder, replacing
+    the full-size one a user had there."""
+    spec = importlib.util.spec_from_file_location("_run_helpers", SCRIPTS / "run_helpers.py")
+    assert spec and spec.loader
+    helpers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helpers)
+    overrides = ["paths.data_dir=/d", "trainer.max_epochs=1", "++paths.log_dir=/l",
+                 "data.synthetic.num_videos={train:4}", "pathsx=1", "~paths.output_dir"]  # fmt: skip
+    assert helpers.path_overrides(overrides) == [
+        "paths.data_dir=/d", "++paths.log_dir=/l", "~paths.output_dir",
+    ]  # fmt: skip
+    assert helpers.path_overrides([]) == []
+
+
+def _checkout_release_state() -> list[tuple[str, float]]:
+    """(file, mtime) of the synthetic releases' metadata in the checkout's data/ folder."""
+    data = SCRIPTS.parent / "data"
+    return sorted((str(p), p.stat().st_mtime) for p in data.glob("*/release/synth_meta.json"))
+
+
 @pytest.mark.slow
 def test_compare_system_b(tmp_path: Path) -> None:
-    """Two seeds of every row at tiny sizes: per-seed metrics, mean ± sd and paired diffs."""
+    """Two seeds of every row at tiny sizes: per-seed metrics, mean ± sd and paired diffs;
+    nothing is written into the checkout's data/ (the score fusions' evaluations included)."""
     out = tmp_path / "out"
+    before = _checkout_release_state()
     text = _run([str(SCRIPTS / "compare_system_b.py"), "--out", str(out), "--seeds", "0", "1",
                  "--", f"paths.data_dir={tmp_path / 'data'}", "trainer.max_epochs=1",
                  "data.synthetic.num_videos={train:4,validate:2,test:2}",
                  "++data.synthetic.clips_per_video=[4,6]", "data.video.size=32",
                  "data.video.prepared_size=32"], cwd=tmp_path)  # fmt: skip
+    assert _checkout_release_state() == before
     results = json.loads((out / "results.json").read_text())
     assert results["seeds"] == [0, 1] and len(results["per_seed"]) == 2
     rows = results["per_seed"][0]
