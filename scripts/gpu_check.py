@@ -312,21 +312,6 @@ def build_model(cfg: Any, datamodule: Any, device: Any) -> Any:
     return model.to(device).train()
 
 
-def build_optimizer(model: Any) -> Any:
-    """The module's optimiser with its parameter groups (``configure_optimizers`` without
-    the scheduler and the lr scaling, which need a trainer and do not change a step's cost)."""
-    mult = float(model.hparams.get("backbone_lr_mult", 1.0))
-    prefix = "encoder." + getattr(model.encoder, "backbone_prefix", "")
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    enc = [p for n, p in named if n.startswith(prefix)]
-    rest = [p for n, p in named if not n.startswith(prefix)]
-    if mult == 1.0:
-        return model.optimizer_factory(params=enc + rest)
-    opt = model.optimizer_factory(params=[{"params": rest}])
-    opt.add_param_group({"params": enc, "lr": opt.param_groups[0]["lr"] * mult})
-    return opt
-
-
 def describe(x: Any) -> Any:
     """Shapes and dtypes of a batch input (a tensor or a dict of them)."""
     import torch
@@ -386,7 +371,7 @@ class Stepper:
 
         self.setup, self.model, self.precision = setup, model, precision
         self.device = next(model.parameters()).device
-        self.optimizer = build_optimizer(model)
+        self.optimizer = model.build_optimizer()  # configure_optimizers without a trainer
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self.clip = setup.cfg.trainer.get("gradient_clip_val")
         self.memory_format = memory_format

@@ -117,7 +117,10 @@ class OptimizationMixin:
             f"effective lr {', '.join(f'{lr:.4g}' for lr in lrs)}"
         )
 
-    def configure_optimizers(self) -> Any:
+    def build_optimizer(self) -> torch.optim.Optimizer:
+        """The optimiser over the trainable parameters, the encoder's (its ``backbone_prefix``
+        part) at ``backbone_lr_mult`` x the lr in a second group when that is not 1; without
+        the lr scaling and the scheduler, which need a trainer."""
         mult = self.hparams.backbone_lr_mult
         prefix = "encoder." + getattr(self.encoder, "backbone_prefix", "")
         enc = [p for n, p in self.named_parameters() if p.requires_grad and n.startswith(prefix)]
@@ -125,11 +128,14 @@ class OptimizationMixin:
             p for n, p in self.named_parameters() if p.requires_grad and not n.startswith(prefix)
         ]
         if mult == 1.0:
-            optimizer = self.optimizer_factory(params=enc + rest)
-        else:
-            optimizer = self.optimizer_factory(params=[{"params": rest}])
-            base_lr = optimizer.param_groups[0]["lr"]
-            optimizer.add_param_group({"params": enc, "lr": base_lr * mult})
+            return self.optimizer_factory(params=enc + rest)
+        optimizer = self.optimizer_factory(params=[{"params": rest}])
+        base_lr = optimizer.param_groups[0]["lr"]
+        optimizer.add_param_group({"params": enc, "lr": base_lr * mult})
+        return optimizer
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.build_optimizer()
         self._scale_lr(optimizer)
         if self.scheduler_factory is None:
             return optimizer
