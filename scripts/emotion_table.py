@@ -69,9 +69,7 @@ def train(name: str, experiment: str, seed: int, out: Path, overrides: list[str]
     return run_dir
 
 
-def late_fusion(
-    face: Path, context: Path, seed: int, out: Path, overrides: tuple[str, ...] | list[str] = ()
-) -> Path:
+def late_fusion(face: Path, context: Path, seed: int, out: Path, overrides: list[str]) -> Path:
     """``migalab-eval`` of the face and context checkpoints fused per video, weights searched
     on val; returns its run dir."""
     run_dir = out / f"seed{seed}" / slug(LATE)
@@ -79,7 +77,7 @@ def late_fusion(
         ckpts = [json.loads((d / "metrics.json").read_text())["ckpt_path"] for d in (face, context)]
         cmd = [sys.executable, "-m", "migalab.eval", f"ckpt_path=[{','.join(ckpts)}]",
                "fusion.search=true", f"hydra.run.dir={run_dir}",
-               *path_overrides(list(overrides))]  # fmt: skip
+               *path_overrides(overrides)]  # fmt: skip
         print(f"[seed {seed}] {LATE}: evaluating", flush=True)
         run(cmd, run_dir / "stdout.log")
     return run_dir

@@ -1,5 +1,6 @@
-"""Pieces shared by the 3D-CNN encoders (X3D, ResNet3D, PoseC3D's SlowOnly): the clip size an
-encoder is built for, and the usual conv / BatchNorm initialisation."""
+"""Pieces shared by the video encoders: the clip size an encoder is built for (X3D, ResNet3D,
+MViT, FrameStack2D), and the usual 3D conv / BatchNorm initialisation (X3D, ResNet3D, PoseC3D's
+SlowOnly)."""
 
 from __future__ import annotations
 

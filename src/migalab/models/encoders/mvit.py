@@ -42,6 +42,7 @@ from torch.utils.checkpoint import checkpoint
 from torchvision.models.video import MViT, MViT_V2_S_Weights, mvit_v2_s
 from torchvision.models.video.mvit import MSBlockConfig
 
+from migalab.models.encoders.conv3d_common import clip_size
 from migalab.models.encoders.output import EncoderOutput, grid_index
 from migalab.models.finetune import FinetuneMixin
 from migalab.utils.checkpoints import load_checkpoint
@@ -256,15 +257,9 @@ class MViTEncoder(FinetuneMixin, nn.Module):
             block_setting = torchvision_mvit_v2_s_block_setting()
         else:
             block_setting = stage_block_setting(**stage_cfg)
-        t = int(cfg["temporal_size"] if temporal_size is None else temporal_size)
-        if spatial_size is None:
-            spatial_size = cfg["spatial_size"]
-        if isinstance(spatial_size, int):
-            hw = (int(spatial_size), int(spatial_size))
-        else:
-            hw = tuple(int(s) for s in spatial_size)
-            if len(hw) != 2:
-                raise ValueError(f"spatial_size must be an int or (H, W), got {spatial_size}")
+        t, hw = clip_size(
+            temporal_size, spatial_size, cfg["temporal_size"], cfg["spatial_size"], "MViT"
+        )
         if not 0.0 <= drop_path < 1.0:
             raise ValueError(f"drop_path must be in [0, 1), got {drop_path}")
 
