@@ -159,3 +159,17 @@ def test_train_with_a_hostile_init_checkpoint_by_name(
     assert run.returncode == 2, run.stderr[-3000:]
     _one_line_refusal(run.stderr, "pretrained.ckpt")
     assert run.events == [] and not (secret / "pwned").exists()
+
+
+def test_a_framestack_pretrained_file_is_read_as_weights_only(tmp_path: Path, secret: Path) -> None:
+    """``model.encoder.pretrained=<file>`` of the frame-stack RGB encoder: a pickle payload in
+    the file is refused, naming it, before anything runs."""
+    from migalab.models.encoders.framestack import FrameStack2D
+    from migalab.utils.stored_config import UnsafeCheckpointError
+
+    ckpt = malicious_checkpoint(tmp_path / "resnet10t.pth", secret / "pwned")
+    enc = FrameStack2D("resnet10t", temporal_size=4, spatial_size=32, pretrained=str(ckpt))
+    with RECORDER.armed(writable=[], forbidden=[secret]) as events:
+        with pytest.raises(UnsafeCheckpointError, match=r"resnet10t\.pth"):
+            enc.load_initial_weights()
+    assert events == [] and not (secret / "pwned").exists()

@@ -36,6 +36,7 @@ from torch import nn
 from migalab.models.encoders.conv3d_common import clip_size
 from migalab.models.encoders.output import EncoderOutput, grid_index
 from migalab.models.finetune import FinetuneMixin
+from migalab.utils.checkpoints import load_checkpoint
 
 __all__ = ["FrameStack2D"]
 
@@ -53,9 +54,9 @@ class FrameStack2D(FinetuneMixin, nn.Module):
         spatial_size: (H, W) of the input (for the token grid; default 96²).
         in_channels: channels per frame (3).
         pretrained: None (random init) | ``"imagenet"`` (timm's download, where the machine
-            allows) | path to a local timm state dict (``.pth`` / ``.bin``, read with
-            ``weights_only=True``, or ``.safetensors``) of the same backbone with 3 input
-            channels: its first convolution is adapted to 3·T channels and its classifier
+            allows) | path to a local timm state dict of the same backbone with 3 input
+            channels (``.pth`` / ``.bin``, read by :func:`~migalab.utils.checkpoints.
+            load_checkpoint`: weights only; or ``.safetensors``): its first convolution is adapted to 3·T channels and its classifier
             dropped. Loaded by :meth:`load_initial_weights` when a fit starts fresh.
         drop_path: stochastic depth rate of the backbone (where timm supports it).
         finetune: ``full`` | ``frozen`` | ``partial`` (only the last ``trainable_blocks`` of the
@@ -123,7 +124,7 @@ class FrameStack2D(FinetuneMixin, nn.Module):
 
                 state = load_file(str(path))
             else:
-                state = torch.load(path, map_location="cpu", weights_only=True)
+                state = load_checkpoint(path)  # weights_only: a file runs no code
             state = state.get("state_dict", state) if isinstance(state, dict) else state
         classifier = cfg.get("classifier")
         heads = [classifier] if isinstance(classifier, str) else list(classifier or [])
