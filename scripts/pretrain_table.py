@@ -63,8 +63,10 @@ from run_helpers import run, split_metrics, train_once
 VIDEO_FULL = "data=synthetic_video_full"
 SKELETON_ONLY = [VIDEO_FULL, "data.modalities=null"]
 #: this table measures what MaskFeat (an MViT pretraining) adds, so its token-fusion rows keep the
-#: MViT xs RGB stream (as when the table was made) although system_b_mg_synth now uses FrameStack2D
+#: MViT xs RGB stream (as when the table was made; the same preset as mvit_rgb_synth, whose MaskFeat
+#: checkpoint initialises it) although system_b_mg_synth now uses FrameStack2D
 FUSION_MVIT = ["model/encoder@model.encoder.modalities.rgb.encoder=mvit",
+               "model.encoder.modalities.rgb.encoder.preset=xs",
                "model.encoder.modalities.rgb.encoder.drop_path=0.1"]  # fmt: skip
 
 

@@ -261,3 +261,33 @@ def test_gpu_check_plan_tiny(tmp_path: Path) -> None:
     assert rows["mamp_skeleton"]["mfu_source"] == "assumed"
     assert "| agcn_joint | train | 32 |" in text and "12% (measured (NVIDIA H100" in text
     assert "MFU 35% is ASSUMED" in text
+
+
+def test_pretrain_table_fusion_rows_take_the_maskfeat_encoder() -> None:
+    """The pretraining table's token-fusion rows initialise their RGB stream from the MaskFeat
+    checkpoint of ``mvit_rgb_synth``'s encoder, so their overrides must compose to that same
+    encoder (a stream of another size refuses the checkpoint and the row is missing)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from migalab.utils.hydra import register_resolvers
+    from migalab.utils.paths import config_dir
+
+    spec = importlib.util.spec_from_file_location("_pretrain_table", SCRIPTS / "pretrain_table.py")
+    assert spec and spec.loader
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        table = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(table)
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        fusion = compose("train", overrides=["experiment=system_b_mg_synth", table.VIDEO_FULL,
+                                             *table.FUSION_MVIT])  # fmt: skip
+        rgb = compose("train", overrides=["experiment=mvit_rgb_synth", table.VIDEO_FULL])
+    GlobalHydra.instance().clear()
+    stream = fusion.model.encoder.modalities.rgb.encoder
+    for key in ("_target_", "preset", "temporal_size", "spatial_size", "drop_path"):
+        assert stream[key] == rgb.model.encoder[key], key
