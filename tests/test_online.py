@@ -244,24 +244,28 @@ def test_sequence_windows_in_the_tables_layout_and_dict_pipelines() -> None:
 
 
 def test_predict_online_then_eval_by_name(cli_run: tuple[Path, Path], tiny_release: Path) -> None:
-    """migalab-predict skeleton=<a video's table> writes the segments, the JSON and the
-    timeline; migalab-eval online.* scores them against the video's label file."""
+    """migalab-predict skeleton=<the release's test split folder> (one <vid>/ folder per video)
+    writes each video's segments, JSON and timeline; migalab-eval online.* scores them against
+    the label files of the same split folder."""
     from tests.test_console_scripts import _ok, run_script
 
     cwd, ckpt = cli_run
-    video = sorted((tiny_release / "test").iterdir())[0]
-    out = _ok(run_script(["migalab-predict", f"ckpt_path={ckpt}", f"skeleton={video}",
+    split = tiny_release / "test"
+    videos = sorted(p.name for p in split.iterdir() if p.is_dir())
+    out = _ok(run_script(["migalab-predict", f"ckpt_path={ckpt}", f"skeleton={split}",
                           "online.threshold=0.0", f"paths.log_dir={cwd / 'online'}"], cwd))  # fmt: skip
-    (pred,) = (cwd / "online").glob(f"predict/runs/*/{video.name}_prediction.csv")
-    record = json.loads(pred.with_suffix(".json").read_text())
+    preds = sorted((cwd / "online").glob("predict/runs/*/*_prediction.csv"))
+    assert [p.name.removesuffix("_prediction.csv") for p in preds] == videos
+    record = json.loads(preds[0].with_suffix(".json").read_text())
     assert record["frames"] > 0 and record["windows"] >= 1 and record["frames_per_s"] > 0
-    assert len(record["segments"]) == len(read_segments(pred)) > 0  # threshold 0: no background
-    assert (pred.parent / f"{video.name}_timeline.png").stat().st_size > 1000
-    assert "segments in" in out
-    _ok(run_script(["migalab-eval", f"online.predictions={pred.parent}", f"online.labels={video}",
-                    f"paths.log_dir={cwd / 'online'}"], cwd))  # fmt: skip
+    assert len(record["segments"]) == len(read_segments(preds[0])) > 0  # threshold 0: no background
+    assert (preds[0].parent / f"{videos[0]}_timeline.png").stat().st_size > 1000
+    assert out.count("segments in") == len(videos)
+    _ok(run_script(["migalab-eval", f"online.predictions={preds[0].parent}",
+                    f"online.labels={split}", f"paths.log_dir={cwd / 'online'}"], cwd))  # fmt: skip
     (metrics,) = (cwd / "online").glob("eval/runs/*/metrics.json")
-    scores = json.loads(metrics.read_text())["online"]
-    assert set(scores) == {"iou_0.3", "iou_0.5"}
-    truth = len(read_segments(video / f"{video.name}_label.csv"))
+    payload = json.loads(metrics.read_text())
+    scores = payload["online"]
+    assert set(scores) == {"iou_0.3", "iou_0.5"} and payload["videos"] == videos
+    truth = sum(len(read_segments(split / v / f"{v}_label.csv")) for v in videos)
     assert scores["iou_0.3"]["true"] == truth and 0 <= scores["iou_0.3"]["f1"] <= 1

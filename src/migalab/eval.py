@@ -29,6 +29,7 @@ from omegaconf import DictConfig, ListConfig
 from rich.console import Console
 from rich.table import Table
 
+from migalab.data.formats.sequence_files import files_by_video
 from migalab.emotion_fusion import evaluate_emotion
 from migalab.ensemble import (
     checkpoint_loading,
@@ -47,21 +48,13 @@ from migalab.utils.summary import print_summary, write_metrics
 log = logging.getLogger(__name__)
 
 
-def _online_files(path: Path, suffix: str) -> dict[str, Path]:
-    """video id -> file: ``path`` itself (a ``<vid><suffix>`` file) or the files of a folder."""
-    files = [path] if path.is_file() else sorted(path.glob(f"*{suffix}")) if path.is_dir() else []
-    if not files:
-        raise FileNotFoundError(f"{path}: no {suffix} file (a file or a folder of them)")
-    return {f.name.removesuffix(suffix): f for f in files}
-
-
 def evaluate_online(cfg: DictConfig) -> dict[str, Any]:
     """Segment-level precision / recall / F1 of online predictions (``<vid>_prediction.csv``,
     ``online.predictions``) against label files (``<vid>_label.csv``, ``online.labels``) at
     ``online.ious`` (:func:`migalab.online.segment_scores`); writes ``metrics.json``."""
     on = cfg.online
-    preds = _online_files(Path(str(on.predictions)), "_prediction.csv")
-    truths = _online_files(Path(str(on.labels)), "_label.csv")
+    preds = files_by_video(str(on.predictions), "_prediction.csv", "online.predictions")
+    truths = files_by_video(str(on.labels), "_label.csv", "online.labels")
     missing = sorted(set(preds) - set(truths))
     if missing:
         raise FileNotFoundError(f"no label file for the predicted video(s) {missing[:10]} in "

@@ -50,6 +50,7 @@ from omegaconf import DictConfig, ListConfig
 from torch.utils.data import DataLoader
 
 from migalab.data.formats.miga2025 import read_openpose_table
+from migalab.data.formats.sequence_files import skeleton_tables, video_paths
 from migalab.data.specs import DatasetSpec, get_dataset
 from migalab.ensemble import (
     check_same_clips,
@@ -174,34 +175,31 @@ class _WindowsData(L.LightningDataModule):
 
 
 def _sequence_inputs(cfg: DictConfig) -> tuple[list[Path], dict[Path, Path]]:
-    """The skeleton tables named by ``skeleton=`` (a file, a folder of ``*_openpose.*`` /
-    ``*.csv`` tables, or a list) or extracted from ``video=`` (:mod:`migalab.pose`), and the
-    video each extracted table came from."""
+    """The skeleton tables named by ``skeleton=`` and the ones extracted from ``video=``
+    (:mod:`migalab.pose`), and the video each extracted table came from. Each of the two takes
+    a file, a flat folder, a release split folder (one ``<vid>/`` folder per video) or a list
+    of these (:mod:`migalab.data.formats.sequence_files`)."""
     paths: list[Path] = []
     sources: dict[Path, Path] = {}
     if cfg.get("video"):
         from migalab.pose import extract_to_dir
 
-        videos = cfg.video if isinstance(cfg.video, ListConfig | list) else [cfg.video]
         out = Path(cfg.paths.output_dir) / "pose"
-        for v in videos:
-            table = extract_to_dir(Path(str(v)), out)
-            paths.append(table)
-            sources[table] = Path(str(v))
-    items = cfg.get("skeleton")
-    for item in items if isinstance(items, ListConfig | list) else [items] if items else []:
-        path = Path(str(item))
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix in (".csv", ".xlsx")
-                           and not p.stem.endswith(("_label", "_prediction")))  # fmt: skip
-            if not found:
-                raise FileNotFoundError(f"skeleton={path}: no .csv / .xlsx table in the folder")
-            paths += found
-        elif path.is_file():
-            paths.append(path)
-        else:
-            raise FileNotFoundError(f"skeleton={path}: no such file or folder")
+        for item in _items(cfg.video):
+            for video in video_paths(item, "video"):
+                table = extract_to_dir(video, out)
+                paths.append(table)
+                sources[table] = video
+    for item in _items(cfg.get("skeleton")):
+        paths += skeleton_tables(item, "skeleton")
     return paths, sources
+
+
+def _items(value: Any) -> list[str]:
+    """A config value that is one path, a list of them, or null, as a list of strings."""
+    if isinstance(value, ListConfig | list):
+        return [str(v) for v in value]
+    return [str(value)] if value else []
 
 
 def _video_id(table: Path) -> str:
@@ -216,6 +214,12 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
     ckpts = [str(c) for c in ckpts] if isinstance(ckpts, ListConfig | list) else [str(ckpts)]
     on = cfg.online
     tables, videos_by_table = _sequence_inputs(cfg)
+    seen: dict[str, Path] = {}
+    for table_path in tables:  # each video's outputs are named by its id: one table per id
+        other = seen.setdefault(_video_id(table_path), table_path)
+        if other != table_path:
+            raise ValueError(f"two tables of video {_video_id(table_path)!r}: {other} and "
+                             f"{table_path} (their outputs would overwrite each other)")  # fmt: skip
     out_dir = Path(cfg.paths.output_dir)
     models = []
     for ckpt in ckpts:
