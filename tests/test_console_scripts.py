@@ -86,6 +86,7 @@ def test_train_eval_predict_by_name(
     assert {int(r[1]) for r in rows[1:]} <= set(range(32))  # 0-based, 31 = illustrative
 
 
+@pytest.mark.slow  # pseudolabel + a training by name (~17 s); the windows are tested in-process
 def test_pseudolabel_by_name_then_train_on_its_windows(
     cli_run: tuple[Path, Path], tiny_release: Path, tiny_cache: Path
 ) -> None:

@@ -44,6 +44,7 @@ def _check_result(run_dir: Path, num_training: int) -> dict:
     return result
 
 
+@pytest.mark.slow  # ~13 s by name; the same sweep in-process: test_lr_find_pretrain and the refusals
 def test_lr_find_by_name(tiny_release: Path, tiny_cache: Path, tmp_path: Path) -> None:
     """One override turns ``migalab-train`` into the lr sweep: plot and JSON in the run dir, one
     line naming the suggestion, nothing else written (no checkpoints, loggers' folders)."""

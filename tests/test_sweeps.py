@@ -62,6 +62,7 @@ def _job_dirs(log_dir: Path, task: str = "debug") -> list[Path]:
     return sorted((p for p in sweep_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
 
 
+@pytest.mark.slow  # two training processes (~20 s); test_optuna_sweep runs a multirun by name in the fast suite
 def test_basic_multirun_one_run_dir_per_job(
     tiny_release: Path, tiny_cache: Path, tmp_path: Path
 ) -> None:
