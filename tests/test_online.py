@@ -14,7 +14,10 @@ from migalab.online import (
     OnlineSettingsError,
     Segment,
     SequenceWindows,
+    fit_online_settings,
     frame_probabilities,
+    gate_frames,
+    idle_false_segments,
     match_segments,
     read_segments,
     segment_rows,
@@ -243,6 +246,70 @@ def test_sequence_windows_in_the_tables_layout_and_dict_pipelines() -> None:
                         table_layout="imigue22")  # fmt: skip
 
 
+def test_gate_frames_keeps_actionness_at_the_threshold() -> None:
+    frames = np.full((4, 3), 0.5, np.float32)
+    act = np.array([0.29, 0.3, 0.31, 1.0])
+    gated = gate_frames(frames, act, 0.3)
+    assert gated[:, 0].tolist() == [0.0, 0.5, 0.5, 0.5] and gated.dtype == np.float32
+    assert gate_frames(frames, None, 0.3) is frames
+    assert (
+        gate_frames(frames, act, 0.0).min() == 0.5 and gate_frames(frames, act, 1.0)[:3].max() == 0
+    )
+    for bad in (-0.01, 1.01):
+        with pytest.raises(OnlineSettingsError, match="actionness_threshold"):
+            gate_frames(frames, act, bad)
+
+
+def test_idle_false_segments_share_no_frame_with_any_label() -> None:
+    truths = {"a": [Segment(10, 19, 1)], "b": []}
+    preds = {"a": [Segment(0, 9, 1),     # ends just before the label: false
+                   Segment(0, 10, 2),    # shares frame 10 (another class): not idle
+                   Segment(19, 25, 1),   # shares frame 19: not idle
+                   Segment(20, 29, 0)],  # starts just after: false
+             "b": [Segment(0, 4, 3)]}  # fmt: skip
+    idle = idle_false_segments(preds, truths, {"a": 1510, "b": 1500}, fps=25.0)
+    # a: 1,500 free frames, b: 1,500 -> 3,000 frames = 2 minutes at 25 fps
+    assert idle == {"segments": 3, "idle_minutes": 2.0, "per_minute": 1.5}
+    # videos are those with a frame count; a video without labels is all idle
+    assert idle_false_segments(preds, truths, {"b": 0}, 25.0)["per_minute"] == 0.0
+    for bad in (0.0, -25.0):
+        with pytest.raises(OnlineSettingsError, match="online.fps"):
+            idle_false_segments(preds, truths, {"a": 30}, bad)
+
+
+def _two_videos() -> tuple[dict, dict]:
+    """Video a: a gesture of class 1 at frames 10..29 and an idle stretch 40..59 that the
+    classifier reads as class 2 at p 0.9 but an actionness model scores 0.2; video b: a class-0
+    gesture at 5..14 (p 0.6)."""
+    a = np.zeros((60, 3), np.float32)
+    a[10:30, 1], a[40:60, 2] = 0.8, 0.9
+    act_a = np.full(60, 0.2)
+    act_a[10:30] = 0.9
+    b = np.zeros((20, 3), np.float32)
+    b[5:15, 0] = 0.6
+    act_b = np.full(20, 0.1)
+    act_b[5:15] = 0.7
+    truths = {"a": [Segment(10, 29, 1)], "b": [Segment(5, 14, 0)]}
+    return {"a": (a, act_a), "b": (b, act_b)}, truths
+
+
+def test_fit_online_settings_finds_the_gate_that_removes_idle_segments() -> None:
+    videos, truths = _two_videos()
+    plain = fit_online_settings({v: (f, None) for v, (f, _) in videos.items()}, truths)
+    # without actionness the idle stretch (p 0.9) cannot be thresholded away: P = 2/3
+    assert plain["actionness_threshold"] is None and plain["f1"] == pytest.approx(0.8)
+    assert plain["combinations"] == 10 * 7
+    fitted = fit_online_settings(videos, truths)
+    assert fitted["f1"] == 1.0 and fitted["precision"] == 1.0 and fitted["recall"] == 1.0
+    # ties go to the first combination in grid order: the lowest gate that works (0.3 > 0.2)
+    # and the lowest class threshold (0.1: at 0 every gated frame is foreground, as class 0)
+    assert fitted["actionness_threshold"] == 0.3 and fitted["threshold"] == 0.1
+    assert fitted["min_length"] == 1 and fitted["combinations"] == 9 * 10 * 7
+    assert fitted["videos"] == 2 and fitted["iou"] == 0.3
+    with pytest.raises(ValueError, match=r"labels of every video: none for \['c'\]"):
+        fit_online_settings({**videos, "c": videos["b"]}, truths)
+
+
 def test_predict_online_then_eval_by_name(cli_run: tuple[Path, Path], tiny_release: Path) -> None:
     """migalab-predict skeleton=<the release's test split folder> (one <vid>/ folder per video)
     writes each video's segments, JSON and timeline; migalab-eval online.* scores them against
@@ -269,3 +336,71 @@ def test_predict_online_then_eval_by_name(cli_run: tuple[Path, Path], tiny_relea
     assert set(scores) == {"iou_0.3", "iou_0.5"} and payload["videos"] == videos
     truth = sum(len(read_segments(split / v / f"{v}_label.csv")) for v in videos)
     assert scores["iou_0.3"]["true"] == truth and 0 <= scores["iou_0.3"]["f1"] <= 1
+    idle = payload["idle"]  # the frames come from the prediction JSONs
+    assert idle["idle_minutes"] > 0 and 0 <= idle["segments"] <= scores["iou_0.3"]["predicted"]
+
+
+def test_actionness_checkpoint_and_settings_are_checked(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from migalab.predict import _online_settings, require_actionness
+
+    require_actionness(OmegaConf.create({"data": {"target": "actionness"}}), "a.ckpt")
+    for data in ({"target": "gesture"}, {}, {"target": "actionness", "modalities": ["rgb"]}):
+        with pytest.raises(ValueError, match="a.ckpt: not an actionness model"):
+            require_actionness(OmegaConf.create({"data": data}), "a.ckpt")
+    on = {"threshold": 0.5, "min_length": 8, "actionness_threshold": 0.5, "settings": None}
+    assert _online_settings(OmegaConf.create({"online": on})) == {
+        "threshold": 0.5, "min_length": 8, "actionness_threshold": 0.5,
+    }  # fmt: skip
+    fitted = tmp_path / "online_fit.json"
+    fitted.write_text(json.dumps({"threshold": 0.2, "min_length": 4,
+                                  "actionness_threshold": None, "f1": 0.7}))  # fmt: skip
+    cfg = OmegaConf.create({"online": {**on, "settings": str(fitted)}})
+    assert _online_settings(cfg) == {"threshold": 0.2, "min_length": 4, "actionness_threshold": 0.5}
+    for bad in ('{"threshold": "0.2", "min_length": 4}', '{"min_length": true, "threshold": 0}',
+                "[1, 2]", "not json"):  # fmt: skip
+        fitted.write_text(bad)
+        with pytest.raises(ValueError, match="online.settings="):
+            _online_settings(cfg)
+
+
+@pytest.mark.slow  # an actionness model trained by name, then two predictions and an evaluation
+def test_actionness_fit_on_validate_then_settings_on_test_by_name(
+    cli_run: tuple[Path, Path], tiny_release: Path, tiny_cache: Path
+) -> None:
+    """The documented online recipe: train an actionness model, fit the online settings on the
+    validation split folder with it, and spot the test split with those settings."""
+    from tests.conftest import tiny_data_overrides
+    from tests.test_console_scripts import _ok, run_script
+
+    cwd, ckpt = cli_run
+    logs = cwd / "actionness"
+    _ok(run_script(["migalab-train", "experiment=actionness_joint_synth", "logger=csv",
+                    f"paths.log_dir={logs}", "trainer.max_epochs=1",
+                    "model.encoder.base_channels=8", "callbacks.progress_bar.refresh_rate=0",
+                    *tiny_data_overrides(tiny_release, tiny_cache)], cwd))  # fmt: skip
+    (metrics,) = logs.glob("train/runs/*/metrics.json")
+    trained = json.loads(metrics.read_text())
+    assert trained["val"]["support"].keys() == {"background", "gesture"}
+    act = trained["ckpt_path"]
+    out = _ok(run_script(["migalab-predict", f"ckpt_path={ckpt}", f"online.actionness_ckpt={act}",
+                          f"skeleton={tiny_release / 'validate'}", "online.fit=true",
+                          f"hydra.run.dir={cwd / 'fit'}"], cwd))  # fmt: skip
+    fit = json.loads((cwd / "fit" / "online_fit.json").read_text())
+    assert "online.fit on 2 videos" in out and 0 <= fit["f1"] <= 1
+    assert fit["actionness_threshold"] in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    assert fit["combinations"] == 9 * 10 * 7 and fit["actionness_checkpoints"] == [act]
+    _ok(run_script(["migalab-predict", f"ckpt_path={ckpt}", f"online.actionness_ckpt={act}",
+                    f"skeleton={tiny_release / 'test'}",
+                    f"online.settings={cwd / 'fit' / 'online_fit.json'}",
+                    f"hydra.run.dir={cwd / 'test'}"], cwd))  # fmt: skip
+    summary = json.loads((cwd / "test" / "online.json").read_text())
+    assert summary["settings"] == {k: fit[k] for k in ("threshold", "min_length",
+                                                       "actionness_threshold")}  # fmt: skip
+    record = json.loads(next((cwd / "test").glob("*_prediction.json")).read_text())
+    assert record["actionness_checkpoints"] == [act]
+    refused = run_script(["migalab-predict", f"ckpt_path={ckpt}", f"online.actionness_ckpt={ckpt}",
+                          f"skeleton={tiny_release / 'test'}", f"hydra.run.dir={cwd / 'no'}"],
+                         cwd)  # fmt: skip
+    assert refused.returncode == 2 and "not an actionness model" in refused.stderr

@@ -19,6 +19,7 @@ are fused per video (:mod:`migalab.emotion_fusion`).
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from migalab.ensemble import (
     score_checkpoints,
 )
 from migalab.errors import report_user_errors, run_hydra_app
-from migalab.online import read_segments, segment_scores
+from migalab.online import idle_false_segments, read_segments, segment_scores
 from migalab.reports import report_files
 from migalab.utils.hydra import register_resolvers, save_resolved_config
 from migalab.utils.io import atomic_write_json
@@ -46,6 +47,21 @@ from migalab.utils.paths import CONFIG_PATH
 from migalab.utils.summary import print_summary, write_metrics
 
 log = logging.getLogger(__name__)
+
+
+def _predicted_frames(preds: dict[str, Path]) -> dict[str, int]:
+    """video id -> frames of the sequence, from the ``<vid>_prediction.json`` beside each
+    prediction CSV (migalab-predict's); videos without one are left out."""
+    frames = {}
+    for vid, csv_path in preds.items():
+        record = csv_path.with_suffix(".json")
+        try:
+            value = json.loads(record.read_text()).get("frames") if record.is_file() else None
+        except (OSError, ValueError, AttributeError):  # not migalab-predict's record: no rate
+            value = None
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            frames[vid] = value
+    return frames
 
 
 def evaluate_online(cfg: DictConfig) -> dict[str, Any]:
@@ -64,6 +80,10 @@ def evaluate_online(cfg: DictConfig) -> dict[str, Any]:
     scores = segment_scores(pred_segments, true_segments, [float(x) for x in on.ious])
     payload = {"task": cfg.task_name, "run_dir": cfg.paths.output_dir, "videos": sorted(preds),
                "online": scores}  # fmt: skip
+    frames = _predicted_frames(preds)
+    if len(frames) == len(preds):  # every prediction has its migalab-predict JSON
+        payload["idle"] = idle_false_segments(pred_segments, true_segments, frames,
+                                              float(on.get("fps", 25.0)))  # fmt: skip
     path = write_metrics(cfg.paths.output_dir, payload)
     table = Table(title=f"{cfg.task_name}: online recognition ({len(preds)} videos)")
     for col in ("IoU >", "precision", "recall", "F1", "TP", "predicted", "labelled"):
@@ -72,6 +92,11 @@ def evaluate_online(cfg: DictConfig) -> dict[str, Any]:
         table.add_row(key.removeprefix("iou_"), f"{v['precision']:.4f}", f"{v['recall']:.4f}",
                       f"{v['f1']:.4f}", str(v["tp"]), str(v["predicted"]), str(v["true"]))  # fmt: skip
     Console().print(table)
+    if "idle" in payload:
+        idle = payload["idle"]
+        print(f"false segments where no label is: {idle['segments']} in "
+              f"{idle['idle_minutes']:.1f} min ({idle['per_minute']:.2f} per minute at "
+              f"{on.get('fps', 25.0):g} fps)")  # fmt: skip
     print(f"metrics: {path}")
     return payload
 

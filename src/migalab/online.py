@@ -9,9 +9,16 @@ pipeline, and turned into segments:
 2. a frame is background when its top probability is below ``threshold`` (the classifiers have
    no "no gesture" class; a probability equal to the threshold is foreground), else it takes its
    top class;
+   With an actionness model (``data.target=actionness``: gesture vs the background stretches
+   of the training videos, :mod:`migalab.data.background`), frames it scores below
+   ``actionness_threshold`` are background too (:func:`gate_frames`): "nothing happens";
 3. runs of one class become segments (start, end inclusive, class, score = the mean probability
    of that class over the run); runs shorter than ``min_length`` frames are dropped (a run of
    exactly ``min_length`` frames is kept) (:func:`segments_from_frames`).
+
+The settings (threshold, minimum length, actionness threshold) can be fitted on labelled
+videos (a validation split) for the best segment F1 (:func:`fit_online_settings`, an
+exhaustive search of :data:`FIT_GRID`; one threshold for every class).
 
 The measure (MiGA online recognition, :func:`segment_scores`), the greedy matching of temporal
 detection (:func:`match_segments`): predictions are taken in order of decreasing score (equal
@@ -50,7 +57,10 @@ __all__ = [
     "OnlineSettingsError",
     "Segment",
     "SequenceWindows",
+    "fit_online_settings",
     "frame_probabilities",
+    "gate_frames",
+    "idle_false_segments",
     "match_segments",
     "read_segments",
     "segment_rows",
@@ -143,6 +153,62 @@ def segments_from_frames(
     return out
 
 
+def gate_frames(
+    frame_probs: np.ndarray, actionness: np.ndarray | None, threshold: float
+) -> np.ndarray:
+    """(T, K) ``frame_probs`` with the frames whose actionness (T,: the probability that a
+    gesture happens, from an actionness model) is below ``threshold`` set to 0, i.e. background
+    (equal to it: kept); ``actionness`` None: unchanged."""
+    if actionness is None:
+        return frame_probs
+    if not 0 <= threshold <= 1:
+        raise OnlineSettingsError(f"online.actionness_threshold must be in [0, 1], got {threshold}")
+    return np.where((actionness >= threshold)[:, None], frame_probs, 0.0).astype(frame_probs.dtype)
+
+
+#: the settings :func:`fit_online_settings` tries (every combination)
+FIT_GRID: dict[str, tuple[float, ...]] = {
+    "threshold": (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+    "min_length": (1, 4, 8, 12, 16, 24, 32),
+    "actionness_threshold": (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+}
+
+
+def fit_online_settings(
+    videos: Mapping[str, tuple[np.ndarray, np.ndarray | None]],
+    truths: Mapping[str, Sequence[Segment]],
+    iou: float = 0.3,
+    grid: Mapping[str, Sequence[float]] = FIT_GRID,
+) -> dict[str, Any]:
+    """The ``threshold``, ``min_length`` (and, where every video has an actionness track,
+    ``actionness_threshold``) maximising the pooled segment F1 at ``iou`` over ``videos``
+    (video id -> ((T, K) frame probabilities, (T,) actionness or None)) against ``truths``, by
+    exhaustive search of ``grid``; ties go to the first combination in grid order. Returns the
+    settings with their precision, recall and F1 and the number of combinations tried."""
+    missing = sorted(set(videos) - set(truths))
+    if missing:
+        raise ValueError(f"online.fit needs the labels of every video: none for {missing[:10]}")
+    gated = all(a is not None for _, a in videos.values())
+    act_grid = grid["actionness_threshold"] if gated else (None,)
+    key = f"iou_{iou:g}"
+    best: dict[str, Any] | None = None
+    tried = 0
+    for act in act_grid:
+        frames = {v: gate_frames(f, a, act) if act is not None else f
+                  for v, (f, a) in videos.items()}  # fmt: skip
+        for threshold in grid["threshold"]:
+            for min_length in grid["min_length"]:
+                tried += 1
+                preds = {v: segments_from_frames(f, float(threshold), int(min_length))
+                         for v, f in frames.items()}  # fmt: skip
+                score = segment_scores(preds, truths, [iou])[key]
+                if best is None or score["f1"] > best["f1"]:
+                    best = {"threshold": float(threshold), "min_length": int(min_length),
+                            "actionness_threshold": act, **score}  # fmt: skip
+    assert best is not None
+    return {**best, "iou": iou, "videos": len(videos), "combinations": tried}
+
+
 def temporal_iou(a: Segment, b: Segment) -> float:
     """Intersection over union of two inclusive frame intervals (frames shared / frames in
     either; 0 when they share none)."""
@@ -195,6 +261,30 @@ def segment_scores(
         out[f"iou_{iou:g}"] = {"precision": precision, "recall": recall, "f1": f1, "tp": tp,
                                "predicted": n_pred, "true": n_true}  # fmt: skip
     return out
+
+
+def idle_false_segments(
+    preds: Mapping[str, Sequence[Segment]],
+    truths: Mapping[str, Sequence[Segment]],
+    frames: Mapping[str, int],
+    fps: float,
+) -> dict[str, float]:
+    """False alarms where nothing happens: the predicted segments that share no frame with any
+    labelled segment of their video (whatever its class), and their rate per minute of the
+    frames no label covers (``frames``: video id -> its number of frames, ``fps`` frames per
+    second). Videos are those of ``frames``."""
+    if not fps > 0:
+        raise OnlineSettingsError(f"online.fps must be > 0, got {fps}")
+    count, idle = 0, 0
+    for vid, total in frames.items():
+        covered = np.zeros(int(total), bool)
+        for t in truths.get(vid, []):
+            covered[max(t.start, 0) : t.end + 1] = True
+        idle += int((~covered).sum())
+        count += sum(not covered[max(p.start, 0) : p.end + 1].any() for p in preds.get(vid, []))
+    minutes = idle / fps / 60
+    return {"segments": count, "idle_minutes": round(minutes, 3),
+            "per_minute": count / minutes if minutes > 0 else 0.0}  # fmt: skip
 
 
 def write_segments(path: str | Path, segments: Sequence[Segment]) -> Path:

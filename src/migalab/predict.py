@@ -45,6 +45,7 @@ from typing import Any
 
 import hydra
 import lightning as L
+import numpy as np
 import torch
 from omegaconf import DictConfig, ListConfig
 from torch.utils.data import DataLoader
@@ -67,7 +68,9 @@ from migalab.ensemble import (
 from migalab.errors import report_user_errors, run_hydra_app
 from migalab.online import (
     SequenceWindows,
+    fit_online_settings,
     frame_probabilities,
+    gate_frames,
     read_segments,
     segment_rows,
     segments_from_frames,
@@ -206,13 +209,99 @@ def _video_id(table: Path) -> str:
     return table.stem.removesuffix("_openpose").removesuffix("_light_hand")
 
 
+def _load_models(
+    cfg: DictConfig, ckpts: list[str], target: str
+) -> list[tuple[str, Any, Any, DictConfig]]:
+    """(checkpoint, model, datamodule, training config) of skeleton checkpoints of ``target``
+    (``gesture`` classifiers or ``actionness`` models)."""
+    models = []
+    for ckpt in ckpts:
+        train_cfg, state = load_checkpoint_config(ckpt, **checkpoint_loading(cfg))
+        if target == "actionness":
+            require_actionness(train_cfg, ckpt)
+        else:
+            require_skeleton_gesture(train_cfg, ckpt, "online recognition")
+        model = model_from_checkpoint(train_cfg, state)
+        models.append((ckpt, model, hydra.utils.instantiate(train_cfg.data), train_cfg))
+    return models
+
+
+def require_actionness(train_cfg: DictConfig, ckpt: str) -> None:
+    """Refuse, naming it, an ``online.actionness_ckpt`` that is not a skeleton actionness model
+    (``data.target=actionness``, e.g. ``experiment=actionness_joint_synth``)."""
+    data = train_cfg.data
+    if data.get("modalities") or str(data.get("target", "gesture")) != "actionness":
+        raise ValueError(f"online.actionness_ckpt={ckpt}: not an actionness model (data.target "
+                         f"{data.get('target', 'gesture')}, modalities {data.get('modalities')}); "
+                         "train one with experiment=actionness_joint_synth")  # fmt: skip
+
+
+def _window_probs(
+    models: list[tuple[str, Any, Any, DictConfig]],
+    table: np.ndarray,
+    vid: str,
+    meta: dict[str, Any],
+    on: DictConfig,
+    trainer: L.Trainer,
+) -> tuple[np.ndarray, int]:
+    """(T, K) per-frame probabilities of one sequence, averaged over ``models``, and the
+    number of windows."""
+    probs, windows = None, None
+    for _, model, dm, _ in models:
+        if on.get("img_shape"):
+            img_shape = tuple(on.img_shape)
+        elif meta.get("height") and meta.get("width"):
+            img_shape = (int(meta["height"]), int(meta["width"]))
+        else:
+            img_shape = tuple(dm.img_shape)
+        windows = SequenceWindows(table, vid, int(on.window), int(on.stride),
+                                  dm.pipeline(train=False, key="test"), img_shape,
+                                  layout=dm.layout)  # fmt: skip
+        outputs = trainer.predict(model, datamodule=_WindowsData(dm, windows, int(on.batch_size)))
+        p = torch.cat([o["logits"] for o in outputs]).float().softmax(-1)
+        probs = p if probs is None else probs + p
+    assert probs is not None and windows is not None
+    frames = frame_probabilities(probs / len(models), windows.starts, int(on.window), len(table))
+    return frames, len(windows)
+
+
+def _online_settings(cfg: DictConfig) -> dict[str, Any]:
+    """``threshold``, ``min_length``, ``actionness_threshold``: from ``online.settings`` (a
+    ``online_fit.json`` of a fitted run: its numbers only) else ``online.*``."""
+    on = cfg.online
+    settings = {"threshold": float(on.threshold), "min_length": int(on.min_length),
+                "actionness_threshold": float(on.actionness_threshold)}  # fmt: skip
+    if on.get("settings"):
+        path = Path(str(on.settings))
+        try:
+            fitted = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise ValueError(f"online.settings={path}: not a readable JSON file ({err})") from None
+        for key in settings:
+            value = fitted.get(key) if isinstance(fitted, dict) else None
+            if key == "actionness_threshold" and value is None:
+                continue  # fitted without an actionness model
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"online.settings={path}: {key} must be a number, got {value!r}")
+            settings[key] = int(value) if key == "min_length" else float(value)
+    return settings
+
+
 def predict_online(cfg: DictConfig) -> dict[str, Any]:
     """Online recognition of whole sequences (``skeleton=`` / ``video=``): sliding windows,
-    merged segments, ``<vid>_prediction.csv`` / ``.json`` (and a timeline PNG) in the run dir."""
+    merged segments, ``<vid>_prediction.csv`` / ``.json`` (and a timeline PNG) in the run dir.
+
+    With ``online.actionness_ckpt``, frames an actionness model scores below
+    ``online.actionness_threshold`` are background ("nothing happens"). With
+    ``online.fit=true`` (every video's ``<vid>_label.csv`` beside its table, e.g. a validation
+    split folder), threshold, minimum length and actionness threshold are searched for the best
+    segment F1 at ``online.fit_iou`` (:func:`migalab.online.fit_online_settings`), used for
+    these videos and written to ``online_fit.json``, which ``online.settings`` reads for others.
+    """
     L.seed_everything(cfg.get("seed", 42), workers=True)
-    ckpts = cfg.ckpt_path
-    ckpts = [str(c) for c in ckpts] if isinstance(ckpts, ListConfig | list) else [str(ckpts)]
+    ckpts = [str(c) for c in _items(cfg.ckpt_path)]
     on = cfg.online
+    settings = _online_settings(cfg)
     tables, videos_by_table = _sequence_inputs(cfg)
     seen: dict[str, Path] = {}
     for table_path in tables:  # each video's outputs are named by its id: one table per id
@@ -221,59 +310,69 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
             raise ValueError(f"two tables of video {_video_id(table_path)!r}: {other} and "
                              f"{table_path} (their outputs would overwrite each other)")  # fmt: skip
     out_dir = Path(cfg.paths.output_dir)
-    models = []
-    for ckpt in ckpts:
-        train_cfg, state = load_checkpoint_config(ckpt, **checkpoint_loading(cfg))
-        require_skeleton_gesture(train_cfg, ckpt, "online recognition")
-        model = model_from_checkpoint(train_cfg, state)
-        models.append((ckpt, model, hydra.utils.instantiate(train_cfg.data), train_cfg))
+    models = _load_models(cfg, ckpts, "gesture")
+    act_ckpts = [str(c) for c in _items(on.get("actionness_ckpt"))]
+    act_models = _load_models(cfg, act_ckpts, "actionness")
     trainer = predict_trainer(cfg.trainer)
     class_names = list(models[0][3].model.get("class_names") or []) or None
-    results: dict[str, Any] = {}
+    scored: dict[str, dict[str, Any]] = {}
     for table_path in tables:
         vid = _video_id(table_path)
         raw = read_openpose_table(table_path)
         table = raw.reshape(len(raw), -1, 3)
         start_time = time.perf_counter()
-        probs = None
         meta_path = table_path.with_suffix(".json")  # migalab-pose's: the video's frame size
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-        for _, model, dm, _ in models:
-            if on.get("img_shape"):
-                img_shape = tuple(on.img_shape)
-            elif meta.get("height") and meta.get("width"):
-                img_shape = (int(meta["height"]), int(meta["width"]))
-            else:
-                img_shape = tuple(dm.img_shape)
-            windows = SequenceWindows(table, vid, int(on.window), int(on.stride),
-                                      dm.pipeline(train=False, key="test"), img_shape,
-                                      layout=dm.layout)  # fmt: skip
-            outputs = trainer.predict(
-                model, datamodule=_WindowsData(dm, windows, int(on.batch_size))
-            )
-            logits = torch.cat([o["logits"] for o in outputs]).float()
-            p = logits.softmax(-1)
-            probs = p if probs is None else probs + p
-        probs = probs / len(models)
-        frames = frame_probabilities(probs, windows.starts, int(on.window), len(table))
-        frames[~(table[..., 2] > 0).any(axis=1)] = 0.0  # no one in the frame: background
-        segments = segments_from_frames(frames, float(on.threshold), int(on.min_length))
-        elapsed = time.perf_counter() - start_time
+        frames, n_windows = _window_probs(models, table, vid, meta, on, trainer)
+        nobody = ~(table[..., 2] > 0).any(axis=1)
+        frames[nobody] = 0.0  # no one in the frame: background
+        actionness = None
+        if act_models:
+            actionness = _window_probs(act_models, table, vid, meta, on, trainer)[0][:, 1]
+            actionness[nobody] = 0.0
+        labels = table_path.with_name(f"{vid}_label.csv")
+        scored[vid] = {"table": table_path, "raw": table, "frames": frames,
+                       "actionness": actionness, "windows": n_windows,
+                       "seconds": time.perf_counter() - start_time,
+                       "truth": read_segments(labels) if labels.is_file() else None}  # fmt: skip
+    fit = None
+    if on.get("fit"):
+        missing = [v for v, r in scored.items() if r["truth"] is None]
+        if missing:
+            raise ValueError(f"online.fit=true needs <vid>_label.csv beside every table; none "
+                             f"for {missing[:10]}")  # fmt: skip
+        fit = fit_online_settings({v: (r["frames"], r["actionness"]) for v, r in scored.items()},
+                                  {v: r["truth"] for v, r in scored.items()},
+                                  iou=float(on.fit_iou))  # fmt: skip
+        fit = {**fit, "checkpoints": ckpts, "actionness_checkpoints": act_ckpts}
+        settings = {k: fit[k] for k in settings} | {
+            "actionness_threshold": fit["actionness_threshold"]
+            if fit["actionness_threshold"] is not None else settings["actionness_threshold"]
+        }  # fmt: skip
+        atomic_write_json(out_dir / "online_fit.json", fit)
+        print(f"online.fit on {len(scored)} videos: threshold {fit['threshold']}, min_length "
+              f"{fit['min_length']}, actionness_threshold {fit['actionness_threshold']}: F1 "
+              f"{fit['f1']:.4f} at IoU {fit['iou']:g} ({out_dir / 'online_fit.json'})")  # fmt: skip
+    results: dict[str, Any] = {}
+    for vid, r in scored.items():
+        table, table_path = r["raw"], r["table"]
+        frames = gate_frames(r["frames"], r["actionness"], settings["actionness_threshold"])
+        segments = segments_from_frames(frames, settings["threshold"], settings["min_length"])
         csv_path = write_segments(out_dir / f"{vid}_prediction.csv", segments)
         record = {"video_id": vid, "table": str(table_path), "frames": len(table),
-                  "windows": len(windows), "seconds": round(elapsed, 3),
-                  "frames_per_s": round(len(table) / max(elapsed, 1e-9), 1),
-                  "window": int(on.window), "stride": int(on.stride),
-                  "threshold": float(on.threshold), "min_length": int(on.min_length),
-                  "checkpoints": ckpts, "segments": segment_rows(segments, class_names)}  # fmt: skip
+                  "windows": r["windows"], "seconds": round(r["seconds"], 3),
+                  "frames_per_s": round(len(table) / max(r["seconds"], 1e-9), 1),
+                  "window": int(on.window), "stride": int(on.stride), **settings,
+                  "checkpoints": ckpts, "actionness_checkpoints": act_ckpts,
+                  "segments": segment_rows(segments, class_names)}  # fmt: skip
+        if not act_ckpts:
+            record.pop("actionness_threshold")
         atomic_write_json(out_dir / f"{vid}_prediction.json", record)
         if on.get("timeline", True):
             from migalab.reports import timeline_png
 
-            labels = table_path.with_name(f"{vid}_label.csv")
-            truth = read_segments(labels) if labels.is_file() else None
             timeline_png(out_dir / f"{vid}_timeline.png", segments, len(table), class_names,
-                         truth=truth, frame_probs=frames, title=vid)  # fmt: skip
+                         truth=r["truth"], frame_probs=frames, title=vid)  # fmt: skip
         source_video = videos_by_table.get(table_path) or (on.get("annotate_video") or None)
         if on.get("annotate") and source_video:
             from migalab.reports import annotated_video
@@ -283,10 +382,15 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
             record["annotated"] = str(path)
             atomic_write_json(out_dir / f"{vid}_prediction.json", record)
         results[vid] = record
-        print(f"{vid}: {len(segments)} segments in {len(table)} frames ({len(windows)} windows, "
+        print(f"{vid}: {len(segments)} segments in {len(table)} frames ({r['windows']} windows, "
               f"{record['frames_per_s']:.0f} frames/s): {csv_path}")  # fmt: skip
-    summary = {"videos": {v: {k: r[k] for k in ("frames", "windows", "frames_per_s")}
-                          | {"segments": len(r["segments"])} for v, r in results.items()}}  # fmt: skip
+    summary: dict[str, Any] = {
+        "videos": {v: {k: r[k] for k in ("frames", "windows", "frames_per_s")}
+                   | {"segments": len(r["segments"])} for v, r in results.items()},
+        "settings": settings,
+    }  # fmt: skip
+    if fit is not None:
+        summary["fit"] = fit
     atomic_write_json(out_dir / "online.json", summary)
     return summary
 

@@ -30,10 +30,10 @@ from typing import Any
 
 import hydra
 import lightning as L
-import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from migalab.data.background import unlabelled_windows
 from migalab.data.cache import SkeletonCache
 from migalab.data.datasets import SkeletonClipDataset
 from migalab.ensemble import (
@@ -52,25 +52,6 @@ from migalab.utils.paths import CONFIG_PATH
 log = logging.getLogger(__name__)
 
 __all__ = ["pseudo_label", "select_confident", "unlabelled_windows"]
-
-
-def unlabelled_windows(
-    cache: SkeletonCache, window: int, stride: int, splits: list[str] | None
-) -> SkeletonCache:
-    """The sliding windows (:meth:`SkeletonCache.windows`) of the sequences of ``splits`` that
-    overlap no labelled clip of their video (in any split)."""
-    windows = cache.windows(window, stride, splits, split_name="unlabelled")
-    clips = cache.index[cache.index["row"] >= 0]
-    spans: dict[str, list[tuple[int, int]]] = {}
-    for vid, start, end in zip(clips["video_id"], clips["start"], clips["end"], strict=True):
-        spans.setdefault(str(vid), []).append((int(start), int(end)))
-    keep = [
-        not any(s <= end and start <= e for s, e in spans.get(str(vid), []))
-        for vid, start, end in zip(
-            windows.index["video_id"], windows.index["start"], windows.index["end"], strict=True
-        )
-    ]
-    return windows.select(np.asarray(keep, bool))
 
 
 def select_confident(

@@ -23,6 +23,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch.utils.data import DataLoader
 
+from migalab.data.background import background_options, with_background
 from migalab.data.cache import SkeletonCache
 from migalab.data.datasets import TARGETS, SkeletonClipDataset
 from migalab.data.formats.miga2025 import read_video_labels, read_video_subjects
@@ -156,6 +157,10 @@ class ClipDataModule(LightningDataModule):
             ``source: clips``: the prepared clips of ``splits`` instead (modalities prepared
             per clip, e.g. face crops; labels, hidden or not, are not read). null (default):
             the labelled clips.
+        background: ``target=actionness`` (a gesture-vs-background model for online
+            recognition): ``{window, stride, ratio}`` of the background windows each split
+            adds to its labelled clips (:mod:`migalab.data.background`; defaults 32, 16, 1.0:
+            at most one window per clip). Skeleton streams only.
         overfit_clips: the overfit check (``debug=overfit``, :mod:`migalab.overfit`): train on
             this many fixed clips of the training split (:func:`overfit_selection`: round-robin
             over the classes, so several are present) with the *evaluation* transforms (no
@@ -201,6 +206,7 @@ class ClipDataModule(LightningDataModule):
         train_splits: Sequence[str] | None = None,
         pseudo_labels: str | None = None,
         overfit_clips: int | None = None,
+        background: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if overfit_clips is not None and (
@@ -267,6 +273,14 @@ class ClipDataModule(LightningDataModule):
             raise ValueError("train_splits is for gesture models: with target=emotion a video "
                              "in training and in validation leaks its label")  # fmt: skip
         self.pseudo_labels = str(pseudo_labels) if pseudo_labels else None
+        if target == "actionness" and (modalities or pseudo_labels or unlabelled):
+            raise ValueError("target=actionness trains on skeleton clips and background "
+                             "windows: not with RGB / face modalities (prepared per labelled "
+                             "clip), pseudo_labels or unlabelled")  # fmt: skip
+        #: target=actionness: the background windows' options (migalab.data.background)
+        self.background = background_options(
+            dict(background) if background is not None else None
+        )  # fmt: skip
         if self.pseudo_labels and (target == "emotion" or modalities):
             raise ValueError("pseudo_labels add skeleton windows to a gesture model's training "
                              "set: not for target=emotion or RGB / face modalities (prepared "
@@ -274,7 +288,7 @@ class ClipDataModule(LightningDataModule):
         self.img_shape = tuple(img_shape) if img_shape is not None else self.spec.img_shape
         self.prepare_workers = prepare_workers
         if num_classes is None:
-            num_classes = 2 if target == "emotion" else self.spec.num_classes
+            num_classes = 2 if target in ("emotion", "actionness") else self.spec.num_classes
         self.num_classes = int(num_classes)
         self.prepare_data_per_node = prepare_per_node  # read by Lightning
         self.seed = seed
@@ -363,6 +377,10 @@ class ClipDataModule(LightningDataModule):
                 added = int((source.index["split"] == PSEUDO_SPLIT).sum())
                 rank_zero_info(f"pseudo-labels: {added} windows of {self.pseudo_labels} join "
                                "the training set")  # fmt: skip
+            if self.target == "actionness":
+                source, split, added = with_background(source, split, self.background)
+                rank_zero_info(f"actionness, {key}: {added} background windows beside the "
+                               "labelled clips")  # fmt: skip
             self.datasets[key] = SkeletonClipDataset(
                 source, split, self.pipeline(train=train, key=key), layout=self.layout,
                 target=self.target, emotion_labels=overrides,
@@ -377,6 +395,8 @@ class ClipDataModule(LightningDataModule):
         the evaluation transforms, as ``train`` and as ``val``. The whole split's labels are
         checked first, as for training."""
         split = self.train_splits or self.splits["train"]
+        if self.target == "actionness":
+            cache, split, _ = with_background(cache, split, self.background)
         full = SkeletonClipDataset(
             cache, split, self.pipeline(train=False, key="train"), layout=self.layout,
             target=self.target, emotion_labels=overrides,

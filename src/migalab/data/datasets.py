@@ -13,8 +13,10 @@ from torch.utils.data import Dataset
 from migalab.data.cache import SkeletonCache
 from migalab.data.record import ClipRecord
 
-#: what a sample's ``label`` is: the clip's micro-gesture class or its video's emotion
-TARGETS = ("gesture", "emotion")
+#: what a sample's ``label`` is: the clip's micro-gesture class, its video's emotion, or
+#: whether a gesture happens (1: a labelled clip, 0: a background window, :mod:`~migalab.data.
+#: background`)
+TARGETS = ("gesture", "emotion", "actionness")
 
 
 class ClipLoadError(RuntimeError):
@@ -38,7 +40,8 @@ class SkeletonClipDataset(Dataset):
         layout: joint layout selected when loading (cheaper than loading all 137 joints).
         target: ``gesture`` (``label`` = the clip's class) or ``emotion`` (``label`` = its
             video's emotion, 1 win / 0 lose / -1 unknown, and each sample also has ``video``:
-            the position of its video in :attr:`video_ids`).
+            the position of its video in :attr:`video_ids`) or ``actionness`` (1 for a labelled
+            clip, 0 for a background window of the cache: index row -1).
         emotion_labels: with ``target="emotion"``, video_id -> 0/1 replacing the cache's
             emotion of the videos it lists (e.g. from :func:`~migalab.data.formats.miga2025.
             read_video_labels`).
@@ -74,6 +77,8 @@ class SkeletonClipDataset(Dataset):
                 override = np.array([emotion_labels.get(v, -2) for v in videos], dtype=np.int64)
                 emotion = np.where(override >= 0, override, emotion)
             self.labels = emotion
+        elif target == "actionness":  # a labelled clip (row >= 0): 1; a background window: 0
+            self.labels = (index["row"].to_numpy()[self.rows] >= 0).astype(np.int64)
         else:
             self.labels = index["label"].to_numpy()[self.rows].astype(np.int64)
 
