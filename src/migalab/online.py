@@ -73,7 +73,8 @@ __all__ = [
 
 
 class OnlineSettingsError(UserError, ValueError):
-    """An ``online.*`` setting (window, stride, threshold, min_length) out of its range."""
+    """An ``online.*`` setting (window, stride, threshold, min_length, ...) out of its range or
+    an input that does not fit it (a one-line error, exit 2, from the console scripts)."""
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,9 @@ def fit_online_settings(
     settings with their precision, recall and F1 and the number of combinations tried."""
     missing = sorted(set(videos) - set(truths))
     if missing:
-        raise ValueError(f"online.fit needs the labels of every video: none for {missing[:10]}")
+        raise OnlineSettingsError(
+            f"online.fit needs the labels of every video: none for {missing[:10]}"
+        )
     gated = all(a is not None for _, a in videos.values())
     act_grid = grid["actionness_threshold"] if gated else (None,)
     key = f"iou_{iou:g}"

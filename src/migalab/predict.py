@@ -67,6 +67,7 @@ from migalab.ensemble import (
 )
 from migalab.errors import report_user_errors, run_hydra_app
 from migalab.online import (
+    OnlineSettingsError,
     SequenceWindows,
     fit_online_settings,
     frame_probabilities,
@@ -76,6 +77,7 @@ from migalab.online import (
     segments_from_frames,
     write_segments,
 )
+from migalab.pose_gate import PoseGate, plausible_person
 from migalab.utils.hydra import register_resolvers, save_resolved_config
 from migalab.utils.io import atomic_write, atomic_write_json, atomic_write_text
 from migalab.utils.paths import CONFIG_PATH
@@ -231,9 +233,19 @@ def require_actionness(train_cfg: DictConfig, ckpt: str) -> None:
     (``data.target=actionness``, e.g. ``experiment=actionness_joint_synth``)."""
     data = train_cfg.data
     if data.get("modalities") or str(data.get("target", "gesture")) != "actionness":
-        raise ValueError(f"online.actionness_ckpt={ckpt}: not an actionness model (data.target "
+        raise OnlineSettingsError(f"online.actionness_ckpt={ckpt}: not an actionness model (data.target "
                          f"{data.get('target', 'gesture')}, modalities {data.get('modalities')}); "
                          "train one with experiment=actionness_joint_synth")  # fmt: skip
+
+
+def _img_shape(on: DictConfig, meta: dict[str, Any], datamodule: Any) -> tuple[int, int]:
+    """(height, width) of a sequence's frames: ``online.img_shape``, else the size
+    migalab-pose recorded beside its table, else the checkpoint's ``data.img_shape``."""
+    if on.get("img_shape"):
+        return (int(on.img_shape[0]), int(on.img_shape[1]))
+    if meta.get("height") and meta.get("width"):
+        return (int(meta["height"]), int(meta["width"]))
+    return (int(datamodule.img_shape[0]), int(datamodule.img_shape[1]))
 
 
 def _window_probs(
@@ -248,12 +260,7 @@ def _window_probs(
     number of windows."""
     probs, windows = None, None
     for _, model, dm, _ in models:
-        if on.get("img_shape"):
-            img_shape = tuple(on.img_shape)
-        elif meta.get("height") and meta.get("width"):
-            img_shape = (int(meta["height"]), int(meta["width"]))
-        else:
-            img_shape = tuple(dm.img_shape)
+        img_shape = _img_shape(on, meta, dm)
         windows = SequenceWindows(table, vid, int(on.window), int(on.stride),
                                   dm.pipeline(train=False, key="test"), img_shape,
                                   layout=dm.layout)  # fmt: skip
@@ -276,13 +283,17 @@ def _online_settings(cfg: DictConfig) -> dict[str, Any]:
         try:
             fitted = json.loads(path.read_text())
         except (OSError, ValueError) as err:
-            raise ValueError(f"online.settings={path}: not a readable JSON file ({err})") from None
+            raise OnlineSettingsError(
+                f"online.settings={path}: not a readable JSON file ({err})"
+            ) from None
         for key in settings:
             value = fitted.get(key) if isinstance(fitted, dict) else None
             if key == "actionness_threshold" and value is None:
                 continue  # fitted without an actionness model
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"online.settings={path}: {key} must be a number, got {value!r}")
+                raise OnlineSettingsError(
+                    f"online.settings={path}: {key} must be a number, got {value!r}"
+                )
             settings[key] = int(value) if key == "min_length" else float(value)
     return settings
 
@@ -302,12 +313,13 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
     ckpts = [str(c) for c in _items(cfg.ckpt_path)]
     on = cfg.online
     settings = _online_settings(cfg)
+    gate = PoseGate.from_config(on.get("pose_gate"))
     tables, videos_by_table = _sequence_inputs(cfg)
     seen: dict[str, Path] = {}
     for table_path in tables:  # each video's outputs are named by its id: one table per id
         other = seen.setdefault(_video_id(table_path), table_path)
         if other != table_path:
-            raise ValueError(f"two tables of video {_video_id(table_path)!r}: {other} and "
+            raise OnlineSettingsError(f"two tables of video {_video_id(table_path)!r}: {other} and "
                              f"{table_path} (their outputs would overwrite each other)")  # fmt: skip
     out_dir = Path(cfg.paths.output_dir)
     models = _load_models(cfg, ckpts, "gesture")
@@ -324,8 +336,11 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
         meta_path = table_path.with_suffix(".json")  # migalab-pose's: the video's frame size
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         frames, n_windows = _window_probs(models, table, vid, meta, on, trainer)
-        nobody = ~(table[..., 2] > 0).any(axis=1)
-        frames[nobody] = 0.0  # no one in the frame: background
+        # no one in the frame, or no plausible person (migalab.pose_gate): background
+        nobody = ~(table[..., 2] > 0).any(axis=1) | ~plausible_person(
+            table, _img_shape(on, meta, models[0][2]), gate
+        )  # fmt: skip
+        frames[nobody] = 0.0
         actionness = None
         if act_models:
             actionness = _window_probs(act_models, table, vid, meta, on, trainer)[0][:, 1]
@@ -333,13 +348,14 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
         labels = table_path.with_name(f"{vid}_label.csv")
         scored[vid] = {"table": table_path, "raw": table, "frames": frames,
                        "actionness": actionness, "windows": n_windows,
+                       "no_person": int(nobody.sum()),
                        "seconds": time.perf_counter() - start_time,
                        "truth": read_segments(labels) if labels.is_file() else None}  # fmt: skip
     fit = None
     if on.get("fit"):
         missing = [v for v, r in scored.items() if r["truth"] is None]
         if missing:
-            raise ValueError(f"online.fit=true needs <vid>_label.csv beside every table; none "
+            raise OnlineSettingsError(f"online.fit=true needs <vid>_label.csv beside every table; none "
                              f"for {missing[:10]}")  # fmt: skip
         fit = fit_online_settings({v: (r["frames"], r["actionness"]) for v, r in scored.items()},
                                   {v: r["truth"] for v, r in scored.items()},
@@ -363,6 +379,7 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
                   "windows": r["windows"], "seconds": round(r["seconds"], 3),
                   "frames_per_s": round(len(table) / max(r["seconds"], 1e-9), 1),
                   "window": int(on.window), "stride": int(on.stride), **settings,
+                  "frames_no_person": r["no_person"],
                   "checkpoints": ckpts, "actionness_checkpoints": act_ckpts,
                   "segments": segment_rows(segments, class_names)}  # fmt: skip
         if not act_ckpts:

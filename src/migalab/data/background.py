@@ -7,8 +7,11 @@ track scores a model on whole videos, where those stretches are background. Two 
 * ``data.target=actionness`` trains a gesture-vs-background model on the labelled clips (label
   1) and such windows (label 0) of the same split (:func:`with_background`), which online
   recognition uses to tell "a gesture happens here" from "nothing happens"
-  (``online.actionness_ckpt``, :mod:`migalab.predict`), as the MiGA online winners separate
-  actionness (proposals) from classification.
+  (``online.actionness_ckpt``, :mod:`migalab.predict`): the actionness-then-classify split of
+  temporal action detection. The MiGA online entries are trained detectors instead (learnable
+  query points after PointTAD, 2nd in 2024 with F1 14.34, arXiv 2407.04490; data augmentation
+  and spatial-temporal attention, 1st in 2025 with F1 38.03, arXiv 2507.09512); a detector head
+  is a larger step, not taken here.
 
 Skeleton streams only: RGB and face inputs are prepared per labelled clip.
 """

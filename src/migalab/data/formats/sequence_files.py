@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from migalab.data.formats.miga2025 import split_dir, video_files
+from migalab.errors import MissingInputError
 
 #: the skeleton tables a folder may hold flat (the per-video release files are found by name)
 TABLE_SUFFIXES = (".csv", ".xlsx")
@@ -34,16 +35,17 @@ def _per_video(folder: Path, pick: Callable[[Path], Path | None]) -> list[Path]:
 
 
 def _refuse(folder: Path, what: str, looked_for: str) -> None:
-    """Raise a FileNotFoundError saying what was looked for, and which split folders to name
+    """Raise a :class:`MissingInputError` (a FileNotFoundError; one line, exit 2 from a console
+    script) saying what was looked for, and which split folders to name
     instead where ``folder`` is a release root."""
     splits = {s: split_dir(folder, s) for s in SPLITS}
     found = {s: d for s, d in splits.items() if d is not None}
     if found:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{what}={folder} is a release root (splits: {', '.join(found)}): name one split "
             f"folder, e.g. {what}={next(iter(found.values()))}"
         )
-    raise FileNotFoundError(
+    raise MissingInputError(
         f"{what}={folder}: no {looked_for} in the folder or in its <vid>/ folders"
     )
 
@@ -57,7 +59,7 @@ def skeleton_tables(path: str | Path, what: str = "skeleton") -> list[Path]:
     if path.is_file():
         return [path]
     if not path.is_dir():
-        raise FileNotFoundError(f"{what}={path}: no such file or folder")
+        raise MissingInputError(f"{what}={path}: no such file or folder")
     flat = [p for p in _visible(path) if p.is_file() and p.suffix in TABLE_SUFFIXES
             and not p.stem.endswith(_NOT_TABLES)]  # fmt: skip
     tables = flat or _per_video(path, lambda sub: video_files(sub).table)
@@ -73,7 +75,7 @@ def video_paths(path: str | Path, what: str = "video") -> list[Path]:
     if path.is_file():
         return [path]
     if not path.is_dir():
-        raise FileNotFoundError(f"{what}={path}: no such file or folder")
+        raise MissingInputError(f"{what}={path}: no such file or folder")
     flat = [p for p in _visible(path) if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES]
     videos = flat or _per_video(path, lambda sub: video_files(sub).video)
     if not videos:
@@ -94,7 +96,7 @@ def files_by_video(path: str | Path, suffix: str, what: str) -> dict[str, Path]:
         if not files:
             _refuse(path, what, f"<vid>{suffix} file")
     else:
-        raise FileNotFoundError(f"{what}={path}: no such file or folder")
+        raise MissingInputError(f"{what}={path}: no such file or folder")
     return {f.name.removesuffix(suffix): f for f in files}
 
 
