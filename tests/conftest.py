@@ -148,3 +148,23 @@ def cli_run(
     # the summary says where (Rich may wrap a long path anywhere: compare without whitespace)
     assert f"rundir:{metrics.parent}" in "".join(out.split())
     return cwd, Path(payload["ckpt_path"])
+
+
+@pytest.fixture(scope="session")
+def emotion_run(
+    tiny_video_release: Path, tiny_video_cache: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
+    """One epoch of system_b_emotion_synth (InterFusion over face and person crops, CPU sizes)
+    on the tiny video release, in-process; its run dir and best checkpoint."""
+    from migalab.train import train
+    from migalab.utils.hydra import compose_config
+
+    out = tmp_path_factory.mktemp("emotion_run")
+    overrides = [
+        "experiment=system_b_emotion_synth", "trainer=cpu", "trainer.precision=32-true",
+        "logger=csv", *tiny_video_overrides(tiny_video_release, tiny_video_cache),
+        "data.face.num_frames=2", "model.encoder.dim=32", "trainer.max_epochs=1",
+        "callbacks.progress_bar.refresh_rate=0", "report=false",
+    ]  # fmt: skip
+    payload, _ = train(compose_config("train", overrides, output_dir=out))
+    return out, Path(payload["ckpt_path"])

@@ -53,6 +53,7 @@ from torch.utils.data import DataLoader
 from migalab.data.formats.miga2025 import read_openpose_table
 from migalab.data.formats.sequence_files import skeleton_tables, video_paths
 from migalab.data.specs import DatasetSpec, get_dataset
+from migalab.emotion_video import EmotionVideoError, emotion_clips, predict_emotion
 from migalab.ensemble import (
     check_same_clips,
     checkpoint_loading,
@@ -325,6 +326,7 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
     models = _load_models(cfg, ckpts, "gesture")
     act_ckpts = [str(c) for c in _items(on.get("actionness_ckpt"))]
     act_models = _load_models(cfg, act_ckpts, "actionness")
+    emotion_ckpts = [str(c) for c in _items(cfg.get("emotion_ckpt"))]
     trainer = predict_trainer(cfg.trainer)
     class_names = list(models[0][3].model.get("class_names") or []) or None
     scored: dict[str, dict[str, Any]] = {}
@@ -348,7 +350,7 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
         labels = table_path.with_name(f"{vid}_label.csv")
         scored[vid] = {"table": table_path, "raw": table, "frames": frames,
                        "actionness": actionness, "windows": n_windows,
-                       "no_person": int(nobody.sum()),
+                       "no_person": int(nobody.sum()), "meta": meta,
                        "seconds": time.perf_counter() - start_time,
                        "truth": read_segments(labels) if labels.is_file() else None}  # fmt: skip
     fit = None
@@ -385,17 +387,34 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
         if not act_ckpts:
             record.pop("actionness_threshold")
         atomic_write_json(out_dir / f"{vid}_prediction.json", record)
+        source_video = videos_by_table.get(table_path) or (on.get("annotate_video") or None)
+        caption = None
+        if emotion_ckpts:
+            if source_video is None:
+                raise EmotionVideoError(f"emotion_ckpt: {vid} has no video (give video=<mp4>, "
+                                        "or online.annotate_video with skeleton=)")  # fmt: skip
+            clips = emotion_clips(segments, len(table), int(cfg.emotion.window),
+                                  int(cfg.emotion.min_length))  # fmt: skip
+            record["emotion"] = predict_emotion(
+                emotion_ckpts, vid, table_path, Path(str(source_video)), clips,
+                _img_shape(on, r["meta"], models[0][2]), out_dir / "emotion" / vid,
+                cfg.trainer, checkpoint_loading(cfg),
+            )  # fmt: skip
+            emo = record["emotion"]
+            caption = f"emotion: {emo['answer']} (p win {emo['p_win']:.2f}, {emo['clips']} clips)"
+            atomic_write_json(out_dir / f"{vid}_prediction.json", record)
+            print(f"{vid}: {caption}")
         if on.get("timeline", True):
             from migalab.reports import timeline_png
 
+            title = f"{vid}: {caption}" if caption else vid
             timeline_png(out_dir / f"{vid}_timeline.png", segments, len(table), class_names,
-                         truth=r["truth"], frame_probs=frames, title=vid)  # fmt: skip
-        source_video = videos_by_table.get(table_path) or (on.get("annotate_video") or None)
+                         truth=r["truth"], frame_probs=frames, title=title)  # fmt: skip
         if on.get("annotate") and source_video:
             from migalab.reports import annotated_video
 
             path = annotated_video(source_video, table, segments, out_dir / f"{vid}_annotated.mp4",
-                                   class_names)  # fmt: skip
+                                   class_names, caption=caption)  # fmt: skip
             record["annotated"] = str(path)
             atomic_write_json(out_dir / f"{vid}_prediction.json", record)
         results[vid] = record

@@ -212,11 +212,16 @@ def report_files(
 
 
 def draw_keypoints(
-    image: np.ndarray, keypoints: np.ndarray, label: str | None = None, scale: int = 1
+    image: np.ndarray,
+    keypoints: np.ndarray,
+    label: str | None = None,
+    scale: int = 1,
+    caption: str | None = None,
 ) -> np.ndarray:
     """An RGB frame (H, W, 3) uint8 with a (137, 3) OpenPose-layout skeleton drawn on it (body
-    and hand bones as lines, face points as dots; points of confidence 0 are skipped) and an
-    optional label in the corner; ``scale`` enlarges the frame first (small videos)."""
+    and hand bones as lines, face points as dots; points of confidence 0 are skipped), an
+    optional label in the top corner and caption in the bottom one; ``scale`` enlarges the
+    frame first (small videos)."""
     from PIL import Image, ImageDraw
 
     from migalab.data.skeleton.layouts import get_layout
@@ -241,6 +246,9 @@ def draw_keypoints(
     if label:
         draw.rectangle([0, 0, 8 * len(label) + 8, 16], fill=(0, 0, 0))
         draw.text((4, 2), label, fill=(255, 255, 255))
+    if caption:
+        draw.rectangle([0, img.height - 16, 8 * len(caption) + 8, img.height], fill=(0, 0, 0))
+        draw.text((4, img.height - 14), caption, fill=(255, 230, 120))
     return np.asarray(img)
 
 
@@ -251,11 +259,12 @@ def annotated_video(
     out: str | Path,
     class_names: Sequence[str] | None = None,
     scale: int = 1,
+    caption: str | None = None,
 ) -> Path:
     """``out`` (H.264 mp4, the source's frame rate): every frame of ``video`` with its (T, 137,
-    3) skeleton drawn (:func:`draw_keypoints`) and the class of the detected segment covering it
-    (blank between segments); frames past the keypoint table are left as they are. Written to a
-    temporary name, then renamed."""
+    3) skeleton drawn (:func:`draw_keypoints`), the class of the detected segment covering it
+    (blank between segments) and ``caption`` (e.g. the video's emotion); frames past the
+    keypoint table are left as they are. Written to a temporary name, then renamed."""
     import av
 
     out = Path(out)
@@ -272,7 +281,7 @@ def annotated_video(
             if i < len(keypoints):
                 k = int(label_of[i])
                 text = (class_names[k] if class_names else str(k)) if k >= 0 else None
-                img = draw_keypoints(img, keypoints[i], text, scale)
+                img = draw_keypoints(img, keypoints[i], text, scale, caption)
             if stream is None:
                 stream = dst.add_stream("libx264", rate=rate)
                 stream.height, stream.width = img.shape[0] // 2 * 2, img.shape[1] // 2 * 2

@@ -171,10 +171,12 @@ def test_migalab_pose_finds_the_synthetic_person_where_the_generator_put_it(
 
 @pytest.mark.slow
 def test_predict_from_a_video_by_name(
-    cli_run: tuple[Path, Path], tiny_video_release: Path, tmp_path: Path
-) -> None:
-    """migalab-predict video=<mp4>: pose extracted (pose environment), windows scored, the
-    segments, timeline and the annotated video written."""
+    cli_run: tuple[Path, Path], emotion_run: tuple[Path, Path], tiny_video_release: Path,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """migalab-predict video=<mp4> emotion_ckpt=<ckpt>: pose extracted (pose environment),
+    windows scored, the segments, the emotion, the timeline and the annotated video written:
+    the whole answer in one command."""
     from tests.test_console_scripts import _ok, run_script
 
     python = _pose_python()
@@ -184,6 +186,7 @@ def test_predict_from_a_video_by_name(
     folder = sorted((tiny_video_release / "test").iterdir())[0]
     out = _ok(run_script(["migalab-predict", f"ckpt_path={ckpt}",
                           f"video={folder / f'{folder.name}.mp4'}", "online.annotate=true",
+                          f"emotion_ckpt={emotion_run[1]}",
                           "online.threshold=0.0", f"paths.log_dir={tmp_path / 'logs'}"],
                          tmp_path, {"MIGALAB_POSE_PYTHON": python}))  # fmt: skip
     (pred,) = (tmp_path / "logs").glob(f"predict/runs/*/{folder.name}_prediction.json")
@@ -192,6 +195,10 @@ def test_predict_from_a_video_by_name(
     assert Path(record["annotated"]).stat().st_size > 0
     assert (pred.parent / "pose" / f"{folder.name}_openpose.csv").is_file()
     assert (pred.parent / f"{folder.name}_timeline.png").is_file()
+    emotion = record["emotion"]
+    assert emotion["answer"] in ("win", "lose") and 0 <= emotion["p_win"] <= 1
+    assert emotion["clips"] == len(emotion["clip_frames"]) >= 1
+    assert f"{folder.name}: emotion: {emotion['answer']}" in out
 
 
 # -- which python is probed, and the message (mutation testing: scripts/mutation.py) --------------
