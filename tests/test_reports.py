@@ -102,3 +102,31 @@ def test_annotated_video_has_every_frame(tmp_path: Path) -> None:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     assert len(frames) == 12 and frames[0].shape == (48, 64, 3)
     assert not list(tmp_path.glob(".*tmp*"))  # written atomically
+
+
+def test_annotated_video_scales_keypoints_of_another_frame_size(tmp_path: Path) -> None:
+    """A release table's keypoints are in its frame's pixels (1280 x 720 for the synthetic
+    release) while its mp4 may be rendered smaller: the skeleton is drawn where the person is."""
+    import av
+
+    from migalab.reports import annotated_video
+
+    src = tmp_path / "in.mp4"
+    with av.open(str(src), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for _ in range(3):
+            img = np.zeros((48, 64, 3), np.uint8)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        out.mux(stream.encode(None))
+    kp = np.zeros((3, 137, 3), np.float32)
+    kp[:, 1] = [40, 80, 1]  # neck -> right shoulder: a red body line, in 128 x 96 pixels
+    kp[:, 2] = [120, 80, 1]
+    path = annotated_video(src, kp, [], tmp_path / "out.mp4", keypoint_shape=(96, 128))
+    with av.open(str(path)) as c:
+        frame = next(iter(c.decode(video=0))).to_ndarray(format="rgb24").astype(int)
+    red = (frame[..., 0] > 120) & (frame[..., 1] < 100)
+    rows = np.flatnonzero(red.any(1))
+    assert rows.size and abs(rows.mean() - 40) <= 2  # y 80 of 96 -> 40 of 48
+    cols = np.flatnonzero(red.any(0))
+    assert cols.min() >= 18 and cols.max() <= 62  # x 40..120 of 128 -> 20..60 of 64

@@ -182,7 +182,8 @@ class _WindowsData(L.LightningDataModule):
 
 def _sequence_inputs(cfg: DictConfig) -> tuple[list[Path], dict[Path, Path]]:
     """The skeleton tables named by ``skeleton=`` and the ones extracted from ``video=``
-    (:mod:`migalab.pose`), and the video each extracted table came from. Each of the two takes
+    (:mod:`migalab.pose`), and the video of each table (the one it was extracted from, or the
+    ``<vid>.mp4`` beside a skeleton table, as in a release). Each of the two takes
     a file, a flat folder, a release split folder (one ``<vid>/`` folder per video) or a list
     of these (:mod:`migalab.data.formats.sequence_files`)."""
     paths: list[Path] = []
@@ -197,7 +198,11 @@ def _sequence_inputs(cfg: DictConfig) -> tuple[list[Path], dict[Path, Path]]:
                 paths.append(table)
                 sources[table] = video
     for item in _items(cfg.get("skeleton")):
-        paths += skeleton_tables(item, "skeleton")
+        for table in skeleton_tables(item, "skeleton"):
+            paths.append(table)
+            beside = table.with_name(f"{_video_id(table)}.mp4")  # a release's <vid>/<vid>.mp4
+            if beside.is_file():
+                sources[table] = beside
     return paths, sources
 
 
@@ -372,6 +377,7 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
               f"{fit['min_length']}, actionness_threshold {fit['actionness_threshold']}: F1 "
               f"{fit['f1']:.4f} at IoU {fit['iou']:g} ({out_dir / 'online_fit.json'})")  # fmt: skip
     results: dict[str, Any] = {}
+    pages: dict[str, Path] = {}
     for vid, r in scored.items():
         table, table_path = r["raw"], r["table"]
         frames = gate_frames(r["frames"], r["actionness"], settings["actionness_threshold"])
@@ -414,9 +420,19 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
             from migalab.reports import annotated_video
 
             path = annotated_video(source_video, table, segments, out_dir / f"{vid}_annotated.mp4",
-                                   class_names, caption=caption)  # fmt: skip
+                                   class_names, caption=caption,
+                                   keypoint_shape=_img_shape(on, r["meta"], models[0][2]))  # fmt: skip
             record["annotated"] = str(path)
             atomic_write_json(out_dir / f"{vid}_prediction.json", record)
+        if on.get("report", True):
+            from migalab.online_report import probability_track_png, video_report
+
+            track = probability_track_png(out_dir / f"{vid}_probabilities.png", frames,
+                                          class_names, r["actionness"], title=vid)  # fmt: skip
+            timeline = out_dir / f"{vid}_timeline.png"
+            pages[vid] = video_report(out_dir / f"{vid}_report.html", record,
+                                      timeline if timeline.is_file() else None, track,
+                                      fps=r["meta"].get("fps"))  # fmt: skip
         results[vid] = record
         print(f"{vid}: {len(segments)} segments in {len(table)} frames ({r['windows']} windows, "
               f"{record['frames_per_s']:.0f} frames/s): {csv_path}")  # fmt: skip
@@ -427,6 +443,15 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
     }  # fmt: skip
     if fit is not None:
         summary["fit"] = fit
+    if pages:
+        from migalab.online_report import run_report
+
+        labelled = all(r["truth"] is not None for r in scored.values())
+        truths = {v: r["truth"] for v, r in scored.items()} if labelled else None
+        report = run_report(out_dir / "report.html", results, pages, truths, class_names,
+                            iou=float(on.fit_iou))  # fmt: skip
+        summary["report"] = str(report)
+        print(f"report: {report}")
     atomic_write_json(out_dir / "online.json", summary)
     return summary
 

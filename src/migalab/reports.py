@@ -260,11 +260,14 @@ def annotated_video(
     class_names: Sequence[str] | None = None,
     scale: int = 1,
     caption: str | None = None,
+    keypoint_shape: tuple[int, int] | None = None,
 ) -> Path:
     """``out`` (H.264 mp4, the source's frame rate): every frame of ``video`` with its (T, 137,
     3) skeleton drawn (:func:`draw_keypoints`), the class of the detected segment covering it
     (blank between segments) and ``caption`` (e.g. the video's emotion); frames past the
-    keypoint table are left as they are. Written to a temporary name, then renamed."""
+    keypoint table are left as they are. ``keypoint_shape``: (height, width) of the frame the
+    keypoints' pixels refer to, when not the video's (a release table of a video rendered at
+    another size): they are scaled to the video. Written to a temporary name, then renamed."""
     import av
 
     out = Path(out)
@@ -276,12 +279,17 @@ def annotated_video(
         vin = src.streams.video[0]
         rate = vin.average_rate or 25
         stream = None
+        points = np.asarray(keypoints, dtype=np.float32)
+        if keypoint_shape is not None and vin.height and vin.width:
+            factor = np.array([vin.width / keypoint_shape[1], vin.height / keypoint_shape[0], 1.0],
+                              dtype=np.float32)  # fmt: skip
+            points = points * factor
         for i, frame in enumerate(src.decode(vin)):
             img = frame.to_ndarray(format="rgb24")
-            if i < len(keypoints):
+            if i < len(points):
                 k = int(label_of[i])
                 text = (class_names[k] if class_names else str(k)) if k >= 0 else None
-                img = draw_keypoints(img, keypoints[i], text, scale, caption)
+                img = draw_keypoints(img, points[i], text, scale, caption)
             if stream is None:
                 stream = dst.add_stream("libx264", rate=rate)
                 stream.height, stream.width = img.shape[0] // 2 * 2, img.shape[1] // 2 * 2
