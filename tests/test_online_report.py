@@ -66,7 +66,9 @@ def test_video_and_run_pages_hold_the_answer_and_no_broken_link(tmp_path: Path) 
     record = _record()
     page = video_report(tmp_path / "v1_report.html", record, None, track, fps=25.0)
     text = page.read_text()
-    assert "1 micro-gesture found" in text and "emotion: <b>lose</b> (p win 0.31" in text
+    assert (
+        "1 micro-gesture found" in text and "emotion: <b>lose</b> (p win 0.31, from 1 clip)" in text
+    )
     assert "0.4–1.2" in text  # the segment in seconds at 25 fps
     assert 'id=track alt="probabilities" src="data:image/png;base64,' in text
     assert broken_links(page) == []

@@ -22,7 +22,9 @@ from migalab.online import Segment, segment_scores
 from migalab.utils.io import atomic_write_text
 
 _STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+* { box-sizing: border-box; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; padding: 0 1em;
+       color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
 .answer { font-size: 1.3em; padding: .6em 1em; background: #f3f0e6; border-radius: 6px; }
 table { border-collapse: collapse; font-size: .9em; } td, th { padding: 2px 10px; }
@@ -106,8 +108,9 @@ def answer_text(record: Mapping[str, Any]) -> str:
     text = f"{n} micro-gesture{'s' if n != 1 else ''} found"
     emotion = record.get("emotion")
     if emotion:
+        clips = int(emotion["clips"])
         text += (f" · emotion: <b>{html.escape(emotion['answer'])}</b> (p win "
-                 f"{emotion['p_win']:.2f}, from {emotion['clips']} clips)")  # fmt: skip
+                 f"{emotion['p_win']:.2f}, from {clips} clip{'s' if clips != 1 else ''})")  # fmt: skip
     return text
 
 

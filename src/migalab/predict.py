@@ -407,7 +407,9 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
                 cfg.trainer, checkpoint_loading(cfg),
             )  # fmt: skip
             emo = record["emotion"]
-            caption = f"emotion: {emo['answer']} (p win {emo['p_win']:.2f}, {emo['clips']} clips)"
+            n = int(emo["clips"])
+            caption = (f"emotion: {emo['answer']} (p win {emo['p_win']:.2f}, {n} "
+                       f"clip{'s' if n != 1 else ''})")  # fmt: skip
             atomic_write_json(out_dir / f"{vid}_prediction.json", record)
             print(f"{vid}: {caption}")
         if on.get("timeline", True):

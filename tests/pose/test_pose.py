@@ -199,6 +199,8 @@ def test_predict_from_a_video_by_name(
     assert emotion["answer"] in ("win", "lose") and 0 <= emotion["p_win"] <= 1
     assert emotion["clips"] == len(emotion["clip_frames"]) >= 1
     assert f"{folder.name}: emotion: {emotion['answer']}" in out
+    page = (pred.parent / f"{folder.name}_report.html").read_text()
+    assert f"emotion: <b>{emotion['answer']}</b>" in page and "report.html" in out
 
 
 # -- which python is probed, and the message (mutation testing: scripts/mutation.py) --------------
