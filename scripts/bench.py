@@ -564,7 +564,8 @@ def _data_wait(experiment: str, source: str, steps: int, out: Path) -> dict[str,
             "data_wait_share": wait / (wait + compute), "torch_threads": torch.get_num_threads()}  # fmt: skip
 
 
-@section("video", "RGB clip loading: decord vs PyAV on long videos vs prepared clips", _video_args)
+@section("video", "RGB clip loading: torchcodec vs decord vs PyAV on long videos vs prepared clips",
+         _video_args)  # fmt: skip
 def bench_video(args: argparse.Namespace) -> dict[str, Any]:
     from migalab.data.cache import SkeletonCache
     from migalab.data.pipelines.multimodal import VideoSource, build_clip_jobs
@@ -592,7 +593,12 @@ def bench_video(args: argparse.Namespace) -> dict[str, Any]:
                       "width": reader.width, "gop": args.gop}  # fmt: skip
     results: list[dict[str, Any]] = []
     n_raw = min(args.clips, len(records))
-    for backend in ("decord", "pyav"):
+    from migalab.data.video.readers import torchcodec_problem
+
+    backends = ["decord", "pyav"] + (["torchcodec"] if torchcodec_problem() is None else [])
+    if "torchcodec" not in backends:
+        console.print(f"torchcodec left out: {torchcodec_problem()}")
+    for backend in backends:
         src = VideoSource("raw", backend=backend, layout="imigue22")
         r = _time_clips(src, records[:n_raw], offsets[:n_raw], args.size)
         results.append({"source": "long video", "backend": backend, **r})
@@ -602,7 +608,7 @@ def bench_video(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     prep = prepare_clips(jobs, out, size=args.prepared_size, gop=args.prepared_gop, progress=False)
     prep_s = time.perf_counter() - t0
-    for backend in ("decord", "pyav"):
+    for backend in backends:
         src = VideoSource("prepared", backend=backend, prepared_dir=out, layout="imigue22")
         r = _time_clips(src, records, offsets, args.size)
         results.append({"source": "prepared clips", "backend": backend, **r})
