@@ -178,6 +178,34 @@ class SyntheticFrames:
         return self.rng.integers(0, 256, shape, dtype=np.uint8), None
 
 
+class DecodedFrames(SyntheticFrames):
+    """Like :class:`SyntheticFrames`, but every read decodes a real short-GOP mp4 of the
+    prepared size (as ``prepare_data`` writes them) with the configured reader, so the loader
+    rate of ``--plan`` includes decoding. Its frames are a smooth random pattern drifting over
+    time: compressible like a person crop (a flat-shaded render would decode faster, sensor
+    noise slower)."""
+
+    def __init__(self, size: int, folder: Path, frames: int, backend: str, gop: int = 16,
+                 seed: int = 0) -> None:  # fmt: skip
+        from migalab.data.video.readers import ReaderPool
+        from migalab.data.video.writer import write_video
+
+        super().__init__(size, seed)
+        rng = np.random.default_rng(seed)
+        coarse = rng.integers(0, 256, (size // 16 + 2, size // 16 + 2, 3), dtype=np.uint8)
+        big = np.repeat(np.repeat(coarse, 16, 0), 16, 1)
+        clip = np.stack(
+            [big[t % 16 : t % 16 + size, t % 16 : t % 16 + size] for t in range(frames)]
+        )
+        self.path = folder / f"clip_{size}.mp4"
+        write_video(self.path, clip, fps=25, gop=gop)
+        self.pool = ReaderPool(backend=backend, max_open=2)
+
+    def read(self, record: Any, offsets: np.ndarray) -> tuple[np.ndarray, None]:
+        reader = self.pool.get(self.path)
+        return reader.read(np.minimum(offsets, reader.num_frames - 1)), None
+
+
 def write_synthetic_cache(
     root: Path,
     splits: Mapping[str, str],
@@ -257,8 +285,9 @@ def data_overrides(cache_dir: Path, batch_size: int | None) -> list[str]:
 
 
 def build_setup(
-    name: str, tmp: Path, device: Any, *, tiny: bool, batch_size: int | None, val: bool = False
-) -> Setup:
+    name: str, tmp: Path, device: Any, *, tiny: bool, batch_size: int | None, val: bool = False,
+    decode: bool = False,
+) -> Setup:  # fmt: skip
     """Compose ``name`` (its ``_synth`` variant when ``tiny``), write a synthetic cache fitting
     its data config, and build one training batch (and one validation batch) through the
     datamodule's ``setup`` and loaders, moved to ``device``."""
@@ -276,8 +305,14 @@ def build_setup(
         if not hasattr(rep, "_video_source") or not hasattr(rep, "_face_source"):
             raise RuntimeError("MultiModalRepresentation no longer caches its video sources in "
                                "_video_source / _face_source: update gpu_check.py")  # fmt: skip
-        rep._video_source = SyntheticFrames(rep.video.prepared_size, seed=1)
-        rep._face_source = SyntheticFrames(rep.face.size, seed=2)
+        if decode:  # real mp4s through the configured reader (the --plan loader rate)
+            frames = 2 * int(dm.clip.num_frames)
+            rep._video_source = DecodedFrames(rep.video.prepared_size, tmp, frames,
+                                              rep.video.backend, seed=1)  # fmt: skip
+            rep._face_source = DecodedFrames(rep.face.size, tmp, frames, rep.face.backend, seed=2)
+        else:
+            rep._video_source = SyntheticFrames(rep.video.prepared_size, seed=1)
+            rep._face_source = SyntheticFrames(rep.face.size, seed=2)
     splits = dict(dm.splits)
     val_split = (dm.unlabelled or {}).get("val_split")
     if val_split and val_split not in splits.values():
@@ -745,8 +780,10 @@ def _fmt(value: Any, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _num(value: float) -> str:
-    """2 decimals below 10, else a whole number with thousands separators."""
+def _num(value: float | None) -> str:
+    """2 decimals below 10, else a whole number with thousands separators; None: empty."""
+    if value is None:
+        return ""
     return f"{value:.2f}" if value < 10 else f"{value:,.0f}"
 
 
@@ -776,6 +813,19 @@ def print_check_table(payload: dict[str, Any]) -> None:
 
 
 # -- the plan -------------------------------------------------------------------------------------
+def loader_rate(setup: Setup, samples: int = 24) -> float:
+    """Training samples per second of one loader worker: ``dataset[i]`` of the training split
+    (reading the cache, the training transforms, decoding the prepared clips where the recipe
+    reads video), timed in this process after one warm-up sample; a worker is one process on
+    one CPU core. The batch hooks that run on the GPU (heatmaps rendered there) are not in it."""
+    ds = setup.datamodule.datasets["train"]
+    ds[0]
+    t0 = time.perf_counter()
+    for i in range(samples):
+        ds[i % len(ds)]
+    return samples / (time.perf_counter() - t0)
+
+
 def count_clip_flops(setup: Setup, model: Any) -> tuple[int, int | None]:
     """FLOPs of a training step (forward + backward) and of a validation step (forward) on
     ``setup``'s batches (batch 1), fp32."""
@@ -809,9 +859,11 @@ def load_measured(path: Path) -> dict[str, dict[str, Any]]:
 
 def plan_row(
     name: str, cfg: Any, train_flops: int, val_flops: int | None, *, mfu_value: float,
-    mfu_source: str, mamp_windows: int | None,
+    mfu_source: str, mamp_windows: int | None, worker_clips_per_s: float | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Clips, epochs, total FLOPs and H100 hours of one recipe."""
+    """Clips, epochs, total FLOPs and H100 hours of one recipe; the training clips per second
+    one H100 consumes at that MFU and, given one loader worker's measured rate, the workers
+    (CPU cores) per GPU that keep up with it."""
     entry = EXPERIMENTS[name]
     batch = int(cfg.data.batch_size)
     epochs = int(cfg.trainer.max_epochs)
@@ -838,6 +890,9 @@ def plan_row(
     val_total = (val_flops or 0) * IMIGUE_CLIPS["val"] * validations
     total = train_total + val_total
     seconds = total / (PLAN_PEAK.bf16 * 1e12 * mfu_value)
+    needed = PLAN_PEAK.bf16 * 1e12 * mfu_value / train_flops if train_flops else None
+    workers = (math.ceil(needed / worker_clips_per_s)
+               if needed is not None and worker_clips_per_s else None)  # fmt: skip
     return {
         "experiment": name, "entry": entry, "batch_size": batch, "epochs": epochs,
         "gflop_per_clip_train": train_flops / 1e9,
@@ -847,6 +902,8 @@ def plan_row(
         "val_share": val_total / total if total else 0.0,
         "mfu": mfu_value, "mfu_source": mfu_source,
         "h100_hours": seconds / 3600, "hours_on_8_h100": seconds / 3600 / 8,
+        "gpu_clips_per_s": needed, "worker_clips_per_s": worker_clips_per_s,
+        "workers_per_gpu": workers,
         "notes": notes,
     }  # fmt: skip
 
@@ -870,6 +927,9 @@ def run_plan(args: argparse.Namespace) -> int:
                 torch.manual_seed(0)
                 model = build_model(setup.cfg, setup.datamodule, device)
                 train_flops, val_flops = count_clip_flops(setup, model)
+                rate_setup = build_setup(name, Path(tmp) / "loader", device, tiny=args.tiny,
+                                         batch_size=1, decode=True)  # fmt: skip
+                worker_rate = loader_rate(rate_setup)
             except Exception as err:
                 print(traceback.format_exc(), file=sys.stderr)
                 rows.append({"experiment": name, "entry": EXPERIMENTS[name],
@@ -882,7 +942,8 @@ def run_plan(args: argparse.Namespace) -> int:
         else:
             mfu_value, source = args.mfu, "assumed"
         row = plan_row(name, recipe, train_flops, val_flops, mfu_value=mfu_value,
-                       mfu_source=source, mamp_windows=args.mamp_windows)  # fmt: skip
+                       mfu_source=source, mamp_windows=args.mamp_windows,
+                       worker_clips_per_s=worker_rate)  # fmt: skip
         row["input"] = describe(setup.datamodule.on_after_batch_transfer(setup.batch, 0)["x"])
         rows.append(row)
         print(f"[{name}] {row['gflop_per_clip_train']:.1f} GFLOP per training clip "
@@ -918,6 +979,11 @@ def plan_notes(args: argparse.Namespace, measured: Mapping[str, Any]) -> list[st
         "'8 x H100' = the same GPU-hours / 8 (DDP with perfect scaling: ASSUMED).",
         "Compute only: data loading (video decoding, CPU-side work), checkpoints and the final "
         "test pass are not in the hours; where the loader cannot keep up they are lower bounds.",
+        "Loader: 'clips/s one H100 takes' = peak x MFU / training FLOPs per clip; 'per loader "
+        "worker' = training samples per second of one process here (cache read, training "
+        "transforms, prepared clips decoded with data.video.backend; not the GPU-side batch "
+        f"hooks), measured on this machine ({platform.processor() or platform.machine()}); "
+        "workers per GPU = the ratio, rounded up (each worker one CPU core).",
     ]
     if len(measured) < len(args.experiments or EXPERIMENTS):
         notes.append(f"MFU {args.mfu:.0%} is ASSUMED (--mfu) where no measured MFU is given "
@@ -931,8 +997,9 @@ def plan_markdown(rows: list[dict[str, Any]], notes: list[str]) -> str:
     lines = [
         "| experiment | entry | batch | GFLOP / clip (train, fwd+bwd) | GFLOP / clip (val) "
         "| clips / epoch | epochs | total PFLOP | MFU | hours on 1 x H100 (= GPU-hours) "
-        "| hours on 8 x H100 |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+        "| hours on 8 x H100 | clips/s one H100 takes | clips/s per loader worker "
+        "| loader workers per GPU |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         if r.get("skipped"):
@@ -945,7 +1012,8 @@ def plan_markdown(rows: list[dict[str, Any]], notes: list[str]) -> str:
             f"| {r['gflop_per_clip_train']:.1f} | {_fmt(r['gflop_per_clip_val'])} "
             f"| {r['clips_per_epoch']:,}{star} | {r['epochs']} | {_num(r['total_pflop'])} "
             f"| {r['mfu']:.0%} ({r['mfu_source']}) | {_num(r['h100_hours'])} "
-            f"| {_num(r['hours_on_8_h100'])} |"
+            f"| {_num(r['hours_on_8_h100'])} | {_num(r.get('gpu_clips_per_s'))} "
+            f"| {_num(r.get('worker_clips_per_s'))} | {r.get('workers_per_gpu') or ''} |"
         )
     extra = [f"\\* {r['experiment']}: {n}" for r in rows for n in r.get("notes", [])]
     return "\n".join([*lines, "", *[f"- {n}" for n in [*notes, *extra]]])
@@ -957,17 +1025,20 @@ def print_plan_table(rows: list[dict[str, Any]], notes: list[str]) -> None:
 
     table = Table(title="GPU plan: full-size recipes on the real iMiGUE")
     for col in ("experiment", "entry", "batch", "GFLOP/clip train", "GFLOP/clip val",
-                "clips/epoch", "epochs", "PFLOP", "MFU", "h on 1xH100", "h on 8xH100"):  # fmt: skip
+                "clips/epoch", "epochs", "PFLOP", "MFU", "h on 1xH100", "h on 8xH100",
+                "clips/s GPU", "clips/s worker", "workers/GPU"):  # fmt: skip
         table.add_column(col, justify="left" if col in ("experiment", "entry", "MFU") else "right")
     for r in rows:
         if r.get("skipped"):
-            table.add_row(r["experiment"], r["entry"], *[""] * 7, "skipped", r["skipped"])
+            table.add_row(r["experiment"], r["entry"], *[""] * 7, "skipped", r["skipped"],
+                          *[""] * 3)  # fmt: skip
             continue
         table.add_row(
             r["experiment"], r["entry"], str(r["batch_size"]), f"{r['gflop_per_clip_train']:.1f}",
             _fmt(r["gflop_per_clip_val"]), f"{r['clips_per_epoch']:,}", str(r["epochs"]),
             _num(r["total_pflop"]), f"{r['mfu']:.0%} {r['mfu_source']}",
-            _num(r["h100_hours"]), _num(r["hours_on_8_h100"]),
+            _num(r["h100_hours"]), _num(r["hours_on_8_h100"]), _num(r.get("gpu_clips_per_s")),
+            _num(r.get("worker_clips_per_s")), str(r.get("workers_per_gpu") or ""),
         )  # fmt: skip
     console = Console(width=200)
     console.print(table)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -201,6 +202,12 @@ def test_gpu_check_peaks_plan_arithmetic_and_budget(tmp_path: Path) -> None:
     assert row["total_pflop"] == pytest.approx(total / 1e15)
     assert row["h100_hours"] == pytest.approx(total / (989e12 * 0.5) / 3600)
     assert row["hours_on_8_h100"] == pytest.approx(row["h100_hours"] / 8)
+    # one H100 at MFU 0.5 takes 989e12 * 0.5 / 1e11 = 4,945 clips/s; workers round up
+    assert row["gpu_clips_per_s"] == pytest.approx(4945.0) and row["workers_per_gpu"] is None
+    for rate, workers in ((4945.0, 1), (4944.0, 2), (2472.5, 2), (2472.4, 3)):
+        fed = gc.plan_row("posec3d_limb", cfg, 10**11, None, mfu_value=0.5,
+                          mfu_source="assumed", mamp_windows=None, worker_clips_per_s=rate)  # fmt: skip
+        assert fed["workers_per_gpu"] == workers, rate
     cfg.data.unlabelled = {"window": 120, "stride": 60}
     mamp = gc.plan_row("mamp_skeleton", cfg, 10**10, None, mfu_value=0.35,
                        mfu_source="assumed", mamp_windows=None)  # fmt: skip
@@ -260,7 +267,10 @@ def test_gpu_check_plan_tiny(tmp_path: Path) -> None:
     assert rows["agcn_joint"]["mfu"] == 0.125 and "measured" in rows["agcn_joint"]["mfu_source"]
     assert rows["mamp_skeleton"]["mfu_source"] == "assumed"
     assert "| agcn_joint | train | 32 |" in text and "12% (measured (NVIDIA H100" in text
-    assert "MFU 35% is ASSUMED" in text
+    assert "MFU 35% is ASSUMED" in text and "loader workers per GPU" in text
+    for r in rows.values():  # the loader's rate measured, the workers that keep up with a GPU
+        assert r["worker_clips_per_s"] > 0 and r["workers_per_gpu"] >= 1
+        assert r["workers_per_gpu"] == math.ceil(r["gpu_clips_per_s"] / r["worker_clips_per_s"])
 
 
 def test_pretrain_table_fusion_rows_take_the_maskfeat_encoder() -> None:
