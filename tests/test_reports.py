@@ -55,6 +55,17 @@ def test_timeline_and_overlay(tmp_path: Path) -> None:
     path = timeline_png(tmp_path / "t.png", segs, 120, ["a", "b", "c"], truth=[Segment(12, 45, 2)],
                         frame_probs=probs, title="v")  # fmt: skip
     assert path.read_bytes()[:4] == b"\x89PNG"
+    # frames without a plausible person are shaded in the predicted lane
+    from PIL import Image
+
+    nobody = np.zeros(120, bool)
+    nobody[95:120] = True
+    shaded = timeline_png(tmp_path / "n.png", segs, 120, ["a", "b", "c"],
+                          truth=[Segment(12, 45, 2)], frame_probs=probs, title="v",
+                          no_person=nobody)  # fmt: skip
+    plain = np.asarray(Image.open(path).convert("L"), np.float32)
+    grey = np.asarray(Image.open(shaded).convert("L"), np.float32)
+    assert ((grey > 200) & (grey < 225)).sum() > ((plain > 200) & (plain < 225)).sum() + 500
     frame = np.zeros((40, 60, 3), np.uint8)
     kp = np.zeros((137, 3), np.float32)
     kp[[1, 2, 3], :2] = [[30, 10], [20, 12], [15, 25]]  # neck, right shoulder, right elbow

@@ -355,7 +355,7 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
         labels = table_path.with_name(f"{vid}_label.csv")
         scored[vid] = {"table": table_path, "raw": table, "frames": frames,
                        "actionness": actionness, "windows": n_windows,
-                       "no_person": int(nobody.sum()), "meta": meta,
+                       "no_person": int(nobody.sum()), "nobody": nobody, "meta": meta,
                        "seconds": time.perf_counter() - start_time,
                        "truth": read_segments(labels) if labels.is_file() else None}  # fmt: skip
     fit = None
@@ -417,7 +417,8 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
 
             title = f"{vid}: {caption}" if caption else vid
             timeline_png(out_dir / f"{vid}_timeline.png", segments, len(table), class_names,
-                         truth=r["truth"], frame_probs=frames, title=title)  # fmt: skip
+                         truth=r["truth"], frame_probs=frames, title=title,
+                         no_person=r["nobody"])  # fmt: skip
         if on.get("annotate") and source_video:
             from migalab.reports import annotated_video
 

@@ -110,15 +110,24 @@ def timeline_png(
     truth: Sequence[Any] | None = None,
     frame_probs: np.ndarray | None = None,
     title: str = "",
+    no_person: np.ndarray | None = None,
 ) -> Path:
     """Detected segments (and labelled ones when given) over frames 0..total-1, coloured by
-    class; with ``frame_probs`` (T, K), the per-frame top probability underneath."""
+    class; with ``frame_probs`` (T, K), the per-frame top probability underneath; with
+    ``no_person`` (T,) bool, the frames without a plausible person shaded grey in the
+    predicted lane (:mod:`migalab.pose_gate`)."""
     plt = _pyplot()
     cmap = plt.get_cmap("tab20")
     lanes = [("predicted", segments)] + ([("labelled", truth)] if truth is not None else [])
     rows = len(lanes) + (1 if frame_probs is not None else 0)
     fig, axes = plt.subplots(rows, 1, figsize=(12, 1.3 * rows + 0.6), sharex=True, squeeze=False,
                              layout="constrained")  # fmt: skip
+    if no_person is not None and no_person.any():
+        edges = np.diff(np.concatenate([[0], no_person.astype(np.int8), [0]]))
+        runs = list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
+        axes[0, 0].broken_barh([(int(a), int(b - a)) for a, b in runs], (0, 1.6),
+                               color="0.85", label="no person")  # fmt: skip
+        axes[0, 0].legend(loc="upper right", fontsize=6)
     for ax, (name, segs) in zip(axes[:, 0], lanes, strict=False):
         for s in segs:
             ax.broken_barh([(s.start, s.end - s.start + 1)], (0, 1), color=cmap(s.label % 20))
