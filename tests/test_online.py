@@ -23,6 +23,7 @@ from migalab.online import (
     segment_rows,
     segment_scores,
     segments_from_frames,
+    smooth_frames,
     temporal_iou,
     window_starts,
     write_segments,
@@ -244,6 +245,22 @@ def test_sequence_windows_in_the_tables_layout_and_dict_pipelines() -> None:
     with pytest.raises(ValueError, match="v: a imigue22 table has no coco17 joints"):
         SequenceWindows(table[:, :22], "v", 8, 4, lambda r: r, (480, 640), layout="coco17",
                         table_layout="imigue22")  # fmt: skip
+
+
+def test_smooth_frames_is_a_running_median_that_removes_short_flicker() -> None:
+    p = np.zeros((9, 2), np.float32)
+    p[:, 0] = 0.9
+    p[4] = (0.1, 0.9)  # one frame of class 1: flicker
+    p[7:9] = (0.1, 0.9)  # two frames of class 1 at the end
+    out = smooth_frames(p, 3)
+    assert out.dtype == np.float32 and out.shape == p.shape
+    assert out[:, 1].tolist() == pytest.approx([0, 0, 0, 0, 0, 0, 0, 0.9, 0.9])
+    assert smooth_frames(p, 1) is p and smooth_frames(p[:0], 5).shape == (0, 2)
+    # window 5 at frame 6 sees frames 4..8: the flicker and the last two -> 0.9
+    assert smooth_frames(p, 5)[:, 1].tolist() == pytest.approx([0] * 6 + [0.9] * 3)
+    for bad in (0, 2, -1, 2.5, True, "3"):
+        with pytest.raises(OnlineSettingsError, match="online.smooth"):
+            smooth_frames(p, bad)
 
 
 def test_gate_frames_keeps_actionness_at_the_threshold() -> None:

@@ -66,6 +66,7 @@ __all__ = [
     "segment_rows",
     "segment_scores",
     "segments_from_frames",
+    "smooth_frames",
     "temporal_iou",
     "window_starts",
     "write_segments",
@@ -152,6 +153,21 @@ def segments_from_frames(
             continue
         out.append(Segment(int(a), int(b - 1), k, float(frame_probs[a:b, k].mean())))
     return out
+
+
+def smooth_frames(frame_probs: np.ndarray, window: int) -> np.ndarray:
+    """(T, K) per-frame probabilities through a centred running median of ``window`` frames
+    per class (odd, >= 1; 1: unchanged; the ends repeat the first / last frame): a frame's
+    class flicker shorter than half the window is removed before the segments are cut."""
+    if isinstance(window, bool) or int(window) != window or window < 1 or window % 2 == 0:
+        raise OnlineSettingsError(f"online.smooth must be an odd whole number >= 1, got {window}")
+    window = int(window)
+    if window == 1 or len(frame_probs) == 0:
+        return frame_probs
+    half = window // 2
+    padded = np.pad(frame_probs, ((half, half), (0, 0)), mode="edge")
+    views = np.lib.stride_tricks.sliding_window_view(padded, window, axis=0)  # (T, K, window)
+    return np.median(views, axis=-1).astype(frame_probs.dtype)
 
 
 def gate_frames(

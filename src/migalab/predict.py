@@ -76,6 +76,7 @@ from migalab.online import (
     read_segments,
     segment_rows,
     segments_from_frames,
+    smooth_frames,
     write_segments,
 )
 from migalab.pose_gate import PoseGate, plausible_person
@@ -343,6 +344,7 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
         meta_path = table_path.with_suffix(".json")  # migalab-pose's: the video's frame size
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         frames, n_windows = _window_probs(models, table, vid, meta, on, trainer)
+        frames = smooth_frames(frames, on.get("smooth", 1))
         # no one in the frame, or no plausible person (migalab.pose_gate): background
         nobody = ~(table[..., 2] > 0).any(axis=1) | ~plausible_person(
             table, _img_shape(on, meta, models[0][2]), gate
@@ -387,6 +389,7 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
                   "windows": r["windows"], "seconds": round(r["seconds"], 3),
                   "frames_per_s": round(len(table) / max(r["seconds"], 1e-9), 1),
                   "window": int(on.window), "stride": int(on.stride), **settings,
+            "smooth": int(on.get("smooth", 1)),
                   "frames_no_person": r["no_person"],
                   "checkpoints": ckpts, "actionness_checkpoints": act_ckpts,
                   "segments": segment_rows(segments, class_names)}  # fmt: skip
