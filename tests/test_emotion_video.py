@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -92,7 +93,10 @@ def test_emotion_needs_a_video_and_an_emotion_checkpoint(
 
     _, gesture = cli_run
     folder = sorted(p for p in (tiny_video_release / "test").iterdir() if p.is_dir())[0]
-    table, video = folder / f"{folder.name}_openpose.csv", folder / f"{folder.name}.mp4"
+    video = folder / f"{folder.name}.mp4"
+    table = tmp_path / "alone" / f"{folder.name}_openpose.csv"  # no <vid>.mp4 beside this copy
+    table.parent.mkdir()
+    shutil.copyfile(folder / table.name, table)
     base = [f"ckpt_path={gesture}", f"skeleton={table}", "online.timeline=false"]
     with pytest.raises(EmotionVideoError, match=f"{folder.name} has no video"):
         predict(compose_config("predict", [*base, f"emotion_ckpt={emotion_run[1]}"],
