@@ -14,6 +14,7 @@ from migalab.online import (
     OnlineSettingsError,
     Segment,
     SequenceWindows,
+    fit_class_thresholds,
     fit_online_settings,
     frame_probabilities,
     gate_frames,
@@ -247,6 +248,35 @@ def test_sequence_windows_in_the_tables_layout_and_dict_pipelines() -> None:
                         table_layout="imigue22")  # fmt: skip
 
 
+def test_class_thresholds_apply_to_each_frame_s_top_class() -> None:
+    p = np.zeros((6, 3), np.float32)
+    p[0:3, 1], p[3:6, 2] = 0.4, 0.6
+    assert [(s.start, s.end, s.label) for s in segments_from_frames(p, [0.9, 0.4, 0.61])] == [
+        (0, 2, 1),
+    ]  # class 1 at exactly its 0.4: foreground; class 2 below its 0.61: background
+    assert len(segments_from_frames(p, [0.9, 0.41, 0.6])) == 1
+    with pytest.raises(OnlineSettingsError, match="2 class thresholds for 3 classes"):
+        segments_from_frames(p, [0.5, 0.5])
+    with pytest.raises(OnlineSettingsError, match="online.threshold"):
+        segments_from_frames(p, [0.5, 1.01, 0.5])
+
+
+def test_fit_class_thresholds_separates_what_one_threshold_cannot() -> None:
+    """A true class-1 gesture at p 0.4 and a false class-2 one at p 0.6: no single threshold
+    keeps the first and drops the second; per class, class 2 rises above 0.6."""
+    a = np.zeros((60, 3), np.float32)
+    a[10:30, 1], a[40:60, 2] = 0.4, 0.6
+    truths = {"a": [Segment(10, 29, 1)]}
+    best_global = max(
+        segment_scores({"a": segments_from_frames(a, t, 8)}, truths, [0.3])["iou_0.3"]["f1"]
+        for t in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+    )
+    assert best_global == pytest.approx(2 / 3)
+    thresholds, f1 = fit_class_thresholds({"a": a}, truths, 0.4, 8)
+    assert f1 == 1.0 and thresholds[1] == 0.4 and thresholds[2] > 0.6
+    assert thresholds[0] == 0.4  # no class-0 frame: F1 never strictly rises, it keeps its value
+
+
 def test_smooth_frames_is_a_running_median_that_removes_short_flicker() -> None:
     p = np.zeros((9, 2), np.float32)
     p[:, 0] = 0.9
@@ -368,15 +398,20 @@ def test_actionness_checkpoint_and_settings_are_checked(tmp_path: Path) -> None:
             require_actionness(OmegaConf.create({"data": data}), "a.ckpt")
     on = {"threshold": 0.5, "min_length": 8, "actionness_threshold": 0.5, "settings": None}
     assert _online_settings(OmegaConf.create({"online": on})) == {
-        "threshold": 0.5, "min_length": 8, "actionness_threshold": 0.5,
+        "threshold": 0.5, "min_length": 8, "actionness_threshold": 0.5, "class_thresholds": None,
     }  # fmt: skip
     fitted = tmp_path / "online_fit.json"
     fitted.write_text(json.dumps({"threshold": 0.2, "min_length": 4,
                                   "actionness_threshold": None, "f1": 0.7}))  # fmt: skip
     cfg = OmegaConf.create({"online": {**on, "settings": str(fitted)}})
-    assert _online_settings(cfg) == {"threshold": 0.2, "min_length": 4, "actionness_threshold": 0.5}
+    assert _online_settings(cfg) == {"threshold": 0.2, "min_length": 4,
+                                     "actionness_threshold": 0.5, "class_thresholds": None}  # fmt: skip
+    fitted.write_text(json.dumps({"threshold": 0.2, "min_length": 4, "class_thresholds": [0.1, 1]}))
+    assert _online_settings(cfg)["class_thresholds"] == [0.1, 1.0]
     for bad in ('{"threshold": "0.2", "min_length": 4}', '{"min_length": true, "threshold": 0}',
-                "[1, 2]", "not json"):  # fmt: skip
+                "[1, 2]", "not json",
+                '{"threshold": 0.2, "min_length": 4, "class_thresholds": [0.1, true]}',
+                '{"threshold": 0.2, "min_length": 4, "class_thresholds": 0.3}'):  # fmt: skip
         fitted.write_text(bad)
         with pytest.raises(ValueError, match="online.settings="):
             _online_settings(cfg)
@@ -414,7 +449,8 @@ def test_actionness_fit_on_validate_then_settings_on_test_by_name(
                     f"hydra.run.dir={cwd / 'test'}"], cwd))  # fmt: skip
     summary = json.loads((cwd / "test" / "online.json").read_text())
     assert summary["settings"] == {k: fit[k] for k in ("threshold", "min_length",
-                                                       "actionness_threshold")}  # fmt: skip
+                                                       "actionness_threshold", "class_thresholds")}  # fmt: skip
+    assert len(fit["class_thresholds"]) == 32 and fit["f1_class_thresholds"] >= fit["f1"]
     record = json.loads(next((cwd / "test").glob("*_prediction.json")).read_text())
     assert record["actionness_checkpoints"] == [act]
     refused = run_script(["migalab-predict", f"ckpt_path={ckpt}", f"online.actionness_ckpt={ckpt}",

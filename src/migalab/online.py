@@ -57,6 +57,7 @@ __all__ = [
     "OnlineSettingsError",
     "Segment",
     "SequenceWindows",
+    "fit_class_thresholds",
     "fit_online_settings",
     "frame_probabilities",
     "gate_frames",
@@ -130,20 +131,25 @@ def frame_probabilities(
 
 
 def segments_from_frames(
-    frame_probs: np.ndarray, threshold: float = 0.5, min_length: int = 1
+    frame_probs: np.ndarray, threshold: float | Sequence[float] = 0.5, min_length: int = 1
 ) -> list[Segment]:
     """Segments of (T, K) per-frame probabilities: frames whose top probability is below
-    ``threshold`` (in [0, 1]) are background (equal to it: foreground), runs of one top class
-    are segments, those shorter than ``min_length`` (>= 1) frames are dropped."""
-    if not 0 <= threshold <= 1:
+    ``threshold`` (in [0, 1]; or one threshold per class, (K,), applied to the frame's top
+    class) are background (equal to it: foreground), runs of one top class are segments, those
+    shorter than ``min_length`` (>= 1) frames are dropped."""
+    thresholds = np.asarray(threshold, dtype=np.float64)
+    if thresholds.ndim > 1 or not ((thresholds >= 0) & (thresholds <= 1)).all():
         raise OnlineSettingsError(f"online.threshold must be in [0, 1], got {threshold}")
+    if thresholds.ndim == 1 and len(thresholds) != frame_probs.shape[-1]:
+        raise OnlineSettingsError(f"{len(thresholds)} class thresholds for "
+                                  f"{frame_probs.shape[-1]} classes")  # fmt: skip
     if min_length < 1:
         raise OnlineSettingsError(f"online.min_length must be >= 1, got {min_length}")
     if len(frame_probs) == 0:
         return []
     top = frame_probs.argmax(1)
     conf = frame_probs.max(1)
-    labels = np.where(conf >= threshold, top, -1)
+    labels = np.where(conf >= (thresholds[top] if thresholds.ndim else thresholds), top, -1)
     change = np.flatnonzero(np.diff(labels)) + 1
     bounds = np.concatenate([[0], change, [len(labels)]])
     out = []
@@ -226,6 +232,38 @@ def fit_online_settings(
                             "actionness_threshold": act, **score}  # fmt: skip
     assert best is not None
     return {**best, "iou": iou, "videos": len(videos), "combinations": tried}
+
+
+def fit_class_thresholds(
+    frames: Mapping[str, np.ndarray],
+    truths: Mapping[str, Sequence[Segment]],
+    threshold: float,
+    min_length: int,
+    iou: float = 0.3,
+    grid: Sequence[float] = FIT_GRID["threshold"],
+) -> tuple[list[float], float]:
+    """One threshold per class, from the global ``threshold``: one pass of coordinate ascent
+    over the classes in order, each taking the value of ``grid`` that raises the pooled segment
+    F1 at ``iou`` on ``frames`` (video id -> (T, K), gated already) the most, the others held;
+    a class keeps its value unless F1 strictly rises. Returns the thresholds and their F1."""
+    num_classes = next(iter(frames.values())).shape[-1]
+    current = [float(threshold)] * num_classes
+    key = f"iou_{iou:g}"
+
+    def f1(thresholds: list[float]) -> float:
+        preds = {v: segments_from_frames(f, thresholds, min_length) for v, f in frames.items()}
+        return segment_scores(preds, truths, [iou])[key]["f1"]
+
+    best = f1(current)
+    for k in range(num_classes):
+        for value in grid:
+            if value == current[k]:
+                continue
+            trial = [*current[:k], float(value), *current[k + 1 :]]
+            score = f1(trial)
+            if score > best:
+                best, current = score, trial
+    return current, best
 
 
 def temporal_iou(a: Segment, b: Segment) -> float:

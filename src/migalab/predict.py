@@ -70,6 +70,7 @@ from migalab.errors import report_user_errors, run_hydra_app
 from migalab.online import (
     OnlineSettingsError,
     SequenceWindows,
+    fit_class_thresholds,
     fit_online_settings,
     frame_probabilities,
     gate_frames,
@@ -284,7 +285,8 @@ def _online_settings(cfg: DictConfig) -> dict[str, Any]:
     ``online_fit.json`` of a fitted run: its numbers only) else ``online.*``."""
     on = cfg.online
     settings = {"threshold": float(on.threshold), "min_length": int(on.min_length),
-                "actionness_threshold": float(on.actionness_threshold)}  # fmt: skip
+                "actionness_threshold": float(on.actionness_threshold),
+                "class_thresholds": None}  # fmt: skip
     if on.get("settings"):
         path = Path(str(on.settings))
         try:
@@ -293,7 +295,7 @@ def _online_settings(cfg: DictConfig) -> dict[str, Any]:
             raise OnlineSettingsError(
                 f"online.settings={path}: not a readable JSON file ({err})"
             ) from None
-        for key in settings:
+        for key in ("threshold", "min_length", "actionness_threshold"):
             value = fitted.get(key) if isinstance(fitted, dict) else None
             if key == "actionness_threshold" and value is None:
                 continue  # fitted without an actionness model
@@ -302,6 +304,14 @@ def _online_settings(cfg: DictConfig) -> dict[str, Any]:
                     f"online.settings={path}: {key} must be a number, got {value!r}"
                 )
             settings[key] = int(value) if key == "min_length" else float(value)
+        per_class = fitted.get("class_thresholds")
+        if per_class is not None:
+            if not isinstance(per_class, list) or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in per_class
+            ):
+                raise OnlineSettingsError(f"online.settings={path}: class_thresholds must be a "
+                                          f"list of numbers, got {per_class!r}")  # fmt: skip
+            settings["class_thresholds"] = [float(v) for v in per_class]
     return settings
 
 
@@ -370,20 +380,34 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
                                   {v: r["truth"] for v, r in scored.items()},
                                   iou=float(on.fit_iou))  # fmt: skip
         fit = {**fit, "checkpoints": ckpts, "actionness_checkpoints": act_ckpts}
-        settings = {k: fit[k] for k in settings} | {
+        settings = {k: fit[k] for k in ("threshold", "min_length")} | {
             "actionness_threshold": fit["actionness_threshold"]
-            if fit["actionness_threshold"] is not None else settings["actionness_threshold"]
+            if fit["actionness_threshold"] is not None else settings["actionness_threshold"],
+            "class_thresholds": None,
         }  # fmt: skip
+        if on.get("fit_per_class", True):  # then one threshold per class, from the global one
+            gated = {v: gate_frames(r["frames"], r["actionness"], settings["actionness_threshold"])
+                     for v, r in scored.items()}  # fmt: skip
+            per_class, f1 = fit_class_thresholds(
+                gated, {v: r["truth"] for v, r in scored.items()}, settings["threshold"],
+                settings["min_length"], iou=float(on.fit_iou),
+            )  # fmt: skip
+            fit = {**fit, "class_thresholds": per_class, "f1_class_thresholds": f1}
+            settings["class_thresholds"] = per_class
         atomic_write_json(out_dir / "online_fit.json", fit)
         print(f"online.fit on {len(scored)} videos: threshold {fit['threshold']}, min_length "
               f"{fit['min_length']}, actionness_threshold {fit['actionness_threshold']}: F1 "
-              f"{fit['f1']:.4f} at IoU {fit['iou']:g} ({out_dir / 'online_fit.json'})")  # fmt: skip
+              f"{fit['f1']:.4f} at IoU {fit['iou']:g}"
+              + (f"; per-class thresholds: F1 {fit['f1_class_thresholds']:.4f}"
+                 if "class_thresholds" in fit else "")
+              + f" ({out_dir / 'online_fit.json'})")  # fmt: skip
     results: dict[str, Any] = {}
     pages: dict[str, Path] = {}
     for vid, r in scored.items():
         table, table_path = r["raw"], r["table"]
         frames = gate_frames(r["frames"], r["actionness"], settings["actionness_threshold"])
-        segments = segments_from_frames(frames, settings["threshold"], settings["min_length"])
+        segments = segments_from_frames(frames, settings["class_thresholds"] or settings["threshold"],
+                                        settings["min_length"])  # fmt: skip
         csv_path = write_segments(out_dir / f"{vid}_prediction.csv", segments)
         record = {"video_id": vid, "table": str(table_path), "frames": len(table),
                   "windows": r["windows"], "seconds": round(r["seconds"], 3),
