@@ -301,3 +301,32 @@ def test_pretrain_table_fusion_rows_take_the_maskfeat_encoder() -> None:
     stream = fusion.model.encoder.modalities.rgb.encoder
     for key in ("_target_", "preset", "temporal_size", "spatial_size", "drop_path"):
         assert stream[key] == rgb.model.encoder[key], key
+
+
+def test_train_once_resumes_a_run_stopped_part_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The comparison scripts' runs last hours on a CPU: a row whose folder has a last.ckpt but
+    no metrics.json (a session ended) goes on from it; a finished row is not run again."""
+    spec = importlib.util.spec_from_file_location("_run_helpers2", SCRIPTS / "run_helpers.py")
+    assert spec and spec.loader
+    helpers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helpers)
+    calls: list[list[str]] = []
+
+    def fake_run(cmd: list[str], log: Path) -> None:
+        calls.append(cmd)
+        run_dir = Path(next(c for c in cmd if c.startswith("hydra.run.dir=")).split("=", 1)[1])
+        (run_dir / "metrics.json").write_text(json.dumps({"val": {"top1": 0.5, "macro_f1": 0.1}}))
+
+    monkeypatch.setattr(helpers, "run", fake_run)
+    fresh, stopped = tmp_path / "fresh", tmp_path / "stopped"
+    fresh.mkdir()
+    (stopped / "checkpoints").mkdir(parents=True)
+    (stopped / "checkpoints" / "last.ckpt").write_bytes(b"")
+    helpers.train_once("migalab.train", "a", fresh, ["experiment=x", "seed=0"])
+    helpers.train_once("migalab.train", "b", stopped, ["experiment=x", "seed=0"])
+    assert calls[0][-2:] == ["experiment=x", "seed=0"] and "ckpt_path=last" not in calls[0]
+    assert calls[1][-3:] == ["experiment=x", "seed=0", "ckpt_path=last"]
+    assert helpers.train_once("migalab.train", "b", stopped, [])["val"]["top1"] == 0.5
+    assert len(calls) == 2  # finished: its metrics.json is reused
