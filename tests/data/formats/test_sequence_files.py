@@ -69,6 +69,7 @@ def test_a_35_joint_split_folder_and_videos_without_a_table(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("layout", ["suite", "official"])
 def test_a_release_root_is_refused_with_its_split_folders(tmp_path: Path, layout: str) -> None:
+    _touch(tmp_path / "emotion_labels.csv")  # a release root's own table (synthetic, real)
     if layout == "suite":
         _miga2025_split(tmp_path / "validate", ["0101"])
         expected = tmp_path / "validate"
@@ -94,3 +95,13 @@ def test_an_empty_or_missing_path_names_itself(tmp_path: Path) -> None:
         files_by_video(tmp_path / "nowhere", "_label.csv", "online.labels")
     with pytest.raises(FileNotFoundError, match="no such file or folder"):
         video_paths(tmp_path / "nowhere")
+
+
+def test_a_flat_folder_of_freely_named_tables(tmp_path: Path) -> None:
+    """Tables named otherwise (``interview.csv``) are taken when the folder holds no per-video
+    table and is no release; a named table wins over them."""
+    free = _touch(tmp_path / "interview.csv")
+    _touch(tmp_path / "emotion_labels.csv")
+    assert skeleton_tables(tmp_path) == [free]
+    named = _touch(tmp_path / "talk_openpose.csv")
+    assert skeleton_tables(tmp_path) == [named]

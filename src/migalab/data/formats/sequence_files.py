@@ -22,6 +22,10 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 #: the per-video files of the suite's own outputs and of the label tables, never a skeleton table
 _NOT_TABLES = ("_label", "_prediction")
 SPLITS = ("train", "validate", "test")
+#: what a per-video skeleton table's name ends with (MiGA 2025 / migalab-pose, MiGA 2024-2026)
+_TABLE_NAMES = ("_openpose.csv", "_openpose.xlsx", "_light_hand.csv", "_light.csv")
+#: a release root's own tables, never a skeleton table
+_RELEASE_FILES = ("emotion_labels.csv", "subjects.csv", "pseudo_labels.csv")
 
 
 def _visible(folder: Path) -> list[Path]:
@@ -51,20 +55,28 @@ def _refuse(folder: Path, what: str, looked_for: str) -> None:
 
 
 def skeleton_tables(path: str | Path, what: str = "skeleton") -> list[Path]:
-    """The skeleton tables ``path`` names: the file itself; a folder's own ``.csv`` / ``.xlsx``
-    tables (not ``*_label`` / ``*_prediction``), in name order; or, in a split folder, the table
-    of every ``<vid>/`` folder (``<vid>_openpose.xlsx`` / ``.csv`` or a 35-joint
-    ``<vid>_light_hand.csv``, :func:`migalab.data.formats.miga2025.video_files`), by video id."""
+    """The skeleton tables ``path`` names: the file itself; a folder's own per-video tables
+    (``*_openpose.csv`` / ``.xlsx``, ``*_light_hand.csv``), in name order; or, in a split
+    folder, the table of every ``<vid>/`` folder (``<vid>_openpose.xlsx`` / ``.csv`` or a 35-joint
+    ``<vid>_light_hand.csv``, :func:`migalab.data.formats.miga2025.video_files`), by video id;
+    failing those, a folder's other ``.csv`` / ``.xlsx`` files (not ``*_label`` /
+    ``*_prediction``, not a release's ``emotion_labels.csv``), unless the folder is a release
+    root, which is refused naming its split folders."""
     path = Path(path)
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise MissingInputError(f"{what}={path}: no such file or folder")
-    flat = [p for p in _visible(path) if p.is_file() and p.suffix in TABLE_SUFFIXES
-            and not p.stem.endswith(_NOT_TABLES)]  # fmt: skip
-    tables = flat or _per_video(path, lambda sub: video_files(sub).table)
-    if not tables:
+    files = [p for p in _visible(path) if p.is_file() and p.suffix in TABLE_SUFFIXES
+             and not p.stem.endswith(_NOT_TABLES) and p.name not in _RELEASE_FILES]  # fmt: skip
+    named = [p for p in files if p.name.endswith(_TABLE_NAMES)]
+    tables = named or _per_video(path, lambda sub: video_files(sub).table)
+    if not tables and not files:
         _refuse(path, what, "skeleton table (.csv / .xlsx)")
+    if not tables:  # other .csv / .xlsx files: tables named freely, unless this is a release
+        if any(split_dir(path, s) is not None for s in SPLITS):
+            _refuse(path, what, "skeleton table (.csv / .xlsx)")
+        tables = files
     return tables
 
 
