@@ -374,8 +374,8 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
     if on.get("fit"):
         missing = [v for v, r in scored.items() if r["truth"] is None]
         if missing:
-            raise OnlineSettingsError(f"online.fit=true needs <vid>_label.csv beside every table; none "
-                             f"for {missing[:10]}")  # fmt: skip
+            raise OnlineSettingsError(f"online.fit=true needs <vid>_label.csv beside every "
+                                      f"table; none for {missing[:10]}")  # fmt: skip
         fit = fit_online_settings({v: (r["frames"], r["actionness"]) for v, r in scored.items()},
                                   {v: r["truth"] for v, r in scored.items()},
                                   iou=float(on.fit_iou))  # fmt: skip
@@ -413,8 +413,7 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
                   "windows": r["windows"], "seconds": round(r["seconds"], 3),
                   "frames_per_s": round(len(table) / max(r["seconds"], 1e-9), 1),
                   "window": int(on.window), "stride": int(on.stride), **settings,
-            "smooth": int(on.get("smooth", 1)),
-                  "frames_no_person": r["no_person"],
+                  "smooth": int(on.get("smooth", 1)), "frames_no_person": r["no_person"],
                   "checkpoints": ckpts, "actionness_checkpoints": act_ckpts,
                   "segments": segment_rows(segments, class_names)}  # fmt: skip
         if not act_ckpts:
@@ -425,7 +424,8 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
         if emotion_ckpts:
             if source_video is None:
                 raise EmotionVideoError(f"emotion_ckpt: {vid} has no video (give video=<mp4>, "
-                                        "or online.annotate_video with skeleton=)")  # fmt: skip
+                                        f"put {vid}.mp4 beside its table, or give "
+                                        "online.annotate_video)")  # fmt: skip
             clips = emotion_clips(segments, len(table), int(cfg.emotion.window),
                                   int(cfg.emotion.min_length))  # fmt: skip
             record["emotion"] = predict_emotion(
