@@ -100,7 +100,7 @@ def predict_emotion(
     video log-odds averaged. Returns ``{p_win, answer, clips, per_checkpoint}``."""
     if not clips:
         raise EmotionVideoError(f"{vid}: no clip to rest an emotion on (an empty video?)")
-    release = one_video_release(out_dir / "release", vid, table, video, clips)
+    release = out_dir / "release"
     loading = dict(loading)  # the run's own data.* overrides pass, under the release's
     user = loading.pop("data_overrides", None) or {}
     if isinstance(user, DictConfig):
@@ -108,8 +108,9 @@ def predict_emotion(
     overrides = {**dict(user), "release_root": str(release), "cache_dir": str(out_dir / "cache"),
                  "img_shape": [int(img_shape[0]), int(img_shape[1])], "num_workers": 0,
                  "splits": {"train": "train", "val": "validate", "test": "test"}}  # fmt: skip
-    trainer = predict_trainer(trainer_cfg)
-    per_ckpt, logits = [], []
+    # every checkpoint read (weights only, config checked) and its task checked before anything
+    # is written: a refused one leaves no release behind
+    loaded = []
     for ckpt in ckpts:
         train_cfg, state = load_checkpoint_config(ckpt, data_overrides=overrides, **loading)
         if str(train_cfg.data.get("target", "gesture")) != "emotion":
@@ -120,6 +121,11 @@ def predict_emotion(
         for key in ("synthetic", "emotion_labels", "subjects", "train_splits"):
             if key in train_cfg.data:
                 train_cfg.data[key] = None
+        loaded.append((ckpt, train_cfg, state))
+    one_video_release(release, vid, table, video, clips)
+    trainer = predict_trainer(trainer_cfg)
+    per_ckpt, logits = [], []
+    for ckpt, train_cfg, state in loaded:
         model, datamodule = build_from_checkpoint(train_cfg, state)
         out, _, videos = predict_scores(model, datamodule, "test", trainer)
         if videos is None or len(out) == 0:

@@ -173,3 +173,26 @@ def test_a_framestack_pretrained_file_is_read_as_weights_only(tmp_path: Path, se
         with pytest.raises(UnsafeCheckpointError, match=r"resnet10t\.pth"):
             enc.load_initial_weights()
     assert events == [] and not (secret / "pwned").exists()
+
+
+@pytest.mark.slow  # the gesture checkpoint of the session's cli_run, then a refused one (~15 s)
+@pytest.mark.parametrize("key", ["online.actionness_ckpt", "emotion_ckpt"])
+def test_online_recognition_s_other_checkpoints_are_read_as_data(
+    key: str, cli_run: tuple[Path, Path], tiny_release: Path, tmp_path: Path, secret: Path
+) -> None:
+    """migalab-predict's actionness and emotion checkpoints, handed over by a stranger: a pickle
+    payload in either is refused with one line naming it, and nothing runs."""
+    _, gesture = cli_run
+    ckpt = malicious_checkpoint(tmp_path / "shared.ckpt", secret / "pwned")
+    table = sorted((tiny_release / "test").iterdir())[0]
+    video = tmp_path / "talk.mp4"  # the emotion's video: the refusal comes before any decoding
+    video.write_bytes(b"")
+    run_dir = tmp_path / "run"
+    run = run_audited("migalab.predict:main",
+                      [f"ckpt_path={gesture}", f"skeleton={table}", f"{key}={ckpt}",
+                       f"online.annotate_video={video}", f"hydra.run.dir={run_dir}"],
+                      cwd=tmp_path, writable=[run_dir], forbidden=[secret],
+                      env={"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})  # fmt: skip
+    assert run.returncode == 2, run.stderr[-3000:]
+    _one_line_refusal(run.stderr, "shared.ckpt")
+    assert run.events == [] and not (secret / "pwned").exists()
