@@ -18,7 +18,8 @@ pipeline, and turned into segments:
 
 The settings (threshold, minimum length, actionness threshold) can be fitted on labelled
 videos (a validation split) for the best segment F1 (:func:`fit_online_settings`, an
-exhaustive search of :data:`FIT_GRID`; one threshold for every class).
+exhaustive search of :data:`FIT_GRID`), then one threshold per class from the global one
+(:func:`fit_class_thresholds`).
 
 The measure (MiGA online recognition, :func:`segment_scores`), the greedy matching of temporal
 detection (:func:`match_segments`): predictions are taken in order of decreasing score (equal

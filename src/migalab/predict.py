@@ -51,7 +51,7 @@ from omegaconf import DictConfig, ListConfig
 from torch.utils.data import DataLoader
 
 from migalab.data.formats.miga2025 import read_openpose_table
-from migalab.data.formats.sequence_files import skeleton_tables, video_paths
+from migalab.data.formats.sequence_files import skeleton_tables, table_video_id, video_paths
 from migalab.data.specs import DatasetSpec, get_dataset
 from migalab.emotion_video import EmotionVideoError, emotion_clips, predict_emotion
 from migalab.ensemble import (
@@ -202,7 +202,7 @@ def _sequence_inputs(cfg: DictConfig) -> tuple[list[Path], dict[Path, Path]]:
     for item in _items(cfg.get("skeleton")):
         for table in skeleton_tables(item, "skeleton"):
             paths.append(table)
-            beside = table.with_name(f"{_video_id(table)}.mp4")  # a release's <vid>/<vid>.mp4
+            beside = table.with_name(f"{table_video_id(table)}.mp4")  # a release's <vid>/<vid>.mp4
             if beside.is_file():
                 sources[table] = beside
     return paths, sources
@@ -213,10 +213,6 @@ def _items(value: Any) -> list[str]:
     if isinstance(value, ListConfig | list):
         return [str(v) for v in value]
     return [str(value)] if value else []
-
-
-def _video_id(table: Path) -> str:
-    return table.stem.removesuffix("_openpose").removesuffix("_light_hand")
 
 
 def _load_models(
@@ -334,9 +330,9 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
     tables, videos_by_table = _sequence_inputs(cfg)
     seen: dict[str, Path] = {}
     for table_path in tables:  # each video's outputs are named by its id: one table per id
-        other = seen.setdefault(_video_id(table_path), table_path)
+        other = seen.setdefault(table_video_id(table_path), table_path)
         if other != table_path:
-            raise OnlineSettingsError(f"two tables of video {_video_id(table_path)!r}: {other} and "
+            raise OnlineSettingsError(f"two tables of video {table_video_id(table_path)!r}: {other} and "
                              f"{table_path} (their outputs would overwrite each other)")  # fmt: skip
     out_dir = Path(cfg.paths.output_dir)
     models = _load_models(cfg, ckpts, "gesture")
@@ -347,7 +343,7 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
     class_names = list(models[0][3].model.get("class_names") or []) or None
     scored: dict[str, dict[str, Any]] = {}
     for table_path in tables:
-        vid = _video_id(table_path)
+        vid = table_video_id(table_path)
         raw = read_openpose_table(table_path)
         table = raw.reshape(len(raw), -1, 3)
         start_time = time.perf_counter()
@@ -356,9 +352,8 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
         frames, n_windows = _window_probs(models, table, vid, meta, on, trainer)
         frames = smooth_frames(frames, on.get("smooth", 1))
         # no one in the frame, or no plausible person (migalab.pose_gate): background
-        nobody = ~(table[..., 2] > 0).any(axis=1) | ~plausible_person(
-            table, _img_shape(on, meta, models[0][2]), gate
-        )  # fmt: skip
+        img_shape = _img_shape(on, meta, models[0][2])
+        nobody = ~(table[..., 2] > 0).any(axis=1) | ~plausible_person(table, img_shape, gate)
         frames[nobody] = 0.0
         actionness = None
         if act_models:
@@ -368,6 +363,7 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
         scored[vid] = {"table": table_path, "raw": table, "frames": frames,
                        "actionness": actionness, "windows": n_windows,
                        "no_person": int(nobody.sum()), "nobody": nobody, "meta": meta,
+                       "img_shape": img_shape,
                        "seconds": time.perf_counter() - start_time,
                        "truth": read_segments(labels) if labels.is_file() else None}  # fmt: skip
     fit = None
@@ -430,7 +426,7 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
                                   int(cfg.emotion.min_length))  # fmt: skip
             record["emotion"] = predict_emotion(
                 emotion_ckpts, vid, table_path, Path(str(source_video)), clips,
-                _img_shape(on, r["meta"], models[0][2]), out_dir / "emotion" / vid,
+                r["img_shape"], out_dir / "emotion" / vid,
                 cfg.trainer, checkpoint_loading(cfg),
             )  # fmt: skip
             emo = record["emotion"]
@@ -451,7 +447,7 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
 
             path = annotated_video(source_video, table, segments, out_dir / f"{vid}_annotated.mp4",
                                    class_names, caption=caption,
-                                   keypoint_shape=_img_shape(on, r["meta"], models[0][2]))  # fmt: skip
+                                   keypoint_shape=r["img_shape"])  # fmt: skip
             record["annotated"] = str(path)
             atomic_write_json(out_dir / f"{vid}_prediction.json", record)
         if on.get("report", True):

@@ -105,3 +105,12 @@ def test_a_flat_folder_of_freely_named_tables(tmp_path: Path) -> None:
     assert skeleton_tables(tmp_path) == [free]
     named = _touch(tmp_path / "talk_openpose.csv")
     assert skeleton_tables(tmp_path) == [named]
+
+
+def test_table_video_id_strips_every_table_suffix() -> None:
+    from migalab.data.formats.sequence_files import table_video_id
+
+    for name in ("0101_openpose.xlsx", "0101_openpose.csv", "0101_light_hand.csv",
+                 "0101_light.csv", "0101.csv"):  # fmt: skip
+        assert table_video_id(Path("x") / name) == "0101", name
+    assert table_video_id(Path("interview_openpose_v2.csv")) == "interview_openpose_v2"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from migalab.data.formats.light35 import LIGHT_TABLE_SUFFIXES
 from migalab.data.formats.miga2025 import split_dir, video_files
 from migalab.errors import MissingInputError
 
@@ -23,9 +24,18 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 _NOT_TABLES = ("_label", "_prediction")
 SPLITS = ("train", "validate", "test")
 #: what a per-video skeleton table's name ends with (MiGA 2025 / migalab-pose, MiGA 2024-2026)
-_TABLE_NAMES = ("_openpose.csv", "_openpose.xlsx", "_light_hand.csv", "_light.csv")
+_TABLE_NAMES = ("_openpose.csv", "_openpose.xlsx", *LIGHT_TABLE_SUFFIXES)
 #: a release root's own tables, never a skeleton table
 _RELEASE_FILES = ("emotion_labels.csv", "subjects.csv", "pseudo_labels.csv")
+
+
+def table_video_id(table: Path) -> str:
+    """The video id of a per-video skeleton table: its name without the table suffix
+    (``0101_openpose.xlsx``, ``0101_light_hand.csv`` -> ``0101``; other names: the stem)."""
+    for suffix in _TABLE_NAMES:
+        if table.name.endswith(suffix):
+            return table.name.removesuffix(suffix)
+    return table.stem
 
 
 def _visible(folder: Path) -> list[Path]:
