@@ -922,14 +922,13 @@ def run_plan(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix=f"gpu_plan_{name}_") as tmp:
             try:
+                # one setup for both: decoded frames have the shapes the FLOPs depend on
                 setup = build_setup(name, Path(tmp), device, tiny=args.tiny, batch_size=1,
-                                    val=True)  # fmt: skip
+                                    val=True, decode=True)  # fmt: skip
                 torch.manual_seed(0)
                 model = build_model(setup.cfg, setup.datamodule, device)
                 train_flops, val_flops = count_clip_flops(setup, model)
-                rate_setup = build_setup(name, Path(tmp) / "loader", device, tiny=args.tiny,
-                                         batch_size=1, decode=True)  # fmt: skip
-                worker_rate = loader_rate(rate_setup)
+                worker_rate = loader_rate(setup)
             except Exception as err:
                 print(traceback.format_exc(), file=sys.stderr)
                 rows.append({"experiment": name, "entry": EXPERIMENTS[name],
