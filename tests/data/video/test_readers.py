@@ -224,6 +224,32 @@ def test_truncated_files(video: Path, tmp_path: Path, backend: str) -> None:
         assert not isinstance(err.value, ClipRangeError)
 
 
+def _child_reads(pool: ReaderPool, video: Path, parent_reader_id: int, out) -> None:
+    reader = pool.get(video)
+    out.put((id(reader) != parent_reader_id, pool.opens,
+             [decode_index(f) for f in reader.read([5, 20, 41])]))  # fmt: skip
+
+
+def test_reader_pool_in_a_forked_worker_opens_its_own_readers(video: Path) -> None:
+    """A DataLoader worker forked after the main process read a clip must not share the
+    parent's open reader (same file offset, same decoder state: corrupt frames); it opens its
+    own on its first ``get`` and leaves the parent's open."""
+    import multiprocessing as mp
+
+    pool = ReaderPool(max_open=2, backend="pyav")
+    parent = pool.get(video)
+    assert [decode_index(f) for f in parent.read([1, 2])] == [1, 2]
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_child_reads, args=(pool, video, id(parent), out))
+    child.start()
+    fresh, opens, frames = out.get(timeout=60)
+    child.join(timeout=60)
+    assert child.exitcode == 0 and fresh and opens == 1 and frames == [5, 20, 41]
+    assert pool.get(video) is parent and pool.opens == 1  # the parent's reader, still open
+    assert [decode_index(f) for f in parent.read([30, 31])] == [30, 31]
+
+
 def test_reader_pool(video: Path, tmp_path: Path) -> None:
     other = [make_video(tmp_path / f"v{i}.mp4", num=12, gop=4) for i in range(2)]
     pool = ReaderPool(max_open=2, backend="pyav")

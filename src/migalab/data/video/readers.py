@@ -589,9 +589,12 @@ class ReaderPool:
     """A small per-process LRU of open readers keyed by (path, backend).
 
     ``get(path)`` returns the open reader for ``path`` (opening it on a miss and closing the
-    least recently used one beyond ``max_open``). Pickling drops the open readers, so a Dataset
-    holding a pool can be sent to DataLoader workers; each process opens its own. ``opens``
-    counts the files this pool (in this process) has opened.
+    least recently used one beyond ``max_open``). Each process opens its own readers: pickling
+    drops the open ones (spawned DataLoader workers), and a forked worker forgets the readers it
+    inherited on its first ``get`` (they share the parent's file offsets and decoder state:
+    reading them from two processes corrupts the frames, e.g. torchcodec's "Invalid data found
+    when processing input" after the main process had read a clip). ``opens`` counts the files
+    this pool has opened in this process.
     """
 
     def __init__(self, max_open: int = 4, backend: str = "decord", threads: int = 1) -> None:
@@ -602,9 +605,13 @@ class ReaderPool:
         self.threads = int(threads)
         self.opens = 0
         self._readers: OrderedDict[tuple[str, str], VideoReader] = OrderedDict()
+        self._pid = os.getpid()
 
     def get(self, path: str | os.PathLike, backend: str | None = None) -> VideoReader:
         """The open reader for ``path`` (with ``backend``, default the pool's)."""
+        if self._pid != os.getpid():  # a forked child: the parent's readers are not ours
+            self._readers = OrderedDict()  # forgotten, not closed: they belong to the parent
+            self.opens, self._pid = 0, os.getpid()
         key = (os.fspath(path), backend or self.backend)
         reader = self._readers.get(key)
         if reader is not None:
@@ -638,8 +645,11 @@ class ReaderPool:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self._pid = os.getpid()
 
     def __del__(self) -> None:
+        if getattr(self, "_pid", None) != os.getpid():
+            return  # a forked child's copy: the readers are the parent's to close
         try:
             self.close()
         except Exception:  # pragma: no cover - interpreter shutdown
