@@ -21,6 +21,7 @@ from migalab.data.pipelines.multimodal import (
 )
 from migalab.data.video.clips import prepare_clips
 from migalab.data.video.readers import ClipRangeError
+from migalab.data.video.transforms import normalize_clips
 from migalab.utils.hydra import compose_config
 from tests.conftest import tiny_video_overrides
 
@@ -173,7 +174,50 @@ def test_missing_video_gives_zeros_and_present_false(cache: SkeletonCache) -> No
     assert torch.count_nonzero(x["rgb"]) == 0 and x["rgb"].shape == (3, 4, 32, 32)
 
 
+def test_device_normalisation_gives_the_loader_values_bit_for_bit(cache: SkeletonCache) -> None:
+    """``normalize_rgb=False`` clips normalised as a batch (on the training device) equal the
+    clips the worker normalises, bit for bit, absent videos (zeros) included."""
+    records = [cache.load_clip(i, layout="imigue22") for i in range(3)]
+    records[1] = records[1].replace(video_path=None)  # no video: zeros, present False
+    kw = dict(num_frames=8, video=VideoSource("raw"), video_frames=4, video_size=32)
+    loader = MultiModalPipeline(["rgb", "joint"], "imigue22", **kw)
+    device = MultiModalPipeline(["rgb", "joint"], "imigue22", normalize_rgb=False, **kw)
+    want = torch.stack([loader(r)["x"]["rgb"] for r in records])
+    samples = [device(r)["x"] for r in records]
+    clips = torch.stack([x["rgb"] for x in samples])
+    present = torch.tensor([x["present"]["rgb"] for x in samples])
+    assert clips.dtype == torch.uint8 and present.tolist() == [True, False, True]
+    got = normalize_clips(clips, present)
+    assert got.dtype == torch.float32 and torch.equal(got, want)
+    assert torch.count_nonzero(got[1]) == 0 and torch.count_nonzero(got[0]) > 0
+    with pytest.raises(TypeError, match="uint8"):
+        normalize_clips(want)
+    with pytest.raises(ValueError, match="3, T, S, S"):
+        normalize_clips(clips[:, :2])  # two channels
+
+
+def test_datamodule_normalises_on_the_device_as_the_loader_would(
+    tiny_video_release: Path, tiny_video_cache: Path, tmp_path: Path
+) -> None:
+    """``data.video.normalize=device`` (the default) vs ``loader``: the evaluation batch the
+    model sees is the same tensor."""
+    batches = {}
+    for where in ("device", "loader"):
+        overrides = [*tiny_video_overrides(tiny_video_release, tiny_video_cache),
+                     f"data.video.normalize={where}"]  # fmt: skip
+        cfg = compose_config("train", overrides, output_dir=tmp_path / where)
+        dm = hydra.utils.instantiate(cfg.data)
+        dm.prepare_data()
+        dm.setup("fit")
+        batch = next(iter(dm.val_dataloader()))
+        assert batch["x"]["rgb"].dtype == (torch.uint8 if where == "device" else torch.float32)
+        batches[where] = dm.on_after_batch_transfer(batch, 0)["x"]["rgb"]
+    assert torch.equal(batches["device"], batches["loader"])
+
+
 def test_bad_options_are_rejected() -> None:
+    with pytest.raises(ValueError, match="video.normalize"):
+        video_options({"normalize": "gpu"})
     with pytest.raises(ValueError, match="unknown video options"):
         video_options({"fps": 3})
     with pytest.raises(ValueError, match="source"):
@@ -201,6 +245,8 @@ def test_datamodule_prepares_clips_once_and_batches_dicts(
     batch = next(iter(dm.train_dataloader()))
     x = batch["x"]
     assert x["rgb"].shape == (4, 3, 4, 32, 32)
+    assert x["rgb"].dtype == torch.uint8  # data.video.normalize=device: normalised on the device
+    assert dm.on_after_batch_transfer(batch, 0)["x"]["rgb"].dtype == torch.float32
     assert x["joint"].shape == (4, 3, 8, 22, 1) and x["bone"].shape == (4, 3, 8, 22, 1)
     assert x["present"]["rgb"].dtype == torch.bool and bool(x["present"]["rgb"].all())
     val = next(iter(dm.val_dataloader()))

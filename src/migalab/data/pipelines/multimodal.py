@@ -14,7 +14,10 @@ One :class:`MultiModalPipeline` call turns a :class:`ClipRecord` into
 5. RGB: frames from a :class:`VideoSource` (the prepared person-cropped clip, or the long
    ``<vid>.mp4``: crop the box scaled to the video's size) -> :class:`VideoClipTransform`
    (random-resized crop inside the box + flip exactly when the skeleton was flipped, in
-   training; Kinetics normalisation).
+   training; Kinetics normalisation: in the worker with ``video.normalize=loader``; with
+   ``device``, the default, ``x["rgb"]`` leaves the loader as uint8 and
+   :meth:`MultiModalRepresentation.on_after_batch_transfer` normalises the batch on the
+   training device, the same values).
 6. face (emotion stream): the clip's prepared face crops (a per-frame face track from the
    skeleton's face keypoints, :mod:`migalab.data.video.faces`, cropped once by
    :meth:`MultiModalRepresentation.prepare`) at every ``k_f``-th sampled frame
@@ -60,12 +63,19 @@ from migalab.data.skeleton.transforms import (
 from migalab.data.video.clips import ClipJob, PreparedClips
 from migalab.data.video.faces import FaceTrack, face_track, keypoints137
 from migalab.data.video.readers import ReaderPool, VideoReadError, open_video
-from migalab.data.video.transforms import VideoClipTransform, person_box, scale_box
+from migalab.data.video.transforms import (
+    VideoClipTransform,
+    normalize_clips,
+    person_box,
+    scale_box,
+)
 
 #: Modality names: ``rgb``, ``face`` plus the skeleton streams.
 MODALITIES = ("rgb", "face", *STREAMS)
 #: Modalities that are not skeleton streams.
 _FRAME_MODALITIES = ("rgb", "face")
+#: where the RGB clips are normalised (``data.video.normalize``)
+RGB_NORMALIZE = ("device", "loader")
 VIDEO_SOURCES = ("prepared", "raw")
 
 
@@ -88,6 +98,10 @@ class VideoOptions:
         prepared_dir: where they go (default ``<cache_dir>/video_clips_<prepared_size>``).
         prepare_workers: processes writing them.
         on_error: ``raise`` | ``skip`` (report; the clip's RGB is marked missing).
+        normalize: ``device`` (the loader yields uint8 clips; the datamodule's
+            ``on_after_batch_transfer`` normalises the batch on the training device: 4x fewer
+            bytes through worker shared memory, pinning and the host-to-device copy) or
+            ``loader`` (float32, normalised in the worker). The values are the same.
     """
 
     source: str = "prepared"
@@ -102,8 +116,12 @@ class VideoOptions:
     prepared_dir: str | None = None
     prepare_workers: int = 1
     on_error: str = "raise"
+    normalize: str = "device"
 
     def __post_init__(self) -> None:
+        if self.normalize not in RGB_NORMALIZE:
+            raise ValueError(f"video.normalize must be one of {RGB_NORMALIZE}, "
+                             f"got {self.normalize!r}")  # fmt: skip
         if self.source not in VIDEO_SOURCES:
             raise ValueError(f"video.source must be one of {VIDEO_SOURCES}, got {self.source!r}")
         if self.on_error not in ("raise", "skip"):
@@ -262,6 +280,8 @@ class MultiModalPipeline:
         video_size: side S of the RGB crop.
         area_range: training random-resized-crop area range (fraction of the box).
         augment, num_persons, interpolate: as :func:`build_skeleton_pipeline`.
+        normalize_rgb: False: ``x["rgb"]`` stays uint8 (zeros where absent), normalised on the
+            training device by :meth:`MultiModalRepresentation.on_after_batch_transfer`.
     """
 
     def __init__(
@@ -280,6 +300,7 @@ class MultiModalPipeline:
         augment: Mapping[str, Any] | None = None,
         num_persons: int = 1,
         interpolate: Mapping[str, Any] | bool = False,
+        normalize_rgb: bool = True,
     ) -> None:
         modalities = list(modalities)
         unknown = set(modalities) - set(MODALITIES)
@@ -314,7 +335,8 @@ class MultiModalPipeline:
                 steps.append(RandomAffine(**aug["affine"]))
         self.skeleton = Compose(steps)
         self.format = FormatGCNInput(num_persons=num_persons)
-        self.rgb = VideoClipTransform(size=video_size, train=train, area_range=area_range)
+        self.rgb = VideoClipTransform(size=video_size, train=train, area_range=area_range,
+                                      normalize=normalize_rgb)  # fmt: skip
         self.video_frames, self.video_size = video_frames, video_size
 
     def _stream(self, record: ClipRecord, stream: str) -> np.ndarray:
@@ -338,7 +360,8 @@ class MultiModalPipeline:
                 present = True
             else:
                 s = self.video_size
-                x["rgb"] = torch.zeros(3, self.video_frames, s, s)
+                dtype = torch.float32 if self.rgb.normalize else torch.uint8
+                x["rgb"] = torch.zeros(3, self.video_frames, s, s, dtype=dtype)
                 present = False
             x["present"] = {"rgb": present}
         if "face" in self.modalities:
@@ -506,6 +529,17 @@ class MultiModalRepresentation(Representation):
     def uses_rgb(self) -> bool:
         return "rgb" in self.modalities
 
+    def on_after_batch_transfer(self, batch: Any) -> Any:
+        """Normalise uint8 RGB clips (``video.normalize=device``) on the device they lie on:
+        ``x["rgb"]`` (N, 3, T_v, S, S) uint8 -> float32, absent clips (``present["rgb"]``)
+        zero, as the loader-side normalisation gives them."""
+        x = batch.get("x") if isinstance(batch, Mapping) else None
+        rgb = x.get("rgb") if isinstance(x, Mapping) else None
+        if isinstance(rgb, torch.Tensor) and rgb.dtype == torch.uint8:
+            present = (x.get("present") or {}).get("rgb")
+            x["rgb"] = normalize_clips(rgb, present if isinstance(present, torch.Tensor) else None)
+        return batch
+
     @property
     def uses_face(self) -> bool:
         return "face" in self.modalities
@@ -584,6 +618,7 @@ class MultiModalRepresentation(Representation):
             video_frames=int(v.num_frames), video_size=int(v.size),
             area_range=v.area_range, augment=c.augment,
             num_persons=c.num_persons, interpolate=c.interpolate,
+            normalize_rgb=v.normalize == "loader",
         )  # fmt: skip
 
 

@@ -4,7 +4,10 @@ The RGB stream sees the same person the skeleton stream sees: ``person_box`` der
 the whole clip from the clip's keypoints (so the crop does not jitter from frame to frame),
 ``scale_box`` maps it to the resolution the video is stored at, and ``VideoClipTransform`` crops,
 resizes, optionally mirrors and normalises the decoded frames into the (C, T, H, W) float32 layout
-video backbones (MViT, X3D, R(2+1)D) consume.
+video backbones (MViT, X3D, R(2+1)D) consume. With ``normalize=False`` it stops before the
+normalisation and returns uint8; :func:`normalize_clips` then finishes a whole batch on the
+training device (``data.video.normalize: device``, the default): a quarter of the bytes through
+the loader workers' shared memory, the pinning and the host-to-device copy, same values.
 
 Box convention
 --------------
@@ -40,6 +43,7 @@ __all__ = [
     "VideoClipTransform",
     "crop_resize",
     "denormalize",
+    "normalize_clips",
     "person_box",
     "scale_box",
 ]
@@ -228,6 +232,8 @@ class VideoClipTransform(RandomTransform):
         ratio_range: (min, max) width / height of the train crop (before resizing to square).
         mean, std: per-channel RGB statistics on the 0..1 scale.
         seed: see ``RandomTransform`` (``None`` for training).
+        normalize: False: return the cropped, resized (mirrored) clip as (3, T, size, size)
+            uint8, for :func:`normalize_clips` on the training device.
     """
 
     def __init__(
@@ -239,8 +245,10 @@ class VideoClipTransform(RandomTransform):
         mean: Sequence[float] = KINETICS_MEAN,
         std: Sequence[float] = KINETICS_STD,
         seed: SeedLike = None,
+        normalize: bool = True,
     ) -> None:
         super().__init__(seed)
+        self.normalize = bool(normalize)
         a_lo, a_hi = (float(v) for v in area_range)
         r_lo, r_hi = (float(v) for v in ratio_range)
         if not 0.0 < a_lo <= a_hi <= 1.0:
@@ -253,11 +261,7 @@ class VideoClipTransform(RandomTransform):
         self.ratio_range = (r_lo, r_hi)
         self.mean = tuple(float(v) for v in mean)
         self.std = tuple(float(v) for v in std)
-        std_t = torch.tensor(self.std, dtype=torch.float32).view(3, 1, 1, 1)
-        mean_t = torch.tensor(self.mean, dtype=torch.float32).view(3, 1, 1, 1)
-        # (x / 255 - mean) / std == x * scale + shift
-        self._scale = 1.0 / (255.0 * std_t)
-        self._shift = -mean_t / std_t
+        self._scale, self._shift = _scale_shift(self.mean, self.std)
 
     def sample_crop(self, box: np.ndarray) -> np.ndarray:
         """Draw the train crop: a (4,) float64 sub-box of ``box`` (one draw per clip)."""
@@ -297,7 +301,8 @@ class VideoClipTransform(RandomTransform):
             flip: mirror horizontally.
 
         Returns:
-            (3, T, size, size) float32 contiguous, normalised.
+            (3, T, size, size) float32 contiguous, normalised (uint8, not normalised, with
+            ``normalize=False``).
         """
         _check_frames(frames)
         t, h_img, w_img = (int(v) for v in frames.shape[:3])
@@ -311,6 +316,8 @@ class VideoClipTransform(RandomTransform):
         x = crop_resize(frames, box, self.size)  # (T, 3, S, S) uint8
         if flip:
             x = x.flip(-1)
+        if not self.normalize:
+            return x.permute(1, 0, 2, 3).contiguous()
         out = torch.empty((3, t, self.size, self.size), dtype=torch.float32)
         out.copy_(x.permute(1, 0, 2, 3))
         return out.mul_(self._scale).add_(self._shift)
@@ -320,6 +327,43 @@ class VideoClipTransform(RandomTransform):
             f"{type(self).__name__}(size={self.size}, train={self.train}, "
             f"area_range={self.area_range}, ratio_range={self.ratio_range})"
         )
+
+
+def _scale_shift(mean: Sequence[float], std: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(3, 1, 1, 1) float32 ``scale`` and ``shift`` with ``(x / 255 - mean) / std == x * scale +
+    shift``: the one formula of the loader-side and the device-side normalisation."""
+    std_t = torch.tensor(tuple(float(v) for v in std), dtype=torch.float32).view(3, 1, 1, 1)
+    mean_t = torch.tensor(tuple(float(v) for v in mean), dtype=torch.float32).view(3, 1, 1, 1)
+    return 1.0 / (255.0 * std_t), -mean_t / std_t
+
+
+def normalize_clips(
+    x: torch.Tensor,
+    present: torch.Tensor | None = None,
+    mean: Sequence[float] = KINETICS_MEAN,
+    std: Sequence[float] = KINETICS_STD,
+) -> torch.Tensor:
+    """Normalise a batch of uint8 clips where it lies (the training device): the same float32
+    values, bit for bit, as ``VideoClipTransform(normalize=True)`` gives each clip in a worker.
+
+    Args:
+        x: (..., 3, T, S, S) uint8 (e.g. (N, 3, T, S, S) from ``normalize=False`` clips).
+        present: optional (N,) bool; clips marked absent (no video) become zeros, as the
+            loader-side pipeline writes them.
+        mean, std: per-channel RGB statistics on the 0..1 scale.
+
+    Returns:
+        float32 of ``x``'s shape, on ``x``'s device.
+    """
+    if x.dtype != torch.uint8:
+        raise TypeError(f"normalize_clips takes uint8 clips, got {x.dtype}")
+    if x.dim() < 4 or x.shape[-4] != 3:
+        raise ValueError(f"clips must be (..., 3, T, S, S), got {tuple(x.shape)}")
+    scale, shift = (t.to(x.device) for t in _scale_shift(mean, std))
+    out = x.to(torch.float32).mul_(scale).add_(shift)
+    if present is not None:
+        out[~present.to(device=x.device, dtype=torch.bool)] = 0.0
+    return out
 
 
 def denormalize(
