@@ -82,6 +82,7 @@ bench: install ## Benchmarks (ratios against in-process baselines; ~15 min) -> b
 	$(PYTHON) scripts/bench.py prepare
 	$(PYTHON) scripts/bench.py heatmaps
 	$(PYTHON) scripts/bench.py video
+	$(PYTHON) scripts/bench.py loader
 	$(PYTHON) scripts/bench.py light35
 	$(PYTHON) scripts/bench.py faces
 	$(PYTHON) scripts/bench.py swinface --torch-threads 1

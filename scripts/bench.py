@@ -550,6 +550,7 @@ def _data_wait(experiment: str, source: str, steps: int, out: Path) -> dict[str,
         t0 = time.perf_counter()
         batch = next(it)
         t1 = time.perf_counter()
+        batch = dm.on_after_batch_transfer(batch, 0)  # device-side steps (RGB normalisation)
         pooled, aux = model.encode(batch["x"])
         loss = model.loss_fn(model.head(pooled), batch["label"])
         opt.zero_grad()
@@ -665,6 +666,103 @@ def bench_video(args: argparse.Namespace) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------
+
+
+def _loader_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--experiment", default="mvit_rgb",
+                   help="a full-size RGB experiment (16 x 224^2 clips)")  # fmt: skip
+    p.add_argument("--samples", type=int, default=48, help="samples per timing")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (best of)")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the 2nd timing")
+    p.add_argument("--footage", type=Path, default=None,
+                   help="a real video whose centre crops stand in for the prepared clips")  # fmt: skip
+
+
+@section("loader", "RGB loader at full size: clips normalised in the worker vs on the device",
+         _loader_args)  # fmt: skip
+def bench_loader(args: argparse.Namespace) -> dict[str, Any]:
+    """``data.video.normalize=loader`` (float32 clips normalised in the worker, the old way) vs
+    ``device`` (uint8 clips, normalised as a batch on the training device), at the recipe's
+    full size, on prepared-clip stand-ins decoded by the configured reader
+    (``gpu_check.build_setup``): one worker's training samples per second, bytes per clip
+    through the workers' shared memory (and pinning, and the copy to the GPU), a DataLoader's
+    clips per second with ``--workers`` workers, and the device step's cost on this CPU. Both
+    settings in one process, interleaved, best of ``--rounds``."""
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import gpu_check as gc
+    from migalab.data.video.transforms import normalize_clips
+
+    where_all = ("loader", "device")
+    rows: dict[str, dict[str, Any]] = {w: {"normalize": w} for w in where_all}
+    with tempfile.TemporaryDirectory(prefix="bench_loader_") as tmp:
+        setups = {
+            w: gc.build_setup(
+                args.experiment,
+                Path(tmp) / w,
+                torch.device("cpu"),
+                tiny=False,
+                batch_size=8,
+                decode=True,
+                footage=args.footage,
+                overrides=[f"data.video.normalize={w}"],
+            )  # fmt: skip
+            for w in where_all
+        }
+        for w, setup in setups.items():
+            x = setup.datamodule.datasets["train"][0]["x"]["rgb"]
+            rows[w].update(shape=list(x.shape), dtype=str(x.dtype).removeprefix("torch."),
+                           mb_per_clip=x.nbytes / 2**20)  # fmt: skip
+        for _ in range(args.rounds):
+            for w, setup in setups.items():
+                ds = setup.datamodule.datasets["train"]
+                t0 = time.perf_counter()
+                for i in range(args.samples):
+                    ds[i % len(ds)]
+                rate = args.samples / (time.perf_counter() - t0)
+                rows[w]["worker_clips_per_s"] = max(rows[w].get("worker_clips_per_s", 0), rate)
+                loader = torch.utils.data.DataLoader(
+                    ds, batch_size=8, num_workers=args.workers, shuffle=False,
+                    sampler=[i % len(ds) for i in range(args.samples)],
+                    collate_fn=setup.datamodule.train_dataloader().collate_fn,
+                )  # fmt: skip
+                t0 = time.perf_counter()
+                n = 0
+                for batch in loader:
+                    batch = setup.datamodule.on_after_batch_transfer(batch, 0)
+                    n += int(batch["label"].shape[0])
+                rate = n / (time.perf_counter() - t0)
+                key = "dataloader_clips_per_s"
+                rows[w][key] = max(rows[w].get(key, 0), rate)
+        batch = torch.randint(0, 256, (8, *rows["device"]["shape"]), dtype=torch.uint8)
+        rows["device"]["device_step_ms_per_clip_cpu"] = (
+            _best_of(lambda: normalize_clips(batch), args.rounds) / 8 * 1e3
+        )
+    ratios = {
+        "worker_clips_per_s": rows["device"]["worker_clips_per_s"]
+        / rows["loader"]["worker_clips_per_s"],
+        "dataloader_clips_per_s": rows["device"]["dataloader_clips_per_s"]
+        / rows["loader"]["dataloader_clips_per_s"],
+        "bytes_per_clip": rows["loader"]["mb_per_clip"] / rows["device"]["mb_per_clip"],
+    }
+    console = _console()
+    from rich.table import Table
+
+    table = Table(title=f"RGB loader, {args.experiment} at full size (ratios: device / loader)")
+    for col in ("normalize", "clip", "MB / clip", "clips/s one worker",
+                f"clips/s DataLoader ({args.workers} workers)"):  # fmt: skip
+        table.add_column(col, justify="left" if col in ("normalize", "clip") else "right")
+    for r in rows.values():
+        table.add_row(r["normalize"], f"{tuple(r['shape'])} {r['dtype']}", f"{r['mb_per_clip']:.2f}",
+                      f"{r['worker_clips_per_s']:.1f}", f"{r['dataloader_clips_per_s']:.1f}")  # fmt: skip
+    table.add_row("ratio", "", f"1/{ratios['bytes_per_clip']:.1f}",
+                  f"{ratios['worker_clips_per_s']:.2f}x", f"{ratios['dataloader_clips_per_s']:.2f}x")  # fmt: skip
+    console.print(table)
+    console.print(f"device step on this CPU: {rows['device']['device_step_ms_per_clip_cpu']:.2f} "
+                  "ms per clip (on a GPU: a fused elementwise op on the batch)")  # fmt: skip
+    return {"experiment": args.experiment, "footage": str(args.footage) if args.footage else None,
+            "rows": list(rows.values()), "ratios": ratios}  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

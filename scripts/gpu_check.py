@@ -78,7 +78,7 @@ import tempfile
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -107,6 +107,15 @@ CONV_NETS: dict[str, int] = {"system_a": 3, "posec3d_limb": 3, "agcn_joint": 2}
 #: the real iMiGUE (MiGA 2025 release): clips per split
 IMIGUE_CLIPS = {"train": 12_893, "val": 777, "test": 4_562}
 IMIGUE_ALL_CLIPS = sum(IMIGUE_CLIPS.values())  # 18,232: what pretraining trains on
+#: the real iMiGUE videos: the dataset's statistics table (github.com/linuxsino/iMiGUE,
+#: pictures/dataset.png): 359 videos, 2,092 minutes in all, 25 fps, 1280 x 720, clips 2.5 s
+#: long on average
+IMIGUE_VIDEO_MINUTES = 2_092
+IMIGUE_VIDEOS = 359
+IMIGUE_FPS = 25
+IMIGUE_MEAN_CLIP_S = 2.5
+#: OpenPose keypoints per frame of a MiGA release table (the skeleton cache's V)
+OPENPOSE_POINTS = 137
 
 DEFAULT_OUT = Path("gpu_check_results/gpu_check.json")
 DEFAULT_PLAN_OUT = Path("gpu_check_results/gpu_plan.json")
@@ -186,24 +195,87 @@ class DecodedFrames(SyntheticFrames):
     noise slower)."""
 
     def __init__(self, size: int, folder: Path, frames: int, backend: str, gop: int = 16,
-                 seed: int = 0) -> None:  # fmt: skip
+                 seed: int = 0, footage: Path | None = None) -> None:  # fmt: skip
         from migalab.data.video.readers import ReaderPool
         from migalab.data.video.writer import write_video
 
         super().__init__(size, seed)
-        rng = np.random.default_rng(seed)
-        coarse = rng.integers(0, 256, (size // 16 + 2, size // 16 + 2, 3), dtype=np.uint8)
-        big = np.repeat(np.repeat(coarse, 16, 0), 16, 1)
-        clip = np.stack(
-            [big[t % 16 : t % 16 + size, t % 16 : t % 16 + size] for t in range(frames)]
-        )
-        self.path = folder / f"clip_{size}.mp4"
+        clip = stand_in_clip(size, frames, seed, footage)
+        self.path = folder / f"clip_{size}_{seed}.mp4"
         write_video(self.path, clip, fps=25, gop=gop)
         self.pool = ReaderPool(backend=backend, max_open=2)
 
     def read(self, record: Any, offsets: np.ndarray) -> tuple[np.ndarray, None]:
         reader = self.pool.get(self.path)
         return reader.read(np.minimum(offsets, reader.num_frames - 1)), None
+
+
+def release_windows(window: int, stride: int) -> int:
+    """Sliding windows (``window`` frames every ``stride``) over every video of the real release,
+    estimated from its total length: each video of ``T`` frames gives ``(T - window) // stride
+    + 1``, i.e. about ``T / stride - (window / stride - 1)``, summed over the videos."""
+    frames = IMIGUE_VIDEO_MINUTES * 60 * IMIGUE_FPS
+    return round(frames / stride - IMIGUE_VIDEOS * (window / stride - 1))
+
+
+def stand_in_clip(size: int, frames: int, seed: int = 0, footage: Path | None = None) -> np.ndarray:
+    """(frames, size, size, 3) uint8 frames standing in for a prepared crop: the centre square of
+    a real video's first ``frames`` frames resized to ``size`` (``footage``, looped if shorter),
+    else a smooth random pattern drifting over time (compressible like a person crop)."""
+    if footage is None:
+        rng = np.random.default_rng(seed)
+        coarse = rng.integers(0, 256, (size // 16 + 2, size // 16 + 2, 3), dtype=np.uint8)
+        big = np.repeat(np.repeat(coarse, 16, 0), 16, 1)
+        return np.stack(
+            [big[t % 16 : t % 16 + size, t % 16 : t % 16 + size] for t in range(frames)]
+        )
+    from migalab.data.video.readers import ReaderPool
+    from migalab.data.video.transforms import crop_resize
+
+    pool = ReaderPool(backend="auto", max_open=1)  # closes its readers when collected
+    reader = pool.get(footage)
+    n = min(frames, reader.num_frames)
+    video = reader.read(np.arange(n))  # (n, H, W, 3) uint8
+    pool.close()
+    h, w = video.shape[1:3]
+    side = min(h, w)
+    box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
+    clip = crop_resize(video, box, size).permute(0, 2, 3, 1).numpy()  # (n, size, size, 3)
+    return clip[np.arange(frames) % n]
+
+
+def cache_sizes(folder: Path, footage: Path | None, frames: int = 64) -> list[dict[str, Any]]:
+    """Disk size of the prepared caches of the real iMiGUE: the skeleton cache from its format
+    (whole per-video (T, 137, 3) tables over every frame of the release), the prepared RGB and
+    face clips (one short-GOP mp4 per labelled clip, its frames only) from the bytes per frame
+    of :func:`stand_in_clip` (``footage`` or the pattern) written as ``prepare_data`` writes them
+    (the ``imigue`` data config's size, GOP and CRF)."""
+    from migalab.data.video.writer import write_video
+
+    video_frames = IMIGUE_VIDEO_MINUTES * 60 * IMIGUE_FPS
+    clip_frames = round(IMIGUE_ALL_CLIPS * IMIGUE_MEAN_CLIP_S * IMIGUE_FPS)
+    rows = [
+        {"cache": f"skeleton cache ({dtype})", "per": "video frame", "frames": video_frames,
+         "bytes_per_frame": OPENPOSE_POINTS * 3 * itemsize, "measured_on": "the format"}
+        for dtype, itemsize in (("float32", 4), ("float16", 2))
+    ]  # fmt: skip
+    data = compose("mvit_rgb", []).data
+    source = str(footage.name) if footage is not None else "the drifting pattern (stand-in)"
+    for name, size, gop, crf in (
+        ("RGB person crops", data.video.prepared_size, data.video.prepared_gop,
+         data.video.prepared_crf),
+        ("face crops", data.face.size, data.face.prepared_gop, data.face.prepared_crf),
+    ):  # fmt: skip
+        path = folder / f"size_{size}.mp4"
+        write_video(path, stand_in_clip(int(size), frames, 1, footage), fps=IMIGUE_FPS,
+                    gop=int(gop), crf=int(crf))  # fmt: skip
+        rows.append({"cache": f"{name} ({size}x{size}, GOP {gop}, CRF {crf})",
+                     "per": "labelled-clip frame", "frames": clip_frames,
+                     "bytes_per_frame": path.stat().st_size / frames,
+                     "measured_on": source})  # fmt: skip
+    for r in rows:
+        r["gib"] = r["frames"] * r["bytes_per_frame"] / 2**30
+    return rows
 
 
 def write_synthetic_cache(
@@ -286,7 +358,7 @@ def data_overrides(cache_dir: Path, batch_size: int | None) -> list[str]:
 
 def build_setup(
     name: str, tmp: Path, device: Any, *, tiny: bool, batch_size: int | None, val: bool = False,
-    decode: bool = False,
+    decode: bool = False, footage: Path | None = None, overrides: Sequence[str] = (),
 ) -> Setup:  # fmt: skip
     """Compose ``name`` (its ``_synth`` variant when ``tiny``), write a synthetic cache fitting
     its data config, and build one training batch (and one validation batch) through the
@@ -298,18 +370,22 @@ def build_setup(
 
     exp = f"{name}_synth" if tiny else name
     cache = tmp / "cache"
-    cfg = compose(exp, data_overrides(cache, batch_size))
+    cfg = compose(exp, [*data_overrides(cache, batch_size), *overrides])
     dm = hydra.utils.instantiate(cfg.data)
     rep = dm.representation
+    # clips as long as the real ones on average (2.5 s at 25 fps): clip sampling spreads the
+    # frames over the whole clip, so the decoder reads its whole span (--tiny: short clips)
+    span = 2 * int(dm.clip.num_frames) if tiny else round(IMIGUE_MEAN_CLIP_S * IMIGUE_FPS)
     if isinstance(rep, MultiModalRepresentation):
         if not hasattr(rep, "_video_source") or not hasattr(rep, "_face_source"):
             raise RuntimeError("MultiModalRepresentation no longer caches its video sources in "
                                "_video_source / _face_source: update gpu_check.py")  # fmt: skip
         if decode:  # real mp4s through the configured reader (the --plan loader rate)
-            frames = 2 * int(dm.clip.num_frames)
+            frames = max(span, int(dm.clip.num_frames))
             rep._video_source = DecodedFrames(rep.video.prepared_size, tmp, frames,
-                                              rep.video.backend, seed=1)  # fmt: skip
-            rep._face_source = DecodedFrames(rep.face.size, tmp, frames, rep.face.backend, seed=2)
+                                              rep.video.backend, seed=1, footage=footage)  # fmt: skip
+            rep._face_source = DecodedFrames(rep.face.size, tmp, frames, rep.face.backend, seed=2,
+                                             footage=footage)  # fmt: skip
         else:
             rep._video_source = SyntheticFrames(rep.video.prepared_size, seed=1)
             rep._face_source = SyntheticFrames(rep.face.size, seed=2)
@@ -319,7 +395,7 @@ def build_setup(
         splits["val"] = val_split
     window = int((dm.unlabelled or {}).get("window") or 0)
     write_synthetic_cache(
-        cache, splits, train_clips=dm.batch_size, clip_frames=max(2 * dm.clip.num_frames, window),
+        cache, splits, train_clips=dm.batch_size, clip_frames=max(span, window),
         num_classes=dm.num_classes, img_shape=tuple(dm.img_shape),
     )  # fmt: skip
     dm.setup("fit")
@@ -869,16 +945,21 @@ def plan_row(
     epochs = int(cfg.trainer.max_epochs)
     val_every = int(cfg.trainer.get("check_val_every_n_epoch") or 1)
     notes = []
+    val_items = IMIGUE_CLIPS["val"]
     if entry == "pretrain":
         unlabelled = cfg.data.get("unlabelled") or {}
         if unlabelled.get("source", "windows") == "windows":
-            items = mamp_windows or IMIGUE_ALL_CLIPS
+            window, stride = int(unlabelled.get("window")), int(unlabelled.get("stride"))
+            estimate = release_windows(window, stride)
+            items = mamp_windows or estimate
+            val_items = round(items * IMIGUE_CLIPS["val"] / IMIGUE_ALL_CLIPS)
             if mamp_windows is None:
-                notes.append(f"ASSUMED one {unlabelled.get('window')}-frame window per clip "
-                             f"({IMIGUE_ALL_CLIPS:,} training, {IMIGUE_CLIPS['val']} validation "
-                             f"windows): the windows start every {unlabelled.get('stride')} "
-                             "frames over the whole per-video tables, whose lengths are not "
-                             "known here (give --mamp-windows)")  # fmt: skip
+                notes.append(f"ESTIMATED {estimate:,} windows of {window} frames every {stride} "
+                             f"over the whole per-video tables from the release's total length "
+                             f"({IMIGUE_VIDEO_MINUTES:,} min at {IMIGUE_FPS} fps in "
+                             f"{IMIGUE_VIDEOS} videos: iMiGUE's statistics; give --mamp-windows "
+                             f"to override); validation: the val split's share of the clips, "
+                             f"{val_items:,} windows")  # fmt: skip
         else:
             items = IMIGUE_ALL_CLIPS
     else:
@@ -887,7 +968,7 @@ def plan_row(
     clips_per_epoch = steps * batch
     validations = epochs // val_every
     train_total = train_flops * clips_per_epoch * epochs
-    val_total = (val_flops or 0) * IMIGUE_CLIPS["val"] * validations
+    val_total = (val_flops or 0) * val_items * validations
     total = train_total + val_total
     seconds = total / (PLAN_PEAK.bf16 * 1e12 * mfu_value)
     needed = PLAN_PEAK.bf16 * 1e12 * mfu_value / train_flops if train_flops else None
@@ -917,6 +998,9 @@ def run_plan(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     device = torch.device("cpu")
     measured = load_measured(Path(args.measured)) if args.measured else {}
+    footage = Path(args.footage) if args.footage else None
+    with tempfile.TemporaryDirectory(prefix="gpu_plan_caches_") as tmp:
+        caches = cache_sizes(Path(tmp), footage)
     rows: list[dict[str, Any]] = []
     for name in args.experiments or list(EXPERIMENTS):
         t0 = time.perf_counter()
@@ -924,7 +1008,7 @@ def run_plan(args: argparse.Namespace) -> int:
             try:
                 # one setup for both: decoded frames have the shapes the FLOPs depend on
                 setup = build_setup(name, Path(tmp), device, tiny=args.tiny, batch_size=1,
-                                    val=True, decode=True)  # fmt: skip
+                                    val=True, decode=True, footage=footage)  # fmt: skip
                 torch.manual_seed(0)
                 model = build_model(setup.cfg, setup.datamodule, device)
                 train_flops, val_flops = count_clip_flops(setup, model)
@@ -956,13 +1040,16 @@ def run_plan(args: argparse.Namespace) -> int:
         "gpu": {"label": PLAN_PEAK.label, "bf16_tflops": PLAN_PEAK.bf16},
         "clips": {**IMIGUE_CLIPS, "all": IMIGUE_ALL_CLIPS},
         "rows": rows,
+        "caches": caches,
         "notes": plan_notes(args, measured),
     }
     atomic_write_json(Path(args.out or DEFAULT_PLAN_OUT), finite(payload))
     if args.markdown:
         print(plan_markdown(rows, payload["notes"]))
+        print("\n" + caches_markdown(caches))
     else:
         print_plan_table(rows, payload["notes"])
+        print_caches_table(caches)
     return 0
 
 
@@ -1016,6 +1103,29 @@ def plan_markdown(rows: list[dict[str, Any]], notes: list[str]) -> str:
         )
     extra = [f"\\* {r['experiment']}: {n}" for r in rows for n in r.get("notes", [])]
     return "\n".join([*lines, "", *[f"- {n}" for n in [*notes, *extra]]])
+
+
+def caches_markdown(caches: list[dict[str, Any]]) -> str:
+    """The prepared caches' disk sizes on the real release, as a Markdown table."""
+    lines = ["| cache | frames (real release) | bytes / frame | size (GiB) | bytes / frame from |",
+             "|---|---:|---:|---:|---|"]  # fmt: skip
+    for c in caches:
+        lines.append(f"| {c['cache']} | {c['frames']:,} ({c['per']}s) | {c['bytes_per_frame']:,.0f} "
+                     f"| {c['gib']:.1f} | {c['measured_on']} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def print_caches_table(caches: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Prepared caches on the real iMiGUE (2,092 min at 25 fps; clips 2.5 s)")
+    for col in ("cache", "frames", "bytes/frame", "GiB", "bytes/frame from"):
+        table.add_column(col, justify="left" if col in ("cache", "bytes/frame from") else "right")
+    for c in caches:
+        table.add_row(c["cache"], f"{c['frames']:,} ({c['per']}s)", f"{c['bytes_per_frame']:,.0f}",
+                      f"{c['gib']:.1f}", c["measured_on"])  # fmt: skip
+    Console(width=200).print(table)
 
 
 def print_plan_table(rows: list[dict[str, Any]], notes: list[str]) -> None:
@@ -1072,6 +1182,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"ASSUMED MFU of the plan (default {DEFAULT_MFU})")  # fmt: skip
     g.add_argument("--measured", default=None,
                    help="a gpu_check JSON: its measured bf16 MFU per experiment replaces --mfu")  # fmt: skip
+    g.add_argument("--footage", default=None,
+                   help="a real video whose centre crops stand in for the prepared clips (the "
+                        "loader rate and the caches' bytes per frame; default: a synthetic "
+                        "pattern)")  # fmt: skip
     g.add_argument("--mamp-windows", type=int, default=None,
                    help="MAMP's training windows per epoch on the real release (default: "
                         "ASSUMED one per clip)")  # fmt: skip

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 import pytest
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
@@ -133,6 +134,7 @@ def test_bench_sections_of_the_emotion_and_pretraining_work(tmp_path: Path) -> N
         "swinface": ["--presets", "xs", "--frames", "2", "--repeat", "1"],
         "faces": ["--frames", "300", "--repeats", "1", "--scale", "0.25"],
         "online": ["--frames", "200", "--baseline-frames", "20"],
+        "loader": ["--samples", "4", "--rounds", "1", "--workers", "1"],
     }
     for name, extra in runs.items():
         out = tmp_path / f"{name}.json"
@@ -147,6 +149,10 @@ def test_bench_sections_of_the_emotion_and_pretraining_work(tmp_path: Path) -> N
     assert faces["face_boxes_frames_per_s"] > 0 and faces["prepare"]["face crops"]["clips"] >= 0
     online = json.loads((tmp_path / "online.json").read_text())["rows"]
     assert all(r["frames_per_s"] > 0 and r["x_vs_baseline"] > 0 for r in online.values())
+    loader = json.loads((tmp_path / "loader.json").read_text())
+    assert [r["dtype"] for r in loader["rows"]] == ["float32", "uint8"]  # loader, device
+    assert loader["ratios"]["bytes_per_clip"] == pytest.approx(4.0)
+    assert loader["ratios"]["worker_clips_per_s"] > 0
 
 
 #: the full-size experiments scripts/gpu_check.py checks (tracker issue 27)
@@ -211,16 +217,53 @@ def test_gpu_check_peaks_plan_arithmetic_and_budget(tmp_path: Path) -> None:
     cfg.data.unlabelled = {"window": 120, "stride": 60}
     mamp = gc.plan_row("mamp_skeleton", cfg, 10**10, None, mfu_value=0.35,
                        mfu_source="assumed", mamp_windows=None)  # fmt: skip
-    assert mamp["clips_per_epoch"] == 18_232 // 32 * 32 and "ASSUMED" in mamp["notes"][0]
+    # windows estimated from the release's length: 3,138,000 frames / 60 - 359 videos x (2 - 1)
+    assert gc.release_windows(120, 60) == 51_941 and gc.release_windows(60, 60) == 52_300
+    assert mamp["clips_per_epoch"] == 51_941 // 32 * 32 and "ESTIMATED 51,941" in mamp["notes"][0]
+    assert "2,214 windows" in mamp["notes"][0]  # validation: val's share (777 / 18,232)
+    given = gc.plan_row("mamp_skeleton", cfg, 10**10, None, mfu_value=0.35,
+                        mfu_source="assumed", mamp_windows=90_000)  # fmt: skip
+    assert given["clips_per_epoch"] == 90_000 // 32 * 32 and not given["notes"]
     table = gc.plan_markdown([row, mamp], ["a note"])
     assert "| posec3d_limb | train | 32 | 100.0 | 40.0 | 12,864 | 10 |" in table
-    assert "- a note" in table and "\\* mamp_skeleton: ASSUMED" in table
+    assert "- a note" in table and "\\* mamp_skeleton: ESTIMATED" in table
 
     out = tmp_path / "check.json"
     assert gc.main(["--device", "cpu", "--budget-s", "0", "--out", str(out)]) == 0
     rows = _strict_json(out)["rows"]
     assert [r["experiment"] for r in rows] == GPU_CHECK_EXPERIMENTS
     assert all(r["skipped"].startswith("time budget exhausted") for r in rows)
+
+
+def test_gpu_check_cache_sizes_of_the_real_release(tmp_path: Path) -> None:
+    """The plan's disk sizes: the skeleton cache from its format over every frame of the real
+    release (2,092 min at 25 fps, 137 points x 3 float32), the prepared clips from the bytes
+    per frame of a real video's centre crops written as prepare_data writes them."""
+    from migalab.data.video.writer import write_video
+
+    gc = _gpu_check()
+    rng = np.random.default_rng(0)
+    footage = tmp_path / "interview.mp4"
+    write_video(footage, rng.integers(0, 256, (10, 48, 64, 3), dtype=np.uint8), gop=5)
+    clip = gc.stand_in_clip(32, 12, footage=footage)  # 10 frames looped to 12
+    assert clip.shape == (12, 32, 32, 3) and clip.dtype == np.uint8
+    assert np.array_equal(clip[10], clip[0]) and not np.array_equal(clip[1], clip[0])
+    (tmp_path / "sizes").mkdir()
+    rows = gc.cache_sizes(tmp_path / "sizes", footage, frames=12)
+    assert [r["cache"] for r in rows] == [
+        "skeleton cache (float32)", "skeleton cache (float16)",
+        "RGB person crops (256x256, GOP 16, CRF 20)", "face crops (112x112, GOP 16, CRF 20)",
+    ]  # fmt: skip
+    f32, f16, rgb, face = rows
+    assert f32["frames"] == 2_092 * 60 * 25 and f32["bytes_per_frame"] == 137 * 3 * 4
+    assert f32["gib"] == pytest.approx(3_138_000 * 1644 / 2**30) == 2 * f16["gib"]
+    for r in (rgb, face):
+        assert r["frames"] == round(18_232 * 2.5 * 25) and r["measured_on"] == "interview.mp4"
+        assert r["gib"] == pytest.approx(r["frames"] * r["bytes_per_frame"] / 2**30)
+        assert r["gib"] > 0
+    assert rgb["bytes_per_frame"] > face["bytes_per_frame"]  # 256 px vs 112 px crops
+    table = gc.caches_markdown(rows)
+    assert "| skeleton cache (float32) | 3,138,000 (video frames) | 1,644 | 4.8 |" in table
 
 
 @pytest.mark.slow
@@ -260,8 +303,11 @@ def test_gpu_check_plan_tiny(tmp_path: Path) -> None:
     text = _run([str(SCRIPTS / "gpu_check.py"), "--plan", "--tiny", "--markdown",
                  "--experiments", "agcn_joint", "mamp_skeleton", "--measured", str(measured),
                  "--out", str(out)], cwd=tmp_path)  # fmt: skip
-    rows = {r["experiment"]: r for r in _strict_json(out)["rows"]}
+    payload = _strict_json(out)
+    rows = {r["experiment"]: r for r in payload["rows"]}
     assert set(rows) == {"agcn_joint", "mamp_skeleton"}
+    assert [c["gib"] > 0 for c in payload["caches"]] == [True] * 4  # disk sizes of the caches
+    assert "| skeleton cache (float32) | 3,138,000 (video frames) |" in text
     for r in rows.values():
         assert r["gflop_per_clip_train"] > r["gflop_per_clip_val"] > 0 and r["h100_hours"] > 0
     assert rows["agcn_joint"]["mfu"] == 0.125 and "measured" in rows["agcn_joint"]["mfu_source"]
