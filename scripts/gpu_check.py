@@ -50,6 +50,10 @@ experiment that fails (CUDA out of memory or any error) gets a row with ``skippe
 ``--budget-s`` seconds (default 420) have passed, the remaining experiments are skipped (the one
 running then finishes first).
 
+Last, the decoder: torchcodec reading 16 frames spread over a 62-frame prepared clip, on one
+CPU thread (a loader worker) and on the GPU's video decoder (NVDEC, ``device="cuda"``), in clips
+per second (``decode`` in the JSON; a decoder that cannot run gets its reason).
+
 ``--device cpu --tiny --steps 1`` runs the same code on the CPU with the experiments' ``_synth``
 variants (CPU-sized models and inputs) at batch 2, bf16 autocast included; the tests run it. It
 shows that every step runs (bf16 included); its times mean nothing (CPU bf16 is slow).
@@ -791,6 +795,54 @@ def finite(obj: Any) -> Any:
     return obj
 
 
+def decode_check(folder: Path, device: Any, clips: int = 24, size: int = 256,
+                 frames: int = 16) -> list[dict[str, Any]]:  # fmt: skip
+    """torchcodec decoding of a prepared clip on the CPU (one FFmpeg thread: one loader worker)
+    and on ``device``'s video decoder (NVDEC, ``VideoDecoder(device="cuda")``): clips per second
+    reading ``frames`` frames spread over a clip of the real mean length (62 frames at 25 fps,
+    GOP 16, ``size``² as ``prepare_data`` writes them). A decoder that cannot run is a row with
+    its reason (e.g. a torchcodec build without CUDA)."""
+    import torch
+
+    from migalab.data.video.readers import torchcodec_problem
+    from migalab.data.video.writer import write_video
+
+    span = round(IMIGUE_MEAN_CLIP_S * IMIGUE_FPS)
+    path = folder / "decode_check.mp4"
+    write_video(path, stand_in_clip(size, span, 3), fps=IMIGUE_FPS, gop=16, crf=20)
+    indices = np.linspace(0, span - 1, frames).round().astype(int).tolist()
+    targets = ["cpu"] + (["cuda"] if device.type == "cuda" else [])
+    rows: list[dict[str, Any]] = []
+    for target in targets:
+        row: dict[str, Any] = {"decoder": f"torchcodec ({target})", "clip": f"{frames} of {span} "
+                               f"frames, {size}x{size}"}  # fmt: skip
+        problem = torchcodec_problem()
+        if problem:
+            rows.append({**row, "skipped": problem})
+            continue
+        try:
+            from torchcodec.decoders import VideoDecoder
+
+            def read(target: str = target) -> torch.Tensor:
+                dec = VideoDecoder(str(path), device=target, seek_mode="exact",
+                                   num_ffmpeg_threads=1)  # fmt: skip
+                return dec.get_frames_at(indices=indices).data
+
+            read()  # warm-up (CUDA context, decoder creation)
+            synchronize(torch.device(target))
+            t0 = time.perf_counter()
+            for _ in range(clips):
+                out = read()
+            synchronize(torch.device(target))
+            seconds = time.perf_counter() - t0
+            rows.append({**row, "clips_per_s": clips / seconds, "frames_on": str(out.device)})
+        except Exception as err:  # a decoder this build or card cannot run
+            rows.append({**row, "skipped": f"{type(err).__name__}: {str(err).splitlines()[0]}"})
+    if len(rows) == 2 and all("clips_per_s" in r for r in rows):
+        rows[1]["vs_cpu_worker"] = rows[1]["clips_per_s"] / rows[0]["clips_per_s"]
+    return rows
+
+
 def run_check(args: argparse.Namespace) -> int:
     import torch
 
@@ -844,10 +896,16 @@ def run_check(args: argparse.Namespace) -> int:
             break
         print(f"[{name}] {EXPERIMENTS[name]} ({budget.elapsed:.0f} s elapsed)", flush=True)
         check_experiment(name, args, device, peak, budget, emit)
+    with tempfile.TemporaryDirectory(prefix="gpu_check_decode_") as tmp:
+        payload["decode"] = [finite(r) for r in decode_check(Path(tmp), device)]
     payload["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     payload["elapsed_s"] = round(budget.elapsed, 1)
     atomic_write_json(out, finite(payload))
     print_check_table(payload)
+    for r in payload["decode"]:
+        print(f"decode, {r['decoder']}, {r['clip']}: "
+              + (f"{r['clips_per_s']:.1f} clips/s" if "clips_per_s" in r else r["skipped"])
+              + (f" ({r['vs_cpu_worker']:.1f}x one CPU worker)" if "vs_cpu_worker" in r else ""))  # fmt: skip
     print(f"results: {out}")
     return 0
 

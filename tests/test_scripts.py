@@ -266,6 +266,22 @@ def test_gpu_check_cache_sizes_of_the_real_release(tmp_path: Path) -> None:
     assert "| skeleton cache (float32) | 3,138,000 (video frames) | 1,644 | 4.8 |" in table
 
 
+def test_gpu_check_decode_rows_say_why_a_decoder_cannot_run(tmp_path: Path) -> None:
+    """The NVDEC row of the check: where CUDA decoding cannot run (here: no GPU) the row says
+    why instead of failing the check; the CPU row measures clips per second."""
+    from types import SimpleNamespace
+
+    from migalab.data.video.readers import torchcodec_problem
+
+    gc = _gpu_check()
+    cpu, cuda = gc.decode_check(tmp_path, SimpleNamespace(type="cuda"), clips=2)
+    assert cpu["decoder"] == "torchcodec (cpu)" and cuda["decoder"] == "torchcodec (cuda)"
+    assert cpu["clip"] == "16 of 62 frames, 256x256"
+    if torchcodec_problem() is None:
+        assert cpu["clips_per_s"] > 0 and cpu["frames_on"] == "cpu"
+    assert cuda["skipped"] and "clips_per_s" not in cuda and "vs_cpu_worker" not in cuda
+
+
 @pytest.mark.slow
 def test_gpu_check_tiny_on_cpu(tmp_path: Path) -> None:
     """``gpu_check.py --device cpu --steps 1 --tiny``: the check's code on the CPU at the
@@ -290,6 +306,8 @@ def test_gpu_check_tiny_on_cpu(tmp_path: Path) -> None:
     face = next(r for r in rows if r["experiment"] == "emotion_face")["input"]
     assert face["face"].endswith("uint8") and face["present"]["face"] == "(2,) bool"
     assert "system_b_emotion" in text and "MFU" in text and str(out) in text
+    assert [r["decoder"] for r in payload["decode"]] == ["torchcodec (cpu)"]  # no NVDEC row
+    assert "decode, torchcodec (cpu)" in text
 
 
 @pytest.mark.slow
