@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 STAMP = $(shell $(PYTHON) -c "import sys; print(sys.prefix)" 2>/dev/null)/.migalab-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock pose-env train test test-slow test-full lint format bench gpu-check gpu-plan \
+.PHONY: help install lock pose-env train test test-slow test-full lint format bench gpu-check gpu-plan docs docs-serve \
 	clean
 
 help: ## Show this help
@@ -34,13 +34,13 @@ install: | $(PYTHON) ## Install migalab (editable) and its locked dependencies w
 	@if [ "$(INSTALLED)" != "$(CURDIR)/src/migalab" ] || [ ! -f "$(STAMP)" ] \
 		|| [ pyproject.toml -nt "$(STAMP)" ] || [ setup.py -nt "$(STAMP)" ] \
 		|| { [ -n "$(LOCK)" ] && [ "$(LOCK)" -nt "$(STAMP)" ]; }; then \
-		$(PYTHON) -m pip install $(if $(LOCK),-c $(LOCK)) -e ".[dev]" && touch "$(STAMP)"; \
+		$(PYTHON) -m pip install $(if $(LOCK),-c $(LOCK)) -e ".[dev,docs]" && touch "$(STAMP)"; \
 	else echo "migalab is installed from this checkout in $(dir $(PYTHON)) (nothing changed)"; fi
 
 lock: ## Re-resolve pyproject.toml in a throw-away venv and write requirements.lock
 	rm -rf .make/lock-venv && $(BASE_PYTHON) -m venv .make/lock-venv
-	.make/lock-venv/bin/python -m pip install -q ".[dev]"
-	{ echo "# Full environment of a fresh install of migalab[dev] (Python $$(.make/lock-venv/bin/python -c 'import platform; print(platform.python_version(), platform.machine())')),"; \
+	.make/lock-venv/bin/python -m pip install -q ".[dev,docs]"
+	{ echo "# Full environment of a fresh install of migalab[dev,docs] (Python $$(.make/lock-venv/bin/python -c 'import platform; print(platform.python_version(), platform.machine())')),"; \
 	  echo "# used as pip constraints by 'make install'. Regenerate with 'make lock'."; \
 	  .make/lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^migalab'; } > $(LOCK).tmp
 	mv $(LOCK).tmp $(LOCK) && rm -rf .make/lock-venv
@@ -97,6 +97,12 @@ gpu-check: ## On a GPU: time every full-size experiment's training step, MFU (bu
 
 gpu-plan: ## FLOPs and H100-hours of every full-size recipe as a Markdown table (CPU, ~4 min)
 	$(PYTHON) scripts/gpu_check.py --plan --markdown $(ARGS)
+
+docs: install ## Build the documentation site into site/ (MkDocs, --strict: a warning fails it)
+	$(PYTHON) -m mkdocs build --strict --clean
+
+docs-serve: install ## Serve the documentation with live reload on http://127.0.0.1:8000
+	$(PYTHON) -m mkdocs serve
 
 clean: ## Remove caches and build files (keeps .venv/, data/ and logs/)
 	rm -rf .make .pytest_cache .ruff_cache build dist src/*.egg-info

@@ -49,7 +49,7 @@ TRAINED: list[tuple[str, str]] = [
     ("context only (FrameStack2D)", "emotion_context_synth"),
     ("InterFusion (System B)", "system_b_emotion_synth"),
 ]
-#: every training run reads the full-size stand-in (the README's table)
+#: every training run reads the full-size stand-in (the table in docs/emotion.md)
 DATA = "data=synthetic_emotion_full"
 MAJORITY, LATE, INTER = "majority", "late fusion face+context (val-searched)", TRAINED[2][0]
 ORDER = [MAJORITY, TRAINED[0][0], TRAINED[1][0], LATE, INTER]

@@ -65,7 +65,7 @@ release (train 12,893 / val 777 / test 4,562 clips; pretraining uses all 18,232)
 epochs (``trainer.max_epochs``) and validation interval, hence the total FLOPs and the time on
 one H100 SXM (989 dense bf16 TFLOP/s) at an MFU that is ASSUMED (``--mfu``, default 0.35) unless
 ``--measured <gpu_check json>`` gives the MFU measured by the check, and on 8 H100s assuming
-perfect scaling. ``--markdown`` prints a Markdown table for the README.
+perfect scaling. ``--markdown`` prints a Markdown table for docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ from typing import Any
 import run_helpers
 from run_helpers import run, split_metrics, train_once
 
-#: the full-size stand-in (the README's table), not the experiments' quick data=synthetic_video
+#: the full-size stand-in (the table in docs/pretraining.md), not the experiments' quick data=synthetic_video
 VIDEO_FULL = "data=synthetic_video_full"
 SKELETON_ONLY = [VIDEO_FULL, "data.modalities=null"]
 #: this table measures what MaskFeat (an MViT pretraining) adds, so its token-fusion rows keep the

@@ -223,10 +223,10 @@ def test_pseudolabel_config_composes(tmp_path: Path) -> None:
     assert isinstance(hydra.utils.instantiate(cfg.trainer, logger=False), Trainer)
 
 
-# -- synthetic stand-ins: quick for the experiments, full size for the README's tables ----------
+# -- synthetic stand-ins: quick for the experiments, full size for the tables in docs/ ----------
 #: the full stand-ins' generator config hashes, as written before the quick stand-ins existed:
 #: the releases under data/synthetic_imigue_video/ and data/synthetic_imigue_emotion/ stay
-#: current (a change here regenerates them and invalidates the README's tables)
+#: current (a change here regenerates them and invalidates the tables in docs/)
 FULL_STAND_INS = {
     "synthetic_video_full": ("22b1dd5edd67e1a4", "synthetic_imigue_video"),
     "synthetic_emotion_full": ("66fbce0551d4f9c6", "synthetic_imigue_emotion"),

@@ -1,4 +1,4 @@
-"""The README's comparison scripts, run as a user runs them (``python scripts/<name>.py``, from
+"""The comparison scripts of docs/, run as a user runs them (``python scripts/<name>.py``, from
 another directory) on tiny synthetic data: they train, evaluate and write their tables."""
 
 from __future__ import annotations

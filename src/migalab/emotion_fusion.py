@@ -135,7 +135,9 @@ def paired_bootstrap_diff(
     differences A - B in video accuracy and AUROC: both scored on the same resamples.
 
     Args:
-        prob_a, prob_b: (V,) P(win) of each model per video, aligned; labels: (V,).
+        prob_a: (V,) P(win) of model A per video.
+        prob_b: (V,) P(win) of model B per video, aligned with ``prob_a``.
+        labels: (V,).
 
     Returns:
         per metric: ``diff`` (on all videos), ``lo`` / ``hi`` (the ``level`` interval) and

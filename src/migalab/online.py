@@ -365,7 +365,8 @@ class SequenceWindows(Dataset):
         table: (T, V, 3) keypoints (x, y, confidence) of the whole sequence in the 137-point
             OpenPose layout (or ``table_layout``).
         video_id: names the windows (``<video_id>_w<start>``).
-        window, stride: see :func:`window_starts`.
+        window: see :func:`window_starts`.
+        stride: see :func:`window_starts`.
         pipeline: the checkpoint's evaluation pipeline (ClipRecord -> x).
         img_shape: (height, width) of the source frames.
         layout: the joint layout the model reads (selected from the table's).

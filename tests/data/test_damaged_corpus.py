@@ -2,7 +2,7 @@
 a training step: every video is either kept (with its clips) or skipped with its file named and
 the reason -- nothing silent, no traceback.
 
-The table below is also the corpus table of the README (defect class -> outcome)."""
+The table below lists each defect class and its outcome."""
 
 from __future__ import annotations
 

@@ -103,8 +103,13 @@ class ClipDataModule(LightningDataModule):
         dataset: the dataset spec's name (:data:`migalab.data.specs.BUILTIN_DATASETS`) or
             ``package.module:SPEC``; it gives the class names and count, split names, reader.
         synthetic: :class:`~migalab.data.synthetic.SynthConfig` fields, or None for real data.
-        layout, num_frames, stream, num_persons, augment, interpolate: how clips are sampled
-            (:class:`~migalab.data.pipelines.ClipOptions` documents them and their defaults).
+        layout: joint layout of the clips (:class:`~migalab.data.pipelines.ClipOptions`
+            documents this and the next five, with their defaults).
+        num_frames: T, frames sampled per clip.
+        stream: skeleton stream (``joint``, ``bone``, ...).
+        num_persons: M, persons per clip.
+        augment: training augmentations.
+        interpolate: filling of missing keypoints.
         representation: ``gcn`` or ``heatmap`` (:mod:`migalab.data.pipelines`).
         heatmap: :class:`~migalab.data.pipelines.HeatmapOptions` fields.
         modalities: None (one skeleton stream), or a list of ``rgb``, ``face``, ``joint``,
@@ -114,7 +119,9 @@ class ClipDataModule(LightningDataModule):
         batch_size: per-device batch size (global batch = batch_size x devices x nodes x
             accumulate_grad_batches; ``model.lr_scaling`` can scale the lr with it).
         eval_batch_size: per-device batch size of validation / test / predict (default batch_size).
-        num_workers, pin_memory, persistent_workers: DataLoader options.
+        num_workers: DataLoader worker processes.
+        pin_memory: DataLoader ``pin_memory``.
+        persistent_workers: DataLoader ``persistent_workers``.
         prefetch_factor: batches loaded in advance per worker (only used when num_workers > 0;
             None = torch's default, 2).
         sampler: ``random`` or ``class_balanced`` (sample clips with probability ∝ 1/n_class).

@@ -239,8 +239,9 @@ class LabelEmbeddingHead(nn.Module):
     Args:
         in_channels: C, the pooled feature width.
         class_names: the K class names (for the embeddings and messages).
-        source, path, cache_dir: see :func:`class_name_embeddings` (unused when ``embeddings``
-            is given).
+        source: see :func:`class_name_embeddings` (unused when ``embeddings`` is given).
+        path: see :func:`class_name_embeddings` (likewise).
+        cache_dir: see :func:`class_name_embeddings` (likewise).
         loss: ``"mse"`` (mean over elements) or ``"cosine"`` (mean of ``1 - cos``).
         weight: loss multiplier (lambda, 20).
         target_rms: per-dimension RMS of the targets (None: raw embeddings).

@@ -204,8 +204,13 @@ class EmotionModule(OptimizationMixin, LightningModule):
     Args:
         encoder: module with ``out_channels`` returning an ``EncoderOutput``.
         head: module or partial ``head(in_channels=C)`` giving (N, num_outputs) logits.
-        optimizer, scheduler, backbone_lr_mult, compile, lr_scaling, channels_last: as in
-            :class:`~migalab.tasks.gesture.GestureModule` (shared code).
+        optimizer: as in :class:`~migalab.tasks.gesture.GestureModule` (shared code), as are
+            the next five.
+        scheduler: optional per-step scheduler partial.
+        backbone_lr_mult: lr multiplier of the encoders.
+        compile: ``torch.compile`` the encoder when fitting.
+        lr_scaling: linear / sqrt lr scaling with the global batch.
+        channels_last: channels-last memory format for 4-D inputs.
         num_outputs: 1 (one win logit, BCE) or 2 (lose / win logits, CE).
         loss: a loss module; default ``BCEWithLogitsLoss`` (1 output) or ``CrossEntropyLoss``
             (2). With 1 output it gets float targets (N,), with 2 long targets.

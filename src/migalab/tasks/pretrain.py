@@ -32,7 +32,9 @@ class PretrainModule(OptimizationMixin, LightningModule):
             ``forward(encoder, x, generator=None)`` returns a dict with ``loss``.
         optimizer: partial ``optimizer(params=...)``; scheduler: optional partial
             ``scheduler(optimizer, total_steps=...)`` stepped per step.
-        compile, lr_scaling, channels_last: as for ``GestureModule``.
+        compile: as for ``GestureModule``.
+        lr_scaling: as for ``GestureModule``.
+        channels_last: as for ``GestureModule``.
         val_seed: seed of the validation masks (the same masks every epoch).
         backbone_lr_mult: lr multiplier of the encoder against the pretext head (1: one lr).
     """

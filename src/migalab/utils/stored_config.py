@@ -114,7 +114,7 @@ DATA_WORKER_KEYS = ("num_workers", "prepare_workers", "video.prepare_workers",
 MODEL_FILE_KEYS = ("init", "pretrained", "path")
 #: model keys (at any depth) naming caches: re-rooted under the current data dir, else dropped
 MODEL_CACHE_KEYS = ("cache_dir",)
-#: largest synthetic release a stored config may make the suite generate (the README's default
+#: largest synthetic release a stored config may make the suite generate (make train's default
 #: run is 60 videos; these leave a wide margin and stop a checkpoint filling the disk)
 SYNTHETIC_LIMITS = {"videos": 2_000, "clips_per_video": 1_000, "min_video_frames": 200_000,
                     "frame_side": 8_192}  # fmt: skip

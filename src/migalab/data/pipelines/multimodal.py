@@ -279,7 +279,9 @@ class MultiModalPipeline:
         video_frames: T_v, RGB frames per clip; ``num_frames`` must be a multiple of it.
         video_size: side S of the RGB crop.
         area_range: training random-resized-crop area range (fraction of the box).
-        augment, num_persons, interpolate: as :func:`build_skeleton_pipeline`.
+        augment: as :func:`build_skeleton_pipeline`.
+        num_persons: as :func:`build_skeleton_pipeline`.
+        interpolate: as :func:`build_skeleton_pipeline`.
         normalize_rgb: False: ``x["rgb"]`` stays uint8 (zeros where absent), normalised on the
             training device by :meth:`MultiModalRepresentation.on_after_batch_transfer`.
     """

@@ -7,7 +7,7 @@ Built in: ``miga2025`` (per-video 137-point tables), ``miga_light35`` (the MiGA 
 the reader or the submission label map asks the spec.
 
 A dataset of your own is one module holding a ``DatasetSpec`` and one ``conf/data/<name>.yaml``
-with ``dataset: your.module:SPEC`` (see the README, "Adding a dataset").
+with ``dataset: your.module:SPEC`` (see docs/data.md, "Adding a dataset").
 """
 
 from migalab.data.specs.base import BUILTIN_DATASETS, DatasetSpec, get_dataset

@@ -230,7 +230,8 @@ class VideoClipTransform(RandomTransform):
         train: random crop inside the box.
         area_range: (min, max) fraction of the box area kept by the train crop.
         ratio_range: (min, max) width / height of the train crop (before resizing to square).
-        mean, std: per-channel RGB statistics on the 0..1 scale.
+        mean: per-channel RGB mean on the 0..1 scale.
+        std: per-channel RGB standard deviation on the 0..1 scale.
         seed: see ``RandomTransform`` (``None`` for training).
         normalize: False: return the cropped, resized (mirrored) clip as (3, T, size, size)
             uint8, for :func:`normalize_clips` on the training device.
@@ -350,7 +351,8 @@ def normalize_clips(
         x: (..., 3, T, S, S) uint8 (e.g. (N, 3, T, S, S) from ``normalize=False`` clips).
         present: optional (N,) bool; clips marked absent (no video) become zeros, as the
             loader-side pipeline writes them.
-        mean, std: per-channel RGB statistics on the 0..1 scale.
+        mean: per-channel RGB mean on the 0..1 scale.
+        std: per-channel RGB standard deviation on the 0..1 scale.
 
     Returns:
         float32 of ``x``'s shape, on ``x``'s device.
@@ -375,7 +377,8 @@ def denormalize(
 
     Args:
         x: (3, T, H, W) float normalised clip.
-        mean, std: the statistics it was normalised with.
+        mean: the per-channel mean it was normalised with.
+        std: the per-channel standard deviation it was normalised with.
 
     Returns:
         (T, H, W, 3) uint8 NumPy array (RGB).

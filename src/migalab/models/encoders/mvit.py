@@ -184,8 +184,10 @@ class MViTEncoder(FinetuneMixin, nn.Module):
         temporal_size: input frames T (default: the preset's, 16 / 8); T must be even.
         spatial_size: input (H, W) or one int for square (default: 224² / 64²); H and W must
             be multiples of 4·2^(stages-1) (32 for four stages) so every pooling tiles exactly.
-        depths / dims / num_heads / kv_stride: override the preset's per-stage block counts,
-            widths, heads and first key/value pooling stride (:func:`stage_block_setting`).
+        depths: override the preset's blocks per stage (:func:`stage_block_setting`).
+        dims: override the preset's stage widths.
+        num_heads: override the preset's heads per stage.
+        kv_stride: override the preset's first key/value pooling stride.
         pretrained: None (random init, torchvision's), ``"kinetics400"`` (torchvision
             ``MViT_V2_S_Weights.KINETICS400_V1``, preset "s" only) or the path of a
             torchvision-format state dict (see :meth:`load_pretrained`). Loaded when a fit

@@ -40,7 +40,10 @@ class SkeletonTransformer(FinetuneMixin, nn.Module):
         in_channels: C (3: x, y, confidence as the gcn pipeline gives them).
         num_persons: M.
         t_patch: frames per token.
-        dim, depth, heads, mlp_ratio: the transformer's width, blocks, heads, MLP ratio.
+        dim: the transformer's width.
+        depth: its blocks.
+        heads: attention heads per block.
+        mlp_ratio: MLP hidden width over ``dim``.
         drop_path: stochastic depth of the last block (linear from 0).
         dropout: dropout after the embeddings.
         finetune: ``full`` | ``frozen`` | ``partial`` over ``[embedding, *blocks]``

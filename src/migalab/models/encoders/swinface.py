@@ -192,8 +192,9 @@ class SwinFaceEncoder(FinetuneMixin, nn.Module):
             embedding).
         fam_branch: which of the released FAM's 11 branches ``state_dict_fam`` initialises the
             FAM from (2: the expression / smiling task group; 0 gender, 1 age, ...).
-        fam_kernel_size / fam_reduction / fam_pooling: the FAM's conv kernel (3), channel-gate
-            reduction (16, CBAM's) and pooling (``"max"``, SwinFace's).
+        fam_kernel_size: the FAM's conv kernel (3).
+        fam_reduction: the FAM's channel-gate reduction (16, CBAM's).
+        fam_pooling: the FAM's pooling (``"max"``, SwinFace's).
         drop_path: stochastic depth of the last Swin block (0.1, SwinFace's default).
         pretrained: path of a released SwinFace checkpoint (``state_dict_backbone``,
             ``state_dict_fam``, ...), loaded when a fit starts fresh

@@ -118,7 +118,8 @@ class X3DBlock(nn.Module):
     (B, C_in, T, H, W) -> (B, C_out, T, ⌈H/s⌉, ⌈W/s⌉).
 
     Args:
-        in_channels, out_channels: C_in, C_out.
+        in_channels: C_in.
+        out_channels: C_out.
         inner_channels: width of the depthwise 3×3×3 conv (``round(C_out · expansion)``).
         stride: spatial stride s of the depthwise conv (and of the projection shortcut).
         se_channels: SE bottleneck width; None: no SE in this block.
@@ -204,9 +205,12 @@ class X3D(FinetuneMixin, nn.Module):
             multiples of 32 tile exactly). Sizes ``spatial_positions`` (the token fusion's
             spatial embedding table), so the forward, which takes any size, must not get a
             larger frame than this inside a fusion.
-        depths / widths / expansion / se_ratio / stem_width / conv5_width: override the
-            preset's blocks per stage, stage widths, bottleneck expansion, SE ratio (0: no SE),
-            stem width and ``conv5`` width.
+        depths: override the preset's blocks per stage.
+        widths: override the preset's stage widths.
+        expansion: override the preset's bottleneck expansion.
+        se_ratio: override the preset's SE ratio (0: no SE).
+        stem_width: override the preset's stem width.
+        conv5_width: override the preset's ``conv5`` width.
         in_channels: input channels (3, RGB).
         grad_checkpointing: in training, recompute each block in the backward pass
             (``torch.utils.checkpoint``, non-reentrant): less activation memory, ~1/3 more
