@@ -24,7 +24,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import hydra
 import lightning as L
 from omegaconf import DictConfig, ListConfig
 from rich.console import Console
@@ -38,12 +37,11 @@ from migalab.ensemble import (
     resolve_fusion_weights,
     score_checkpoints,
 )
-from migalab.errors import report_user_errors, run_hydra_app
+from migalab.errors import report_user_errors
 from migalab.online import idle_false_segments, read_segments, segment_scores
 from migalab.reports import report_files
-from migalab.utils.hydra import register_resolvers, save_resolved_config
+from migalab.utils.hydra import save_resolved_config
 from migalab.utils.io import atomic_write_json
-from migalab.utils.paths import CONFIG_PATH
 from migalab.utils.summary import print_summary, write_metrics
 
 log = logging.getLogger(__name__)
@@ -152,14 +150,12 @@ def _task(cfg: DictConfig) -> None:
     evaluate(cfg)
 
 
-_main = hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")(_task)
-
-
 def main() -> None:
-    """Console entry point: register resolvers, then hand over to Hydra (user errors: one line,
-    exit status 2; see :mod:`migalab.errors`)."""
-    register_resolvers()
-    run_hydra_app(_main, _task)
+    """Console entry point (:mod:`migalab.cli`: resolvers, then Hydra; user errors: one line,
+    exit status 2)."""
+    from migalab.cli import evaluate as entry
+
+    entry()
 
 
 if __name__ == "__main__":

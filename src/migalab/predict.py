@@ -66,7 +66,7 @@ from migalab.ensemble import (
     resolve_fusion_weights,
     score_checkpoints,
 )
-from migalab.errors import report_user_errors, run_hydra_app
+from migalab.errors import report_user_errors
 from migalab.online import (
     OnlineSettingsError,
     SequenceWindows,
@@ -81,9 +81,8 @@ from migalab.online import (
     write_segments,
 )
 from migalab.pose_gate import PoseGate, plausible_person
-from migalab.utils.hydra import register_resolvers, save_resolved_config
+from migalab.utils.hydra import save_resolved_config
 from migalab.utils.io import atomic_write, atomic_write_json, atomic_write_text
-from migalab.utils.paths import CONFIG_PATH
 
 log = logging.getLogger(__name__)
 
@@ -537,14 +536,12 @@ def _task(cfg: DictConfig) -> None:
     predict(cfg)
 
 
-_main = hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")(_task)
-
-
 def main() -> None:
-    """Console entry point: register resolvers, then hand over to Hydra (user errors: one line,
-    exit status 2; see :mod:`migalab.errors`)."""
-    register_resolvers()
-    run_hydra_app(_main, _task)
+    """Console entry point (:mod:`migalab.cli`: resolvers, then Hydra; user errors: one line,
+    exit status 2)."""
+    from migalab.cli import predict as entry
+
+    entry()
 
 
 if __name__ == "__main__":

@@ -13,13 +13,10 @@ holds the best checkpoint's ``val.loss`` and its path.
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-from migalab.errors import report_user_errors, run_hydra_app
+from migalab.errors import report_user_errors
 from migalab.train import metric_value, train
-from migalab.utils.hydra import register_resolvers
-from migalab.utils.paths import CONFIG_PATH
 
 
 @report_user_errors
@@ -28,14 +25,12 @@ def _task(cfg: DictConfig) -> float | None:
     return metric_value(payload, cfg.get("optimized_metric"))
 
 
-_main = hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="pretrain")(_task)
-
-
 def main() -> None:
-    """Console entry point: register resolvers, then hand over to Hydra (user errors: one line,
-    exit status 2; see :mod:`migalab.errors`)."""
-    register_resolvers()
-    run_hydra_app(_main, _task)
+    """Console entry point (:mod:`migalab.cli`: resolvers, then Hydra; user errors: one line,
+    exit status 2)."""
+    from migalab.cli import pretrain as entry
+
+    entry()
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import hydra
 import lightning as L
 import torch
 from omegaconf import DictConfig
@@ -44,10 +43,9 @@ from migalab.ensemble import (
     predict_trainer,
     require_skeleton_gesture,
 )
-from migalab.errors import report_user_errors, run_hydra_app
-from migalab.utils.hydra import register_resolvers, save_resolved_config
+from migalab.errors import report_user_errors
+from migalab.utils.hydra import save_resolved_config
 from migalab.utils.io import atomic_write_json, atomic_write_text
-from migalab.utils.paths import CONFIG_PATH
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +112,12 @@ def _task(cfg: DictConfig) -> None:
     pseudo_label(cfg)
 
 
-_main = hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="pseudolabel")(_task)
-
-
 def main() -> None:
-    """Console entry point: register resolvers, then hand over to Hydra (user errors: one line,
-    exit status 2; see :mod:`migalab.errors`)."""
-    register_resolvers()
-    run_hydra_app(_main, _task)
+    """Console entry point (:mod:`migalab.cli`: resolvers, then Hydra; user errors: one line,
+    exit status 2)."""
+    from migalab.cli import pseudolabel as entry
+
+    entry()
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-from migalab.errors import report_user_errors, run_hydra_app
+from migalab.errors import report_user_errors
 from migalab.models.finetune import load_initial_weights
 from migalab.overfit import OVERFIT_FAILED_EXIT, OverfitCheck, overfit_metric
 from migalab.reports import report_files
@@ -53,11 +53,9 @@ from migalab.utils.csv_logger import ResumableCSVLogger
 from migalab.utils.hydra import (
     instantiate_callbacks,
     instantiate_loggers,
-    register_resolvers,
     resolved_container,
     save_resolved_config,
 )
-from migalab.utils.paths import CONFIG_PATH
 from migalab.utils.summary import print_summary, write_metrics
 from migalab.utils.wandb import finish_wandb
 
@@ -225,14 +223,12 @@ def _task(cfg: DictConfig) -> float | None:
     return metric_value(payload, cfg.get("optimized_metric"))
 
 
-_main = hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")(_task)
-
-
 def main() -> None:
-    """Console entry point: register resolvers, then hand over to Hydra (user errors: one line,
-    exit status 2; see :mod:`migalab.errors`)."""
-    register_resolvers()
-    run_hydra_app(_main, _task)
+    """Console entry point (:mod:`migalab.cli`: resolvers, then Hydra; user errors: one line,
+    exit status 2)."""
+    from migalab.cli import train as entry
+
+    entry()
 
 
 if __name__ == "__main__":
