@@ -150,13 +150,7 @@ def _task(cfg: DictConfig) -> None:
     evaluate(cfg)
 
 
-def main() -> None:
-    """Console entry point (:mod:`migalab.cli`: resolvers, then Hydra; user errors: one line,
-    exit status 2)."""
-    from migalab.cli import evaluate as entry
+if __name__ == "__main__":  # python -m migalab.eval: the console script's entry
+    from migalab.cli import evaluate as console_entry
 
-    entry()
-
-
-if __name__ == "__main__":
-    main()
+    console_entry()

@@ -536,13 +536,7 @@ def _task(cfg: DictConfig) -> None:
     predict(cfg)
 
 
-def main() -> None:
-    """Console entry point (:mod:`migalab.cli`: resolvers, then Hydra; user errors: one line,
-    exit status 2)."""
-    from migalab.cli import predict as entry
+if __name__ == "__main__":  # python -m migalab.predict: the console script's entry
+    from migalab.cli import predict as console_entry
 
-    entry()
-
-
-if __name__ == "__main__":
-    main()
+    console_entry()

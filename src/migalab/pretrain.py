@@ -25,13 +25,7 @@ def _task(cfg: DictConfig) -> float | None:
     return metric_value(payload, cfg.get("optimized_metric"))
 
 
-def main() -> None:
-    """Console entry point (:mod:`migalab.cli`: resolvers, then Hydra; user errors: one line,
-    exit status 2)."""
-    from migalab.cli import pretrain as entry
+if __name__ == "__main__":  # python -m migalab.pretrain: the console script's entry
+    from migalab.cli import pretrain as console_entry
 
-    entry()
-
-
-if __name__ == "__main__":
-    main()
+    console_entry()

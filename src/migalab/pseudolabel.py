@@ -112,13 +112,7 @@ def _task(cfg: DictConfig) -> None:
     pseudo_label(cfg)
 
 
-def main() -> None:
-    """Console entry point (:mod:`migalab.cli`: resolvers, then Hydra; user errors: one line,
-    exit status 2)."""
-    from migalab.cli import pseudolabel as entry
+if __name__ == "__main__":  # python -m migalab.pseudolabel: the console script's entry
+    from migalab.cli import pseudolabel as console_entry
 
-    entry()
-
-
-if __name__ == "__main__":
-    main()
+    console_entry()

@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning import LightningModule
 from torch import nn
 from torchmetrics import Metric
 from torchmetrics.functional.classification import (
@@ -47,8 +46,7 @@ from torchmetrics.functional.classification import (
     multiclass_f1_score,
 )
 
-from migalab.tasks.losses import masked_aux_loss
-from migalab.tasks.optimization import OptimizationMixin
+from migalab.tasks.recognizer import Recognizer
 
 AGGREGATIONS = ("mean", "prob", "attention")
 PREDICTIONS_FILE = "video_predictions.csv"
@@ -195,7 +193,7 @@ def write_video_predictions(
     return path
 
 
-class EmotionModule(OptimizationMixin, LightningModule):
+class EmotionModule(Recognizer):
     """Clip encoder + head trained on clips, evaluated per video (module docstring).
 
     Batches: ``x`` (a tensor or a dict of modalities), ``label`` (N,) 0 lose / 1 win, ``video``
@@ -256,8 +254,7 @@ class EmotionModule(OptimizationMixin, LightningModule):
                     "inputs"]
         )  # fmt: skip
         self.inputs = dict(inputs) if inputs else None
-        self.encoder = encoder
-        self.head = head if isinstance(head, nn.Module) else head(in_channels=encoder.out_channels)
+        self.build_model(encoder, head)
         if loss is None:
             loss = nn.BCEWithLogitsLoss() if num_outputs == 1 else nn.CrossEntropyLoss()
         self.loss_fn = loss
@@ -269,36 +266,6 @@ class EmotionModule(OptimizationMixin, LightningModule):
         self.init_optimization(optimizer, scheduler, compile, lr_scaling, channels_last)
 
     # -- model ----------------------------------------------------------------------------------
-    def encoder_input(self, x: Any) -> tuple[Any, dict[str, Any]]:
-        """The batch input mapped to the encoder's input (and keyword arguments)."""
-        if not isinstance(x, Mapping):
-            return x, {}
-        key = self.hparams.get("input_key")
-        if key is not None:
-            if key not in x:
-                raise KeyError(f"batch input has modalities {sorted(x)}; input_key {key!r} missing")
-            vis = x.get(f"{key}_visible")
-            return x[key], ({"visible": vis} if vis is not None else {})
-        if self.inputs:
-            missing = sorted(m for m in self.inputs.values() if m not in x)
-            if missing:
-                raise KeyError(f"batch input has modalities {sorted(x)}; inputs need {missing}")
-            present = x.get("present") or {}
-            out: dict[str, Any] = {s: x[m] for s, m in self.inputs.items()}
-            out["present"] = {s: present[m] for s, m in self.inputs.items() if m in present}
-            out["visible"] = {
-                s: x[f"{m}_visible"] for s, m in self.inputs.items() if f"{m}_visible" in x
-            }
-            return out, {}
-        return x, {}
-
-    def encode(self, x: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
-        inp, kwargs = self.encoder_input(x)
-        if self.channels_last and isinstance(inp, torch.Tensor) and inp.dim() == 4:
-            inp = inp.contiguous(memory_format=torch.channels_last)
-        out = self.encoder(inp, **kwargs)
-        return out.pooled, out.aux or None
-
     def forward(self, x: Any) -> torch.Tensor:
         """Encoder input → logits (N, num_outputs)."""
         return self.head(self.encode(x)[0])
@@ -326,27 +293,11 @@ class EmotionModule(OptimizationMixin, LightningModule):
         n = labels.shape[0]
         pooled, aux = self.encode(batch["x"])
         logits = self.head(pooled)
-        loss = self._loss(logits, labels)
-        weight = float(self.hparams.get("aux_loss_weight", 0.0))
-        if aux and weight > 0:
-            aux_loss = self._aux_loss(aux, labels, batch["x"])
-            self.log("train/main_loss", loss.detach(), batch_size=n)
-            self.log("train/aux_loss", aux_loss.detach(), batch_size=n)
-            loss = loss + weight * aux_loss
+        loss = self.add_aux_loss(self._loss(logits, labels), aux, labels, batch["x"], self._loss)
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
         acc = ((self.clip_scores(logits.detach()) > 0).long() == labels).float().mean()
         self.log("train/clip_acc", acc, on_step=False, on_epoch=True, batch_size=n)
         return loss
-
-    def _aux_loss(
-        self, aux: Mapping[str, torch.Tensor], labels: torch.Tensor, x: Any
-    ) -> torch.Tensor:
-        """Mean over streams of the auxiliary heads' losses where the stream is present."""
-        present = {}
-        if isinstance(x, Mapping) and self.inputs:
-            flags = x.get("present") or {}
-            present = {s: flags[m] for s, m in self.inputs.items() if m in flags}
-        return masked_aux_loss(aux, labels, present, self._loss)
 
     def _eval_step(self, batch: dict[str, Any], scores: VideoScores, prefix: str) -> None:
         if "video" not in batch:

@@ -21,26 +21,22 @@ per-modality heads (a fusion neck's); their loss, times ``aux_loss_weight``, is 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-from lightning import LightningModule
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from migalab.tasks.losses import ClassificationLoss, masked_aux_loss
+from migalab.tasks.losses import ClassificationLoss
 from migalab.tasks.metrics import build_metrics, summarize
 from migalab.tasks.optimization import (  # noqa: F401  (lr_scale_factor: re-exported)
     LR_SCALING_RULES,
-    OptimizationMixin,
     lr_scale_factor,
 )
-
-if TYPE_CHECKING:
-    from migalab.models.encoders.output import EncoderOutput
+from migalab.tasks.recognizer import Recognizer
 
 
-class GestureModule(OptimizationMixin, LightningModule):
+class GestureModule(Recognizer):
     """Clip-level micro-gesture classifier.
 
     Batches are dicts with ``x`` (encoder input, e.g. (N, C, T, V, M) skeletons), ``label`` (N,)
@@ -111,8 +107,7 @@ class GestureModule(OptimizationMixin, LightningModule):
             ignore=["encoder", "head", "loss", "optimizer", "scheduler", "class_names",
                     "lr_scaling", "compile", "label_embedding"]
         )  # fmt: skip
-        self.encoder = encoder
-        self.head = head if isinstance(head, nn.Module) else head(in_channels=encoder.out_channels)
+        self.build_model(encoder, head)
         if label_embedding is not None and not isinstance(label_embedding, nn.Module):
             label_embedding = label_embedding(in_channels=encoder.out_channels)
         self.label_embedding = label_embedding
@@ -126,19 +121,6 @@ class GestureModule(OptimizationMixin, LightningModule):
         self.init_optimization(optimizer, scheduler, compile, lr_scaling, channels_last)
 
     # -- model ----------------------------------------------------------------------------------
-    def encode(self, x: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
-        """Encoder input (a tensor, or a dict of modality tensors) → pooled features (N, C) and
-        the encoder's auxiliary per-modality logits (None when it has none)."""
-        key = self.hparams.get("input_key")
-        if isinstance(x, Mapping) and key is not None:
-            if key not in x:
-                raise KeyError(f"batch input has modalities {sorted(x)}; input_key {key!r} missing")
-            x = x[key]
-        if self.channels_last and isinstance(x, torch.Tensor) and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        out: EncoderOutput = self.encoder(x)
-        return out.pooled, out.aux or None
-
     def features(self, x: Any) -> torch.Tensor:
         """Encoder input → pooled features (N, C)."""
         return self.encode(x)[0]
@@ -179,13 +161,9 @@ class GestureModule(OptimizationMixin, LightningModule):
         n = labels.shape[0]
         pooled, aux = self.encode(batch["x"])
         logits = self.head(pooled)
-        loss = self.loss_fn(logits, labels)
-        weight = float(self.hparams.get("aux_loss_weight", 0.0))
-        if aux and weight > 0:
-            aux_loss = self._aux_loss(aux, labels, batch["x"])
-            self.log("train/main_loss", loss.detach(), batch_size=n)
-            self.log("train/aux_loss", aux_loss.detach(), batch_size=n)
-            loss = loss + weight * aux_loss
+        loss = self.add_aux_loss(
+            self.loss_fn(logits, labels), aux, labels, batch["x"], self.loss_fn
+        )
         if self.label_embedding is not None:
             emb_loss = self.label_embedding.loss(self.label_embedding(pooled), labels)
             reg = getattr(self.label_embedding, "classifier_regulariser", None)
@@ -200,14 +178,6 @@ class GestureModule(OptimizationMixin, LightningModule):
         self.log("train/top1", self.train_top1, on_step=False, on_epoch=True,
                  batch_size=n)  # fmt: skip
         return loss
-
-    def _aux_loss(
-        self, aux: Mapping[str, torch.Tensor], labels: torch.Tensor, x: Any
-    ) -> torch.Tensor:
-        """Mean over modalities of the auxiliary heads' losses, each over the samples where
-        that modality is present (``x["present"][modality]``, all when absent)."""
-        present = x.get("present", {}) if isinstance(x, Mapping) else {}
-        return masked_aux_loss(aux, labels, present, self.loss_fn)
 
     def _eval_step(self, batch: dict[str, Any], metrics: Any, prefix: str) -> torch.Tensor:
         logits, loss = self._shared_step(batch)
