@@ -244,7 +244,7 @@ def run_audited(entry: str, args: Sequence[str], *, cwd: str | os.PathLike,
                 writable: Sequence[str | os.PathLike] = (),
                 forbidden: Sequence[str | os.PathLike] = (),
                 env: dict[str, str] | None = None, timeout: float = 300) -> AuditedRun:  # fmt: skip
-    """Run console-script entry ``entry`` (``"migalab.eval:main"``) with ``args`` in a fresh
+    """Run console-script entry ``entry`` (``"migalab.cli:evaluate"``) with ``args`` in a fresh
     interpreter, from ``cwd``, under the audit hook; ``writable`` folders may be written
     (``cwd`` is not one unless listed)."""
     report = Path(cwd) / f".audit-{os.getpid()}-{abs(hash((entry, tuple(args))))}.json"

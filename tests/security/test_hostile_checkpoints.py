@@ -47,7 +47,7 @@ def _interpolation(cfg: dict[str, Any], secret: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "entry", ["migalab.eval:main", pytest.param("migalab.predict:main", marks=pytest.mark.slow)]
+    "entry", ["migalab.cli:evaluate", pytest.param("migalab.cli:predict", marks=pytest.mark.slow)]
 )
 def test_an_interpolation_hidden_in_a_real_checkpoint_is_refused(
     entry: str, cli_run: tuple[Path, Path], tiny_release: Path, tiny_cache: Path,
@@ -68,7 +68,7 @@ def test_an_interpolation_hidden_in_a_real_checkpoint_is_refused(
 @pytest.mark.slow
 def test_a_pickle_payload_is_refused_by_name(tmp_path: Path, secret: Path) -> None:
     ckpt = malicious_checkpoint(tmp_path / "shared.ckpt", secret / "pwned")
-    run = run_audited("migalab.eval:main", [f"ckpt_path={ckpt}", f"paths.log_dir={tmp_path}"],
+    run = run_audited("migalab.cli:evaluate", [f"ckpt_path={ckpt}", f"paths.log_dir={tmp_path}"],
                       cwd=tmp_path, writable=[tmp_path], forbidden=[secret])  # fmt: skip
     assert run.returncode == 2
     _one_line_refusal(run.stderr, "shared.ckpt")
@@ -92,7 +92,7 @@ def test_locations_in_a_real_checkpoint_are_not_used_and_it_still_evaluates(
 
     ckpt = _doctored(real, tmp_path / "shared.ckpt", point_at_secret)
     logs = tmp_path / "logs"
-    run = run_audited("migalab.eval:main", [f"ckpt_path={ckpt}", f"paths.log_dir={logs}",
+    run = run_audited("migalab.cli:evaluate", [f"ckpt_path={ckpt}", f"paths.log_dir={logs}",
                                             *tiny_eval_overrides(tiny_release, tiny_cache)],
                       cwd=tmp_path, writable=[logs, tiny_cache.parent], forbidden=[secret])  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
@@ -149,7 +149,7 @@ def test_train_with_a_hostile_init_checkpoint_by_name(
 
     ckpt = malicious_checkpoint(tmp_path / "pretrained.ckpt", secret / "pwned")
     logs = tmp_path / "logs"
-    run = run_audited("migalab.train:main",
+    run = run_audited("migalab.cli:train",
                       ["logger=csv", f"paths.log_dir={logs}",
                        *tiny_data_overrides(tiny_release, tiny_cache),
                        "model.encoder.base_channels=8", "+trainer.fast_dev_run=1",
@@ -188,7 +188,7 @@ def test_online_recognition_s_other_checkpoints_are_read_as_data(
     video = tmp_path / "talk.mp4"  # the emotion's video: the refusal comes before any decoding
     video.write_bytes(b"")
     run_dir = tmp_path / "run"
-    run = run_audited("migalab.predict:main",
+    run = run_audited("migalab.cli:predict",
                       [f"ckpt_path={gesture}", f"skeleton={table}", f"{key}={ckpt}",
                        f"online.annotate_video={video}", f"hydra.run.dir={run_dir}"],
                       cwd=tmp_path, writable=[run_dir], forbidden=[secret],
