@@ -154,8 +154,12 @@ def paired_bootstrap_diff(
         d = a[key] - b[key]
         d = d[~torch.isnan(d)]
         lo, hi = _interval(d, level)
-        out[key] = {"diff": float(a0[key] - b0[key]), "lo": lo, "hi": hi,
-                    "p_not_better": float((d <= 0).double().mean()) if len(d) else float("nan")}  # fmt: skip
+        out[key] = {
+            "diff": float(a0[key] - b0[key]),
+            "lo": lo,
+            "hi": hi,
+            "p_not_better": float((d <= 0).double().mean()) if len(d) else float("nan"),
+        }
     return out
 
 
@@ -229,10 +233,15 @@ def _fusion_weights(
 ) -> tuple[list[float] | None, dict[str, Any]]:
     """Given / read / searched weights (as :func:`migalab.ensemble.resolve_fusion_weights`)."""
     if fusion.get("temperature") is not None:
-        raise ValueError("fusion.temperature is for gesture checkpoints; emotion models are "
-                         "fused per video with their own aggregation")  # fmt: skip
-    info: dict[str, Any] = {"space": fusion.space, "level": "video",
-                            "checkpoints": [e.path for e in entries]}  # fmt: skip
+        raise ValueError(
+            "fusion.temperature is for gesture checkpoints; emotion models are "
+            "fused per video with their own aggregation"
+        )
+    info: dict[str, Any] = {
+        "space": fusion.space,
+        "level": "video",
+        "checkpoints": [e.path for e in entries],
+    }
     if fusion.get("from"):
         weights = fusion_weights_from_file(fusion["from"], len(entries))
         info.update(weights=weights, **{"from": str(fusion["from"])})
@@ -251,8 +260,9 @@ def _fusion_weights(
     step = float(fusion.get("grid_step", 0.05))
     weights, reached = _search_weights(levels[split], step, fusion.space)
     log.info("video fusion weights searched on %s: %s (acc %.4f)", split, weights, reached["acc"])
-    info.update(weights=weights, searched=True, search_split=split, grid_step=step,
-                search_metrics=reached)  # fmt: skip
+    info.update(
+        weights=weights, searched=True, search_split=split, grid_step=step, search_metrics=reached
+    )
     return weights, info
 
 
@@ -295,7 +305,11 @@ def evaluate_emotion(
             table[f"{split} fused"] = result
         result["ci95"] = bootstrap_ci(level.prob, level.labels)
         metrics[split] = result
-        per_video = {"video": torch.arange(len(level.names)), "n_clips": level.n_clips,
-                     "prob_win": level.prob, "label": level.labels}  # fmt: skip
+        per_video = {
+            "video": torch.arange(len(level.names)),
+            "n_clips": level.n_clips,
+            "prob_win": level.prob,
+            "label": level.labels,
+        }
         write_video_predictions(out / f"video_predictions_{split}.csv", per_video, level.names)
     return metrics, table, info

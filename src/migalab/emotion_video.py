@@ -50,8 +50,9 @@ def emotion_clips(
     ``window`` covering the ``total`` frames (a last one shorter than ``min_length`` is
     dropped, unless it is the only one)."""
     if window < 1 or min_length < 1:
-        raise EmotionVideoError(f"emotion window and min_length must be >= 1, got {window}, "
-                                f"{min_length}")  # fmt: skip
+        raise EmotionVideoError(
+            f"emotion window and min_length must be >= 1, got {window}, {min_length}"
+        )
     clips = [(s.start, s.end) for s in segments if s.length >= min_length]
     if clips or total <= 0:
         return clips
@@ -105,17 +106,24 @@ def predict_emotion(
     user = loading.pop("data_overrides", None) or {}
     if isinstance(user, DictConfig):
         user = OmegaConf.to_container(user, resolve=True)
-    overrides = {**dict(user), "release_root": str(release), "cache_dir": str(out_dir / "cache"),
-                 "img_shape": [int(img_shape[0]), int(img_shape[1])], "num_workers": 0,
-                 "splits": {"train": "train", "val": "validate", "test": "test"}}  # fmt: skip
+    overrides = {
+        **dict(user),
+        "release_root": str(release),
+        "cache_dir": str(out_dir / "cache"),
+        "img_shape": [int(img_shape[0]), int(img_shape[1])],
+        "num_workers": 0,
+        "splits": {"train": "train", "val": "validate", "test": "test"},
+    }
     # every checkpoint read (weights only, config checked) and its task checked before anything
     # is written: a refused one leaves no release behind
     loaded = []
     for ckpt in ckpts:
         train_cfg, state = load_checkpoint_config(ckpt, data_overrides=overrides, **loading)
         if str(train_cfg.data.get("target", "gesture")) != "emotion":
-            raise EmotionVideoError(f"emotion_ckpt={ckpt}: not an emotion model (data.target "
-                                    f"{train_cfg.data.get('target', 'gesture')})")  # fmt: skip
+            raise EmotionVideoError(
+                f"emotion_ckpt={ckpt}: not an emotion model (data.target "
+                f"{train_cfg.data.get('target', 'gesture')})"
+            )
         # the one-video release is the data: never generated, no labels or subjects files,
         # no training splits
         for key in ("synthetic", "emotion_labels", "subjects", "train_splits"):
@@ -131,14 +139,25 @@ def predict_emotion(
         if videos is None or len(out) == 0:
             raise EmotionVideoError(f"{ckpt}: no clip of {vid} could be scored")
         _, counts, video_logit = aggregate_videos(
-            videos, win_scores(out), str(train_cfg.model.get("aggregation", "mean")),
+            videos,
+            win_scores(out),
+            str(train_cfg.model.get("aggregation", "mean")),
             float(train_cfg.model.get("temperature", 1.0)),
-        )  # fmt: skip
+        )
         logit = float(video_logit[0])
         logits.append(logit)
-        per_ckpt.append({"checkpoint": str(ckpt), "clips": int(counts[0]),
-                         "p_win": round(float(torch.sigmoid(torch.tensor(logit))), 4)})  # fmt: skip
+        per_ckpt.append(
+            {
+                "checkpoint": str(ckpt),
+                "clips": int(counts[0]),
+                "p_win": round(float(torch.sigmoid(torch.tensor(logit))), 4),
+            }
+        )
     p_win = float(torch.sigmoid(torch.tensor(sum(logits) / len(logits))))
-    return {"p_win": round(p_win, 4), "answer": "win" if p_win >= 0.5 else "lose",
-            "clips": len(clips), "clip_frames": [list(c) for c in clips],
-            "per_checkpoint": per_ckpt}  # fmt: skip
+    return {
+        "p_win": round(p_win, 4),
+        "answer": "win" if p_win >= 0.5 else "lose",
+        "clips": len(clips),
+        "clip_frames": [list(c) for c in clips],
+        "per_checkpoint": per_ckpt,
+    }

@@ -108,10 +108,14 @@ def load_checkpoint_config(
     if isinstance(user, DictConfig):
         user = OmegaConf.to_container(user, resolve=True)
     cfg = sanitize_stored_config(
-        ckpt[CONFIG_KEY], source, user_data=user,
+        ckpt[CONFIG_KEY],
+        source,
+        user_data=user,
         data_dir=data_dir if data_dir is not None else project_root() / "data",
-        state_dict=state, trusted_targets=trusted_targets, upgrade=upgrade_targets,
-    )  # fmt: skip
+        state_dict=state,
+        trusted_targets=trusted_targets,
+        upgrade=upgrade_targets,
+    )
     return cfg, state
 
 
@@ -196,8 +200,10 @@ def require_skeleton_gesture(train_cfg: DictConfig, ckpt: str, task: str) -> Non
     needs it, e.g. "online recognition")."""
     data = train_cfg.data
     if data.get("modalities") or str(data.get("target", "gesture")) != "gesture":
-        raise ValueError(f"{ckpt}: {task} takes skeleton gesture checkpoints (this one: "
-                         f"modalities {data.get('modalities')}, target {data.get('target')})")  # fmt: skip
+        raise ValueError(
+            f"{ckpt}: {task} takes skeleton gesture checkpoints (this one: "
+            f"modalities {data.get('modalities')}, target {data.get('target')})"
+        )
 
 
 def build_from_checkpoint(
@@ -215,9 +221,14 @@ def build_from_checkpoint(
 def predict_trainer(trainer_cfg: DictConfig) -> L.Trainer:
     """A one-process trainer for scoring (no logger, callbacks or progress bar)."""
     return hydra.utils.instantiate(
-        trainer_cfg, logger=False, callbacks=[], enable_progress_bar=False, devices=1,
-        num_nodes=1, strategy="auto",
-    )  # fmt: skip
+        trainer_cfg,
+        logger=False,
+        callbacks=[],
+        enable_progress_bar=False,
+        devices=1,
+        num_nodes=1,
+        strategy="auto",
+    )
 
 
 def score_checkpoints(
@@ -250,9 +261,12 @@ def score_checkpoints(
             raise ValueError(
                 f"{ckpt} is an {found} checkpoint (data.target={found}); this command takes "
                 f"{target} checkpoints"
-                + (f" (evaluate it per video with migalab-eval ckpt_path={ckpt})"
-                   if found == "emotion" else "")
-            )  # fmt: skip
+                + (
+                    f" (evaluate it per video with migalab-eval ckpt_path={ckpt})"
+                    if found == "emotion"
+                    else ""
+                )
+            )
         model, datamodule = build_from_checkpoint(train_cfg, state_dict)
         trainer = predict_trainer(trainer_cfg)
         class_names = list(train_cfg.model.get("class_names") or []) or None
@@ -278,9 +292,13 @@ def score_checkpoints(
             logits, labels, videos = predict_scores(model, datamodule, split, trainer)
             names = [ds.clip_name(i) for i in range(len(ds))]
             entry.splits[split] = SplitScores(
-                logits, labels, names, labelled, videos,
+                logits,
+                labels,
+                names,
+                labelled,
+                videos,
                 list(ds.video_ids) if videos is not None else None,
-            )  # fmt: skip
+            )
         out.append(entry)
     return out
 
@@ -412,8 +430,10 @@ def resolve_temperatures(
             )
         split = fusion.get("search_split", "val")
         if any(split not in e.splits or not e.splits[split].has_labels for e in entries):
-            raise ValueError(f"fusion.temperature=fit needs labelled {split} scores from every "
-                             f"checkpoint; add {split} to splits or give the temperatures")  # fmt: skip
+            raise ValueError(
+                f"fusion.temperature=fit needs labelled {split} scores from every "
+                f"checkpoint; add {split} to splits or give the temperatures"
+            )
         temps = [fit_temperature(e.splits[split].logits, e.splits[split].labels) for e in entries]
         log.info("temperatures fitted on %s: %s", split, [round(t, 4) for t in temps])
         return temps
@@ -429,12 +449,20 @@ def resolve_fusion_weights(
     if fusion.get("from"):  # one read of the stored record: its weights and temperatures
         record = read_fusion_record(fusion["from"], len(entries))
         weights, temps = record["weights"], record["temperatures"]
-        info = {"weights": weights, "temperatures": temps, "from": str(fusion["from"]),
-                "space": fusion.space, "checkpoints": [e.path for e in entries]}  # fmt: skip
+        info = {
+            "weights": weights,
+            "temperatures": temps,
+            "from": str(fusion["from"]),
+            "space": fusion.space,
+            "checkpoints": [e.path for e in entries],
+        }
         return weights, info
     temps = resolve_temperatures(fusion, entries)
-    info: dict[str, Any] = {"space": fusion.space, "temperatures": temps,
-                            "checkpoints": [e.path for e in entries]}  # fmt: skip
+    info: dict[str, Any] = {
+        "space": fusion.space,
+        "temperatures": temps,
+        "checkpoints": [e.path for e in entries],
+    }
     if not fusion.get("search", False):
         given = fusion.get("weights")
         weights = None if given is None else check_weights(given, len(entries), "fusion.weights")
@@ -456,8 +484,13 @@ def resolve_fusion_weights(
         temperatures=temps,
     )
     log.info("fusion weights searched on %s: %s (top1 %.4f)", split, weights, reached["top1"])
-    info.update(weights=list(weights), searched=True, search_split=split,
-                grid_step=float(fusion.get("grid_step", 0.05)), search_metrics=reached)  # fmt: skip
+    info.update(
+        weights=list(weights),
+        searched=True,
+        search_split=split,
+        grid_step=float(fusion.get("grid_step", 0.05)),
+        search_metrics=reached,
+    )
     return list(weights), info
 
 
@@ -494,8 +527,7 @@ def evaluate_scores(
             e.name: compute_metrics(e.splits[split].logits, labels, num_classes, class_names)
             for e in entries
         }
-        fused = fuse_scores([e.splits[split].logits for e in entries], weights, space,
-                            temperatures)  # fmt: skip
+        fused = fuse_scores([e.splits[split].logits for e in entries], weights, space, temperatures)
         metrics[split] = compute_metrics(fused, labels, num_classes, class_names)
         metrics[f"{split}_streams"] = streams
         table.update({f"{split} {n}": m for n, m in streams.items()})

@@ -71,30 +71,45 @@ def evaluate_online(cfg: DictConfig) -> dict[str, Any]:
     truths = files_by_video(str(on.labels), "_label.csv", "online.labels")
     missing = sorted(set(preds) - set(truths))
     if missing:
-        raise FileNotFoundError(f"no label file for the predicted video(s) {missing[:10]} in "
-                                f"{on.labels}")  # fmt: skip
+        raise FileNotFoundError(
+            f"no label file for the predicted video(s) {missing[:10]} in {on.labels}"
+        )
     pred_segments = {v: read_segments(p) for v, p in preds.items()}
     true_segments = {v: read_segments(truths[v]) for v in preds}
     scores = segment_scores(pred_segments, true_segments, [float(x) for x in on.ious])
-    payload = {"task": cfg.task_name, "run_dir": cfg.paths.output_dir, "videos": sorted(preds),
-               "online": scores}  # fmt: skip
+    payload = {
+        "task": cfg.task_name,
+        "run_dir": cfg.paths.output_dir,
+        "videos": sorted(preds),
+        "online": scores,
+    }
     frames = _predicted_frames(preds)
     if len(frames) == len(preds):  # every prediction has its migalab-predict JSON
-        payload["idle"] = idle_false_segments(pred_segments, true_segments, frames,
-                                              float(on.get("fps", 25.0)))  # fmt: skip
+        payload["idle"] = idle_false_segments(
+            pred_segments, true_segments, frames, float(on.get("fps", 25.0))
+        )
     path = write_metrics(cfg.paths.output_dir, payload)
     table = Table(title=f"{cfg.task_name}: online recognition ({len(preds)} videos)")
     for col in ("IoU >", "precision", "recall", "F1", "TP", "predicted", "labelled"):
         table.add_column(col, justify="right")
     for key, v in scores.items():
-        table.add_row(key.removeprefix("iou_"), f"{v['precision']:.4f}", f"{v['recall']:.4f}",
-                      f"{v['f1']:.4f}", str(v["tp"]), str(v["predicted"]), str(v["true"]))  # fmt: skip
+        table.add_row(
+            key.removeprefix("iou_"),
+            f"{v['precision']:.4f}",
+            f"{v['recall']:.4f}",
+            f"{v['f1']:.4f}",
+            str(v["tp"]),
+            str(v["predicted"]),
+            str(v["true"]),
+        )
     Console().print(table)
     if "idle" in payload:
         idle = payload["idle"]
-        print(f"false segments where no label is: {idle['segments']} in "
-              f"{idle['idle_minutes']:.1f} min ({idle['per_minute']:.2f} per minute at "
-              f"{on.get('fps', 25.0):g} fps)")  # fmt: skip
+        print(
+            f"false segments where no label is: {idle['segments']} in "
+            f"{idle['idle_minutes']:.1f} min ({idle['per_minute']:.2f} per minute at "
+            f"{on.get('fps', 25.0):g} fps)"
+        )
     print(f"metrics: {path}")
     return payload
 
@@ -118,8 +133,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             + ", ".join(f"{e.path} ({e.target})" for e in entries)
         )
 
-    payload: dict[str, Any] = {"task": cfg.task_name, "run_dir": cfg.paths.output_dir,
-                               "ckpt_path": ckpts, "target": targets[0]}  # fmt: skip
+    payload: dict[str, Any] = {
+        "task": cfg.task_name,
+        "run_dir": cfg.paths.output_dir,
+        "ckpt_path": ckpts,
+        "target": targets[0],
+    }
     if targets[0] == "emotion":  # per video: migalab.emotion_fusion
         metrics, table, fusion_info = evaluate_emotion(
             entries, splits, cfg.fusion, cfg.paths.output_dir

@@ -159,8 +159,15 @@ def _save_plot(result: Any, path: Path, recipe: str, recipe_lr: float, best: int
     ax.axvline(recipe_lr, color="grey", linestyle="--", label=f"{recipe} {recipe_lr:.3g}")
     if best is not None:
         lr, loss = result.results["lr"][best], result.results["loss"][best]
-        ax.plot(lr, loss, marker="o", markersize=10, color="red", linestyle="none",
-                label=f"suggested {lr:.3g}")  # fmt: skip
+        ax.plot(
+            lr,
+            loss,
+            marker="o",
+            markersize=10,
+            color="red",
+            linestyle="none",
+            label=f"suggested {lr:.3g}",
+        )
     ax.set_title("lr range test (smoothed training loss)")
     ax.legend(loc="best")
     try:
@@ -263,8 +270,11 @@ def run_lr_find(cfg: DictConfig) -> dict[str, Any]:
     scaled = f" (effective {effective_lr:.4g} after lr_scaling)" if lr_info else ""
     versus = "effective" if lr_info else "recipe"
     mult = payload["backbone_lr_mult"]
-    note = f"; the sweep used one lr for all groups (recipe: encoder x{mult})" if mult not in (
-        None, 1, 1.0) else ""  # fmt: skip
+    note = (
+        f"; the sweep used one lr for all groups (recipe: encoder x{mult})"
+        if mult not in (None, 1, 1.0)
+        else ""
+    )
     print(
         f"lr_find: suggested lr {suggestion:.4g} vs the recipe's model.optimizer.lr "
         f"{recipe_lr:.4g}{scaled}: ratio suggested/{versus} {payload['ratio']:.3g}{note}; "

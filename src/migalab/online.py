@@ -142,8 +142,9 @@ def segments_from_frames(
     if thresholds.ndim > 1 or not ((thresholds >= 0) & (thresholds <= 1)).all():
         raise OnlineSettingsError(f"online.threshold must be in [0, 1], got {threshold}")
     if thresholds.ndim == 1 and len(thresholds) != frame_probs.shape[-1]:
-        raise OnlineSettingsError(f"{len(thresholds)} class thresholds for "
-                                  f"{frame_probs.shape[-1]} classes")  # fmt: skip
+        raise OnlineSettingsError(
+            f"{len(thresholds)} class thresholds for {frame_probs.shape[-1]} classes"
+        )
     if min_length < 1:
         raise OnlineSettingsError(f"online.min_length must be >= 1, got {min_length}")
     if len(frame_probs) == 0:
@@ -220,17 +221,24 @@ def fit_online_settings(
     best: dict[str, Any] | None = None
     tried = 0
     for act in act_grid:
-        frames = {v: gate_frames(f, a, act) if act is not None else f
-                  for v, (f, a) in videos.items()}  # fmt: skip
+        frames = {
+            v: gate_frames(f, a, act) if act is not None else f for v, (f, a) in videos.items()
+        }
         for threshold in grid["threshold"]:
             for min_length in grid["min_length"]:
                 tried += 1
-                preds = {v: segments_from_frames(f, float(threshold), int(min_length))
-                         for v, f in frames.items()}  # fmt: skip
+                preds = {
+                    v: segments_from_frames(f, float(threshold), int(min_length))
+                    for v, f in frames.items()
+                }
                 score = segment_scores(preds, truths, [iou])[key]
                 if best is None or score["f1"] > best["f1"]:
-                    best = {"threshold": float(threshold), "min_length": int(min_length),
-                            "actionness_threshold": act, **score}  # fmt: skip
+                    best = {
+                        "threshold": float(threshold),
+                        "min_length": int(min_length),
+                        "actionness_threshold": act,
+                        **score,
+                    }
     assert best is not None
     return {**best, "iou": iou, "videos": len(videos), "combinations": tried}
 
@@ -316,8 +324,14 @@ def segment_scores(
         precision = tp / n_pred if n_pred else 0.0
         recall = tp / n_true if n_true else 0.0
         f1 = 2 * precision * recall / (precision + recall) if tp else 0.0
-        out[f"iou_{iou:g}"] = {"precision": precision, "recall": recall, "f1": f1, "tp": tp,
-                               "predicted": n_pred, "true": n_true}  # fmt: skip
+        out[f"iou_{iou:g}"] = {
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "tp": tp,
+            "predicted": n_pred,
+            "true": n_true,
+        }
     return out
 
 
@@ -341,8 +355,11 @@ def idle_false_segments(
         idle += int((~covered).sum())
         count += sum(not covered[max(p.start, 0) : p.end + 1].any() for p in preds.get(vid, []))
     minutes = idle / fps / 60
-    return {"segments": count, "idle_minutes": round(minutes, 3),
-            "per_minute": count / minutes if minutes > 0 else 0.0}  # fmt: skip
+    return {
+        "segments": count,
+        "idle_minutes": round(minutes, 3),
+        "per_minute": count / minutes if minutes > 0 else 0.0,
+    }
 
 
 def write_segments(path: str | Path, segments: Sequence[Segment]) -> Path:
@@ -407,12 +424,16 @@ class SequenceWindows(Dataset):
         if self.joints is not None:
             seg = seg[:, self.joints]
         record = ClipRecord(
-            name=f"{self.video_id}_w{start}", video_id=self.video_id, start=start,
-            end=start + len(seg) - 1, label=-1,
+            name=f"{self.video_id}_w{start}",
+            video_id=self.video_id,
+            start=start,
+            end=start + len(seg) - 1,
+            label=-1,
             keypoint=np.ascontiguousarray(seg[None, ..., :2], dtype=np.float32),
             keypoint_score=np.ascontiguousarray(seg[None, ..., 2], dtype=np.float32),
-            img_shape=self.img_shape, layout=self.layout,
-        )  # fmt: skip
+            img_shape=self.img_shape,
+            layout=self.layout,
+        )
         x = self.pipeline(record)
         sample = dict(x) if isinstance(x, dict) else {"x": x}
         sample["x"] = torch.as_tensor(np.asarray(sample["x"]), dtype=torch.float32)

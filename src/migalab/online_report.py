@@ -35,9 +35,11 @@ _BROKEN = 'onerror="this.dataset.broken=1"'
 
 
 def _page(title: str, body: str) -> str:
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
-            f"<body>\n{body}\n</body></html>\n")  # fmt: skip
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
+        f"<body>\n{body}\n</body></html>\n"
+    )
 
 
 def _png_uri(path: Path) -> str:
@@ -96,9 +98,11 @@ def _segments_table(rows: Sequence[Mapping[str, Any]], fps: float | None) -> str
             if fps
             else ""
         )
-        body.append(f"<tr><td>{html.escape(str(r.get('class_name') or r['label']))}</td>"
-                    f"<td class=n>{r['start']}</td><td class=n>{r['end']}</td>"
-                    f"<td class=n>{frames}</td>{sec}<td class=n>{float(r['score']):.2f}</td></tr>")  # fmt: skip
+        body.append(
+            f"<tr><td>{html.escape(str(r.get('class_name') or r['label']))}</td>"
+            f"<td class=n>{r['start']}</td><td class=n>{r['end']}</td>"
+            f"<td class=n>{frames}</td>{sec}<td class=n>{float(r['score']):.2f}</td></tr>"
+        )
     return f"<table>{head}{''.join(body)}</table>"
 
 
@@ -109,8 +113,10 @@ def answer_text(record: Mapping[str, Any]) -> str:
     emotion = record.get("emotion")
     if emotion:
         clips = int(emotion["clips"])
-        text += (f" · emotion: <b>{html.escape(emotion['answer'])}</b> (p win "
-                 f"{emotion['p_win']:.2f}, from {clips} clip{'s' if clips != 1 else ''})")  # fmt: skip
+        text += (
+            f" · emotion: <b>{html.escape(emotion['answer'])}</b> (p win "
+            f"{emotion['p_win']:.2f}, from {clips} clip{'s' if clips != 1 else ''})"
+        )
     return text
 
 
@@ -126,22 +132,41 @@ def video_report(
     vid = str(record["video_id"])
     parts = [f"<h1>{html.escape(vid)}</h1>", f"<p class=answer id=answer>{answer_text(record)}</p>"]
     if timeline is not None and timeline.is_file():
-        parts.append(f"<h2>Timeline</h2><img id=timeline alt=\"timeline of {html.escape(vid)}\" "
-                     f"src=\"{_png_uri(timeline)}\" {_BROKEN}>")  # fmt: skip
+        parts.append(
+            f'<h2>Timeline</h2><img id=timeline alt="timeline of {html.escape(vid)}" '
+            f'src="{_png_uri(timeline)}" {_BROKEN}>'
+        )
     if track is not None and track.is_file():
-        parts.append(f"<h2>Per-class probability</h2><img id=track alt=\"probabilities\" "
-                     f"src=\"{_png_uri(track)}\" {_BROKEN}>")  # fmt: skip
+        parts.append(
+            f'<h2>Per-class probability</h2><img id=track alt="probabilities" '
+            f'src="{_png_uri(track)}" {_BROKEN}>'
+        )
     annotated = record.get("annotated")
     if annotated:
         name = html.escape(Path(str(annotated)).name)
-        parts.append(f"<h2>Annotated video</h2><video id=video controls preload=metadata "
-                     f"src=\"{name}\" {_BROKEN}></video><p><a href=\"{name}\">{name}</a></p>")  # fmt: skip
+        parts.append(
+            f"<h2>Annotated video</h2><video id=video controls preload=metadata "
+            f'src="{name}" {_BROKEN}></video><p><a href="{name}">{name}</a></p>'
+        )
     parts.append("<h2>Segments</h2>" + _segments_table(record.get("segments", []), fps))
-    settings = {k: record[k] for k in ("threshold", "min_length", "actionness_threshold",
-                                       "window", "stride", "frames", "frames_no_person")
-                if k in record}  # fmt: skip
-    parts.append("<h2>Settings</h2><p>" + html.escape(", ".join(f"{k} {v}" for k, v in
-                                                                settings.items())) + "</p>")  # fmt: skip
+    settings = {
+        k: record[k]
+        for k in (
+            "threshold",
+            "min_length",
+            "actionness_threshold",
+            "window",
+            "stride",
+            "frames",
+            "frames_no_person",
+        )
+        if k in record
+    }
+    parts.append(
+        "<h2>Settings</h2><p>"
+        + html.escape(", ".join(f"{k} {v}" for k, v in settings.items()))
+        + "</p>"
+    )
     atomic_write_text(path, _page(f"{vid}: migalab", "\n".join(parts)))
     return path
 
@@ -177,27 +202,40 @@ def run_report(
         emo = r.get("emotion")
         emotion = f"{emo['answer']} ({emo['p_win']:.2f})" if emo else "—"
         link = html.escape(pages[vid].name)
-        rows.append(f"<tr><td><a href=\"{link}\">{html.escape(vid)}</a></td>"
-                    f"<td class=n>{r['frames']}</td><td class=n>{len(r['segments'])}</td>"
-                    f"<td>{html.escape(emotion)}</td></tr>")  # fmt: skip
-    parts = [f"<h1>migalab-predict: {len(records)} video{'s' if len(records) != 1 else ''}</h1>",
-             "<table id=videos><tr><th>video</th><th>frames</th><th>gestures</th>"
-             "<th>emotion (p win)</th></tr>" + "".join(rows) + "</table>"]  # fmt: skip
+        rows.append(
+            f'<tr><td><a href="{link}">{html.escape(vid)}</a></td>'
+            f"<td class=n>{r['frames']}</td><td class=n>{len(r['segments'])}</td>"
+            f"<td>{html.escape(emotion)}</td></tr>"
+        )
+    parts = [
+        f"<h1>migalab-predict: {len(records)} video{'s' if len(records) != 1 else ''}</h1>",
+        "<table id=videos><tr><th>video</th><th>frames</th><th>gestures</th>"
+        "<th>emotion (p win)</th></tr>" + "".join(rows) + "</table>",
+    ]
     if truths is not None:
-        preds = {v: [Segment(int(s["start"]), int(s["end"]), int(s["label"]), float(s["score"]))
-                     for s in r["segments"]] for v, r in records.items()}  # fmt: skip
+        preds = {
+            v: [
+                Segment(int(s["start"]), int(s["end"]), int(s["label"]), float(s["score"]))
+                for s in r["segments"]
+            ]
+            for v, r in records.items()
+        }
         total = segment_scores(preds, truths, [iou])[f"iou_{iou:g}"]
         lines = []
         for k, s in per_class_scores(preds, truths, iou).items():
             name = class_names[k] if class_names and k < len(class_names) else str(k)
-            lines.append(f"<tr><td>{html.escape(name)}</td><td class=n>{s['true']}</td>"
-                         f"<td class=n>{s['predicted']}</td><td class=n>{s['precision']:.3f}</td>"
-                         f"<td class=n>{s['recall']:.3f}</td><td class=n>{s['f1']:.3f}</td></tr>")  # fmt: skip
-        parts.append(f"<h2>Segment scores at IoU &gt; {iou:g}</h2><p id=overall>all classes: "
-                     f"precision {total['precision']:.3f}, recall {total['recall']:.3f}, "
-                     f"F1 {total['f1']:.3f} ({total['tp']} of {total['true']} labelled "
-                     f"segments found, {total['predicted']} predicted)</p><table id=per-class>"
-                     "<tr><th>class</th><th>labelled</th><th>predicted</th><th>precision</th>"
-                     "<th>recall</th><th>F1</th></tr>" + "".join(lines) + "</table>")  # fmt: skip
+            lines.append(
+                f"<tr><td>{html.escape(name)}</td><td class=n>{s['true']}</td>"
+                f"<td class=n>{s['predicted']}</td><td class=n>{s['precision']:.3f}</td>"
+                f"<td class=n>{s['recall']:.3f}</td><td class=n>{s['f1']:.3f}</td></tr>"
+            )
+        parts.append(
+            f"<h2>Segment scores at IoU &gt; {iou:g}</h2><p id=overall>all classes: "
+            f"precision {total['precision']:.3f}, recall {total['recall']:.3f}, "
+            f"F1 {total['f1']:.3f} ({total['tp']} of {total['true']} labelled "
+            f"segments found, {total['predicted']} predicted)</p><table id=per-class>"
+            "<tr><th>class</th><th>labelled</th><th>predicted</th><th>precision</th>"
+            "<th>recall</th><th>F1</th></tr>" + "".join(lines) + "</table>"
+        )
     atomic_write_text(path, _page("migalab-predict report", "\n".join(parts)))
     return path

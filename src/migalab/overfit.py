@@ -107,9 +107,13 @@ class OverfitCheck(Callback):
             self.clips = len(train) if train is not None else None
 
     def on_train_batch_end(
-        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: Any,
+        batch: Any,
         batch_idx: int,
-    ) -> None:  # fmt: skip
+    ) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if isinstance(loss, torch.Tensor):
             self._losses.append(float(loss.detach()))
@@ -120,8 +124,10 @@ class OverfitCheck(Callback):
             return
         value = trainer.callback_metrics.get(self.monitor)
         if value is None:
-            raise KeyError(f"the overfit check reads {self.monitor}, which this model does not "
-                           f"log (logged: {sorted(trainer.callback_metrics)})")  # fmt: skip
+            raise KeyError(
+                f"the overfit check reads {self.monitor}, which this model does not "
+                f"log (logged: {sorted(trainer.callback_metrics)})"
+            )
         self.update(float(value), trainer.global_step, trainer.current_epoch + 1)
         if self.reached is not None:
             trainer.should_stop = True
@@ -137,8 +143,9 @@ class OverfitCheck(Callback):
         it reaches the goal (the first time is kept)."""
         loss = sum(self._losses) / len(self._losses) if self._losses else None
         self._losses = []
-        self.history.append({"epoch": int(epoch), "step": int(step), "accuracy": accuracy,
-                             "train_loss": loss})  # fmt: skip
+        self.history.append(
+            {"epoch": int(epoch), "step": int(step), "accuracy": accuracy, "train_loss": loss}
+        )
         self.best = max(self.best, accuracy)
         if accuracy >= self.goal and self.reached is None:
             self.reached = {"step": int(step), "epoch": int(epoch)}
@@ -165,11 +172,15 @@ class OverfitCheck(Callback):
         r = self.result
         clips = r["clips"] if r["clips"] is not None else "?"
         if r["reached"]:
-            return (f"overfit: 100 % of {clips} training clips after {r['steps']} optimizer "
-                    f"steps ({r['epochs']} epochs, {r['seconds']} s)")  # fmt: skip
+            return (
+                f"overfit: 100 % of {clips} training clips after {r['steps']} optimizer "
+                f"steps ({r['epochs']} epochs, {r['seconds']} s)"
+            )
         best = _percent(r["best_accuracy"]) if r["best_accuracy"] is not None else "-"
-        return (f"overfit FAILED: best {best} % of {clips} clips ({r['metric']}) after "
-                f"{r['steps']} steps ({r['epochs']} epochs, {r['seconds']} s) — {_HINT}")  # fmt: skip
+        return (
+            f"overfit FAILED: best {best} % of {clips} clips ({r['metric']}) after "
+            f"{r['steps']} steps ({r['epochs']} epochs, {r['seconds']} s) — {_HINT}"
+        )
 
     def report(self, output_dir: Path) -> Path:
         """Print :meth:`line` (stdout when reached, stderr when not) and write

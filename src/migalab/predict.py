@@ -236,9 +236,11 @@ def require_actionness(train_cfg: DictConfig, ckpt: str) -> None:
     (``data.target=actionness``, e.g. ``experiment=actionness_joint_synth``)."""
     data = train_cfg.data
     if data.get("modalities") or str(data.get("target", "gesture")) != "actionness":
-        raise OnlineSettingsError(f"online.actionness_ckpt={ckpt}: not an actionness model (data.target "
-                         f"{data.get('target', 'gesture')}, modalities {data.get('modalities')}); "
-                         "train one with experiment=actionness_joint_synth")  # fmt: skip
+        raise OnlineSettingsError(
+            f"online.actionness_ckpt={ckpt}: not an actionness model (data.target "
+            f"{data.get('target', 'gesture')}, modalities {data.get('modalities')}); "
+            "train one with experiment=actionness_joint_synth"
+        )
 
 
 def _img_shape(on: DictConfig, meta: dict[str, Any], datamodule: Any) -> tuple[int, int]:
@@ -264,9 +266,15 @@ def _window_probs(
     probs, windows = None, None
     for _, model, dm, _ in models:
         img_shape = _img_shape(on, meta, dm)
-        windows = SequenceWindows(table, vid, int(on.window), int(on.stride),
-                                  dm.pipeline(train=False, key="test"), img_shape,
-                                  layout=dm.layout)  # fmt: skip
+        windows = SequenceWindows(
+            table,
+            vid,
+            int(on.window),
+            int(on.stride),
+            dm.pipeline(train=False, key="test"),
+            img_shape,
+            layout=dm.layout,
+        )
         outputs = trainer.predict(model, datamodule=_WindowsData(dm, windows, int(on.batch_size)))
         p = torch.cat([o["logits"] for o in outputs]).float().softmax(-1)
         probs = p if probs is None else probs + p
@@ -279,9 +287,12 @@ def _online_settings(cfg: DictConfig) -> dict[str, Any]:
     """``threshold``, ``min_length``, ``actionness_threshold``: from ``online.settings`` (a
     ``online_fit.json`` of a fitted run: its numbers only) else ``online.*``."""
     on = cfg.online
-    settings = {"threshold": float(on.threshold), "min_length": int(on.min_length),
-                "actionness_threshold": float(on.actionness_threshold),
-                "class_thresholds": None}  # fmt: skip
+    settings = {
+        "threshold": float(on.threshold),
+        "min_length": int(on.min_length),
+        "actionness_threshold": float(on.actionness_threshold),
+        "class_thresholds": None,
+    }
     if on.get("settings"):
         path = Path(str(on.settings))
         try:
@@ -304,8 +315,10 @@ def _online_settings(cfg: DictConfig) -> dict[str, Any]:
             if not isinstance(per_class, list) or not all(
                 isinstance(v, int | float) and not isinstance(v, bool) for v in per_class
             ):
-                raise OnlineSettingsError(f"online.settings={path}: class_thresholds must be a "
-                                          f"list of numbers, got {per_class!r}")  # fmt: skip
+                raise OnlineSettingsError(
+                    f"online.settings={path}: class_thresholds must be a "
+                    f"list of numbers, got {per_class!r}"
+                )
             settings["class_thresholds"] = [float(v) for v in per_class]
     return settings
 
@@ -331,8 +344,10 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
     for table_path in tables:  # each video's outputs are named by its id: one table per id
         other = seen.setdefault(table_video_id(table_path), table_path)
         if other != table_path:
-            raise OnlineSettingsError(f"two tables of video {table_video_id(table_path)!r}: {other} and "
-                             f"{table_path} (their outputs would overwrite each other)")  # fmt: skip
+            raise OnlineSettingsError(
+                f"two tables of video {table_video_id(table_path)!r}: {other} and "
+                f"{table_path} (their outputs would overwrite each other)"
+            )
     out_dir = Path(cfg.paths.output_dir)
     models = _load_models(cfg, ckpts, "gesture")
     act_ckpts = [str(c) for c in _items(on.get("actionness_ckpt"))]
@@ -359,58 +374,89 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
             actionness = _window_probs(act_models, table, vid, meta, on, trainer)[0][:, 1]
             actionness[nobody] = 0.0
         labels = table_path.with_name(f"{vid}_label.csv")
-        scored[vid] = {"table": table_path, "raw": table, "frames": frames,
-                       "actionness": actionness, "windows": n_windows,
-                       "no_person": int(nobody.sum()), "nobody": nobody, "meta": meta,
-                       "img_shape": img_shape,
-                       "seconds": time.perf_counter() - start_time,
-                       "truth": read_segments(labels) if labels.is_file() else None}  # fmt: skip
+        scored[vid] = {
+            "table": table_path,
+            "raw": table,
+            "frames": frames,
+            "actionness": actionness,
+            "windows": n_windows,
+            "no_person": int(nobody.sum()),
+            "nobody": nobody,
+            "meta": meta,
+            "img_shape": img_shape,
+            "seconds": time.perf_counter() - start_time,
+            "truth": read_segments(labels) if labels.is_file() else None,
+        }
     fit = None
     if on.get("fit"):
         missing = [v for v, r in scored.items() if r["truth"] is None]
         if missing:
-            raise OnlineSettingsError(f"online.fit=true needs <vid>_label.csv beside every "
-                                      f"table; none for {missing[:10]}")  # fmt: skip
-        fit = fit_online_settings({v: (r["frames"], r["actionness"]) for v, r in scored.items()},
-                                  {v: r["truth"] for v, r in scored.items()},
-                                  iou=float(on.fit_iou))  # fmt: skip
+            raise OnlineSettingsError(
+                f"online.fit=true needs <vid>_label.csv beside every table; none for {missing[:10]}"
+            )
+        fit = fit_online_settings(
+            {v: (r["frames"], r["actionness"]) for v, r in scored.items()},
+            {v: r["truth"] for v, r in scored.items()},
+            iou=float(on.fit_iou),
+        )
         fit = {**fit, "checkpoints": ckpts, "actionness_checkpoints": act_ckpts}
         settings = {k: fit[k] for k in ("threshold", "min_length")} | {
             "actionness_threshold": fit["actionness_threshold"]
-            if fit["actionness_threshold"] is not None else settings["actionness_threshold"],
+            if fit["actionness_threshold"] is not None
+            else settings["actionness_threshold"],
             "class_thresholds": None,
-        }  # fmt: skip
+        }
         if on.get("fit_per_class", True):  # then one threshold per class, from the global one
-            gated = {v: gate_frames(r["frames"], r["actionness"], settings["actionness_threshold"])
-                     for v, r in scored.items()}  # fmt: skip
+            gated = {
+                v: gate_frames(r["frames"], r["actionness"], settings["actionness_threshold"])
+                for v, r in scored.items()
+            }
             per_class, f1 = fit_class_thresholds(
-                gated, {v: r["truth"] for v, r in scored.items()}, settings["threshold"],
-                settings["min_length"], iou=float(on.fit_iou),
-            )  # fmt: skip
+                gated,
+                {v: r["truth"] for v, r in scored.items()},
+                settings["threshold"],
+                settings["min_length"],
+                iou=float(on.fit_iou),
+            )
             fit = {**fit, "class_thresholds": per_class, "f1_class_thresholds": f1}
             settings["class_thresholds"] = per_class
         atomic_write_json(out_dir / "online_fit.json", fit)
-        print(f"online.fit on {len(scored)} videos: threshold {fit['threshold']}, min_length "
-              f"{fit['min_length']}, actionness_threshold {fit['actionness_threshold']}: F1 "
-              f"{fit['f1']:.4f} at IoU {fit['iou']:g}"
-              + (f"; per-class thresholds: F1 {fit['f1_class_thresholds']:.4f}"
-                 if "class_thresholds" in fit else "")
-              + f" ({out_dir / 'online_fit.json'})")  # fmt: skip
+        print(
+            f"online.fit on {len(scored)} videos: threshold {fit['threshold']}, min_length "
+            f"{fit['min_length']}, actionness_threshold {fit['actionness_threshold']}: F1 "
+            f"{fit['f1']:.4f} at IoU {fit['iou']:g}"
+            + (
+                f"; per-class thresholds: F1 {fit['f1_class_thresholds']:.4f}"
+                if "class_thresholds" in fit
+                else ""
+            )
+            + f" ({out_dir / 'online_fit.json'})"
+        )
     results: dict[str, Any] = {}
     pages: dict[str, Path] = {}
     for vid, r in scored.items():
         table, table_path = r["raw"], r["table"]
         frames = gate_frames(r["frames"], r["actionness"], settings["actionness_threshold"])
-        segments = segments_from_frames(frames, settings["class_thresholds"] or settings["threshold"],
-                                        settings["min_length"])  # fmt: skip
+        segments = segments_from_frames(
+            frames, settings["class_thresholds"] or settings["threshold"], settings["min_length"]
+        )
         csv_path = write_segments(out_dir / f"{vid}_prediction.csv", segments)
-        record = {"video_id": vid, "table": str(table_path), "frames": len(table),
-                  "windows": r["windows"], "seconds": round(r["seconds"], 3),
-                  "frames_per_s": round(len(table) / max(r["seconds"], 1e-9), 1),
-                  "window": int(on.window), "stride": int(on.stride), **settings,
-                  "smooth": int(on.get("smooth", 1)), "frames_no_person": r["no_person"],
-                  "checkpoints": ckpts, "actionness_checkpoints": act_ckpts,
-                  "segments": segment_rows(segments, class_names)}  # fmt: skip
+        record = {
+            "video_id": vid,
+            "table": str(table_path),
+            "frames": len(table),
+            "windows": r["windows"],
+            "seconds": round(r["seconds"], 3),
+            "frames_per_s": round(len(table) / max(r["seconds"], 1e-9), 1),
+            "window": int(on.window),
+            "stride": int(on.stride),
+            **settings,
+            "smooth": int(on.get("smooth", 1)),
+            "frames_no_person": r["no_person"],
+            "checkpoints": ckpts,
+            "actionness_checkpoints": act_ckpts,
+            "segments": segment_rows(segments, class_names),
+        }
         if not act_ckpts:
             record.pop("actionness_threshold")
         atomic_write_json(out_dir / f"{vid}_prediction.json", record)
@@ -418,54 +464,92 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
         caption = None
         if emotion_ckpts:
             if source_video is None:
-                raise EmotionVideoError(f"emotion_ckpt: {vid} has no video (give video=<mp4>, "
-                                        f"put {vid}.mp4 beside its table, or give "
-                                        "online.annotate_video)")  # fmt: skip
-            clips = emotion_clips(segments, len(table), int(cfg.emotion.window),
-                                  int(cfg.emotion.min_length))  # fmt: skip
+                raise EmotionVideoError(
+                    f"emotion_ckpt: {vid} has no video (give video=<mp4>, "
+                    f"put {vid}.mp4 beside its table, or give "
+                    "online.annotate_video)"
+                )
+            clips = emotion_clips(
+                segments, len(table), int(cfg.emotion.window), int(cfg.emotion.min_length)
+            )
             record["emotion"] = predict_emotion(
-                emotion_ckpts, vid, table_path, Path(str(source_video)), clips,
-                r["img_shape"], out_dir / "emotion" / vid,
-                cfg.trainer, checkpoint_loading(cfg),
-            )  # fmt: skip
+                emotion_ckpts,
+                vid,
+                table_path,
+                Path(str(source_video)),
+                clips,
+                r["img_shape"],
+                out_dir / "emotion" / vid,
+                cfg.trainer,
+                checkpoint_loading(cfg),
+            )
             emo = record["emotion"]
             n = int(emo["clips"])
-            caption = (f"emotion: {emo['answer']} (p win {emo['p_win']:.2f}, {n} "
-                       f"clip{'s' if n != 1 else ''})")  # fmt: skip
+            caption = (
+                f"emotion: {emo['answer']} (p win {emo['p_win']:.2f}, {n} "
+                f"clip{'s' if n != 1 else ''})"
+            )
             atomic_write_json(out_dir / f"{vid}_prediction.json", record)
             print(f"{vid}: {caption}")
         if on.get("timeline", True):
             from migalab.reports import timeline_png
 
             title = f"{vid}: {caption}" if caption else vid
-            timeline_png(out_dir / f"{vid}_timeline.png", segments, len(table), class_names,
-                         truth=r["truth"], frame_probs=frames, title=title,
-                         no_person=r["nobody"])  # fmt: skip
+            timeline_png(
+                out_dir / f"{vid}_timeline.png",
+                segments,
+                len(table),
+                class_names,
+                truth=r["truth"],
+                frame_probs=frames,
+                title=title,
+                no_person=r["nobody"],
+            )
         if on.get("annotate") and source_video:
             from migalab.reports import annotated_video
 
-            path = annotated_video(source_video, table, segments, out_dir / f"{vid}_annotated.mp4",
-                                   class_names, caption=caption,
-                                   keypoint_shape=r["img_shape"])  # fmt: skip
+            path = annotated_video(
+                source_video,
+                table,
+                segments,
+                out_dir / f"{vid}_annotated.mp4",
+                class_names,
+                caption=caption,
+                keypoint_shape=r["img_shape"],
+            )
             record["annotated"] = str(path)
             atomic_write_json(out_dir / f"{vid}_prediction.json", record)
         if on.get("report", True):
             from migalab.online_report import probability_track_png, video_report
 
-            track = probability_track_png(out_dir / f"{vid}_probabilities.png", frames,
-                                          class_names, r["actionness"], title=vid)  # fmt: skip
+            track = probability_track_png(
+                out_dir / f"{vid}_probabilities.png",
+                frames,
+                class_names,
+                r["actionness"],
+                title=vid,
+            )
             timeline = out_dir / f"{vid}_timeline.png"
-            pages[vid] = video_report(out_dir / f"{vid}_report.html", record,
-                                      timeline if timeline.is_file() else None, track,
-                                      fps=r["meta"].get("fps"))  # fmt: skip
+            pages[vid] = video_report(
+                out_dir / f"{vid}_report.html",
+                record,
+                timeline if timeline.is_file() else None,
+                track,
+                fps=r["meta"].get("fps"),
+            )
         results[vid] = record
-        print(f"{vid}: {len(segments)} segments in {len(table)} frames ({r['windows']} windows, "
-              f"{record['frames_per_s']:.0f} frames/s): {csv_path}")  # fmt: skip
+        print(
+            f"{vid}: {len(segments)} segments in {len(table)} frames ({r['windows']} windows, "
+            f"{record['frames_per_s']:.0f} frames/s): {csv_path}"
+        )
     summary: dict[str, Any] = {
-        "videos": {v: {k: r[k] for k in ("frames", "windows", "frames_per_s")}
-                   | {"segments": len(r["segments"])} for v, r in results.items()},
+        "videos": {
+            v: {k: r[k] for k in ("frames", "windows", "frames_per_s")}
+            | {"segments": len(r["segments"])}
+            for v, r in results.items()
+        },
         "settings": settings,
-    }  # fmt: skip
+    }
     if fit is not None:
         summary["fit"] = fit
     if pages:
@@ -473,8 +557,9 @@ def predict_online(cfg: DictConfig) -> dict[str, Any]:
 
         labelled = all(r["truth"] is not None for r in scored.values())
         truths = {v: r["truth"] for v, r in scored.items()} if labelled else None
-        report = run_report(out_dir / "report.html", results, pages, truths, class_names,
-                            iou=float(on.fit_iou))  # fmt: skip
+        report = run_report(
+            out_dir / "report.html", results, pages, truths, class_names, iou=float(on.fit_iou)
+        )
         summary["report"] = str(report)
         print(f"report: {report}")
     atomic_write_json(out_dir / "online.json", summary)
@@ -494,8 +579,14 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     splits = [split]
     if len(ckpts) > 1 and fusion.get("search", False):
         splits.insert(0, fusion.get("search_split", "val"))
-    entries = score_checkpoints(ckpts, splits, cfg.trainer, require_labels=False,
-                                target="gesture", **checkpoint_loading(cfg))  # fmt: skip
+    entries = score_checkpoints(
+        ckpts,
+        splits,
+        cfg.trainer,
+        require_labels=False,
+        target="gesture",
+        **checkpoint_loading(cfg),
+    )
     if any(split not in e.splits for e in entries):
         raise ValueError(f"split {split} is missing or empty; nothing to predict")
     weights: list[float] | None = None
@@ -511,8 +602,9 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     names = entries[0].splits[split].names
     labels = entries[0].splits[split].labels
     out_dir = Path(cfg.paths.output_dir)
-    csv_path, zip_path = write_submission(out_dir, names, preds.tolist(),
-                                          cfg.submission.label_format, entries[0].dataset)  # fmt: skip
+    csv_path, zip_path = write_submission(
+        out_dir, names, preds.tolist(), cfg.submission.label_format, entries[0].dataset
+    )
     class_names = entries[0].class_names
     rows = io.StringIO()
     writer = csv.writer(rows, lineterminator="\n")
@@ -520,8 +612,13 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     for name, p, c, y in zip(names, preds.tolist(), conf.tolist(), labels.tolist(), strict=True):
         writer.writerow([name, p, class_names[p] if class_names else "", f"{c:.5f}", y])
     atomic_write_text(out_dir / "predictions.csv", rows.getvalue())
-    summary: dict[str, Any] = {"split": split, "clips": len(names), "submission": str(csv_path),
-                               "zip": str(zip_path), "fusion": fusion_info}  # fmt: skip
+    summary: dict[str, Any] = {
+        "split": split,
+        "clips": len(names),
+        "submission": str(csv_path),
+        "zip": str(zip_path),
+        "fusion": fusion_info,
+    }
     known = labels >= 0
     if bool(known.any()):
         summary["top1_known_labels"] = float((preds[known] == labels[known]).float().mean())

@@ -76,12 +76,16 @@ def pseudo_label(cfg: DictConfig) -> dict[str, Any]:
     cache = SkeletonCache(datamodule.cache_dir)
     windows = unlabelled_windows(cache, int(cfg.window), int(cfg.stride), splits)
     if len(windows) == 0:
-        raise ValueError(f"{datamodule.cache_dir}: no unlabelled window of {cfg.window} frames "
-                         f"in splits {splits}")  # fmt: skip
+        raise ValueError(
+            f"{datamodule.cache_dir}: no unlabelled window of {cfg.window} frames "
+            f"in splits {splits}"
+        )
     datamodule.datasets["unlabelled"] = SkeletonClipDataset(
-        windows, "unlabelled", datamodule.pipeline(train=False, key="test"),
+        windows,
+        "unlabelled",
+        datamodule.pipeline(train=False, key="test"),
         layout=datamodule.layout,
-    )  # fmt: skip
+    )
     log.info("scoring %d unlabelled windows with %s", len(windows), ckpt)
     logits, _, _ = predict_scores(model, datamodule, "unlabelled", predict_trainer(cfg.trainer))
     keep, labels, scores = select_confident(logits.softmax(-1), float(cfg.threshold))
@@ -91,18 +95,35 @@ def pseudo_label(cfg: DictConfig) -> dict[str, Any]:
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["video_id", "start", "end", "label", "class_name", "score"])
     for i, y, p in zip(keep.tolist(), labels.tolist(), scores.tolist(), strict=True):
-        writer.writerow([index["video_id"].iloc[i], int(index["start"].iloc[i]),
-                         int(index["end"].iloc[i]), y, names[y] if names else "", f"{p:.5f}"])  # fmt: skip
+        writer.writerow(
+            [
+                index["video_id"].iloc[i],
+                int(index["start"].iloc[i]),
+                int(index["end"].iloc[i]),
+                y,
+                names[y] if names else "",
+                f"{p:.5f}",
+            ]
+        )
     out = Path(cfg.paths.output_dir)
     atomic_write_text(out / "pseudo_labels.csv", text.getvalue())
     counts = torch.bincount(labels, minlength=logits.shape[-1]).tolist()
-    summary = {"checkpoint": ckpt, "windows": len(windows), "kept": len(keep),
-               "threshold": float(cfg.threshold), "window": int(cfg.window),
-               "stride": int(cfg.stride), "splits": splits, "kept_per_class": counts,
-               "csv": str(out / "pseudo_labels.csv")}  # fmt: skip
+    summary = {
+        "checkpoint": ckpt,
+        "windows": len(windows),
+        "kept": len(keep),
+        "threshold": float(cfg.threshold),
+        "window": int(cfg.window),
+        "stride": int(cfg.stride),
+        "splits": splits,
+        "kept_per_class": counts,
+        "csv": str(out / "pseudo_labels.csv"),
+    }
     atomic_write_json(out / "pseudo_labels.json", summary)
-    print(f"pseudo-labels: {len(keep)} of {len(windows)} unlabelled windows at probability >= "
-          f"{cfg.threshold}: {out / 'pseudo_labels.csv'}")  # fmt: skip
+    print(
+        f"pseudo-labels: {len(keep)} of {len(windows)} unlabelled windows at probability >= "
+        f"{cfg.threshold}: {out / 'pseudo_labels.csv'}"
+    )
     return summary
 
 

@@ -89,8 +89,14 @@ def per_class_png(
 ) -> Path:
     """Per-class accuracy bars, best first; classes without samples are left out."""
     plt = _pyplot()
-    rows = sorted(((n, a, support.get(n, 0)) for n, a in per_class.items()
-                   if support.get(n, 0) > 0 and a == a), key=lambda r: -r[1])  # fmt: skip
+    rows = sorted(
+        (
+            (n, a, support.get(n, 0))
+            for n, a in per_class.items()
+            if support.get(n, 0) > 0 and a == a
+        ),
+        key=lambda r: -r[1],
+    )
     fig, ax = plt.subplots(figsize=(8, max(3.0, 0.25 * len(rows) + 1)), layout="constrained")
     names = [f"{n} (n={s})" for n, _, s in rows]
     ax.barh(range(len(rows)), [a for _, a, _ in rows], color="#4878a8")
@@ -120,13 +126,15 @@ def timeline_png(
     cmap = plt.get_cmap("tab20")
     lanes = [("predicted", segments)] + ([("labelled", truth)] if truth is not None else [])
     rows = len(lanes) + (1 if frame_probs is not None else 0)
-    fig, axes = plt.subplots(rows, 1, figsize=(12, 1.3 * rows + 0.6), sharex=True, squeeze=False,
-                             layout="constrained")  # fmt: skip
+    fig, axes = plt.subplots(
+        rows, 1, figsize=(12, 1.3 * rows + 0.6), sharex=True, squeeze=False, layout="constrained"
+    )
     if no_person is not None and no_person.any():
         edges = np.diff(np.concatenate([[0], no_person.astype(np.int8), [0]]))
         runs = list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
-        axes[0, 0].broken_barh([(int(a), int(b - a)) for a, b in runs], (0, 1.6),
-                               color="0.85", label="no person")  # fmt: skip
+        axes[0, 0].broken_barh(
+            [(int(a), int(b - a)) for a, b in runs], (0, 1.6), color="0.85", label="no person"
+        )
         axes[0, 0].legend(loc="upper right", fontsize=6)
     for ax, (name, segs) in zip(axes[:, 0], lanes, strict=False):
         for s in segs:
@@ -174,17 +182,38 @@ def write_report(run_dir: str | Path, payload: Mapping[str, Any], title: str = "
             continue
         names = list(m["per_class_acc"])
         support = m.get("support", {})
-        written.append(confusion_png(run_dir / f"{s}_confusion.png", m["confusion_matrix"], names,
-                                     f"{s}: confusion matrix (row-normalised)"))  # fmt: skip
-        written.append(per_class_png(run_dir / f"{s}_per_class.png", m["per_class_acc"], support,
-                                     f"{s}: per-class accuracy"))  # fmt: skip
-        lines += ["", f"## {s}", "", f"![confusion]({s}_confusion.png)",
-                  f"![per-class accuracy]({s}_per_class.png)", ""]  # fmt: skip
-        worst = sorted((a, n) for n, a in m["per_class_acc"].items()
-                       if support.get(n, 0) > 0 and a == a)[:5]  # fmt: skip
+        written.append(
+            confusion_png(
+                run_dir / f"{s}_confusion.png",
+                m["confusion_matrix"],
+                names,
+                f"{s}: confusion matrix (row-normalised)",
+            )
+        )
+        written.append(
+            per_class_png(
+                run_dir / f"{s}_per_class.png",
+                m["per_class_acc"],
+                support,
+                f"{s}: per-class accuracy",
+            )
+        )
+        lines += [
+            "",
+            f"## {s}",
+            "",
+            f"![confusion]({s}_confusion.png)",
+            f"![per-class accuracy]({s}_per_class.png)",
+            "",
+        ]
+        worst = sorted(
+            (a, n) for n, a in m["per_class_acc"].items() if support.get(n, 0) > 0 and a == a
+        )[:5]
         if worst:
-            lines.append("Hardest classes: " + ", ".join(
-                f"{n} {a:.2f} (n={support.get(n, 0)})" for a, n in worst))  # fmt: skip
+            lines.append(
+                "Hardest classes: "
+                + ", ".join(f"{n} {a:.2f} (n={support.get(n, 0)})" for a, n in worst)
+            )
         cm = np.asarray(m["confusion_matrix"])
         off = cm.copy()
         np.fill_diagonal(off, 0)
@@ -194,8 +223,10 @@ def write_report(run_dir: str | Path, payload: Mapping[str, Any], title: str = "
         pairs.sort(reverse=True)
         if pairs:
             lines.append("")
-            lines.append("Most frequent confusions (true -> predicted: clips): " + ", ".join(
-                f"{t} -> {p}: {c}" for c, t, p in pairs[:5]))  # fmt: skip
+            lines.append(
+                "Most frequent confusions (true -> predicted: clips): "
+                + ", ".join(f"{t} -> {p}: {c}" for c, t, p in pairs[:5])
+            )
     report = run_dir / "report.md"
     atomic_write_text(report, "\n".join(lines) + "\n")
     return [report, *written]
@@ -216,8 +247,9 @@ def report_files(
     images = [f for f in files if f.suffix == ".png"]
     for lg in loggers:
         if images and type(lg).__name__ == "WandbLogger":
-            lg.log_image(key="report", images=[str(f) for f in images],
-                         caption=[f.stem for f in images])  # fmt: skip
+            lg.log_image(
+                key="report", images=[str(f) for f in images], caption=[f.stem for f in images]
+            )
 
 
 def draw_keypoints(
@@ -290,8 +322,10 @@ def annotated_video(
         stream = None
         points = np.asarray(keypoints, dtype=np.float32)
         if keypoint_shape is not None and vin.height and vin.width:
-            factor = np.array([vin.width / keypoint_shape[1], vin.height / keypoint_shape[0], 1.0],
-                              dtype=np.float32)  # fmt: skip
+            factor = np.array(
+                [vin.width / keypoint_shape[1], vin.height / keypoint_shape[0], 1.0],
+                dtype=np.float32,
+            )
             points = points * factor
         for i, frame in enumerate(src.decode(vin)):
             img = frame.to_ndarray(format="rgb24")

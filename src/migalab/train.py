@@ -119,14 +119,22 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], Any]:
             log.warning(
                 "stopped by SIGTERM at epoch %d, step %d; resume with: migalab-train "
                 "hydra.run.dir=%s ckpt_path=last (plus this run's overrides)",
-                trainer.current_epoch, trainer.global_step, output_dir,
-            )  # fmt: skip
+                trainer.current_epoch,
+                trainer.global_step,
+                output_dir,
+            )
             finish_wandb(loggers, exit_code=143)
             raise SIGTERMException(143) from err  # exit status 128 + SIGTERM
     if overfit is not None:  # no checkpoint and no test split: the check's outcome is the result
-        payload = {"task": cfg.task_name, "run_dir": str(output_dir), "ckpt_path": None,
-                   "epochs": trainer.current_epoch, "wall_time_s": round(time.time() - start, 1),
-                   "val": model.last_summaries.get("val", {}), "overfit": overfit.result}  # fmt: skip
+        payload = {
+            "task": cfg.task_name,
+            "run_dir": str(output_dir),
+            "ckpt_path": None,
+            "epochs": trainer.current_epoch,
+            "wall_time_s": round(time.time() - start, 1),
+            "val": model.last_summaries.get("val", {}),
+            "overfit": overfit.result,
+        }
         if trainer.is_global_zero:
             write_metrics(output_dir, payload)
         finish_wandb(loggers)

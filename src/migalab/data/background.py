@@ -38,8 +38,9 @@ def unlabelled_windows(
 ) -> SkeletonCache:
     """The sliding windows (:meth:`SkeletonCache.windows`) of the sequences of ``splits`` that
     overlap no labelled clip of their video (in any split)."""
-    windows = cache.windows(window, stride, list(splits) if splits else None,
-                            split_name="unlabelled")  # fmt: skip
+    windows = cache.windows(
+        window, stride, list(splits) if splits else None, split_name="unlabelled"
+    )
     clips = cache.index[cache.index["row"] >= 0]
     spans: dict[str, list[tuple[int, int]]] = {}
     for vid, start, end in zip(clips["video_id"], clips["start"], clips["end"], strict=True):
@@ -58,8 +59,10 @@ def background_options(options: dict | None) -> dict[str, float]:
     options = dict(options or {})
     unknown = set(options) - set(BACKGROUND_DEFAULTS)
     if unknown:
-        raise ValueError(f"data.background takes {', '.join(BACKGROUND_DEFAULTS)}; got "
-                         f"unknown key(s) {sorted(unknown)}")  # fmt: skip
+        raise ValueError(
+            f"data.background takes {', '.join(BACKGROUND_DEFAULTS)}; got "
+            f"unknown key(s) {sorted(unknown)}"
+        )
     merged = {**BACKGROUND_DEFAULTS, **options}
     for key in ("window", "stride"):
         value = merged[key]
@@ -99,8 +102,9 @@ def with_background(
     the number of windows added."""
     splits = [split] if isinstance(split, str) else list(split)
     name = BACKGROUND_PREFIX + "+".join(splits)
-    table = background_table(cache, splits, int(options["window"]), int(options["stride"]),
-                             float(options["ratio"]))  # fmt: skip
+    table = background_table(
+        cache, splits, int(options["window"]), int(options["stride"]), float(options["ratio"])
+    )
     if len(table) == 0:
         return cache, splits, 0
     return (

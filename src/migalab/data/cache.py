@@ -36,9 +36,20 @@ FORMAT_VERSION = 1
 META_FILE = "meta.json"
 INDEX_FILE = "index.csv"
 INDEX_COLUMNS = (
-    "name", "video_id", "split", "row", "label", "start", "end", "video_frames",
-    "height", "width", "emotion", "video_path", "file",
-)  # fmt: skip
+    "name",
+    "video_id",
+    "split",
+    "row",
+    "label",
+    "start",
+    "end",
+    "video_frames",
+    "height",
+    "width",
+    "emotion",
+    "video_path",
+    "file",
+)
 #: joint layout of caches whose meta.json names none (per-video MiGA tables)
 TABLE_LAYOUT = "openpose137"
 _STR_COLUMNS = ("name", "video_id", "split", "video_path", "file")
@@ -203,8 +214,10 @@ class SkeletonCache:
             i = first[vid]
             total = int(self.video_array(c["file"][i]).shape[-3])
             if not 0 <= int(start) <= int(end) < total:
-                raise ValueError(f"{source}: row {n + 1}: frames {start}..{end} are outside "
-                                 f"video {vid!r} (0..{total - 1})")  # fmt: skip
+                raise ValueError(
+                    f"{source}: row {n + 1}: frames {start}..{end} are outside "
+                    f"video {vid!r} (0..{total - 1})"
+                )
             rows.append(self._window_row(i, int(start), int(end), int(label), split_name))
         return self._with_rows(rows, replace=False)
 
@@ -212,12 +225,20 @@ class SkeletonCache:
         """An index row for frames start..end of the sequence of index row ``i``."""
         c = self._cols
         return {
-            "name": f"{c['video_id'][i]}_w{start}", "video_id": c["video_id"][i],
-            "split": split, "row": -1, "label": label, "start": start, "end": end,
-            "video_frames": c["video_frames"][i], "height": c["height"][i],
-            "width": c["width"][i], "emotion": -1, "video_path": c["video_path"][i],
+            "name": f"{c['video_id'][i]}_w{start}",
+            "video_id": c["video_id"][i],
+            "split": split,
+            "row": -1,
+            "label": label,
+            "start": start,
+            "end": end,
+            "video_frames": c["video_frames"][i],
+            "height": c["height"][i],
+            "width": c["width"][i],
+            "emotion": -1,
+            "video_path": c["video_path"][i],
             "file": c["file"][i],
-        }  # fmt: skip
+        }
 
     def _with_rows(self, rows: list[dict[str, Any]], replace: bool) -> SkeletonCache:
         """A view sharing the open memmaps whose index is ``rows`` (``replace``) or this

@@ -3,13 +3,39 @@
 from __future__ import annotations
 
 CLASS_NAMES: tuple[str, ...] = (
-    "turtle neck", "deep breath", "touch hat", "touch face", "touch forehead", "cover face",
-    "rub eyes", "touch other face part", "touch ears", "bite nails", "touch chin", "touch neck",
-    "play hair", "adjust tie", "touch chest", "scratch back", "fold arm", "tidy sleeve",
-    "put arm back", "move torso", "sit straight", "scratch arm", "rub hand", "cross finger",
-    "minaret hand", "play things", "withdraw arms", "head up", "bite lip", "arm akimbo",
-    "shake shoulder", "illustrative",
-)  # fmt: skip
+    "turtle neck",
+    "deep breath",
+    "touch hat",
+    "touch face",
+    "touch forehead",
+    "cover face",
+    "rub eyes",
+    "touch other face part",
+    "touch ears",
+    "bite nails",
+    "touch chin",
+    "touch neck",
+    "play hair",
+    "adjust tie",
+    "touch chest",
+    "scratch back",
+    "fold arm",
+    "tidy sleeve",
+    "put arm back",
+    "move torso",
+    "sit straight",
+    "scratch arm",
+    "rub hand",
+    "cross finger",
+    "minaret hand",
+    "play things",
+    "withdraw arms",
+    "head up",
+    "bite lip",
+    "arm akimbo",
+    "shake shoulder",
+    "illustrative",
+)
 
 #: Share (%) of each class in the real iMiGUE train split (12,893 clips), from DESIGN.md.
 IMIGUE_TRAIN_FREQ_PERCENT: tuple[float, ...] = (

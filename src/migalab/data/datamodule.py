@@ -69,9 +69,14 @@ def read_pseudo_labels(path: str | os.PathLike, num_classes: int) -> Any:
             bad |= (values < 0) | (values >= num_classes)
         if bad.any():
             row = int(bad.to_numpy().argmax())
-            raise ValueError(f"{path}: row {row + 1}: {col} {str(table[col].iloc[row])!r} is not "
-                             + ("a class id in 0.." + str(num_classes - 1) if col == "label"
-                                else "a frame number"))  # fmt: skip
+            raise ValueError(
+                f"{path}: row {row + 1}: {col} {str(table[col].iloc[row])!r} is not "
+                + (
+                    "a class id in 0.." + str(num_classes - 1)
+                    if col == "label"
+                    else "a frame number"
+                )
+            )
         table[col] = values.astype("int64")
     return table
 
@@ -217,11 +222,14 @@ class ClipDataModule(LightningDataModule):
     ) -> None:
         super().__init__()
         if overfit_clips is not None and (
-            isinstance(overfit_clips, bool) or not isinstance(overfit_clips, numbers.Integral)
+            isinstance(overfit_clips, bool)
+            or not isinstance(overfit_clips, numbers.Integral)
             or overfit_clips <= 0
-        ):  # fmt: skip
-            raise ValueError(f"data.overfit_clips must be a positive number of clips (or null), "
-                             f"got {overfit_clips!r}")  # fmt: skip
+        ):
+            raise ValueError(
+                f"data.overfit_clips must be a positive number of clips (or null), "
+                f"got {overfit_clips!r}"
+            )
         if overfit_clips is not None and unlabelled:
             raise ValueError(
                 "data.overfit_clips (debug=overfit) fits labelled clips of migalab-train: "
@@ -258,13 +266,22 @@ class ClipDataModule(LightningDataModule):
         self.synthetic = dict(synthetic) if synthetic is not None else None
         interpolate = dict(interpolate) if isinstance(interpolate, Mapping) else interpolate
         self.clip = ClipOptions(
-            layout=layout, num_frames=num_frames, stream=stream, num_persons=num_persons,
-            augment=dict(augment) if augment is not None else None, interpolate=interpolate,
-        )  # fmt: skip
+            layout=layout,
+            num_frames=num_frames,
+            stream=stream,
+            num_persons=num_persons,
+            augment=dict(augment) if augment is not None else None,
+            interpolate=interpolate,
+        )
         self.representation: Representation = build_representation(
-            representation, self.clip, heatmap=heatmap, video=video, face=face,
-            modalities=modalities, cache_dir=self.cache_dir,
-        )  # fmt: skip
+            representation,
+            self.clip,
+            heatmap=heatmap,
+            video=video,
+            face=face,
+            modalities=modalities,
+            cache_dir=self.cache_dir,
+        )
         self.modalities = list(modalities) if modalities else None
         self.predict_split = "test"
         self.batch_size = batch_size
@@ -277,21 +294,25 @@ class ClipDataModule(LightningDataModule):
         self.splits = dict(splits) if splits is not None else dict(self.spec.splits)
         self.train_splits = [str(x) for x in train_splits] if train_splits else None
         if self.train_splits and target == "emotion":
-            raise ValueError("train_splits is for gesture models: with target=emotion a video "
-                             "in training and in validation leaks its label")  # fmt: skip
+            raise ValueError(
+                "train_splits is for gesture models: with target=emotion a video "
+                "in training and in validation leaks its label"
+            )
         self.pseudo_labels = str(pseudo_labels) if pseudo_labels else None
         if target == "actionness" and (modalities or pseudo_labels or unlabelled):
-            raise ValueError("target=actionness trains on skeleton clips and background "
-                             "windows: not with RGB / face modalities (prepared per labelled "
-                             "clip), pseudo_labels or unlabelled")  # fmt: skip
+            raise ValueError(
+                "target=actionness trains on skeleton clips and background "
+                "windows: not with RGB / face modalities (prepared per labelled "
+                "clip), pseudo_labels or unlabelled"
+            )
         #: target=actionness: the background windows' options (migalab.data.background)
-        self.background = background_options(
-            dict(background) if background is not None else None
-        )  # fmt: skip
+        self.background = background_options(dict(background) if background is not None else None)
         if self.pseudo_labels and (target == "emotion" or modalities):
-            raise ValueError("pseudo_labels add skeleton windows to a gesture model's training "
-                             "set: not for target=emotion or RGB / face modalities (prepared "
-                             "per labelled clip only)")  # fmt: skip
+            raise ValueError(
+                "pseudo_labels add skeleton windows to a gesture model's training "
+                "set: not for target=emotion or RGB / face modalities (prepared "
+                "per labelled clip only)"
+            )
         self.img_shape = tuple(img_shape) if img_shape is not None else self.spec.img_shape
         self.prepare_workers = prepare_workers
         if num_classes is None:
@@ -319,9 +340,14 @@ class ClipDataModule(LightningDataModule):
 
     def _prepare_data(self) -> None:
         prepare_clip_data(
-            self.spec, self.release_root, self.cache_dir, self._release_splits(),
-            synthetic=self.synthetic, img_shape=self.img_shape, workers=self.prepare_workers,
-        )  # fmt: skip
+            self.spec,
+            self.release_root,
+            self.cache_dir,
+            self._release_splits(),
+            synthetic=self.synthetic,
+            img_shape=self.img_shape,
+            workers=self.prepare_workers,
+        )
         self.representation.prepare(self.cache_dir, self._release_splits())
 
     @property
@@ -373,25 +399,34 @@ class ClipDataModule(LightningDataModule):
             source = cache
             if train and self.train_splits:
                 split = self.train_splits
-                rank_zero_info(f"training on the clips of {', '.join(split)} (val is not held "
-                               "out: its metrics are not an estimate)")  # fmt: skip
+                rank_zero_info(
+                    f"training on the clips of {', '.join(split)} (val is not held "
+                    "out: its metrics are not an estimate)"
+                )
             if train and self.pseudo_labels and stage in (None, "fit"):  # not to evaluate
                 source = cache.with_windows(
-                    read_pseudo_labels(self.pseudo_labels, self.num_classes), PSEUDO_SPLIT,
+                    read_pseudo_labels(self.pseudo_labels, self.num_classes),
+                    PSEUDO_SPLIT,
                     source=self.pseudo_labels,
-                )  # fmt: skip
+                )
                 split = [*([split] if isinstance(split, str) else split), PSEUDO_SPLIT]
                 added = int((source.index["split"] == PSEUDO_SPLIT).sum())
-                rank_zero_info(f"pseudo-labels: {added} windows of {self.pseudo_labels} join "
-                               "the training set")  # fmt: skip
+                rank_zero_info(
+                    f"pseudo-labels: {added} windows of {self.pseudo_labels} join the training set"
+                )
             if self.target == "actionness":
                 source, split, added = with_background(source, split, self.background)
-                rank_zero_info(f"actionness, {key}: {added} background windows beside the "
-                               "labelled clips")  # fmt: skip
+                rank_zero_info(
+                    f"actionness, {key}: {added} background windows beside the labelled clips"
+                )
             self.datasets[key] = SkeletonClipDataset(
-                source, split, self.pipeline(train=train, key=key), layout=self.layout,
-                target=self.target, emotion_labels=overrides,
-            )  # fmt: skip
+                source,
+                split,
+                self.pipeline(train=train, key=key),
+                layout=self.layout,
+                target=self.target,
+                emotion_labels=overrides,
+            )
         if self.target == "emotion":
             self.check_emotion()
         else:
@@ -405,9 +440,13 @@ class ClipDataModule(LightningDataModule):
         if self.target == "actionness":
             cache, split, _ = with_background(cache, split, self.background)
         full = SkeletonClipDataset(
-            cache, split, self.pipeline(train=False, key="train"), layout=self.layout,
-            target=self.target, emotion_labels=overrides,
-        )  # fmt: skip
+            cache,
+            split,
+            self.pipeline(train=False, key="train"),
+            layout=self.layout,
+            target=self.target,
+            emotion_labels=overrides,
+        )
         self.datasets = {"train": full}
         if self.target == "emotion":
             self.check_emotion()
@@ -415,17 +454,21 @@ class ClipDataModule(LightningDataModule):
             self.check_labels()
         picked = overfit_selection(full.labels, int(self.overfit_clips))
         if len(picked) < self.overfit_clips:
-            rank_zero_warn(f"data.overfit_clips={self.overfit_clips} but the training split "
-                           f"{full.split} has {len(picked)} labelled clips: overfitting all of "
-                           "them")  # fmt: skip
+            rank_zero_warn(
+                f"data.overfit_clips={self.overfit_clips} but the training split "
+                f"{full.split} has {len(picked)} labelled clips: overfitting all of "
+                "them"
+            )
         clips = full.subset(picked)
         self.datasets = {"train": clips, "val": clips}
         if self.target == "emotion":
             balance = label_balance(clips.labels, clips.videos)
             self.emotion_balance = {"train": balance, "val": dict(balance)}
         classes = len(np.unique(clips.labels))
-        rank_zero_info(f"overfit: {len(clips)} clips of {full.split} ({classes} classes), "
-                       "evaluation transforms; validated on the same clips")  # fmt: skip
+        rank_zero_info(
+            f"overfit: {len(clips)} clips of {full.split} ({classes} classes), "
+            "evaluation transforms; validated on the same clips"
+        )
 
     def _setup_unlabelled(self, cache: SkeletonCache) -> None:
         """``datasets`` for pretraining: windows of every sequence (train) and of
@@ -436,13 +479,17 @@ class ClipDataModule(LightningDataModule):
             self.datasets["train"] = SkeletonClipDataset(
                 cache, splits, self.pipeline(train=True), layout=self.layout
             )
-            rank_zero_info(f"unlabelled: the {len(self.datasets['train'])} prepared clips of "
-                           f"{', '.join(splits)} (their labels are not read)")  # fmt: skip
+            rank_zero_info(
+                f"unlabelled: the {len(self.datasets['train'])} prepared clips of "
+                f"{', '.join(splits)} (their labels are not read)"
+            )
             if u.get("val_split"):
                 self.datasets["val"] = SkeletonClipDataset(
-                    cache, u["val_split"], self.pipeline(train=False, key="val"),
+                    cache,
+                    u["val_split"],
+                    self.pipeline(train=False, key="val"),
                     layout=self.layout,
-                )  # fmt: skip
+                )
             return
         window = int(u["window"])
         stride = int(u.get("stride") or window)
@@ -454,8 +501,10 @@ class ClipDataModule(LightningDataModule):
             train, "unlabelled", self.pipeline(train=True), layout=self.layout
         )
         sequences = train.index["file"].nunique()
-        rank_zero_info(f"unlabelled: {len(train)} windows of {window} frames (stride {stride}) "
-                       f"over {sequences} sequences")  # fmt: skip
+        rank_zero_info(
+            f"unlabelled: {len(train)} windows of {window} frames (stride {stride}) "
+            f"over {sequences} sequences"
+        )
         val_split = u.get("val_split")
         if val_split:
             val = cache.windows(window, stride, [val_split], split_name=val_split)
@@ -485,13 +534,16 @@ class ClipDataModule(LightningDataModule):
         )
         subjects = self.video_subjects()
         if subjects:
-            groups = {key: [subjects[v] for v in ds.video_ids if v in subjects]
-                      for key, ds in self.datasets.items()}  # fmt: skip
+            groups = {
+                key: [subjects[v] for v in ds.video_ids if v in subjects]
+                for key, ds in self.datasets.items()
+            }
             check_disjoint_splits(groups, kind="subject")
             known = sum(len(g) for g in groups.values())
             total = sum(len(ds.video_ids) for ds in self.datasets.values())
-            rank_zero_info(f"emotion: no subject in two splits ({known} of {total} videos' "
-                           "subjects known)")  # fmt: skip
+            rank_zero_info(
+                f"emotion: no subject in two splits ({known} of {total} videos' subjects known)"
+            )
         for key, ds in self.datasets.items():
             self.emotion_balance[key] = label_balance(ds.labels, ds.videos)
             b = self.emotion_balance[key]
@@ -583,12 +635,16 @@ class ClipDataModule(LightningDataModule):
         dist = self._distributed()
         if dist is not None:
             # every clip exactly once: no padding with repeated clips (Lightning's default)
-            sampler = UnrepeatedDistributedSampler(ds, num_replicas=dist[0], rank=dist[1],
-                                                   shuffle=False)  # fmt: skip
+            sampler = UnrepeatedDistributedSampler(
+                ds, num_replicas=dist[0], rank=dist[1], shuffle=False
+            )
         return DataLoader(
-            ds, batch_size=self.eval_batch_size, shuffle=False, sampler=sampler,
+            ds,
+            batch_size=self.eval_batch_size,
+            shuffle=False,
+            sampler=sampler,
             **self._loader_kwargs(),
-        )  # fmt: skip
+        )
 
     def train_dataloader(self) -> DataLoader:
         ds = self.datasets["train"]

@@ -200,10 +200,12 @@ class WeightsReport:
             return ", ".join(keys[:limit]) + more
 
         parts = [f"{self.loaded} tensors loaded from keys {self.prefix or '(no prefix)'}*"]
-        for what, keys in (("missing (kept as initialised)", self.missing),
-                           ("unexpected (ignored)", self.unexpected),
-                           ("shape mismatch (kept as initialised)", self.mismatched),
-                           ("outside the encoder (e.g. a classifier head; not used)", self.unused)):  # fmt: skip
+        for what, keys in (
+            ("missing (kept as initialised)", self.missing),
+            ("unexpected (ignored)", self.unexpected),
+            ("shape mismatch (kept as initialised)", self.mismatched),
+            ("outside the encoder (e.g. a classifier head; not used)", self.unused),
+        ):
             if keys:
                 parts.append(f"{len(keys)} {what}: {few(keys)}")
         return "; ".join(parts)
@@ -257,9 +259,10 @@ def load_encoder_weights(
         unused=sorted(k for k in state if prefix and not k.startswith(prefix)),
     )
     fits = {
-        k: v for k, v in sub.items()
+        k: v
+        for k, v in sub.items()
         if k in own and hasattr(v, "shape") and tuple(v.shape) == tuple(own[k].shape)
-    }  # fmt: skip
+    }
     report.loaded = len(fits)
     if prefix in FOREIGN_PREFIXES:
         if not fits:

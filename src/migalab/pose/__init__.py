@@ -30,8 +30,14 @@ import numpy as np
 from migalab.errors import UserError
 from migalab.utils.paths import checkout_root
 
-__all__ = ["PoseEnvMissing", "checkout_pose_python", "extract", "extract_to_dir",
-           "find_pose_python", "main"]  # fmt: skip
+__all__ = [
+    "PoseEnvMissing",
+    "checkout_pose_python",
+    "extract",
+    "extract_to_dir",
+    "find_pose_python",
+    "main",
+]
 
 WORKER = Path(__file__).with_name("worker.py")
 
@@ -64,8 +70,12 @@ def find_pose_python(explicit: str | os.PathLike | None = None) -> Path:
         path = Path(c)
         tried.append(str(path))
         if path.is_file():
-            probe = subprocess.run([str(path), "-c", "import mediapipe, cv2"],
-                                   capture_output=True, text=True, check=False)  # fmt: skip
+            probe = subprocess.run(
+                [str(path), "-c", "import mediapipe, cv2"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             if probe.returncode == 0:
                 return path
             tried[-1] += f" (cannot import mediapipe: {probe.stderr.strip().splitlines()[-1:]})"
@@ -92,8 +102,14 @@ def extract(
     python = find_pose_python(pose_python)
     out_npy = Path(out_npy)
     out_npy.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [str(python), str(WORKER), str(video), str(out_npy),
-           "--model-complexity", str(model_complexity)]  # fmt: skip
+    cmd = [
+        str(python),
+        str(WORKER),
+        str(video),
+        str(out_npy),
+        "--model-complexity",
+        str(model_complexity),
+    ]
     from tqdm import tqdm
 
     bar = tqdm(total=None, unit="frame", desc=f"pose {video.name}", disable=not progress)
@@ -142,11 +158,15 @@ def extract_to_dir(
     raw.unlink(missing_ok=True)
     raw.with_suffix(".json").unlink(missing_ok=True)
     if meta["frames_with_person"] == 0:
-        print(f"{video}: no person found in any of its {meta['frames']} frames; wrote a table "
-              f"of missing keypoints: {out}")  # fmt: skip
+        print(
+            f"{video}: no person found in any of its {meta['frames']} frames; wrote a table "
+            f"of missing keypoints: {out}"
+        )
     else:
-        print(f"{video}: {meta['frames']} frames ({meta['frames_with_person']} with a person) "
-              f"at {meta['frames_per_s']:.1f} frames/s -> {out}")  # fmt: skip
+        print(
+            f"{video}: {meta['frames']} frames ({meta['frames_with_person']} with a person) "
+            f"at {meta['frames_per_s']:.1f} frames/s -> {out}"
+        )
     return out
 
 
@@ -158,8 +178,13 @@ def main(argv: list[str] | None = None) -> int:
         "Holistic (runs in the pose environment: make pose-env).",
     )
     parser.add_argument("videos", nargs="+", type=Path, help="video files (mp4, avi, ...)")
-    parser.add_argument("-o", "--out", type=Path, default=Path("."),
-                        help="folder for <video>_openpose.csv (default: .)")  # fmt: skip
+    parser.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        default=Path("."),
+        help="folder for <video>_openpose.csv (default: .)",
+    )
     parser.add_argument("--pose-python", help="python of the pose environment")
     parser.add_argument("--model-complexity", type=int, default=1, choices=(0, 1, 2))
     args = parser.parse_args(argv)

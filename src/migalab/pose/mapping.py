@@ -34,16 +34,30 @@ FACE_OFFSET, LHAND_OFFSET, RHAND_OFFSET = 25, 95, 116
 BODY_FROM_POSE: tuple[int | tuple[int, int] | None, ...] = (
     0,  # 0 nose
     (11, 12),  # 1 neck = mid-shoulders
-    12, 14, 16,  # 2-4 right shoulder, elbow, wrist
-    11, 13, 15,  # 5-7 left shoulder, elbow, wrist
+    12,
+    14,
+    16,  # 2-4 right shoulder, elbow, wrist
+    11,
+    13,
+    15,  # 5-7 left shoulder, elbow, wrist
     (23, 24),  # 8 mid-hip
-    24, 26, 28,  # 9-11 right hip, knee, ankle
-    23, 25, 27,  # 12-14 left hip, knee, ankle
-    5, 2,  # 15 right eye, 16 left eye
-    8, 7,  # 17 right ear, 18 left ear
-    31, None, 29,  # 19 left big toe, 20 left small toe, 21 left heel
-    32, None, 30,  # 22 right big toe, 23 right small toe, 24 right heel
-)  # fmt: skip
+    24,
+    26,
+    28,  # 9-11 right hip, knee, ankle
+    23,
+    25,
+    27,  # 12-14 left hip, knee, ankle
+    5,
+    2,  # 15 right eye, 16 left eye
+    8,
+    7,  # 17 right ear, 18 left ear
+    31,
+    None,
+    29,  # 19 left big toe, 20 left small toe, 21 left heel
+    32,
+    None,
+    30,  # 22 right big toe, 23 right small toe, 24 right heel
+)
 
 #: iBUG-68 face point -> MediaPipe face-mesh vertex
 FACE68_FROM_MESH: tuple[int, ...] = (

@@ -29,8 +29,10 @@ except ImportError:  # run as a script in the pose environment: mapping.py sits 
 def _array(landmarks: object, with_visibility: bool = False) -> np.ndarray | None:
     if landmarks is None:
         return None
-    rows = [(p.x, p.y, p.z, p.visibility) if with_visibility else (p.x, p.y, p.z)
-            for p in landmarks.landmark]  # type: ignore[attr-defined]  # fmt: skip
+    rows = [
+        (p.x, p.y, p.z, p.visibility) if with_visibility else (p.x, p.y, p.z)
+        for p in landmarks.landmark
+    ]  # type: ignore[attr-defined]
     return np.asarray(rows, dtype=np.float64)
 
 
@@ -53,9 +55,12 @@ def main() -> int:
     width = height = 0
     start = time.perf_counter()
     holistic = mp.solutions.holistic.Holistic(
-        static_image_mode=False, model_complexity=args.model_complexity,
-        refine_face_landmarks=True, min_detection_confidence=0.5, min_tracking_confidence=0.5,
-    )  # fmt: skip
+        static_image_mode=False,
+        model_complexity=args.model_complexity,
+        refine_face_landmarks=True,
+        min_detection_confidence=0.5,
+        min_tracking_confidence=0.5,
+    )
     with holistic:
         while True:
             ok, bgr = cap.read()
@@ -63,10 +68,16 @@ def main() -> int:
                 break
             height, width = bgr.shape[:2]
             res = holistic.process(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-            frames.append(to_openpose137(
-                _array(res.pose_landmarks, True), _array(res.face_landmarks),
-                _array(res.left_hand_landmarks), _array(res.right_hand_landmarks), width, height,
-            ))  # fmt: skip
+            frames.append(
+                to_openpose137(
+                    _array(res.pose_landmarks, True),
+                    _array(res.face_landmarks),
+                    _array(res.left_hand_landmarks),
+                    _array(res.right_hand_landmarks),
+                    width,
+                    height,
+                )
+            )
             if len(frames) % 25 == 0:
                 print(f"progress {len(frames)} {total}", flush=True)
     cap.release()
@@ -76,10 +87,17 @@ def main() -> int:
     tmp = f"{args.out}.tmp.npy"
     np.save(tmp, table)
     os.replace(tmp, args.out)
-    meta = {"video": args.video, "frames": len(frames), "fps": fps, "width": width,
-            "height": height, "frames_with_person": with_person, "seconds": round(seconds, 3),
-            "model_complexity": args.model_complexity,
-            "mediapipe": getattr(mp, "__version__", "unknown")}  # fmt: skip
+    meta = {
+        "video": args.video,
+        "frames": len(frames),
+        "fps": fps,
+        "width": width,
+        "height": height,
+        "frames_with_person": with_person,
+        "seconds": round(seconds, 3),
+        "model_complexity": args.model_complexity,
+        "mediapipe": getattr(mp, "__version__", "unknown"),
+    }
     meta_path = os.path.splitext(args.out)[0] + ".json"
     with open(meta_path + ".tmp", "w") as f:
         json.dump(meta, f, indent=2)

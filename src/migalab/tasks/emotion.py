@@ -186,9 +186,12 @@ def write_video_predictions(
         w = csv.writer(f)
         w.writerow(["video_id", "n_clips", "prob_win", "label"])
         for v, n, p, y in zip(
-            per_video["video"].tolist(), per_video["n_clips"].tolist(),
-            per_video["prob_win"].tolist(), per_video["label"].tolist(), strict=True,
-        ):  # fmt: skip
+            per_video["video"].tolist(),
+            per_video["n_clips"].tolist(),
+            per_video["prob_win"].tolist(),
+            per_video["label"].tolist(),
+            strict=True,
+        ):
             w.writerow([names[v] if names is not None else v, n, f"{p:.6f}", y])
     return path
 
@@ -250,9 +253,17 @@ class EmotionModule(Recognizer):
         if input_key is not None and inputs:
             raise ValueError("give input_key (one encoder) or inputs (a neck's streams), not both")
         self.save_hyperparameters(
-            ignore=["encoder", "head", "loss", "optimizer", "scheduler", "lr_scaling", "compile",
-                    "inputs"]
-        )  # fmt: skip
+            ignore=[
+                "encoder",
+                "head",
+                "loss",
+                "optimizer",
+                "scheduler",
+                "lr_scaling",
+                "compile",
+                "inputs",
+            ]
+        )
         self.inputs = dict(inputs) if inputs else None
         self.build_model(encoder, head)
         if loss is None:
@@ -304,8 +315,9 @@ class EmotionModule(Recognizer):
             raise KeyError("emotion batches need `video` (use data.target=emotion)")
         logits = self(batch["x"])
         labels = batch["label"]
-        self.log(f"{prefix}/loss", self._loss(logits, labels), batch_size=labels.shape[0],
-                 sync_dist=True)  # fmt: skip
+        self.log(
+            f"{prefix}/loss", self._loss(logits, labels), batch_size=labels.shape[0], sync_dist=True
+        )
         scores.update(batch["video"], self.clip_scores(logits), labels)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:

@@ -104,9 +104,18 @@ class GestureModule(Recognizer):
         # init args that are modules, partials or OmegaConf containers stay out of the checkpoint
         # (it must load with torch.load(weights_only=True)); the run config is stored instead
         self.save_hyperparameters(
-            ignore=["encoder", "head", "loss", "optimizer", "scheduler", "class_names",
-                    "lr_scaling", "compile", "label_embedding"]
-        )  # fmt: skip
+            ignore=[
+                "encoder",
+                "head",
+                "loss",
+                "optimizer",
+                "scheduler",
+                "class_names",
+                "lr_scaling",
+                "compile",
+                "label_embedding",
+            ]
+        )
         self.build_model(encoder, head)
         if label_embedding is not None and not isinstance(label_embedding, nn.Module):
             label_embedding = label_embedding(in_channels=encoder.out_channels)
@@ -175,8 +184,7 @@ class GestureModule(Recognizer):
             loss = loss + emb_loss
         self.log("train/loss", loss, prog_bar=True, batch_size=n, sync_dist=False)
         self.train_top1(logits.detach(), batch["label"])
-        self.log("train/top1", self.train_top1, on_step=False, on_epoch=True,
-                 batch_size=n)  # fmt: skip
+        self.log("train/top1", self.train_top1, on_step=False, on_epoch=True, batch_size=n)
         return loss
 
     def _eval_step(self, batch: dict[str, Any], metrics: Any, prefix: str) -> torch.Tensor:

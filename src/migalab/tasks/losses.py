@@ -92,8 +92,10 @@ class ClassificationLoss(nn.Module):
         weight = self.weight.to(logits.dtype) if self.weight is not None else None
         if self.logit_adjustment and self.training:  # the evaluation loss is the plain one
             if self.log_prior is None:
-                raise RuntimeError("logit_adjustment needs the training class counts "
-                                   "(set_class_counts) before the first loss")  # fmt: skip
+                raise RuntimeError(
+                    "logit_adjustment needs the training class counts "
+                    "(set_class_counts) before the first loss"
+                )
             logits = logits + self.logit_adjustment * self.log_prior.to(logits)
         if self.name == "ce":
             return F.cross_entropy(

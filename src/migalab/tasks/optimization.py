@@ -27,8 +27,9 @@ def lr_scale_factor(global_batch: int, base_batch_size: int, rule: str = "linear
     if rule not in LR_SCALING_RULES:
         raise ValueError(f"lr_scaling.rule must be one of {LR_SCALING_RULES}, got {rule!r}")
     if base_batch_size <= 0 or global_batch <= 0:
-        raise ValueError(f"batch sizes must be positive (global {global_batch}, base "
-                         f"{base_batch_size})")  # fmt: skip
+        raise ValueError(
+            f"batch sizes must be positive (global {global_batch}, base {base_batch_size})"
+        )
     ratio = global_batch / base_batch_size
     return ratio if rule == "linear" else ratio**0.5
 
@@ -61,8 +62,10 @@ class OptimizationMixin:
         self._compiled = False
         self.lr_scaling = dict(lr_scaling) if lr_scaling else {}
         if self.lr_scaling.get("rule", "linear") not in LR_SCALING_RULES:
-            raise ValueError(f"lr_scaling.rule must be one of {LR_SCALING_RULES}, "
-                             f"got {self.lr_scaling['rule']!r}")  # fmt: skip
+            raise ValueError(
+                f"lr_scaling.rule must be one of {LR_SCALING_RULES}, "
+                f"got {self.lr_scaling['rule']!r}"
+            )
         self.channels_last = channels_last
         #: what configure_optimizers applied: global_batch, factor, lrs (per param group)
         self.lr_info: dict[str, Any] = {}
@@ -108,8 +111,12 @@ class OptimizationMixin:
         for group in optimizer.param_groups:
             group["lr"] *= factor
         lrs = [g["lr"] for g in optimizer.param_groups]
-        self.lr_info = {"global_batch": global_batch, "base_batch_size": int(base),
-                        "factor": factor, "lrs": lrs}  # fmt: skip
+        self.lr_info = {
+            "global_batch": global_batch,
+            "base_batch_size": int(base),
+            "factor": factor,
+            "lrs": lrs,
+        }
         rank_zero_info(
             f"lr scaling ({self.lr_scaling.get('rule', 'linear')}): global batch {global_batch} "
             f"(batch_size x {self.trainer.world_size} process(es) x "

@@ -141,10 +141,11 @@ def upgrade_targets(cfg: Any) -> Any:
         cfg = OmegaConf.to_container(cfg, resolve=False)
     if isinstance(cfg, Mapping):
         out = {
-            k: RENAMED_TARGETS.get(v, v) if k == "_target_" and isinstance(v, str)
+            k: RENAMED_TARGETS.get(v, v)
+            if k == "_target_" and isinstance(v, str)
             else upgrade_targets(v)
             for k, v in cfg.items()
-        }  # fmt: skip
+        }
         if str(out.get("_target_", "")).endswith("CrossModalTokenFusion"):
             for entry in (out.get("modalities") or {}).values():
                 if isinstance(entry, dict) and isinstance(entry.get("encoder"), dict):

@@ -65,50 +65,63 @@ MAX_NODES = 200_000
 #: factory that migalab's own model and data configs (``conf/model``, ``conf/data``) select, plus
 #: the optimisers a user may pick by override. Extending the suite with a class means adding it
 #: here (tests/utils/test_stored_config.py checks every config of conf/ against this set).
-ALLOWED_TARGETS: frozenset[str] = frozenset({
-    # data
-    "migalab.data.datamodule.ClipDataModule",
-    # tasks
-    "migalab.tasks.gesture.GestureModule",
-    "migalab.tasks.emotion.EmotionModule",
-    "migalab.tasks.pretrain.PretrainModule",
-    "migalab.tasks.losses.ClassificationLoss",
-    # encoders, necks, heads, pretext objectives
-    "migalab.models.encoders.agcn.AGCN",
-    "migalab.models.encoders.posec3d.SlowOnly",
-    "migalab.models.encoders.mvit.MViTEncoder",
-    "migalab.models.encoders.x3d.X3D",
-    "migalab.models.encoders.resnet3d.ResNet3D",
-    "migalab.models.encoders.framestack.FrameStack2D",
-    "migalab.models.encoders.swinface.SwinFaceEncoder",
-    "migalab.models.encoders.skeleton_transformer.SkeletonTransformer",
-    "migalab.models.fusion.CrossModalTokenFusion",
-    "migalab.models.fusion.InterFusion",
-    "migalab.models.heads.ClassificationHead",
-    "migalab.models.label_embeddings.LabelEmbeddingHead",
-    "migalab.models.pretrain.MaskedMotionPrediction",
-    "migalab.models.pretrain.MaskedImageModeling",
-    "migalab.models.pretrain.MaskedFeaturePrediction",
-    # optimisation
-    "migalab.utils.schedulers.cosine_with_warmup",
-    "torch.optim.SGD",
-    "torch.optim.Adam",
-    "torch.optim.AdamW",
-    "torch.optim.RMSprop",
-    "torch.nn.BCEWithLogitsLoss",
-    "torch.nn.CrossEntropyLoss",
-})  # fmt: skip
+ALLOWED_TARGETS: frozenset[str] = frozenset(
+    {
+        # data
+        "migalab.data.datamodule.ClipDataModule",
+        # tasks
+        "migalab.tasks.gesture.GestureModule",
+        "migalab.tasks.emotion.EmotionModule",
+        "migalab.tasks.pretrain.PretrainModule",
+        "migalab.tasks.losses.ClassificationLoss",
+        # encoders, necks, heads, pretext objectives
+        "migalab.models.encoders.agcn.AGCN",
+        "migalab.models.encoders.posec3d.SlowOnly",
+        "migalab.models.encoders.mvit.MViTEncoder",
+        "migalab.models.encoders.x3d.X3D",
+        "migalab.models.encoders.resnet3d.ResNet3D",
+        "migalab.models.encoders.framestack.FrameStack2D",
+        "migalab.models.encoders.swinface.SwinFaceEncoder",
+        "migalab.models.encoders.skeleton_transformer.SkeletonTransformer",
+        "migalab.models.fusion.CrossModalTokenFusion",
+        "migalab.models.fusion.InterFusion",
+        "migalab.models.heads.ClassificationHead",
+        "migalab.models.label_embeddings.LabelEmbeddingHead",
+        "migalab.models.pretrain.MaskedMotionPrediction",
+        "migalab.models.pretrain.MaskedImageModeling",
+        "migalab.models.pretrain.MaskedFeaturePrediction",
+        # optimisation
+        "migalab.utils.schedulers.cosine_with_warmup",
+        "torch.optim.SGD",
+        "torch.optim.Adam",
+        "torch.optim.AdamW",
+        "torch.optim.RMSprop",
+        "torch.nn.BCEWithLogitsLoss",
+        "torch.nn.CrossEntropyLoss",
+    }
+)
 
 
 #: data keys that are folders or files, as dotted paths below ``data``
-DATA_LOCATIONS = ("release_root", "cache_dir", "video.prepared_dir", "face.prepared_dir",
-                  "emotion_labels", "subjects")  # fmt: skip
+DATA_LOCATIONS = (
+    "release_root",
+    "cache_dir",
+    "video.prepared_dir",
+    "face.prepared_dir",
+    "emotion_labels",
+    "subjects",
+)
 #: data keys a checkpoint's evaluation never needs (training inputs): always dropped
 #: (``overfit_clips``: an overfit check's checkpoint is evaluated on the real splits)
 DATA_TRAINING_ONLY = ("pseudo_labels", "overfit_clips")
 #: data keys that are worker / process counts: capped at this machine's cores
-DATA_WORKER_KEYS = ("num_workers", "prepare_workers", "video.prepare_workers",
-                    "face.prepare_workers", "synthetic.workers")  # fmt: skip
+DATA_WORKER_KEYS = (
+    "num_workers",
+    "prepare_workers",
+    "video.prepare_workers",
+    "face.prepare_workers",
+    "synthetic.workers",
+)
 #: model keys (at any depth) naming weight files or embedding sources: the state dict supersedes
 #: them, so they are dropped
 MODEL_FILE_KEYS = ("init", "pretrained", "path")
@@ -116,8 +129,12 @@ MODEL_FILE_KEYS = ("init", "pretrained", "path")
 MODEL_CACHE_KEYS = ("cache_dir",)
 #: largest synthetic release a stored config may make the suite generate (make train's default
 #: run is 60 videos; these leave a wide margin and stop a checkpoint filling the disk)
-SYNTHETIC_LIMITS = {"videos": 2_000, "clips_per_video": 1_000, "min_video_frames": 200_000,
-                    "frame_side": 8_192}  # fmt: skip
+SYNTHETIC_LIMITS = {
+    "videos": 2_000,
+    "clips_per_video": 1_000,
+    "min_video_frames": 200_000,
+    "frame_side": 8_192,
+}
 
 
 class UnsafeCheckpointError(UserError, RuntimeError):
@@ -140,21 +157,28 @@ def check_plain_tree(tree: Any, source: str) -> None:
         node, where, depth = stack.pop()
         nodes += 1
         if nodes > MAX_NODES:
-            raise UnsafeCheckpointError(f"{source}: its stored config has more than {MAX_NODES} "
-                                        f"entries; refused")  # fmt: skip
+            raise UnsafeCheckpointError(
+                f"{source}: its stored config has more than {MAX_NODES} entries; refused"
+            )
         if depth > MAX_DEPTH:
-            raise UnsafeCheckpointError(f"{source}: its stored config is nested deeper than "
-                                        f"{MAX_DEPTH} levels (at {where}); refused")  # fmt: skip
+            raise UnsafeCheckpointError(
+                f"{source}: its stored config is nested deeper than "
+                f"{MAX_DEPTH} levels (at {where}); refused"
+            )
         if isinstance(node, Mapping | list | tuple):
             if id(node) in seen_containers:  # shared or cyclic references: not a stored config
-                raise UnsafeCheckpointError(f"{source}: its stored config refers to one entry "
-                                            f"twice (at {where or '<root>'}); refused")  # fmt: skip
+                raise UnsafeCheckpointError(
+                    f"{source}: its stored config refers to one entry "
+                    f"twice (at {where or '<root>'}); refused"
+                )
             seen_containers.add(id(node))
         if isinstance(node, Mapping):
             for key, value in node.items():
                 if not isinstance(key, str):
-                    raise UnsafeCheckpointError(f"{source}: stored config key {key!r} at "
-                                                f"{where or '<root>'} is not a string")  # fmt: skip
+                    raise UnsafeCheckpointError(
+                        f"{source}: stored config key {key!r} at "
+                        f"{where or '<root>'} is not a string"
+                    )
                 _check_string(key, f"{where}.{key}" if where else key, source)
                 stack.append((value, f"{where}.{key}" if where else key, depth + 1))
         elif isinstance(node, list | tuple):
@@ -318,8 +342,10 @@ def relocate(
                 continue
             moved = _rebase_any(value, stored_root, new_root)
             if moved is None:
-                ignored.append(f"data.{key}={value} (outside the training run's data dir: give "
-                               f"data.{key}=... to read data)")  # fmt: skip
+                ignored.append(
+                    f"data.{key}={value} (outside the training run's data dir: give "
+                    f"data.{key}=... to read data)"
+                )
             elif moved != value:
                 ignored.append(f"data.{key}={value} (now {moved})")
             _set(data, key, moved)
@@ -339,8 +365,13 @@ def relocate(
     return ignored
 
 
-def _relocate_model(node: Any, where: str, stored_root: str | None, new_root: str | None,
-                    state_dict: Mapping[str, Any]) -> list[str]:  # fmt: skip
+def _relocate_model(
+    node: Any,
+    where: str,
+    stored_root: str | None,
+    new_root: str | None,
+    state_dict: Mapping[str, Any],
+) -> list[str]:
     ignored: list[str] = []
     stack: list[tuple[Any, str]] = [(node, where)]
     while stack:
@@ -367,8 +398,9 @@ def _relocate_model(node: Any, where: str, stored_root: str | None, new_root: st
     return ignored
 
 
-def _label_embeddings_from_state(node: dict[str, Any], path: str,
-                                 state_dict: Mapping[str, Any]) -> None:  # fmt: skip
+def _label_embeddings_from_state(
+    node: dict[str, Any], path: str, state_dict: Mapping[str, Any]
+) -> None:
     """A label-embedding head rebuilt from a checkpoint takes its (K, D) targets from the state
     dict (``<module>.targets``) instead of computing or reading them (no file, no model)."""
     prefix = path.removeprefix("model.")
@@ -393,12 +425,16 @@ def _check_synthetic(synth: Any, source: str) -> None:
 
     checks = {
         "num_videos": (sum(numbers(synth.get("num_videos", {}) or {})), "videos"),
-        "clips_per_video": (max(numbers(synth.get("clips_per_video") or [0]) or [0]),
-                            "clips_per_video"),
-        "min_video_frames": (max(numbers(synth.get("min_video_frames") or 0) or [0]),
-                             "min_video_frames"),
+        "clips_per_video": (
+            max(numbers(synth.get("clips_per_video") or [0]) or [0]),
+            "clips_per_video",
+        ),
+        "min_video_frames": (
+            max(numbers(synth.get("min_video_frames") or 0) or [0]),
+            "min_video_frames",
+        ),
         "frame_size": (max(numbers(synth.get("frame_size") or [0]) or [0]), "frame_side"),
-    }  # fmt: skip
+    }
     for key, (value, limit_name) in checks.items():
         limit = SYNTHETIC_LIMITS[limit_name]
         if value > limit:
@@ -436,8 +472,9 @@ def sanitize_stored_config(
         UnsafeCheckpointError: any refusal (names ``source`` and the offending key).
     """
     if not isinstance(stored, Mapping):
-        raise UnsafeCheckpointError(f"{source}: its stored config is a {type(stored).__name__}, "
-                                    f"not a mapping")  # fmt: skip
+        raise UnsafeCheckpointError(
+            f"{source}: its stored config is a {type(stored).__name__}, not a mapping"
+        )
     check_plain_tree(stored, source)
     missing = [part for part in ("data", "model") if not isinstance(stored.get(part), Mapping)]
     if missing:
@@ -452,8 +489,11 @@ def sanitize_stored_config(
     check_plain_tree(user, "the data overrides of this run")
     ignored = relocate(tree, source, user, data_dir, state_dict, stored_data_dir)
     if ignored:
-        log.warning("%s: not taken from the checkpoint (locations come from this run): %s",
-                    source, "; ".join(sorted(ignored)))  # fmt: skip
+        log.warning(
+            "%s: not taken from the checkpoint (locations come from this run): %s",
+            source,
+            "; ".join(sorted(ignored)),
+        )
     if user:
         tree["data"] = _merge(tree["data"], user)
     check_config_targets(tree, source, trusted_targets)

@@ -33,8 +33,9 @@ def print_summary(title: str, results: Mapping[str, Mapping[str, Any]], footer: 
         table.add_column(key, justify="right")
     for name, metrics in rows.items():
         if required in metrics:
-            table.add_row(name, *(f"{float(metrics[k]):.4f}" if k in metrics else "-"
-                                  for k in keys))  # fmt: skip
+            table.add_row(
+                name, *(f"{float(metrics[k]):.4f}" if k in metrics else "-" for k in keys)
+            )
     console = Console()
     console.print(table)
     if footer:

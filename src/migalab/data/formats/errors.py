@@ -75,13 +75,40 @@ def _bytes(*args: object) -> bytes:
 
 #: the numpy.dtypes classes (NumPy 2 names; an older NumPy lacks some, which are then refused)
 _NUMPY_DTYPE_CLASSES = (
-    "BoolDType", "Int8DType", "ByteDType", "UInt8DType", "UByteDType", "Int16DType",
-    "ShortDType", "UInt16DType", "UShortDType", "Int32DType", "IntDType", "UInt32DType",
-    "UIntDType", "Int64DType", "LongDType", "UInt64DType", "ULongDType", "LongLongDType",
-    "ULongLongDType", "Float16DType", "Float32DType", "Float64DType", "LongDoubleDType",
-    "Complex64DType", "Complex128DType", "CLongDoubleDType", "ObjectDType", "BytesDType",
-    "StrDType", "VoidDType", "DateTime64DType", "TimeDelta64DType", "StringDType",
-)  # fmt: skip
+    "BoolDType",
+    "Int8DType",
+    "ByteDType",
+    "UInt8DType",
+    "UByteDType",
+    "Int16DType",
+    "ShortDType",
+    "UInt16DType",
+    "UShortDType",
+    "Int32DType",
+    "IntDType",
+    "UInt32DType",
+    "UIntDType",
+    "Int64DType",
+    "LongDType",
+    "UInt64DType",
+    "ULongDType",
+    "LongLongDType",
+    "ULongLongDType",
+    "Float16DType",
+    "Float32DType",
+    "Float64DType",
+    "LongDoubleDType",
+    "Complex64DType",
+    "Complex128DType",
+    "CLongDoubleDType",
+    "ObjectDType",
+    "BytesDType",
+    "StrDType",
+    "VoidDType",
+    "DateTime64DType",
+    "TimeDelta64DType",
+    "StringDType",
+)
 
 #: exactly the globals a data pickle (pyskl annotations, 2023 label lists) may reference besides
 #: plain Python containers: NumPy arrays, dtypes and scalars as NumPy 1 and 2 write them with

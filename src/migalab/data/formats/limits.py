@@ -182,8 +182,9 @@ def _scan_entry(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
         _scan_entry_pass(path, zf, info, canonical=False)
 
 
-def _scan_entry_pass(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo,
-                     canonical: bool) -> bool:  # fmt: skip
+def _scan_entry_pass(
+    path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, canonical: bool
+) -> bool:
     """One pass; False when the fast (canonical) pass meets a tag it cannot judge."""
     probe = copy.copy(info)
     probe.file_size = MAX_XLSX_ENTRY_BYTES + 1  # read what the stream holds, not what it says
@@ -274,8 +275,9 @@ def _dimension(ref: bytes) -> tuple[int, int] | None:
     return max(p[0] for p in parts), max(p[1] for p in parts)  # type: ignore[index]
 
 
-def check_split_size(path: str | os.PathLike, what: str, persons: int, frames: int,
-                     joints: int) -> None:  # fmt: skip
+def check_split_size(
+    path: str | os.PathLike, what: str, persons: int, frames: int, joints: int
+) -> None:
     """Refuse clips whose stacked cache array (``persons x frames x joints x 3``) would exceed
     :data:`MAX_SPLIT_VALUES`, before it is allocated."""
     values = int(persons) * int(frames) * int(joints) * 3
@@ -339,16 +341,24 @@ def check_text_table(
                     fields = commas[ends] - commas[starts]
                     sizes[0] += line_bytes
                     fields[0] += line_commas
-                    _check_lines(path, what, lines, sizes[:-1], fields[:-1], max_columns,
-                                 max_line_bytes)  # fmt: skip
+                    _check_lines(
+                        path, what, lines, sizes[:-1], fields[:-1], max_columns, max_line_bytes
+                    )
                     lines += newlines.size
                     line_bytes, line_commas = int(sizes[-1]), int(fields[-1])
                 else:
                     line_bytes += len(arr)
                     line_commas += int(commas[-1])
                 if line_bytes > max_line_bytes or line_commas + 1 > max_columns:
-                    _check_lines(path, what, lines, np.array([line_bytes]),
-                                 np.array([line_commas]), max_columns, max_line_bytes)  # fmt: skip
+                    _check_lines(
+                        path,
+                        what,
+                        lines,
+                        np.array([line_bytes]),
+                        np.array([line_commas]),
+                        max_columns,
+                        max_line_bytes,
+                    )
                 if lines > max_rows:
                     raise FormatError(path, f"{what} has more than {max_rows} lines")
     except OSError as exc:
@@ -357,8 +367,15 @@ def check_text_table(
         raise FormatError(path, f"{what} has more than {max_rows} lines")
 
 
-def _check_lines(path: Path, what: str, before: int, sizes: np.ndarray, commas: np.ndarray,
-                 max_columns: int, max_line_bytes: int) -> None:  # fmt: skip
+def _check_lines(
+    path: Path,
+    what: str,
+    before: int,
+    sizes: np.ndarray,
+    commas: np.ndarray,
+    max_columns: int,
+    max_line_bytes: int,
+) -> None:
     bad = np.flatnonzero((sizes > max_line_bytes) | (commas + 1 > max_columns))
     if bad.size:
         i = int(bad[0])

@@ -131,8 +131,11 @@ def _to_record(
     start = int(ann.get("start", 0))
     emotion = ann.get("emotion")
     label = ann.get("label", UNKNOWN_LABEL)
-    label = UNKNOWN_LABEL if label is None else class_id(path, f"annotation {i} ({name})", label,
-                                                         num_classes)  # fmt: skip
+    label = (
+        UNKNOWN_LABEL
+        if label is None
+        else class_id(path, f"annotation {i} ({name})", label, num_classes)
+    )
     h, w = (int(v) for v in ann["img_shape"])
     return ClipRecord(
         name=str(name),

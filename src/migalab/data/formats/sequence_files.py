@@ -77,8 +77,14 @@ def skeleton_tables(path: str | Path, what: str = "skeleton") -> list[Path]:
         return [path]
     if not path.is_dir():
         raise MissingInputError(f"{what}={path}: no such file or folder")
-    files = [p for p in _visible(path) if p.is_file() and p.suffix in TABLE_SUFFIXES
-             and not p.stem.endswith(_NOT_TABLES) and p.name not in _RELEASE_FILES]  # fmt: skip
+    files = [
+        p
+        for p in _visible(path)
+        if p.is_file()
+        and p.suffix in TABLE_SUFFIXES
+        and not p.stem.endswith(_NOT_TABLES)
+        and p.name not in _RELEASE_FILES
+    ]
     named = [p for p in files if p.name.endswith(_TABLE_NAMES)]
     tables = named or _per_video(path, lambda sub: video_files(sub).table)
     if not tables and not files:

@@ -54,8 +54,9 @@ def build_representation(
     face_opts = options_from(FaceOptions, face, "face")
     if modalities:
         if name not in ("gcn", "multimodal"):
-            raise ValueError("multimodal samples use skeleton sequences: set "
-                             "representation=gcn with modalities")  # fmt: skip
+            raise ValueError(
+                "multimodal samples use skeleton sequences: set representation=gcn with modalities"
+            )
         return MultiModalRepresentation(clip, modalities, video_opts, Path(cache_dir), face_opts)
     if name == "gcn":
         return GcnRepresentation(clip)

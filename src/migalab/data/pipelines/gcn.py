@@ -24,5 +24,5 @@ class GcnRepresentation(Representation):
                 augment=c.augment,
                 num_persons=c.num_persons,
                 interpolate=c.interpolate,
-            )  # fmt: skip
+            )
         )

@@ -75,11 +75,21 @@ class HeatmapRepresentation(Representation):
         else:
             clips, flip = int(hm.test_clips), bool(hm.test_flip)
         pipe = build_heatmap_pipeline(
-            c.layout, c.num_frames, stream=c.stream, train=train,
-            size_train=int(hm.size_train), size_eval=int(hm.size_eval), sigma=float(hm.sigma),
-            interpolate=c.interpolate, render=hm.render, num_clips=clips, flip_test=flip,
-            flip_p=float(hm.flip_p), area_range=tuple(hm.area_range), num_persons=c.num_persons,
-        )  # fmt: skip
+            c.layout,
+            c.num_frames,
+            stream=c.stream,
+            train=train,
+            size_train=int(hm.size_train),
+            size_eval=int(hm.size_eval),
+            sigma=float(hm.sigma),
+            interpolate=c.interpolate,
+            render=hm.render,
+            num_clips=clips,
+            flip_test=flip,
+            flip_p=float(hm.flip_p),
+            area_range=tuple(hm.area_range),
+            num_persons=c.num_persons,
+        )
         side = int(hm.size_train if train else hm.size_eval)
         canvas = (side, side) if hm.render == "device" else None
         return ViewSample(pipe, views=clips * (2 if flip else 1), canvas=canvas)
@@ -89,8 +99,9 @@ class HeatmapRepresentation(Representation):
         """The on-device heatmap renderer (``heatmap.render=device``)."""
         if self._renderer is None:
             limbs = get_layout(self.clip.layout).limbs if self.clip.stream == "limb" else None
-            self._renderer = HeatmapRenderer(self.clip.stream, limbs=limbs,
-                                             sigma=float(self.options.sigma))  # fmt: skip
+            self._renderer = HeatmapRenderer(
+                self.clip.stream, limbs=limbs, sigma=float(self.options.sigma)
+            )
         return self._renderer
 
     def on_after_batch_transfer(self, batch: Any) -> Any:

@@ -120,8 +120,9 @@ class VideoOptions:
 
     def __post_init__(self) -> None:
         if self.normalize not in RGB_NORMALIZE:
-            raise ValueError(f"video.normalize must be one of {RGB_NORMALIZE}, "
-                             f"got {self.normalize!r}")  # fmt: skip
+            raise ValueError(
+                f"video.normalize must be one of {RGB_NORMALIZE}, got {self.normalize!r}"
+            )
         if self.source not in VIDEO_SOURCES:
             raise ValueError(f"video.source must be one of {VIDEO_SOURCES}, got {self.source!r}")
         if self.on_error not in ("raise", "skip"):
@@ -173,8 +174,12 @@ class FaceOptions:
 
     def track_kwargs(self) -> dict[str, Any]:
         """The :func:`~migalab.data.video.faces.face_track` arguments."""
-        return {"threshold": float(self.threshold), "min_points": int(self.min_points),
-                "margin": float(self.margin), "smooth": int(self.smooth)}  # fmt: skip
+        return {
+            "threshold": float(self.threshold),
+            "min_points": int(self.min_points),
+            "margin": float(self.margin),
+            "smooth": int(self.smooth),
+        }
 
 
 def video_options(video: Mapping[str, Any] | VideoOptions | None) -> VideoOptions:
@@ -307,20 +312,25 @@ class MultiModalPipeline:
         modalities = list(modalities)
         unknown = set(modalities) - set(MODALITIES)
         if unknown or not modalities or len(set(modalities)) != len(modalities):
-            raise ValueError(f"modalities must be distinct names from {MODALITIES}, "
-                             f"got {modalities}")  # fmt: skip
+            raise ValueError(
+                f"modalities must be distinct names from {MODALITIES}, got {modalities}"
+            )
         if "rgb" in modalities:
             if video is None:
                 raise ValueError("the rgb modality needs a VideoSource")
             if video_frames <= 0 or num_frames % video_frames:
-                raise ValueError(f"data.num_frames ({num_frames}) must be a multiple of "
-                                 f"video.num_frames ({video_frames})")  # fmt: skip
+                raise ValueError(
+                    f"data.num_frames ({num_frames}) must be a multiple of "
+                    f"video.num_frames ({video_frames})"
+                )
         if "face" in modalities:
             if face is None or face.source != "prepared":
                 raise ValueError("the face modality needs a prepared VideoSource of face crops")
             if face_frames <= 0 or num_frames % face_frames:
-                raise ValueError(f"data.num_frames ({num_frames}) must be a multiple of "
-                                 f"face.num_frames ({face_frames})")  # fmt: skip
+                raise ValueError(
+                    f"data.num_frames ({num_frames}) must be a multiple of "
+                    f"face.num_frames ({face_frames})"
+                )
         self.modalities, self.layout, self.train = modalities, layout, train
         self.streams = [m for m in modalities if m not in _FRAME_MODALITIES]
         self.face, self.face_frames, self.face_size = face, face_frames, int(face_size)
@@ -337,8 +347,9 @@ class MultiModalPipeline:
                 steps.append(RandomAffine(**aug["affine"]))
         self.skeleton = Compose(steps)
         self.format = FormatGCNInput(num_persons=num_persons)
-        self.rgb = VideoClipTransform(size=video_size, train=train, area_range=area_range,
-                                      normalize=normalize_rgb)  # fmt: skip
+        self.rgb = VideoClipTransform(
+            size=video_size, train=train, area_range=area_range, normalize=normalize_rgb
+        )
         self.video_frames, self.video_size = video_frames, video_size
 
     def _stream(self, record: ClipRecord, stream: str) -> np.ndarray:
@@ -395,9 +406,11 @@ class MultiModalPipeline:
         return face.contiguous(), visible
 
     def __repr__(self) -> str:
-        return (f"MultiModalPipeline({self.modalities}, layout={self.layout!r}, "
-                f"frames={self.sample.num_frames}, video_frames={self.video_frames}, "
-                f"video_size={self.video_size}, train={self.train}, video={self.video!r})")  # fmt: skip
+        return (
+            f"MultiModalPipeline({self.modalities}, layout={self.layout!r}, "
+            f"frames={self.sample.num_frames}, video_frames={self.video_frames}, "
+            f"video_size={self.video_size}, train={self.train}, video={self.video!r})"
+        )
 
 
 def build_clip_jobs(
@@ -414,9 +427,14 @@ def build_clip_jobs(
 
     def person(record: ClipRecord, size: tuple[int, int]) -> ClipJob:
         box = scale_box(clip_person_box(record, layout, box_margin), record.img_shape, size)
-        return ClipJob(name=record.name, video_path=str(record.video_path), start=record.start,
-                       end=record.end, box=tuple(float(v) for v in box),
-                       split=str(record.meta.get("split", "")))  # fmt: skip
+        return ClipJob(
+            name=record.name,
+            video_path=str(record.video_path),
+            start=record.start,
+            end=record.end,
+            box=tuple(float(v) for v in box),
+            split=str(record.meta.get("split", "")),
+        )
 
     return _clip_jobs(cache, layout, splits, on_error, person)
 
@@ -445,10 +463,16 @@ def build_face_jobs(
         track = clip_face_track(record, face)
         boxes = scale_box(track.boxes, record.img_shape, size)
         box = (*boxes[:, :2].min(0), *boxes[:, 2:].max(0))
-        return ClipJob(name=record.name, video_path=str(record.video_path), start=record.start,
-                       end=record.end, box=tuple(float(v) for v in box),
-                       split=str(record.meta.get("split", "")), boxes=boxes,
-                       flags=track.visible)  # fmt: skip
+        return ClipJob(
+            name=record.name,
+            video_path=str(record.video_path),
+            start=record.start,
+            end=record.end,
+            box=tuple(float(v) for v in box),
+            split=str(record.meta.get("split", "")),
+            boxes=boxes,
+            flags=track.visible,
+        )
 
     return _clip_jobs(cache, None, splits, on_error, job)
 
@@ -575,18 +599,39 @@ class MultiModalRepresentation(Representation):
         if self.uses_prepared_video:
             v = self.video
             jobs, problems = build_clip_jobs(
-                cache, self.clip.layout, list(splits),
-                box_margin=float(v.box_margin), on_error=v.on_error,
-            )  # fmt: skip
-            _prepare_jobs("video", "person-cropped clips", jobs, problems,
-                          self.prepared_video_dir, int(v.prepared_size), int(v.prepared_gop),
-                          int(v.prepared_crf), int(v.prepare_workers), v.on_error)  # fmt: skip
+                cache,
+                self.clip.layout,
+                list(splits),
+                box_margin=float(v.box_margin),
+                on_error=v.on_error,
+            )
+            _prepare_jobs(
+                "video",
+                "person-cropped clips",
+                jobs,
+                problems,
+                self.prepared_video_dir,
+                int(v.prepared_size),
+                int(v.prepared_gop),
+                int(v.prepared_crf),
+                int(v.prepare_workers),
+                v.on_error,
+            )
         if self.uses_face:
             f = self.face
             jobs, problems = build_face_jobs(cache, list(splits), f, on_error=f.on_error)
-            _prepare_jobs("face", "face-crop clips", jobs, problems, self.prepared_face_dir,
-                          int(f.size), int(f.prepared_gop), int(f.prepared_crf),
-                          int(f.prepare_workers), f.on_error)  # fmt: skip
+            _prepare_jobs(
+                "face",
+                "face-crop clips",
+                jobs,
+                problems,
+                self.prepared_face_dir,
+                int(f.size),
+                int(f.prepared_gop),
+                int(f.prepared_crf),
+                int(f.prepare_workers),
+                f.on_error,
+            )
 
     @property
     def video_source(self) -> VideoSource:
@@ -594,10 +639,12 @@ class MultiModalRepresentation(Representation):
         if self._video_source is None:
             v = self.video
             self._video_source = VideoSource(
-                v.source, backend=v.backend,
+                v.source,
+                backend=v.backend,
                 prepared_dir=self.prepared_video_dir if v.source == "prepared" else None,
-                layout=self.clip.layout, box_margin=float(v.box_margin),
-            )  # fmt: skip
+                layout=self.clip.layout,
+                box_margin=float(v.box_margin),
+            )
         return self._video_source
 
     @property
@@ -605,23 +652,32 @@ class MultiModalRepresentation(Representation):
         """The prepared face crops (shared by the split datasets)."""
         if self._face_source is None:
             self._face_source = VideoSource(
-                "prepared", backend=self.face.backend, prepared_dir=self.prepared_face_dir,
+                "prepared",
+                backend=self.face.backend,
+                prepared_dir=self.prepared_face_dir,
                 layout=self.clip.layout,
-            )  # fmt: skip
+            )
         return self._face_source
 
     def pipeline(self, train: bool, key: str | None = None) -> MultiModalPipeline:
         c, v, f = self.clip, self.video, self.face
         return MultiModalPipeline(
-            self.modalities, c.layout, c.num_frames, train=train,
+            self.modalities,
+            c.layout,
+            c.num_frames,
+            train=train,
             video=self.video_source if self.uses_rgb else None,
             face=self.face_source if self.uses_face else None,
-            face_frames=int(f.num_frames), face_size=int(f.size),
-            video_frames=int(v.num_frames), video_size=int(v.size),
-            area_range=v.area_range, augment=c.augment,
-            num_persons=c.num_persons, interpolate=c.interpolate,
+            face_frames=int(f.num_frames),
+            face_size=int(f.size),
+            video_frames=int(v.num_frames),
+            video_size=int(v.size),
+            area_range=v.area_range,
+            augment=c.augment,
+            num_persons=c.num_persons,
+            interpolate=c.interpolate,
             normalize_rgb=v.normalize == "loader",
-        )  # fmt: skip
+        )
 
 
 def _prepare_jobs(
@@ -644,7 +700,8 @@ def _prepare_jobs(
     if clips_are_current(out_dir, jobs, size, gop, crf):
         return
     log.info("writing %d %s (%d px, GOP %d) to %s", len(jobs), title, size, gop, out_dir)
-    result = prepare_clips(jobs, out_dir, size=size, gop=gop, crf=crf, workers=workers,
-                           on_error=on_error)  # fmt: skip
+    result = prepare_clips(
+        jobs, out_dir, size=size, gop=gop, crf=crf, workers=workers, on_error=on_error
+    )
     for where, message in result.problems:
         log.warning("%s: skipped %s: %s", what, where, message)

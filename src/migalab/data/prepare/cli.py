@@ -116,8 +116,11 @@ def _main(argv: list[str]) -> int:
     except FileNotFoundError as exc:  # no release folder, no video folders in it
         raise UserError(str(exc)) from exc
     if result.num_videos == 0:
-        print(f"error: {args.src}: no video could be converted (every problem is listed in "
-              f"{result.report_path})", file=sys.stderr)  # fmt: skip
+        print(
+            f"error: {args.src}: no video could be converted (every problem is listed in "
+            f"{result.report_path})",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -61,6 +61,9 @@ def prepare_clip_data(
     if not spec.is_current(release_root, cache_dir):
         log.info("converting %s into the skeleton cache %s", release_root, cache_dir)
         spec.prepare(
-            release_root, cache_dir, splits=tuple(splits),
-            img_shape=img_shape or spec.img_shape, workers=workers,
-        )  # fmt: skip
+            release_root,
+            cache_dir,
+            splits=tuple(splits),
+            img_shape=img_shape or spec.img_shape,
+            workers=workers,
+        )

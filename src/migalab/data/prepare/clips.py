@@ -72,8 +72,9 @@ def stack_clips(records: Sequence[ClipRecord], dtype: str = "float32") -> tuple[
                 f"{first.num_joints} ({first.layout}); one cache holds one layout",
             )
     total = sum(r.num_frames for r in records)
-    check_split_size(first.meta.get("source", first.name), "clips", persons, total,
-                     first.num_joints)  # fmt: skip
+    check_split_size(
+        first.meta.get("source", first.name), "clips", persons, total, first.num_joints
+    )
     out = np.zeros((persons, total, first.num_joints, 3), dtype=dtype)
     spans, t = [], 0
     for r in records:
@@ -136,13 +137,23 @@ def prepare_clip_release(
         atomic_write(out_dir / rel, lambda f, a=array: np.save(f, a, allow_pickle=False))
         for row, (r, (start, end)) in enumerate(zip(records, spans, strict=True)):
             h, w = img_shape or r.img_shape
-            rows.append({
-                "name": r.name, "video_id": r.video_id, "split": split, "row": row,
-                "label": int(r.label), "start": start, "end": end,
-                "video_frames": r.num_frames, "height": int(h), "width": int(w),
-                "emotion": -1 if r.emotion is None else int(r.emotion),
-                "video_path": r.video_path or "", "file": rel,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "name": r.name,
+                    "video_id": r.video_id,
+                    "split": split,
+                    "row": row,
+                    "label": int(r.label),
+                    "start": start,
+                    "end": end,
+                    "video_frames": r.num_frames,
+                    "height": int(h),
+                    "width": int(w),
+                    "emotion": -1 if r.emotion is None else int(r.emotion),
+                    "video_path": r.video_path or "",
+                    "file": rel,
+                }
+            )
         result.num_videos += len(records)
         log.info("release split %s: %d clips (%s) from %s", split, len(records), layout, src)
     result.num_clips = len(rows)
@@ -150,14 +161,23 @@ def prepare_clip_release(
     result.seconds = time.perf_counter() - t0
     write_report(result, splits, src)
     if rows:
-        write_meta(out_dir, {
-            "format_version": FORMAT_VERSION, "source_root": str(src), "dtype": dtype,
-            "layout": layout, "array_layout": "(M, sum T, V, 3) per split: x, y, confidence",
-            "splits": list(splits), "img_shape": list(img_shape) if img_shape else None,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "num_videos": result.num_videos, "num_clips": result.num_clips,
-            "num_skipped": len(result.skipped), "fingerprint": fingerprint(files(src, splits)),
-        })  # fmt: skip
+        write_meta(
+            out_dir,
+            {
+                "format_version": FORMAT_VERSION,
+                "source_root": str(src),
+                "dtype": dtype,
+                "layout": layout,
+                "array_layout": "(M, sum T, V, 3) per split: x, y, confidence",
+                "splits": list(splits),
+                "img_shape": list(img_shape) if img_shape else None,
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                "num_videos": result.num_videos,
+                "num_clips": result.num_clips,
+                "num_skipped": len(result.skipped),
+                "fingerprint": fingerprint(files(src, splits)),
+            },
+        )
         result.complete = True
     if progress:
         result.print_summary()

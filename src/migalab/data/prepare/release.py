@@ -377,10 +377,12 @@ def no_videos_message(src_root: ReleaseRoot, splits: Sequence[str]) -> str:
     )
     holds = "; ".join(
         f"{root}: "
-        + (", ".join(sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())[:20])
-           or "nothing")
+        + (
+            ", ".join(sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())[:20])
+            or "nothing"
+        )
         for root in release_roots(src_root)
-    )  # fmt: skip
+    )
     return (
         f"no video folders found in the release {describe_release(src_root)} (looked for "
         f"{looked}; each should hold <vid>/ folders with <vid>_openpose.xlsx|csv or "

@@ -107,11 +107,14 @@ def print_summary(result: PrepareResult, console: Any = None) -> None:
     summary.add_row("complete", "yes" if result.complete else "NO (no meta.json)")
     summary.add_row("seconds", f"{result.seconds:.1f}")
     console.print(summary)
-    for title, column, rows in (("skipped", "problem", result.skipped),
-                                ("warnings", "warning", result.warnings)):  # fmt: skip
+    for title, column, rows in (
+        ("skipped", "problem", result.skipped),
+        ("warnings", "warning", result.warnings),
+    ):
         if rows:
-            console.print(_file_table(f"{title} ({len(rows)}), see {result.report_path}",
-                                      column, rows))  # fmt: skip
+            console.print(
+                _file_table(f"{title} ({len(rows)}), see {result.report_path}", column, rows)
+            )
 
 
 def _file_table(title: str, column: str, rows: list[tuple[str, str]]) -> Any:

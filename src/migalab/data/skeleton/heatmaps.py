@@ -189,9 +189,13 @@ def joint_heatmaps(
             continue
         sel = keep.reshape(-1)  # drawn windows, flat over (V, T)
         index, xi, yi, area = _ragged_pixels(
-            x0.reshape(-1)[sel], y0.reshape(-1)[sel], nx.reshape(-1)[sel], ny.reshape(-1)[sel],
-            base.reshape(-1)[sel], w,
-        )  # fmt: skip
+            x0.reshape(-1)[sel],
+            y0.reshape(-1)[sel],
+            nx.reshape(-1)[sel],
+            ny.reshape(-1)[sel],
+            base.reshape(-1)[sel],
+            w,
+        )
         dx = xi.astype(np.float32) - np.repeat(k[..., 0].reshape(-1)[sel], area)
         dy = yi.astype(np.float32) - np.repeat(k[..., 1].reshape(-1)[sel], area)
         patch = np.exp(-(dx**2 + dy**2) / np.float32(2) / np.float32(sigma**2))
@@ -251,9 +255,13 @@ def limb_heatmaps(
             continue
         sel = keep.reshape(-1)  # drawn windows, flat over (L, T)
         index, xi, yi, area = _ragged_pixels(
-            x0.reshape(-1)[sel], y0.reshape(-1)[sel], nx.reshape(-1)[sel], ny.reshape(-1)[sel],
-            base.reshape(-1)[sel], w,
-        )  # fmt: skip
+            x0.reshape(-1)[sel],
+            y0.reshape(-1)[sel],
+            nx.reshape(-1)[sel],
+            ny.reshape(-1)[sel],
+            base.reshape(-1)[sel],
+            w,
+        )
         d2ab = np.where(point, np.float32(1), d2_ab)
         per_window = np.stack([a[..., 0], a[..., 1], b[..., 0], b[..., 1], d2ab, value])
         ax, ay, bx, by, d2ab, val = np.repeat(per_window.reshape(6, -1)[:, sel], area, axis=1)

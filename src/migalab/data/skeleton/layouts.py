@@ -18,15 +18,55 @@ NUM_OPENPOSE = 137
 BODY_OFFSET, FACE_OFFSET, LHAND_OFFSET, RHAND_OFFSET = 0, 25, 95, 116
 
 BODY25_NAMES = (
-    "nose", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow", "l_wrist",
-    "mid_hip", "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle", "r_eye", "l_eye",
-    "r_ear", "l_ear", "l_big_toe", "l_small_toe", "l_heel", "r_big_toe", "r_small_toe", "r_heel",
-)  # fmt: skip
+    "nose",
+    "neck",
+    "r_shoulder",
+    "r_elbow",
+    "r_wrist",
+    "l_shoulder",
+    "l_elbow",
+    "l_wrist",
+    "mid_hip",
+    "r_hip",
+    "r_knee",
+    "r_ankle",
+    "l_hip",
+    "l_knee",
+    "l_ankle",
+    "r_eye",
+    "l_eye",
+    "r_ear",
+    "l_ear",
+    "l_big_toe",
+    "l_small_toe",
+    "l_heel",
+    "r_big_toe",
+    "r_small_toe",
+    "r_heel",
+)
 HAND_NAMES = (
-    "wrist", "thumb1", "thumb2", "thumb3", "thumb_tip", "index1", "index2", "index3", "index_tip",
-    "middle1", "middle2", "middle3", "middle_tip", "ring1", "ring2", "ring3", "ring_tip",
-    "pinky1", "pinky2", "pinky3", "pinky_tip",
-)  # fmt: skip
+    "wrist",
+    "thumb1",
+    "thumb2",
+    "thumb3",
+    "thumb_tip",
+    "index1",
+    "index2",
+    "index3",
+    "index_tip",
+    "middle1",
+    "middle2",
+    "middle3",
+    "middle_tip",
+    "ring1",
+    "ring2",
+    "ring3",
+    "ring_tip",
+    "pinky1",
+    "pinky2",
+    "pinky3",
+    "pinky_tip",
+)
 FINGERTIPS = (4, 8, 12, 16, 20)
 
 

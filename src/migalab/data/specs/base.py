@@ -10,13 +10,15 @@ from types import MappingProxyType
 from typing import Any
 
 #: ``data.dataset`` names of the built-in specs -> ``module:attribute`` (imported on first use)
-BUILTIN_DATASETS: Mapping[str, str] = MappingProxyType({
-    "miga2025": "migalab.data.specs.miga2025:SPEC",
-    "miga_light35": "migalab.data.specs.miga_light35:SPEC",
-    "miga2023_npy": "migalab.data.specs.miga2023_npy:SPEC",
-    "pyskl": "migalab.data.specs.pyskl:SPEC",
-    "synthetic": "migalab.data.specs.synthetic:SPEC",
-})  # fmt: skip
+BUILTIN_DATASETS: Mapping[str, str] = MappingProxyType(
+    {
+        "miga2025": "migalab.data.specs.miga2025:SPEC",
+        "miga_light35": "migalab.data.specs.miga_light35:SPEC",
+        "miga2023_npy": "migalab.data.specs.miga2023_npy:SPEC",
+        "pyskl": "migalab.data.specs.pyskl:SPEC",
+        "synthetic": "migalab.data.specs.synthetic:SPEC",
+    }
+)
 
 #: ``prepare(src, out_dir, *, splits, img_shape, dtype, workers, strict, progress) -> PrepareResult``
 PrepareFn = Callable[..., Any]

@@ -25,7 +25,7 @@ SPEC = DatasetSpec(
         prepare_clip_release,
         read=lambda root, split: read_npy2023_split(root, split),
         files=source_files,
-    ),  # fmt: skip
+    ),
     is_current=partial(is_clip_cache_current, files=source_files),
     splits={"train": "train", "val": "val", "test": "test"},
     layout=LAYOUT,

@@ -56,12 +56,30 @@ def rotation(yaw: np.ndarray, pitch: np.ndarray, roll: np.ndarray) -> np.ndarray
     cp, sp = np.cos(pitch), np.sin(pitch)
     cr, sr = np.cos(roll), np.sin(roll)
     one, zero = np.ones_like(yaw), np.zeros_like(yaw)
-    r_yaw = np.stack([np.stack([cy, zero, -sy], -1), np.stack([zero, one, zero], -1),
-                      np.stack([sy, zero, cy], -1)], -2)  # fmt: skip
-    r_pitch = np.stack([np.stack([one, zero, zero], -1), np.stack([zero, cp, -sp], -1),
-                        np.stack([zero, sp, cp], -1)], -2)  # fmt: skip
-    r_roll = np.stack([np.stack([cr, -sr, zero], -1), np.stack([sr, cr, zero], -1),
-                       np.stack([zero, zero, one], -1)], -2)  # fmt: skip
+    r_yaw = np.stack(
+        [
+            np.stack([cy, zero, -sy], -1),
+            np.stack([zero, one, zero], -1),
+            np.stack([sy, zero, cy], -1),
+        ],
+        -2,
+    )
+    r_pitch = np.stack(
+        [
+            np.stack([one, zero, zero], -1),
+            np.stack([zero, cp, -sp], -1),
+            np.stack([zero, sp, cp], -1),
+        ],
+        -2,
+    )
+    r_roll = np.stack(
+        [
+            np.stack([cr, -sr, zero], -1),
+            np.stack([sr, cr, zero], -1),
+            np.stack([zero, zero, one], -1),
+        ],
+        -2,
+    )
     return r_yaw @ r_pitch @ r_roll
 
 

@@ -52,34 +52,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--videos-train", type=int, default=d.num_videos["train"])
     p.add_argument("--videos-val", type=int, default=d.num_videos["validate"])
     p.add_argument("--videos-test", type=int, default=d.num_videos["test"])
-    p.add_argument("--clips-per-video", type=int, nargs=2, metavar=("MIN", "MAX"),
-                   default=d.clips_per_video)  # fmt: skip
+    p.add_argument(
+        "--clips-per-video", type=int, nargs=2, metavar=("MIN", "MAX"), default=d.clips_per_video
+    )
     p.add_argument(
         "--clip-frames", type=int, nargs=2, metavar=("MIN", "MAX"), default=d.clip_frames
     )
     p.add_argument("--gap-frames", type=int, nargs=2, metavar=("MIN", "MAX"), default=d.gap_frames)
-    p.add_argument("--min-frames", type=int, default=d.min_video_frames,
-                   help="pad every video with idle frames to at least this many (9000 = benchmark)")  # fmt: skip
+    p.add_argument(
+        "--min-frames",
+        type=int,
+        default=d.min_video_frames,
+        help="pad every video with idle frames to at least this many (9000 = benchmark)",
+    )
     p.add_argument("--format", choices=("xlsx", "csv", "light"), default=d.table_format)
     p.add_argument("--frame-size", type=int, nargs=2, metavar=("H", "W"), default=d.frame_size)
-    p.add_argument("--tail-mix", type=float, default=d.tail_mix,
-                   help="class prior = (1-t) * iMiGUE frequencies + t * uniform")  # fmt: skip
-    p.add_argument("--clip-classes", type=_classes, default=None,
-                   help="fixed clip classes per video, e.g. '0,5,31' or 'all'")  # fmt: skip
+    p.add_argument(
+        "--tail-mix",
+        type=float,
+        default=d.tail_mix,
+        help="class prior = (1-t) * iMiGUE frequencies + t * uniform",
+    )
+    p.add_argument(
+        "--clip-classes",
+        type=_classes,
+        default=None,
+        help="fixed clip classes per video, e.g. '0,5,31' or 'all'",
+    )
     p.add_argument("--emotion-effect", type=float, default=d.emotion_effect)
     p.add_argument("--amplitude", type=float, default=d.amplitude, help="gesture amplitude scale")
     p.add_argument("--noise", type=float, default=d.noise, help="keypoint jitter scale")
     p.add_argument("--dropout", type=float, default=d.dropout, help="random dropout rate scale")
     p.add_argument("--idle", type=float, default=d.idle, help="idle motion scale")
     p.add_argument("--videos-per-subject", type=float, default=d.videos_per_subject)
-    p.add_argument("--hand-miss", type=float, nargs=2, metavar=("VIDEOS", "FRAMES"),
-                   default=d.hand_miss,
-                   help="hand-detector failures: share of videos without hand keypoints, "
-                        "share of frames without them in the others")  # fmt: skip
-    p.add_argument("--video", action="store_true",
-                   help="also render each video as <vid>.mp4 (RGB of the same motion)")  # fmt: skip
-    p.add_argument("--video-scale", type=float, default=d.video_scale,
-                   help="mp4 size = frame size x this (even); 0.25 -> 320x180, 1.0 -> full")  # fmt: skip
+    p.add_argument(
+        "--hand-miss",
+        type=float,
+        nargs=2,
+        metavar=("VIDEOS", "FRAMES"),
+        default=d.hand_miss,
+        help="hand-detector failures: share of videos without hand keypoints, "
+        "share of frames without them in the others",
+    )
+    p.add_argument(
+        "--video",
+        action="store_true",
+        help="also render each video as <vid>.mp4 (RGB of the same motion)",
+    )
+    p.add_argument(
+        "--video-scale",
+        type=float,
+        default=d.video_scale,
+        help="mp4 size = frame size x this (even); 0.25 -> 320x180, 1.0 -> full",
+    )
     p.add_argument("--video-gop", type=int, default=d.video_gop, help="mp4 keyframe interval")
     p.add_argument("--video-crf", type=int, default=d.video_crf, help="x264 CRF of the mp4")
     p.add_argument("--workers", type=int, default=d.workers)
@@ -95,7 +120,7 @@ def config_from_args(args: argparse.Namespace) -> SynthConfig:
             "train": args.videos_train,
             "validate": args.videos_val,
             "test": args.videos_test,
-        },  # fmt: skip
+        },
     }
     for f in dataclasses.fields(SynthConfig):
         if f.name == "num_videos":

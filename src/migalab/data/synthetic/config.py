@@ -203,8 +203,9 @@ class SynthConfig:
         try:
             self.hand_miss = tuple(float(v) for v in self.hand_miss)
         except (TypeError, ValueError):
-            raise ValueError(f"hand_miss must be (video_share, frame_share), got "
-                             f"{self.hand_miss!r}") from None  # fmt: skip
+            raise ValueError(
+                f"hand_miss must be (video_share, frame_share), got {self.hand_miss!r}"
+            ) from None
         if len(self.hand_miss) != 2 or not all(0.0 <= v <= 1.0 for v in self.hand_miss):
             raise ValueError(f"hand_miss shares must be in [0, 1], got {self.hand_miss}")
         self.tail_mix = float(self.tail_mix)

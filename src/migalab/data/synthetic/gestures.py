@@ -443,8 +443,16 @@ def touch_hat(c: ClipCtx) -> None:
     axis = normalize(c.hdir([-c.lat * 0.25, -0.6, 0.75]))
     normal = c.hdir([0.0, 0.9, 0.4])
     shape = c.rng.choice(["grip", "pinch"])
-    c.reach(s, tip=tip, tip_index=12, axis=axis, normal=normal, shape=shape,
-            pole=c.pole(s, out=0.8, down=0.55, back=0.0), arc=6.0)  # fmt: skip
+    c.reach(
+        s,
+        tip=tip,
+        tip_index=12,
+        axis=axis,
+        normal=normal,
+        shape=shape,
+        pole=c.pole(s, out=0.8, down=0.55, back=0.0),
+        arc=6.0,
+    )
 
 
 @motion(3)
@@ -478,8 +486,15 @@ def touch_forehead(c: ClipCtx) -> None:
             [1.0, 0.0, 0.0]
         )
     axis = normalize(c.hdir([-lat * 0.6, -0.75, 0.2]))
-    c.reach(s, tip=tip, tip_index=c.rng.choice([8, 12]), axis=axis, normal=_face_normal(c),
-            shape=c.rng.choice(["flat", "relaxed"]), pole=_face_pole(c, s))  # fmt: skip
+    c.reach(
+        s,
+        tip=tip,
+        tip_index=c.rng.choice([8, 12]),
+        axis=axis,
+        normal=_face_normal(c),
+        shape=c.rng.choice(["flat", "relaxed"]),
+        pole=_face_pole(c, s),
+    )
 
 
 @motion(5)
@@ -496,8 +511,15 @@ def cover_face(c: ClipCtx) -> None:
         lat = LATERAL[s]
         tip = c.head((lat * c.rng.uniform(1.0, 2.5), c.rng.uniform(-3.0, -1.0), -1.2))
         axis = normalize(c.hdir([-lat * 0.15, -1.0, 0.05]))
-        c.reach(s, tip=tip, tip_index=12, axis=axis, normal=_face_normal(c), shape="flat",
-                pole=_face_pole(c, s))  # fmt: skip
+        c.reach(
+            s,
+            tip=tip,
+            tip_index=12,
+            axis=axis,
+            normal=_face_normal(c),
+            shape="flat",
+            pole=_face_pole(c, s),
+        )
 
 
 @motion(6)
@@ -524,8 +546,15 @@ def rub_eyes(c: ClipCtx) -> None:
         circ = np.cos(ang)[:, None] * c.hdir([1.0, 0.0, 0.0]) + np.sin(ang)[:, None] * c.hdir(UP)
         tip = c.head(eye) + c.hdir([0.0, 0.0, -0.5]) + r * c.w[:, None] * circ
         axis = normalize(c.hdir([-lat * 0.3, -0.9, 0.2]))
-        c.reach(s, tip=tip, tip_index=8, axis=axis, normal=_face_normal(c),
-                shape=c.rng.choice(["pinch", "relaxed", "fist"]), pole=_face_pole(c, s))  # fmt: skip
+        c.reach(
+            s,
+            tip=tip,
+            tip_index=8,
+            axis=axis,
+            normal=_face_normal(c),
+            shape=c.rng.choice(["pinch", "relaxed", "fist"]),
+            pole=_face_pole(c, s),
+        )
 
 
 _OTHER_FACE_TARGETS = (
@@ -549,8 +578,15 @@ def touch_other_face_part(c: ClipCtx) -> None:
     tip = c.head((lat * x, y, z - 0.3))
     tip = tip + (0.3 * c.amp * c.osc(c.rng.uniform(1.5, 3.0)) * c.w)[:, None] * c.hdir(UP)
     axis = normalize(c.hdir([-lat * 0.35, -0.85, 0.35]))
-    c.reach(s, tip=tip, tip_index=8, axis=axis, normal=_face_normal(c),
-            shape=c.rng.choice(["point", "pinch", "relaxed"]), pole=_face_pole(c, s))  # fmt: skip
+    c.reach(
+        s,
+        tip=tip,
+        tip_index=8,
+        axis=axis,
+        normal=_face_normal(c),
+        shape=c.rng.choice(["point", "pinch", "relaxed"]),
+        pole=_face_pole(c, s),
+    )
 
 
 @motion(8, "arms")
@@ -562,8 +598,15 @@ def touch_ears(c: ClipCtx) -> None:
     tip = tip + (0.4 * c.amp * c.osc(c.rng.uniform(1.2, 2.5)) * c.w)[:, None] * c.hdir(DOWN)
     axis = normalize(c.hdir([0.0, -1.0, 0.3]))
     normal = normalize(c.hdir([-lat, 0.0, 0.3]))
-    c.reach(s, tip=tip, tip_index=c.rng.choice([4, 8]), axis=axis, normal=normal,
-            shape="pinch", pole=c.pole(s, out=0.8, down=0.6, back=0.0))  # fmt: skip
+    c.reach(
+        s,
+        tip=tip,
+        tip_index=c.rng.choice([4, 8]),
+        axis=axis,
+        normal=normal,
+        shape="pinch",
+        pole=c.pole(s, out=0.8, down=0.6, back=0.0),
+    )
 
 
 @motion(9)
@@ -583,8 +626,15 @@ def bite_nails(c: ClipCtx) -> None:
     tip = tip + (0.35 * c.amp * inout * c.w)[:, None] * c.hdir(BACK)
     axis = normalize(c.hdir([-lat * 0.45, -0.8, 0.4]))
     normal = normalize(c.hdir([-lat * 0.3, -0.3, 0.9]))
-    c.reach(s, tip=tip, tip_index=c.rng.choice([4, 8]), axis=axis, normal=normal,
-            shape=c.rng.choice(["pinch", "fist", "claw"]), pole=_face_pole(c, s))  # fmt: skip
+    c.reach(
+        s,
+        tip=tip,
+        tip_index=c.rng.choice([4, 8]),
+        axis=axis,
+        normal=normal,
+        shape=c.rng.choice(["pinch", "fist", "claw"]),
+        pole=_face_pole(c, s),
+    )
 
 
 @motion(10)
@@ -600,8 +650,15 @@ def touch_chin(c: ClipCtx) -> None:
     tip = tip + (stroke * c.w)[:, None] * c.hdir([lat * 0.6, 0.8, 0.0])
     axis = normalize(c.hdir([-lat * 0.55, -0.75, 0.35]))
     normal = normalize(c.hdir([-lat * 0.4, -0.5, 0.75]))
-    c.reach(s, tip=tip, tip_index=8, axis=axis, normal=normal,
-            shape=c.rng.choice(["relaxed", "fist", "pinch"]), pole=_face_pole(c, s))  # fmt: skip
+    c.reach(
+        s,
+        tip=tip,
+        tip_index=8,
+        axis=axis,
+        normal=normal,
+        shape=c.rng.choice(["relaxed", "fist", "pinch"]),
+        pole=_face_pole(c, s),
+    )
 
 
 @motion(11, "arms")
@@ -620,9 +677,15 @@ def touch_neck(c: ClipCtx) -> None:
     f = c.rng.uniform(1.5, 4.0)
     tip = tip + (0.6 * c.amp * c.osc(f) * c.w)[:, None] * c.hdir(UP)
     axis = normalize(c.hdir([-lat * 0.4, -0.8, 0.45]))
-    c.reach(s, tip=tip, tip_index=12, axis=axis, normal=normal,
-            shape=c.rng.choice(["claw", "flat", "relaxed"]),
-            pole=c.pole(s, out=0.8, down=0.6, back=0.1))  # fmt: skip
+    c.reach(
+        s,
+        tip=tip,
+        tip_index=12,
+        axis=axis,
+        normal=normal,
+        shape=c.rng.choice(["claw", "flat", "relaxed"]),
+        pole=c.pole(s, out=0.8, down=0.6, back=0.1),
+    )
 
 
 @motion(12)
@@ -646,8 +709,16 @@ def play_hair(c: ClipCtx) -> None:
     tip = base + r * c.w[:, None] * circ
     axis = normalize(c.hdir([0.0, -0.8, 0.6]))
     normal = normalize(c.hdir([-lat, 0.0, 0.2]))
-    c.reach(s, tip=tip, tip_index=8, axis=axis, normal=normal, shape="pinch",
-            pole=c.pole(s, out=0.9, down=0.3, back=0.1), arc=6.0)  # fmt: skip
+    c.reach(
+        s,
+        tip=tip,
+        tip_index=8,
+        axis=axis,
+        normal=normal,
+        shape="pinch",
+        pole=c.pole(s, out=0.9, down=0.3, back=0.1),
+        arc=6.0,
+    )
     twirl = 0.25 * np.sin(2 * np.pi * f * c.t + ph + 1.0)
     c.add(f"curl_{s}", twirl[:, None] * np.array([0.6, 1.0, 0.8, 0.5, 0.3]))
 
@@ -676,8 +747,15 @@ def adjust_tie(c: ClipCtx) -> None:
         tip = tip + (tug * c.w)[:, None] * c.tdir(DOWN) + (wig * c.w)[:, None] * c.tdir([1, 0, 0])
         axis = normalize(c.tdir([-lat * 0.5, -0.8, 0.2]))
         normal = c.tdir(BACK)
-        c.reach(s, tip=tip, tip_index=c.rng.choice([4, 8]), axis=axis, normal=normal,
-                shape="pinch", pole=c.pole(s, out=0.4, down=0.9, back=0.0))  # fmt: skip
+        c.reach(
+            s,
+            tip=tip,
+            tip_index=c.rng.choice([4, 8]),
+            axis=axis,
+            normal=normal,
+            shape="pinch",
+            pole=c.pole(s, out=0.4, down=0.9, back=0.0),
+        )
 
 
 @motion(14, "arms")
@@ -691,8 +769,15 @@ def touch_chest(c: ClipCtx) -> None:
             tap = np.maximum(0.0, c.osc(c.rng.uniform(1.5, 2.5)))
             tip = tip + (1.0 * c.amp * tap * c.w)[:, None] * c.tdir(FWD)
         axis = normalize(c.tdir([-lat * 0.55, -0.8, 0.1]))
-        c.reach(s, tip=tip, tip_index=12, axis=axis, normal=c.tdir(BACK), shape="flat",
-                pole=c.pole(s, out=0.45, down=0.9, back=0.05))  # fmt: skip
+        c.reach(
+            s,
+            tip=tip,
+            tip_index=12,
+            axis=axis,
+            normal=c.tdir(BACK),
+            shape="flat",
+            pole=c.pole(s, out=0.45, down=0.9, back=0.05),
+        )
 
 
 @motion(15)
@@ -715,15 +800,30 @@ def scratch_back(c: ClipCtx) -> None:
     if c.params["over"]:
         wrist = c.torso((-lat * c.rng.uniform(0.0, 6.0), c.rng.uniform(-4.0, 2.0), 9.0))
         wrist = wrist + scr[:, None] * c.tdir(DOWN)
-        c.reach(s, wrist=wrist, axis=c.tdir(DOWN), normal=c.tdir(FWD), shape="claw",
-                pole=c.pole(s, out=0.5, down=-0.8, back=-0.1), hvis=0.0, avis=0.6,
-                arc=8.0)  # fmt: skip
+        c.reach(
+            s,
+            wrist=wrist,
+            axis=c.tdir(DOWN),
+            normal=c.tdir(FWD),
+            shape="claw",
+            pole=c.pole(s, out=0.5, down=-0.8, back=-0.1),
+            hvis=0.0,
+            avis=0.6,
+            arc=8.0,
+        )
     else:
         wrist = c.torso((lat * (sw / 2 + 2.0), c.rng.uniform(24.0, 34.0), 12.0))
         wrist = wrist + scr[:, None] * c.tdir(UP)
-        c.reach(s, wrist=wrist, axis=c.tdir([-lat, 0.2, 0.0]), normal=c.tdir(BACK),
-                shape="claw", pole=c.pole(s, out=0.8, down=0.2, back=0.6), hvis=0.0,
-                avis=0.5)  # fmt: skip
+        c.reach(
+            s,
+            wrist=wrist,
+            axis=c.tdir([-lat, 0.2, 0.0]),
+            normal=c.tdir(BACK),
+            shape="claw",
+            pole=c.pole(s, out=0.8, down=0.2, back=0.6),
+            hvis=0.0,
+            avis=0.5,
+        )
 
 
 @motion(18)
@@ -737,11 +837,24 @@ def put_arm_back_body(c: ClipCtx) -> None:
 def put_arm_back(c: ClipCtx) -> None:
     s, lat = c.side, c.lat
     sw = c.subject.shoulder_width
-    wrist = c.torso((lat * (sw / 2 + c.rng.uniform(3.0, 8.0)), c.rng.uniform(26.0, 36.0),
-                     c.rng.uniform(14.0, 22.0)))  # fmt: skip
-    c.reach(s, wrist=wrist, axis=c.tdir([0.0, 1.0, 0.3]), normal=c.tdir([-lat, 0.0, 0.0]),
-            shape="relaxed", pole=c.pole(s, out=0.6, down=0.4, back=0.7), hvis=0.0, avis=0.4,
-            full=True)  # fmt: skip
+    wrist = c.torso(
+        (
+            lat * (sw / 2 + c.rng.uniform(3.0, 8.0)),
+            c.rng.uniform(26.0, 36.0),
+            c.rng.uniform(14.0, 22.0),
+        )
+    )
+    c.reach(
+        s,
+        wrist=wrist,
+        axis=c.tdir([0.0, 1.0, 0.3]),
+        normal=c.tdir([-lat, 0.0, 0.0]),
+        shape="relaxed",
+        pole=c.pole(s, out=0.6, down=0.4, back=0.7),
+        hvis=0.0,
+        avis=0.4,
+        full=True,
+    )
 
 
 # =====================================================================================
@@ -763,11 +876,23 @@ def fold_arm(c: ClipCtx) -> None:
     for s in ("r", "l"):
         lat = LATERAL[s]
         under = s != top
-        wrist = c.torso((-lat * sw * c.rng.uniform(0.25, 0.38), c.rng.uniform(17.0, 23.0),
-                         -14.0 if under else -17.0))  # fmt: skip
+        wrist = c.torso(
+            (
+                -lat * sw * c.rng.uniform(0.25, 0.38),
+                c.rng.uniform(17.0, 23.0),
+                -14.0 if under else -17.0,
+            )
+        )
         axis = c.tdir([-lat, 0.15, 0.35])
-        c.reach(s, wrist=wrist, axis=axis, normal=c.tdir(BACK), shape="grip",
-                pole=c.pole(s, out=0.45, down=0.85, back=-0.1), hvis=0.15 if under else 1.0)  # fmt: skip
+        c.reach(
+            s,
+            wrist=wrist,
+            axis=axis,
+            normal=c.tdir(BACK),
+            shape="grip",
+            pole=c.pole(s, out=0.45, down=0.85, back=-0.1),
+            hvis=0.15 if under else 1.0,
+        )
     c.add(f"wrist_{top}", (0.3 * c.amp * c.osc(0.3))[:, None] * np.array([1.0, 0.0, 0.0]))
 
 
@@ -776,8 +901,14 @@ def tidy_sleeve_hold(c: ClipCtx) -> None:
     o = c.other
     lat_o = LATERAL[o]
     wrist = c.torso((lat_o * c.rng.uniform(4.0, 10.0), c.rng.uniform(22.0, 28.0), -30.0))
-    c.reach(o, wrist=wrist, axis=c.tdir([-lat_o * 0.3, 0.1, -1.0]), normal=c.tdir(DOWN),
-            shape="relaxed", pole=c.pole(o, out=0.4, down=0.9, back=0.1))  # fmt: skip
+    c.reach(
+        o,
+        wrist=wrist,
+        axis=c.tdir([-lat_o * 0.3, 0.1, -1.0]),
+        normal=c.tdir(DOWN),
+        shape="relaxed",
+        pole=c.pole(o, out=0.4, down=0.9, back=0.1),
+    )
 
 
 @motion(17, "dependent")
@@ -790,8 +921,15 @@ def tidy_sleeve(c: ClipCtx) -> None:
     f = 0.45 + 0.35 * (0.5 - 0.5 * np.cos(2 * np.pi * passes * x))
     point = elbow + f[:, None] * (wrist - elbow) + np.array([0.0, -2.5, -3.0])
     axis = normalize(np.array([LATERAL[o], 0.6, 0.1]))
-    c.reach(s, tip=point, tip_index=9, axis=axis, normal=np.array([0.0, 0.8, 0.6]),
-            shape="grip", pole=c.pole(s, out=0.5, down=0.9, back=0.0))  # fmt: skip
+    c.reach(
+        s,
+        tip=point,
+        tip_index=9,
+        axis=axis,
+        normal=np.array([0.0, 0.8, 0.6]),
+        shape="grip",
+        pole=c.pole(s, out=0.5, down=0.9, back=0.0),
+    )
 
 
 @motion(21, "dependent")
@@ -814,8 +952,15 @@ def scratch_arm(c: ClipCtx) -> None:
     scr = 1.0 * c.amp * c.osc(f) * c.w
     tip = a + frac * (b - a) + surface + scr[:, None] * along
     axis = normalize(-along * 0.2 + np.array([LATERAL[o], 0.3, 0.0]))
-    c.reach(s, tip=tip, tip_index=12, axis=axis, normal=np.array([0.0, 0.3, 1.0]), shape="claw",
-            pole=c.pole(s, out=0.5, down=0.9, back=0.0))  # fmt: skip
+    c.reach(
+        s,
+        tip=tip,
+        tip_index=12,
+        axis=axis,
+        normal=np.array([0.0, 0.3, 1.0]),
+        shape="claw",
+        pole=c.pole(s, out=0.5, down=0.9, back=0.0),
+    )
 
 
 def _table_point(c: ClipCtx, dx: float, above: float, dz: float) -> np.ndarray:
@@ -842,8 +987,14 @@ def rub_hand(c: ClipCtx) -> None:
         wrist = wrist + sign * rub[:, None] * fwd
         if circular:
             wrist = wrist + sign * (0.6 * a * c.osc(f, 0.0) * c.w)[:, None] * DOWN
-        c.reach(s, wrist=wrist, axis=fwd, normal=np.array([-lat, 0.0, 0.0]), shape="flat",
-                pole=c.pole(s, out=0.35, down=0.9, back=0.1))  # fmt: skip
+        c.reach(
+            s,
+            wrist=wrist,
+            axis=fwd,
+            normal=np.array([-lat, 0.0, 0.0]),
+            shape="flat",
+            pole=c.pole(s, out=0.35, down=0.9, back=0.1),
+        )
 
 
 @motion(23, "arms")
@@ -856,12 +1007,21 @@ def cross_finger(c: ClipCtx) -> None:
         wrist = centre + np.array([lat * 6.5, 1.0, 1.0])
         axis = normalize(np.array([-lat * 0.8, -tilt, -0.5]))
         normal = normalize(np.array([-lat * 0.45, 0.35, 0.8]))
-        c.reach(s, wrist=wrist, axis=axis, normal=normal, shape="interlace",
-                pole=c.pole(s, out=0.4, down=0.9, back=0.1))  # fmt: skip
+        c.reach(
+            s,
+            wrist=wrist,
+            axis=axis,
+            normal=normal,
+            shape="interlace",
+            pole=c.pole(s, out=0.4, down=0.9, back=0.1),
+        )
         c.add(f"wrist_{s}", (0.15 * c.osc(0.4))[:, None] * DOWN)
         if twiddle:
-            c.add(f"curl_{s}", (0.3 * c.osc(2.0, 0.0 if s == "r" else np.pi))[:, None]
-                  * np.array([1.0, 0, 0, 0, 0]))  # fmt: skip
+            c.add(
+                f"curl_{s}",
+                (0.3 * c.osc(2.0, 0.0 if s == "r" else np.pi))[:, None]
+                * np.array([1.0, 0, 0, 0, 0]),
+            )
 
 
 @motion(24, "arms")
@@ -875,8 +1035,15 @@ def minaret_hand(c: ClipCtx) -> None:
         axis = normalize(np.array([-lat * np.sin(phi), -np.cos(phi), lean]))
         normal = normalize(np.array([-lat * np.cos(phi), np.sin(phi), 0.0]))
         tip = apex + np.array([lat * 0.4, 0.0, 0.0])
-        c.reach(s, tip=tip, tip_index=12, axis=axis, normal=normal, shape="steeple",
-                pole=c.pole(s, out=0.5, down=0.85, back=0.1))  # fmt: skip
+        c.reach(
+            s,
+            tip=tip,
+            tip_index=12,
+            axis=axis,
+            normal=normal,
+            shape="steeple",
+            pole=c.pole(s, out=0.5, down=0.85, back=0.1),
+        )
         if tap:
             c.add(f"spread_{s}", 0.25 * c.osc(1.2, 0.0))
 
@@ -898,8 +1065,14 @@ def play_things(c: ClipCtx) -> None:
         fid = smooth_noise(c.rng, c.n, 3, period=c.rng.uniform(6, 12)) * 0.8 * a
         wrist = wrist + fid * c.w[:, None]
         axis = normalize(np.array([-lat * 0.4, 0.4, -1.0]))
-        c.reach(s, wrist=wrist, axis=axis, normal=np.array([0.0, 0.9, 0.3]),
-                shape=c.rng.choice(["pinch", "grip"]), pole=c.pole(s, out=0.45, down=0.9, back=0.2))  # fmt: skip
+        c.reach(
+            s,
+            wrist=wrist,
+            axis=axis,
+            normal=np.array([0.0, 0.9, 0.3]),
+            shape=c.rng.choice(["pinch", "grip"]),
+            pole=c.pole(s, out=0.45, down=0.9, back=0.2),
+        )
         fing = smooth_noise(c.rng, c.n, 5, period=c.rng.uniform(4, 9)) * 0.22 * a
         c.add(f"curl_{s}", fing)
         rot = smooth_noise(c.rng, c.n, 3, period=10) * 0.2 * a
@@ -918,11 +1091,23 @@ def withdraw_arms(c: ClipCtx) -> None:
     sw = c.subject.shoulder_width
     for s in ("r", "l"):
         lat = LATERAL[s]
-        wrist = c.torso((lat * (sw / 2 - c.rng.uniform(1.0, 6.0)),
-                         c.subject.table_y + c.rng.uniform(5.0, 10.0), -c.rng.uniform(3.0, 9.0)))  # fmt: skip
-        c.reach(s, wrist=wrist, axis=c.tdir([-lat * 0.2, 0.9, -0.3]), normal=c.tdir(BACK),
-                shape="relaxed", pole=c.pole(s, out=0.35, down=0.8, back=0.5), arc=0.0,
-                full=True)  # fmt: skip
+        wrist = c.torso(
+            (
+                lat * (sw / 2 - c.rng.uniform(1.0, 6.0)),
+                c.subject.table_y + c.rng.uniform(5.0, 10.0),
+                -c.rng.uniform(3.0, 9.0),
+            )
+        )
+        c.reach(
+            s,
+            wrist=wrist,
+            axis=c.tdir([-lat * 0.2, 0.9, -0.3]),
+            normal=c.tdir(BACK),
+            shape="relaxed",
+            pole=c.pole(s, out=0.35, down=0.8, back=0.5),
+            arc=0.0,
+            full=True,
+        )
 
 
 @motion(29)
@@ -941,9 +1126,15 @@ def arm_akimbo(c: ClipCtx) -> None:
         lat = LATERAL[s]
         i = 1 if s == "r" else 2
         wrist = c.pose.hips[c.sl, i] + np.array([lat * 4.0, -c.rng.uniform(6.0, 12.0), -2.0])
-        c.reach(s, wrist=wrist, axis=np.array([-lat * 0.6, 0.8, 0.1]),
-                normal=np.array([-lat, 0.0, 0.2]), shape="flat",
-                pole=c.pole(s, out=1.0, down=-0.1, back=0.35), full=True)  # fmt: skip
+        c.reach(
+            s,
+            wrist=wrist,
+            axis=np.array([-lat * 0.6, 0.8, 0.1]),
+            normal=np.array([-lat, 0.0, 0.2]),
+            shape="flat",
+            pole=c.pole(s, out=1.0, down=-0.1, back=0.35),
+            full=True,
+        )
 
 
 @motion(31)
@@ -967,19 +1158,31 @@ def illustrative(c: ClipCtx) -> None:
     shared = smooth_noise(c.rng, c.n, 3, period=c.rng.uniform(10, 25))
     for s in sides:
         lat = LATERAL[s]
-        centre = _table_point(c, lat * c.rng.uniform(6.0, 20.0), c.rng.uniform(6.0, 18.0),
-                              c.rng.uniform(28.0, 42.0))  # fmt: skip
+        centre = _table_point(
+            c, lat * c.rng.uniform(6.0, 20.0), c.rng.uniform(6.0, 18.0), c.rng.uniform(28.0, 42.0)
+        )
         path = shared if sym else smooth_noise(c.rng, c.n, 3, period=c.rng.uniform(10, 25))
         path = path * np.array([lat if sym else 1.0, 1.0, 1.0]) * c.rng.uniform(3.0, 7.0) * a
         beat = beat_amp * np.maximum(0, c.osc(beat_f, 0.0))
         wrist = centre + path + beat[:, None] * DOWN
         palm = c.rng.choice(["up", "in", "down", "fwd"])
-        normal = {"up": UP, "in": np.array([-lat, -0.3, 0.0]), "down": DOWN,
-                  "fwd": np.array([0.0, -0.2, -1.0])}[palm]  # fmt: skip
+        normal = {
+            "up": UP,
+            "in": np.array([-lat, -0.3, 0.0]),
+            "down": DOWN,
+            "fwd": np.array([0.0, -0.2, -1.0]),
+        }[palm]
         axis = normalize(np.array([-lat * 0.4, -0.3, -1.0]) + 0.3 * c.rng.standard_normal(3))
         shape = c.rng.choice(["open", "relaxed", "point", "flat", "cup"])
-        c.reach(s, wrist=wrist, axis=axis, normal=normal, shape=shape,
-                pole=c.pole(s, out=0.55, down=0.8, back=0.2), arc=3.0)  # fmt: skip
+        c.reach(
+            s,
+            wrist=wrist,
+            axis=axis,
+            normal=normal,
+            shape=shape,
+            pole=c.pole(s, out=0.55, down=0.8, back=0.2),
+            arc=3.0,
+        )
         c.add(f"curl_{s}", smooth_noise(c.rng, c.n, 5, period=15) * 0.12)
 
 

@@ -74,8 +74,11 @@ def _video_dir(root: Path, spec: VideoSpec) -> Path:
 
 
 #: table formats and their file names: the 2025 OpenPose-137 tables, the 2024-26 35-joint one
-TABLE_FILES = {"xlsx": "{vid}_openpose.xlsx", "csv": "{vid}_openpose.csv",
-               "light": "{vid}_light_hand.csv"}  # fmt: skip
+TABLE_FILES = {
+    "xlsx": "{vid}_openpose.xlsx",
+    "csv": "{vid}_openpose.csv",
+    "light": "{vid}_light_hand.csv",
+}
 
 
 def _table_path(root: Path, spec: VideoSpec, fmt: str) -> Path:
@@ -175,8 +178,14 @@ def _write_emotions(root: Path, summaries: list[dict[str, Any]]) -> None:
 
 
 def _meta(cfg: SynthConfig, summaries: list[dict[str, Any]]) -> dict[str, Any]:
-    counts: dict[str, Any] = {"videos": {}, "clips": {}, "frames": {}, "subjects": {},
-                              "emotion": {}, "per_class": {}}  # fmt: skip
+    counts: dict[str, Any] = {
+        "videos": {},
+        "clips": {},
+        "frames": {},
+        "subjects": {},
+        "emotion": {},
+        "per_class": {},
+    }
     for split in SPLITS:
         ss = [s for s in summaries if s["split"] == split]
         hist = np.bincount([c for s in ss for c in s["classes"]], minlength=NUM_CLASSES)

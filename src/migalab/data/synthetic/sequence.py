@@ -320,9 +320,12 @@ def solve_arms(
     out = {}
     for i, side in enumerate(SIDES):
         out[side] = solve_arm(
-            pose.shoulders[:, i], ctl[f"wrist_{side}"], ctl[f"pole_{side}"],
-            subj.upper_arm, subj.forearm,
-        )  # fmt: skip
+            pose.shoulders[:, i],
+            ctl[f"wrist_{side}"],
+            ctl[f"pole_{side}"],
+            subj.upper_arm,
+            subj.forearm,
+        )
     return out
 
 
@@ -567,13 +570,20 @@ def generate_video(spec: VideoSpec, cfg: SynthConfig) -> VideoResult:
         n = end - start + 1
         ctxs.append(
             ClipCtx(
-                cls=cls, start=start, end=end, ctl=ctl, subject=subj,
-                rng=np.random.default_rng(r_gest.integers(2**63)), amp=amp,
-                speed=float(r_gest.uniform(0.7, 1.4)), side=side,
-                level=min(1.0, cfg.amplitude), emotion=spec.emotion,
+                cls=cls,
+                start=start,
+                end=end,
+                ctl=ctl,
+                subject=subj,
+                rng=np.random.default_rng(r_gest.integers(2**63)),
+                amp=amp,
+                speed=float(r_gest.uniform(0.7, 1.4)),
+                side=side,
+                level=min(1.0, cfg.amplitude),
+                emotion=spec.emotion,
                 w=envelope(n, r_gest),
             )
-        )  # fmt: skip
+        )
     apply_phase("body", ctxs)
     pose = pose_body(ctl, subj)
     for c in ctxs:
@@ -589,14 +599,27 @@ def generate_video(spec: VideoSpec, cfg: SynthConfig) -> VideoResult:
     for side in SIDES:
         ctl[f"curl_{side}"] = np.clip(ctl[f"curl_{side}"], 0.0, 1.0)
         hands[side] = hand_points(
-            arms[side][1], ctl[f"axis_{side}"], ctl[f"normal_{side}"], ctl[f"curl_{side}"],
-            ctl[f"spread_{side}"], side, subj.hand_scale,
-        )  # fmt: skip
+            arms[side][1],
+            ctl[f"axis_{side}"],
+            ctl[f"normal_{side}"],
+            ctl[f"curl_{side}"],
+            ctl[f"spread_{side}"],
+            side,
+            subj.hand_scale,
+        )
     pts = assemble_points(pose, arms, hands)
     xy = cam.project(pts)  # clean pixels: the table adds jitter to them, the RGB draws them
     table = render(ctl, pose, pts, subj, cam, r_render, cfg, xy=xy)
     table = miss_hands(table, cfg.seed, spec.vid, cfg.hand_miss)
     return VideoResult(
-        spec=spec, table=table, clips=clips, points=pts, xy=xy, depth=cam.depth(pts),
-        pose=pose, camera=cam, subject=subj, smile=ctl["smile"],
-    )  # fmt: skip
+        spec=spec,
+        table=table,
+        clips=clips,
+        points=pts,
+        xy=xy,
+        depth=cam.depth(pts),
+        pose=pose,
+        camera=cam,
+        subject=subj,
+        smile=ctl["smile"],
+    )

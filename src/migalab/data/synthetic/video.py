@@ -165,8 +165,9 @@ def _background(
             col = cols[(r + c) % 2]
             draw.rectangle([cx - lw / 2, cy - lh / 2, cx + lw / 2, cy + lh / 2], fill=col)
             if (r + c) % 2 == 0:  # a "word" in the logo
-                draw.rectangle([cx - lw / 3, cy - lh / 8, cx + lw / 3, cy + lh / 8],
-                               fill=_shade(wall, 1.0))  # fmt: skip
+                draw.rectangle(
+                    [cx - lw / 3, cy - lh / 8, cx + lw / 3, cy + lh / 8], fill=_shade(wall, 1.0)
+                )
     arr = np.asarray(img, dtype=np.float32)
     # soft board texture (blurred noise), fine grain and a slight vignette
     small = rng.normal(0.0, 1.0, (max(2, h // 8), max(2, w // 8))).astype(np.float32)
@@ -255,9 +256,13 @@ class VideoRenderer:
         rs, ls = sh[:, 0], sh[:, 1]
         side_pts = []
         for s, lat in ((rs, -1.0), (ls, 1.0)):
-            side_pts.append(_torso_offsets(res, s, [[lat * 4.0, 14.0 * k, 1.0],
-                                                    [lat * 4.6, 2.5, 1.0],
-                                                    [lat * 1.5, -2.8, 1.0]]))  # fmt: skip
+            side_pts.append(
+                _torso_offsets(
+                    res,
+                    s,
+                    [[lat * 4.0, 14.0 * k, 1.0], [lat * 4.6, 2.5, 1.0], [lat * 1.5, -2.8, 1.0]],
+                )
+            )
         hips_out = np.stack([pose.hips[:, 1] + [-3.0, 0, 0], pose.hips[:, 2] + [3.0, 0, 0]], 1)
         neck_sides = _torso_offsets(res, neck, [[-6.0 * hs, -0.8, 1.0], [6.0 * hs, -0.8, 1.0]])
         extra["torso"] = np.concatenate([
@@ -342,8 +347,17 @@ class VideoRenderer:
         ear_ry = np.full(t, 2.7 * hs * ppc)
         boxes = []
         for e in range(2):
-            boxes.append(np.stack([ear_px[:, e, 0] - ear_rx, ear_px[:, e, 1] - ear_ry,
-                                   ear_px[:, e, 0] + ear_rx, ear_px[:, e, 1] + ear_ry], -1))  # fmt: skip
+            boxes.append(
+                np.stack(
+                    [
+                        ear_px[:, e, 0] - ear_rx,
+                        ear_px[:, e, 1] - ear_ry,
+                        ear_px[:, e, 0] + ear_rx,
+                        ear_px[:, e, 1] + ear_ry,
+                    ],
+                    -1,
+                )
+            )
         fxy = xy[:, 25:95]
         open_px = []
         for up, lo, pupil in (((37, 38), (40, 41), 68), ((43, 44), (46, 47), 69)):
@@ -364,13 +378,16 @@ class VideoRenderer:
                 boxes.append(np.concatenate([c - r, c + r], -1))
         self._boxes = np.ascontiguousarray(np.stack(boxes, 1).reshape(t, -1), dtype=np.float32)
         open_full = 0.7 * hs * ppc
-        self._flags = np.stack([
-            yaw > -0.4,  # right ear shown
-            yaw < 0.4,  # left ear shown
-            open_px[0] > 0.35 * open_full,  # right iris shown (eye open)
-            open_px[1] > 0.35 * open_full,
-            smile > _TEETH_FROM,  # teeth shown
-        ], 1).tolist()  # fmt: skip
+        self._flags = np.stack(
+            [
+                yaw > -0.4,  # right ear shown
+                yaw < 0.4,  # left ear shown
+                open_px[0] > 0.35 * open_full,  # right iris shown (eye open)
+                open_px[1] > 0.35 * open_full,
+                smile > _TEETH_FROM,  # teeth shown
+            ],
+            1,
+        ).tolist()
 
         # --- draw order -------------------------------------------------------------
         face_c = pose.face.mean(1)
@@ -471,8 +488,12 @@ class VideoRenderer:
         arm, upper = p[sl[f"arm_{side}"]], p[sl[f"upper_{side}"]]
         if lk.long_sleeves:  # outlined, so the sleeve shows over the shirt
             e = b[16:20] if side == "r" else b[20:24]
-            ring = [e[0] - w["outline"], e[1] - w["outline"], e[2] + w["outline"],
-                    e[3] + w["outline"]]  # fmt: skip
+            ring = [
+                e[0] - w["outline"],
+                e[1] - w["outline"],
+                e[2] + w["outline"],
+                e[3] + w["outline"],
+            ]
             d.line(arm, fill=lk.shirt_dark, width=w["fore"] + o2, joint="curve")
             d.ellipse(ring, fill=lk.shirt_dark)
             d.line(upper, fill=lk.shirt_dark, width=w["upper"] + o2)

@@ -418,9 +418,14 @@ class PreparedClips:
         for r in _read_csv(csv_path):
             box = (float(r["x0"]), float(r["y0"]), float(r["x1"]), float(r["y1"]))
             self._clips[r["name"]] = _Clip(
-                r["file"], int(r["start"]), int(r["end"]), int(r["frames"]), box, int(r["size"]),
+                r["file"],
+                int(r["start"]),
+                int(r["end"]),
+                int(r["frames"]),
+                box,
+                int(r["size"]),
                 r.get("flags") or "",
-            )  # fmt: skip
+            )
 
     def __len__(self) -> int:
         return len(self._clips)

@@ -147,8 +147,9 @@ def face_track(
     if kp.ndim != 3 or kp.shape[1] != NUM_OPENPOSE or kp.shape[2] != 3:
         raise ValueError(f"face_track: keypoints must be (T, 137, 3), got {kp.shape}")
     if margin < 0 or min_points < 1:
-        raise ValueError(f"face_track: need margin >= 0 and min_points >= 1, got {margin}, "
-                         f"{min_points}")  # fmt: skip
+        raise ValueError(
+            f"face_track: need margin >= 0 and min_points >= 1, got {margin}, {min_points}"
+        )
     h_img, w_img = (float(v) for v in img_shape[:2])
     t = kp.shape[0]
     xy, conf = kp[..., :2], kp[..., 2]
@@ -194,6 +195,7 @@ def face_track(
         side[:] = default_side * min(h_img, w_img)
     side = np.maximum(side, 1.0) * (1.0 + 2.0 * margin)
     c = centre + 0.5  # pixel centres -> edges
-    boxes = np.stack([c[:, 0] - side / 2, c[:, 1] - side / 2,
-                      c[:, 0] + side / 2, c[:, 1] + side / 2], -1)  # fmt: skip
+    boxes = np.stack(
+        [c[:, 0] - side / 2, c[:, 1] - side / 2, c[:, 0] + side / 2, c[:, 1] + side / 2], -1
+    )
     return FaceTrack(boxes=boxes, visible=visible, source=source.astype(np.int8))

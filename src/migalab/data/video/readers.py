@@ -486,8 +486,13 @@ class TorchCodecReader(VideoReader):
         self.path = os.fspath(path)
         _check_exists(self.path)
         try:
-            self._dec = VideoDecoder(self.path, dimension_order="NHWC", seek_mode="exact",
-                                     num_ffmpeg_threads=int(num_threads), device="cpu")  # fmt: skip
+            self._dec = VideoDecoder(
+                self.path,
+                dimension_order="NHWC",
+                seek_mode="exact",
+                num_ffmpeg_threads=int(num_threads),
+                device="cpu",
+            )
             meta = self._dec.metadata
         except (RuntimeError, ValueError) as e:
             raise VideoReadError(f"{self.path}: torchcodec cannot open the video: {e}") from e
@@ -534,8 +539,10 @@ def torchcodec_problem() -> str | None:
         return f"torchcodec is not installed ({e})"
     except (OSError, RuntimeError) as e:  # libtorchcodec_core*.so cannot find libavutil & co
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        return (f"torchcodec cannot load FFmpeg's shared libraries (install FFmpeg, e.g. "
-                f"apt-get install ffmpeg): {first[:200]}")  # fmt: skip
+        return (
+            f"torchcodec cannot load FFmpeg's shared libraries (install FFmpeg, e.g. "
+            f"apt-get install ffmpeg): {first[:200]}"
+        )
     return None
 
 

@@ -72,8 +72,11 @@ class VideoWriter:
         stream.pix_fmt = "yuv420p"
         stream.codec_context.gop_size = self.gop
         # fixed GOP: no scene-cut keyframes, so the keyframe interval is exactly ``gop``
-        stream.options = {"crf": str(self.crf), "preset": self.preset,
-                          "x264-params": f"keyint={self.gop}:min-keyint={self.gop}:scenecut=0"}  # fmt: skip
+        stream.options = {
+            "crf": str(self.crf),
+            "preset": self.preset,
+            "x264-params": f"keyint={self.gop}:min-keyint={self.gop}:scenecut=0",
+        }
         self._stream = stream
         return self
 

@@ -195,8 +195,15 @@ class InterFusion(nn.Module):
         return torch.where(none, self.empty.to(merged.dtype).expand_as(merged), merged)
 
     # ------------------------------------------------------------------ forward
-    def _flags(self, x: Mapping[str, Any], name: str, batch: int, device: torch.device,
-               key: str, size: int | None = None) -> torch.Tensor | None:  # fmt: skip
+    def _flags(
+        self,
+        x: Mapping[str, Any],
+        name: str,
+        batch: int,
+        device: torch.device,
+        key: str,
+        size: int | None = None,
+    ) -> torch.Tensor | None:
         table = x.get(key) or {}
         bad = set(table) - set(STREAMS)
         if bad:

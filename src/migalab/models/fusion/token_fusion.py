@@ -396,8 +396,9 @@ class CrossModalTokenFusion(nn.Module):
             nn.init.trunc_normal_(p, std=0.02)
         for p in self.spatial_embed.values():
             nn.init.trunc_normal_(p, std=0.02)
-        init_transformer_weights(self.proj, self.cross_layers, self.layers, self.norm,
-                                 self.aux_heads)  # fmt: skip
+        init_transformer_weights(
+            self.proj, self.cross_layers, self.layers, self.norm, self.aux_heads
+        )
 
     # ------------------------------------------------------------------------ token extraction
 

@@ -128,8 +128,9 @@ class MaskedMotionPrediction(nn.Module):
         self.decoder_pred = nn.Linear(decoder_dim, self.t_patch * encoder.in_channels)
         for p in (self.mask_token, self.decoder_temporal_embed, self.decoder_joint_embed):
             nn.init.trunc_normal_(p, std=0.02)
-        init_transformer_weights(self.decoder_embed, self.decoder_blocks, self.decoder_norm,
-                                 self.decoder_pred)  # fmt: skip
+        init_transformer_weights(
+            self.decoder_embed, self.decoder_blocks, self.decoder_norm, self.decoder_pred
+        )
 
     def target(self, seq: torch.Tensor) -> torch.Tensor:
         """(B, T, V, C) sequences -> (B, L, t_patch·C) per-token motion targets."""

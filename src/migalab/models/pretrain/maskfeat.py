@@ -84,8 +84,10 @@ class HOG(nn.Module):
     def __init__(self, nbins: int = 9, cell: int = 8, gaussian_window: int = 16) -> None:
         super().__init__()
         if nbins < 1 or cell < 1 or gaussian_window < 0:
-            raise ValueError(f"nbins, cell must be >= 1, gaussian_window >= 0; got {nbins}, "
-                             f"{cell}, {gaussian_window}")  # fmt: skip
+            raise ValueError(
+                f"nbins, cell must be >= 1, gaussian_window >= 0; got {nbins}, "
+                f"{cell}, {gaussian_window}"
+            )
         self.nbins, self.cell, self.gaussian_window = int(nbins), int(cell), int(gaussian_window)
         sobel_x = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
         self.register_buffer("sobel", torch.stack([sobel_x, sobel_x.t()])[:, None], False)
@@ -202,8 +204,15 @@ class MaskedFeaturePrediction(nn.Module):
         clip = x[self.input_key] if isinstance(x, dict) else x
         b, _, t, h, w = clip.shape
         tt = t // self.t_stride
-        squares = tube_mask(b, tt, h // self.mask_patch, w // self.mask_patch, self.mask_ratio,
-                            clip.device, generator)  # fmt: skip
+        squares = tube_mask(
+            b,
+            tt,
+            h // self.mask_patch,
+            w // self.mask_patch,
+            self.mask_ratio,
+            clip.device,
+            generator,
+        )
         k = self.mask_patch // self.embed_stride
         token_mask = squares.repeat_interleave(k, 2).repeat_interleave(k, 3).flatten(1)
         out = encoder(clip, token_mask=token_mask, mask_token=self.mask_token)

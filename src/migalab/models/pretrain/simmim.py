@@ -68,8 +68,10 @@ class MaskedImageModeling(nn.Module):
         stride = size // encoder.feature_grid
         embed_stride = encoder.backbone.patch_embed.patch_size[0]
         if size % mask_patch or mask_patch != stride or mask_patch % embed_stride:
-            raise ValueError(f"mask_patch must be the last stage's stride ({stride} px at "
-                             f"{size}²), got {mask_patch}")  # fmt: skip
+            raise ValueError(
+                f"mask_patch must be the last stage's stride ({stride} px at "
+                f"{size}²), got {mask_patch}"
+            )
         self.mask_patch, self.mask_ratio = int(mask_patch), float(mask_ratio)
         self.frames, self.input_key = int(frames), input_key
         self.grid = size // mask_patch
@@ -108,8 +110,12 @@ class MaskedImageModeling(nn.Module):
         backbone = encoder.backbone
         if len(images) == 0:
             zero = self.mask_token.sum() * 0.0
-            return {"loss": zero, "pred": images.float(), "target": images.float(),
-                    "mask": images[:, 0].bool()}  # fmt: skip
+            return {
+                "loss": zero,
+                "pred": images.float(),
+                "target": images.float(),
+                "mask": images[:, 0].bool(),
+            }
         target = encoder.normalize(images)  # (N, 3, H, W)
         n = len(target)
         squares = random_square_mask(n, self.grid, self.mask_ratio, target.device, generator)
