@@ -46,7 +46,7 @@ ROWS: list[tuple[str, str, list[str]]] = [
 #: classes performed at the face (0-based): touch face, touch forehead, cover face, rub eyes,
 #: touch other face part, touch ears, bite nails, touch chin, bite lip. In the synthetic data
 #: their motions end at (or, for bite lip, only move) face landmarks: see the signal table in
-#: migalab.data.synthetic.gestures.
+#: migalab.synthetic.gestures.
 FACE_CLASSES = (3, 4, 5, 6, 7, 8, 9, 10, 28)
 
 

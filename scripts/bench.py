@@ -23,7 +23,7 @@ machine (load ~6, ``--torch-threads 1``: two threads were ~15x slower under that
 Swin-T ("t", 30.5 M) 4.5 frames/s, "xs" (1.1 M) 127 frames/s; cache hits 5.7-7 k frames/s
 (~1250x the Swin-T compute), hashing the Swin-T weights for the fingerprint 0.17 s.
 
-``prepare`` writes N iMiGUE-shaped xlsx videos (with ``migalab.data.synthetic.generate_release``
+``prepare`` writes N iMiGUE-shaped xlsx videos (with ``migalab.synthetic.generate_release``
 ), then times in this process:
 (a) pandas + openpyxl reading every table (the baseline), (b) python-calamine reading every
 table, (c) ``prepare_release`` end to end with each ``--workers`` value, (d) loading random clips
@@ -122,7 +122,7 @@ def _prepare_args(p: argparse.ArgumentParser) -> None:
 
 def _generate_synthetic(root: Path, videos: int, frames: int, seed: int) -> str:
     """Write ``videos`` synthetic iMiGUE train videos of at least ``frames`` frames (xlsx)."""
-    from migalab.data.synthetic import SynthConfig, generate_release
+    from migalab.synthetic import SynthConfig, generate_release
 
     cfg = SynthConfig(
         seed=seed,
@@ -491,7 +491,7 @@ def _video_args(p: argparse.ArgumentParser) -> None:
 def _video_release(root: Path, args: argparse.Namespace) -> tuple[Path, Path]:
     """A one-video synthetic release with a long ``--scale`` mp4 and its skeleton cache."""
     from migalab.data.prepare import is_cache_current, prepare_release
-    from migalab.data.synthetic import SynthConfig, generate_release, release_is_current
+    from migalab.synthetic import SynthConfig, generate_release, release_is_current
 
     cfg = SynthConfig(
         seed=args.seed, num_videos={"train": 1, "validate": 0, "test": 0},
@@ -886,7 +886,7 @@ def bench_light35(args: argparse.Namespace) -> dict[str, Any]:
     against the same synthetic videos as 411-column ``<vid>_openpose.csv`` (the baseline), in
     this process."""
     from migalab.data.prepare import prepare_release
-    from migalab.data.synthetic import SynthConfig, generate_release
+    from migalab.synthetic import SynthConfig, generate_release
 
     console = _console()
     rows: dict[str, dict[str, float]] = {}

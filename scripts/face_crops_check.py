@@ -57,7 +57,7 @@ def _cohen_d(a: np.ndarray, b: np.ndarray) -> float:
 
 def _release(args: argparse.Namespace) -> Path:
     from migalab.data.prepare import is_cache_current, prepare_release
-    from migalab.data.synthetic import SynthConfig, generate_release, release_is_current
+    from migalab.synthetic import SynthConfig, generate_release, release_is_current
 
     cfg = SynthConfig(seed=args.seed, num_videos={"train": args.videos, "validate": 0, "test": 0},
                       clips_per_video=(args.clips, args.clips), table_format="csv", video=True,

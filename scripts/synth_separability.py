@@ -31,7 +31,7 @@ from torch import nn
 
 from migalab.data.formats.miga2025 import read_release
 from migalab.data.skeleton.layouts import get_layout
-from migalab.data.synthetic import CLASS_NAMES, SynthConfig, generate_release, release_is_current
+from migalab.synthetic import CLASS_NAMES, SynthConfig, generate_release, release_is_current
 
 NUM_CLASSES = len(CLASS_NAMES)
 

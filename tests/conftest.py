@@ -33,7 +33,7 @@ TINY_SYNTH = {
 @pytest.fixture(scope="session")
 def tiny_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A synthetic MiGA 2025 release (csv tables) shared by the session's tests."""
-    from migalab.data.synthetic import SynthConfig, generate_release
+    from migalab.synthetic import SynthConfig, generate_release
 
     root = tmp_path_factory.mktemp("synth") / "release"
     generate_release(root, SynthConfig(**TINY_SYNTH), progress=False)
@@ -88,7 +88,7 @@ TINY_VIDEO_SYNTH = {
 @pytest.fixture(scope="session")
 def tiny_video_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A synthetic release with mp4 videos, shared by the session's tests."""
-    from migalab.data.synthetic import SynthConfig, generate_release
+    from migalab.synthetic import SynthConfig, generate_release
 
     root = tmp_path_factory.mktemp("synth_video") / "release"
     generate_release(root, SynthConfig(**TINY_VIDEO_SYNTH), progress=False)

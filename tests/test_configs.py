@@ -238,7 +238,7 @@ QUICK_STAND_INS = {"synthetic_video": "synthetic_video_full",
 
 def _synth(data: str, tmp_path: Path) -> tuple[dict, dict]:
     """(resolved data config, its SynthConfig as a dict) of ``data=<data>``."""
-    from migalab.data.synthetic import SynthConfig
+    from migalab.synthetic import SynthConfig
 
     cfg = compose_config("train", [f"data={data}"], output_dir=tmp_path)
     resolved = resolved_container(cfg)["data"]
@@ -247,7 +247,7 @@ def _synth(data: str, tmp_path: Path) -> tuple[dict, dict]:
 
 @pytest.mark.parametrize("data", sorted(FULL_STAND_INS))
 def test_full_stand_ins_keep_their_release(data: str, tmp_path: Path) -> None:
-    from migalab.data.synthetic import SynthConfig
+    from migalab.synthetic import SynthConfig
     from migalab.utils.stored_config import SYNTHETIC_LIMITS
 
     resolved, synth = _synth(data, tmp_path)
@@ -261,7 +261,7 @@ def test_full_stand_ins_keep_their_release(data: str, tmp_path: Path) -> None:
 
 
 def test_full_stand_in_sizes(tmp_path: Path) -> None:
-    from migalab.data.synthetic import SynthConfig
+    from migalab.synthetic import SynthConfig
 
     video = SynthConfig(**_synth("synthetic_video_full", tmp_path)[1])
     emotion = SynthConfig(**_synth("synthetic_emotion_full", tmp_path)[1])

@@ -107,7 +107,7 @@ class ClipDataModule(LightningDataModule):
         cache_dir: where the skeleton cache lives (created if missing).
         dataset: the dataset spec's name (:data:`migalab.data.specs.BUILTIN_DATASETS`) or
             ``package.module:SPEC``; it gives the class names and count, split names, reader.
-        synthetic: :class:`~migalab.data.synthetic.SynthConfig` fields, or None for real data.
+        synthetic: :class:`~migalab.synthetic.SynthConfig` fields, or None for real data.
         layout: joint layout of the clips (:class:`~migalab.data.pipelines.ClipOptions`
             documents this and the next five, with their defaults).
         num_frames: T, frames sampled per clip.
@@ -558,7 +558,7 @@ class ClipDataModule(LightningDataModule):
         if self.subjects:
             return read_video_subjects(self.subjects)
         if self.synthetic is not None and isinstance(self.release_root, Path):
-            from migalab.data.synthetic import read_subjects
+            from migalab.synthetic import read_subjects
 
             return read_subjects(self.release_root)
         return {}

@@ -90,7 +90,7 @@ def test_gaps_in_frame_indices_stay_missing(tmp_path: Path) -> None:
 
 def test_prepare_and_train_on_a_35_joint_release(tmp_path: Path) -> None:
     """migalab-synth --format light -> prepare -> fast_dev_run with the light35 layout."""
-    from migalab.data.synthetic import SynthConfig, generate_release
+    from migalab.synthetic import SynthConfig, generate_release
     from migalab.train import train
     from migalab.utils.hydra import compose_config
     from tests.conftest import TINY_SYNTH

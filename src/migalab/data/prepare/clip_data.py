@@ -33,7 +33,7 @@ def prepare_clip_data(
             mapping split -> folder (:data:`~migalab.data.formats.miga2025.ReleaseRoot`).
         cache_dir: the skeleton cache folder.
         splits: release split names to convert.
-        synthetic: :class:`~migalab.data.synthetic.SynthConfig` fields, or None for real data.
+        synthetic: :class:`~migalab.synthetic.SynthConfig` fields, or None for real data.
         img_shape: (height, width) of the source frames (default: the spec's).
         workers: processes converting videos.
 
@@ -45,7 +45,7 @@ def prepare_clip_data(
         if not isinstance(release_root, str | Path):
             raise ValueError("a synthetic release is one folder: data.release_root=<folder>")
         release_root = Path(release_root)
-        from migalab.data.synthetic import SynthConfig, generate_release, release_is_current
+        from migalab.synthetic import SynthConfig, generate_release, release_is_current
 
         cfg = SynthConfig(**synthetic)
         if not release_is_current(release_root, cfg):

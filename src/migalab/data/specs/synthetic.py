@@ -1,4 +1,4 @@
-"""The synthetic iMiGUE stand-in (:mod:`migalab.data.synthetic`): generated on first use in the
+"""The synthetic iMiGUE stand-in (:mod:`migalab.synthetic`): generated on first use in the
 MiGA 2025 release layout (same classes, folders, readers and label ids), with per-video win/lose
 labels in ``emotion_labels.csv``."""
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from migalab.data.synthetic import CLASS_NAMES, SynthConfig, VideoSpec, generate_video
-from migalab.data.synthetic.gestures import MOTIONS, check_registry
+from migalab.synthetic import CLASS_NAMES, SynthConfig, VideoSpec, generate_video
+from migalab.synthetic.gestures import MOTIONS, check_registry
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # all-NaN slices of hidden points
 

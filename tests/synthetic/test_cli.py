@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from migalab.data.synthetic import SynthConfig, release_is_current
-from migalab.data.synthetic.cli import build_parser, config_from_args, main
+from migalab.synthetic import SynthConfig, release_is_current
+from migalab.synthetic.cli import build_parser, config_from_args, main
 
 ARGS = ["--format", "csv", "--videos-train", "2", "--videos-val", "1", "--videos-test", "1",
         "--clips-per-video", "2", "3", "--clip-frames", "16", "24", "--gap-frames", "4", "8",

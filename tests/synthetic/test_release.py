@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from migalab.data.formats.miga2025 import raw_to_class, read_openpose_table, read_release
-from migalab.data.synthetic import (
+from migalab.synthetic import (
     CLASS_NAMES,
     SynthConfig,
     generate_release,

@@ -21,8 +21,8 @@ import time
 from collections.abc import Sequence
 
 from migalab.data.classes import CLASS_NAMES
-from migalab.data.synthetic.config import SynthConfig
-from migalab.data.synthetic.release import generate_release, read_meta, release_is_current
+from migalab.synthetic.config import SynthConfig
+from migalab.synthetic.release import generate_release, read_meta, release_is_current
 
 #: SynthConfig field -> CLI option (fields not listed use ``--field-name``).
 _OPTION = {

@@ -8,15 +8,15 @@ See :mod:`.gestures` for what each class does and which keypoints carry its sign
 """
 
 from migalab.data.classes import CLASS_NAMES
-from migalab.data.synthetic.config import SynthConfig
-from migalab.data.synthetic.release import (
+from migalab.synthetic.config import SynthConfig
+from migalab.synthetic.release import (
     generate_release,
     plan_release,
     read_meta,
     read_subjects,
     release_is_current,
 )
-from migalab.data.synthetic.sequence import VideoSpec, generate_video
+from migalab.synthetic.sequence import VideoSpec, generate_video
 
 __all__ = [
     "CLASS_NAMES",

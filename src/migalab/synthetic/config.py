@@ -118,7 +118,7 @@ class SynthConfig:
         video: also render every video as ``<vid>.mp4`` (H.264, 25 fps) next to its table: an
             upper-body drawing (torso, arms, hands with fingers, face with eyes, brows, nose,
             lips and jaw, hair, table) of the same clean skeleton sequence, frame i = table
-            row i (see :mod:`migalab.data.synthetic.video`). Off by default; the ``video*``
+            row i (see :mod:`migalab.synthetic.video`). Off by default; the ``video*``
             fields enter the config hash only when it is on.
         video_scale: mp4 size = ``frame_size`` x this, each side rounded to an even number
             (0.25 of 1280x720 = 320x180, the fast default; 1.0 = full size).

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from migalab.data.synthetic import CLASS_NAMES, SynthConfig
-from migalab.data.synthetic.config import IMIGUE_TRAIN_FREQ
+from migalab.synthetic import CLASS_NAMES, SynthConfig
+from migalab.synthetic.config import IMIGUE_TRAIN_FREQ
 
 
 def test_class_names():

@@ -9,7 +9,7 @@ Pipeline of :func:`generate_video` (all vectorised over the T frames of the vide
    syllable rate in speaking turns, small nods), blinks, gaze, smiles, and the arms' rest
    styles (hands on the table apart / close together, in the lap, one in the lap, on the table
    edge) with slow drift; rest styles only change inside idle gaps;
-3. the clips' motions (see :mod:`migalab.data.synthetic.gestures`): body phase, then the posed
+3. the clips' motions (see :mod:`migalab.synthetic.gestures`): body phase, then the posed
    body, arms phase, two-bone IK, dependent phase, IK again, hands;
 4. render: weak-perspective projection, occlusions (hands below the table top or behind the
    body or head, face landmarks under a hand, the far ear of a turned head, points outside the
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from migalab.data.synthetic.body import (
+from migalab.synthetic.body import (
     LATERAL,
     REST_STYLES,
     SIDES,
@@ -46,9 +46,9 @@ from migalab.data.synthetic.body import (
     shape_arrays,
     solve_arm,
 )
-from migalab.data.synthetic.config import FPS, NUM_CLASSES, SynthConfig
-from migalab.data.synthetic.gestures import DURATION_FACTOR, ClipCtx, apply_phase
-from migalab.data.synthetic.signals import (
+from migalab.synthetic.config import FPS, NUM_CLASSES, SynthConfig
+from migalab.synthetic.gestures import DURATION_FACTOR, ClipCtx, apply_phase
+from migalab.synthetic.signals import (
     box_smooth,
     burst_mask,
     envelope,
@@ -104,7 +104,7 @@ class VideoResult:
     """A generated video: the (T, 411) table and its label rows (0-based class, start, end).
 
     The optional fields carry the clean geometry behind the table (before occlusion, jitter
-    and dropouts) for the RGB renderer (:mod:`migalab.data.synthetic.video`):
+    and dropouts) for the RGB renderer (:mod:`migalab.synthetic.video`):
 
     * ``points``: (T, 137, 3) world positions (cm) of the 137 keypoints;
     * ``xy``: (T, 137, 2) their clean pixel positions in ``frame_size`` (``camera.project``);

@@ -87,7 +87,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from migalab.data.synthetic.body import (
+from migalab.synthetic.body import (
     LATERAL,
     BodyPose,
     Subject,
@@ -95,8 +95,8 @@ from migalab.data.synthetic.body import (
     normalize,
     shape_arrays,
 )
-from migalab.data.synthetic.config import FPS, NUM_CLASSES
-from migalab.data.synthetic.signals import envelope, smooth_noise, smoothstep
+from migalab.synthetic.config import FPS, NUM_CLASSES
+from migalab.synthetic.signals import envelope, smooth_noise, smoothstep
 
 #: Typical clip length of each class relative to the middle of ``clip_frames``.
 DURATION_FACTOR = np.array(

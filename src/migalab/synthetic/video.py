@@ -45,10 +45,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
-from migalab.data.synthetic.body import FACE_PIVOT
-from migalab.data.synthetic.config import FPS, SynthConfig
-from migalab.data.synthetic.sequence import TABLE_EDGE_Z, VideoResult
-from migalab.data.synthetic.signals import smooth_noise
+from migalab.synthetic.body import FACE_PIVOT
+from migalab.synthetic.config import FPS, SynthConfig
+from migalab.synthetic.sequence import TABLE_EDGE_Z, VideoResult
+from migalab.synthetic.signals import smooth_noise
 
 #: Stream tags of the render randomness: ``(seed, RENDER_STREAM, vid)`` per video (scene and
 #: camera effects), ``(seed, LOOK_STREAM, subject)`` per subject (appearance).

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from migalab.data.synthetic import SynthConfig, VideoSpec, generate_release, generate_video
+from migalab.synthetic import SynthConfig, VideoSpec, generate_release, generate_video
 
 
 def cfg(**kw) -> SynthConfig:
@@ -61,8 +61,8 @@ def test_video_is_independent_of_the_rest():
 def test_hand_miss_only_removes_hand_points():
     """SynthConfig.hand_miss: body and face untouched, hands gone in whole videos or in bursts
     covering about the asked share of frames, confidences of the rest lowered (>= 0.05)."""
-    from migalab.data.synthetic.release import plan_release
-    from migalab.data.synthetic.sequence import miss_hands
+    from migalab.synthetic.release import plan_release
+    from migalab.synthetic.sequence import miss_hands
 
     cfg = SynthConfig(seed=3, num_videos={"train": 1, "validate": 0, "test": 0},
                       clips_per_video=(30, 30))  # fmt: skip

@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from migalab.data.synthetic import (
+from migalab.synthetic import (
     SynthConfig,
     generate_release,
     generate_video,
     plan_release,
     release_is_current,
 )
-from migalab.data.synthetic.cli import build_parser, config_from_args, main
-from migalab.data.synthetic.video import VideoRenderer, subject_look
+from migalab.synthetic.cli import build_parser, config_from_args, main
+from migalab.synthetic.video import VideoRenderer, subject_look
 
 av = pytest.importorskip("av")
 
@@ -320,7 +320,7 @@ def test_smile_shows_teeth(release):
     corners); without a smile there are none."""
     import dataclasses
 
-    from migalab.data.synthetic.video import _TEETH
+    from migalab.synthetic.video import _TEETH
 
     _, cfg, videos = release
     spec, res, _ = videos[0]
@@ -343,7 +343,7 @@ def test_smile_shows_teeth(release):
 
 
 def test_render_version_in_hash_only_with_video(monkeypatch):
-    import migalab.data.synthetic.config as config
+    import migalab.synthetic.config as config
 
     on, off = SynthConfig(video=True).config_hash(), SynthConfig().config_hash()
     monkeypatch.setattr(config, "RENDER_VERSION", config.RENDER_VERSION + 1)

@@ -4,7 +4,7 @@
 ``<root>/emotion_labels.csv`` and, written last and atomically, ``<root>/synth_meta.json`` (the
 config, its hash, counts), so :func:`release_is_current` can tell a finished, matching release
 from a missing, stale or interrupted one. With ``cfg.video`` every video folder also gets
-``<vid>.mp4``, an RGB rendering of the same motion (:mod:`migalab.data.synthetic.video`).
+``<vid>.mp4``, an RGB rendering of the same motion (:mod:`migalab.synthetic.video`).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import numpy as np
 from migalab.data.classes import CLASS_NAMES, NUM_CLASSES
 from migalab.data.formats.light35 import write_light_table
 from migalab.data.formats.miga2025 import class_to_raw, write_label_csv, write_openpose_table
-from migalab.data.synthetic.config import FPS, GENERATOR_VERSION, SPLITS, SynthConfig
-from migalab.data.synthetic.sequence import VideoSpec, generate_video
+from migalab.synthetic.config import FPS, GENERATOR_VERSION, SPLITS, SynthConfig
+from migalab.synthetic.sequence import VideoSpec, generate_video
 from migalab.utils.io import atomic_write_text
 from migalab.utils.progress import progress_bar
 
@@ -111,7 +111,7 @@ def _write_video(root: str, spec: VideoSpec, cfg: SynthConfig) -> dict[str, Any]
     rows = [(class_to_raw(c), s, e) for c, s, e in res.clips]
     write_label_csv(_label_path(root_p, spec), rows)
     if cfg.video:
-        from migalab.data.synthetic.video import write_video_mp4
+        from migalab.synthetic.video import write_video_mp4
 
         write_video_mp4(mp4, res, cfg)
     return {
@@ -197,7 +197,7 @@ def _meta(cfg: SynthConfig, summaries: list[dict[str, Any]]) -> dict[str, Any]:
         counts["per_class"][split] = {CLASS_NAMES[k]: int(hist[k]) for k in range(NUM_CLASSES)}
     videos = [{k: v for k, v in s.items() if k != "classes"} for s in summaries]
     return {
-        "generator": "migalab.data.synthetic",
+        "generator": "migalab.synthetic",
         "generator_version": GENERATOR_VERSION,
         "config_hash": cfg.config_hash(),
         "config": cfg.to_dict(),
@@ -250,7 +250,7 @@ def generate_release(root: str | os.PathLike, cfg: SynthConfig, progress: bool =
     meta_path = root / META_FILE
     if meta_path.exists():
         meta_path.unlink()
-    (root / MARKER_FILE).write_text("written by migalab.data.synthetic (migalab-synth)\n")
+    (root / MARKER_FILE).write_text("written by migalab.synthetic (migalab-synth)\n")
     specs = plan_release(cfg)
     _remove_stale(root, specs)
     for split in SPLITS:
