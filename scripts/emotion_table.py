@@ -20,7 +20,7 @@ Rows, per training seed (the data are the same for every seed: data.synthetic.se
 
 Metrics are per test video (clip logits averaged per video, each checkpoint's own
 aggregation): accuracy, macro-F1 and AUROC, with a 95 % bootstrap interval over the test videos
-(:func:`migalab.emotion_fusion.bootstrap_ci`), and for InterFusion a paired bootstrap of its
+(:func:`migalab.scoring.emotion.bootstrap_ci`), and for InterFusion a paired bootstrap of its
 difference to each other row on the same videos (:func:`paired_bootstrap_diff`; ``p`` is the
 share of resamples where InterFusion is not ahead). Means over seeds close the table.
 
@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from migalab.emotion_fusion import bootstrap_ci, paired_bootstrap_diff
+from migalab.scoring.emotion import bootstrap_ci, paired_bootstrap_diff
 from migalab.tasks.emotion import binary_video_metrics
 from run_helpers import path_overrides, run, slug, train_once
 

@@ -70,13 +70,14 @@ SECURITY_TESTS = [
 
 SETS: dict[str, MutationSet] = {
     "online": MutationSet(
-        "all of online.py and fusion_record.py, ensemble.py's fusion-record and weight-search "
-        "functions ([tool.mutmut] as it stands)",
+        "all of online.py, scoring/segments.py and scoring/records.py, scoring/ensemble.py's "
+        "fusion-record and weight-search functions ([tool.mutmut] as it stands)",
         [
             "migalab.online.*",
-            "migalab.fusion_record.*",
+            "migalab.scoring.segments.*",
+            "migalab.scoring.records.*",
             *(
-                f"migalab.ensemble.x_{f}__mutmut_*"
+                f"migalab.scoring.ensemble.x_{f}__mutmut_*"
                 for f in (
                     "fusion_weights_from_file",
                     "resolve_temperatures",

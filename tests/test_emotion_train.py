@@ -86,7 +86,7 @@ def test_emotion_checkpoint_evaluates_again(
     assert fused["test"]["acc"] == pytest.approx(ev["test"]["acc"])
     assert json.loads((tmp_path / "fused" / "fusion.json").read_text())["level"] == "video"
     # migalab-predict writes gesture submissions: it refuses the emotion checkpoint up front
-    from migalab.ensemble import score_checkpoints
+    from migalab.scoring.ensemble import score_checkpoints
 
     with pytest.raises(ValueError, match="emotion checkpoint.*migalab-eval"):
         score_checkpoints([payload["ckpt_path"]], ["test"], None, target="gesture",

@@ -1,4 +1,4 @@
-"""Unit tests of score-level fusion (``migalab.ensemble``) and the ``migalab-eval`` entry point on
+"""Unit tests of score-level fusion (``migalab.scoring.ensemble``) and the ``migalab-eval`` entry point on
 hand-made scores (no training: ``score_checkpoints`` is replaced by the scores)."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import torch
 from omegaconf import OmegaConf
 
 import migalab.eval
-from migalab.ensemble import (
+from migalab.eval import evaluate
+from migalab.scoring.ensemble import (
     CheckpointScores,
     SplitScores,
     check_same_clips,
@@ -25,8 +26,7 @@ from migalab.ensemble import (
     search_fusion_weights,
     simplex_grid,
 )
-from migalab.eval import evaluate
-from migalab.fusion_record import FusionRecordError
+from migalab.scoring.records import FusionRecordError
 from migalab.tasks.metrics import compute_metrics
 from migalab.utils.hydra import compose_config
 
@@ -266,13 +266,13 @@ def test_resolve_uses_the_given_grid_step_and_search_split(
     entries = [_entry("a", A, ("test",)), _entry("b", B, ("test",))]
     fusion = OmegaConf.create({"weights": None, "space": "probs", "search": True,
                                "search_split": "test", "grid_step": 1.0})  # fmt: skip
-    with caplog.at_level("INFO", logger="migalab.ensemble"):
+    with caplog.at_level("INFO", logger="migalab.scoring.ensemble"):
         weights, info = resolve_fusion_weights(fusion, entries)
     # step 1: only (0, 1) and (1, 0), equal on every metric: the first
     assert weights == [0.0, 1.0] and info["grid_step"] == 1.0 and info["search_split"] == "test"
     assert "fusion weights searched on test: (0.0, 1.0) (top1 0.5000)" in caplog.messages
     fusion = OmegaConf.create({"temperature": "fit", "search_split": "test"})
-    with caplog.at_level("INFO", logger="migalab.ensemble"):
+    with caplog.at_level("INFO", logger="migalab.scoring.ensemble"):
         temps = resolve_temperatures(fusion, entries)
     assert f"temperatures fitted on test: {[round(t, 4) for t in temps]}" in caplog.messages
     assert [round(t, 4) for t in temps] != [round(t, 5) for t in temps]

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import migalab.predict
-from migalab.ensemble import CheckpointScores, SplitScores
 from migalab.predict import predict, write_submission
+from migalab.scoring.ensemble import CheckpointScores, SplitScores
 from migalab.utils.hydra import compose_config
 
 NAMES = ["0104_0", "0104_1", "0105_0"]

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from migalab.ensemble import fuse_scores, search_fusion_weights, simplex_grid
 from migalab.eval import evaluate
 from migalab.predict import check_submission, predict, submission_csv
+from migalab.scoring.ensemble import fuse_scores, search_fusion_weights, simplex_grid
 from migalab.train import train
 from migalab.utils.hydra import compose_config
 from tests.conftest import tiny_data_overrides, tiny_eval_overrides, tiny_video_overrides

@@ -5,7 +5,7 @@ from a release: the face track from the skeleton's face keypoints, crops cut fro
 (:mod:`migalab.data.pipelines.multimodal`). A new video gets exactly that pipeline by becoming a
 *one-video release* in the run dir (``emotion/release/test/<vid>/`` with the pose table, a link
 to the mp4 and a label file listing its clips), which the checkpoint's own datamodule prepares
-and scores (:func:`migalab.ensemble.build_from_checkpoint`); nothing is written next to the user's
+and scores (:func:`migalab.scoring.ensemble.build_from_checkpoint`); nothing is written next to the user's
 video. The clips are the gestures online recognition found (the emotion models are trained on
 gesture clips), or, where it found none, windows of ``window`` frames covering the video. The
 clips' win log-odds are pooled into one per video as the checkpoint was trained to
@@ -24,14 +24,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from migalab.data.formats.miga2025 import write_label_csv
-from migalab.ensemble import (
+from migalab.errors import UserError
+from migalab.online import Segment
+from migalab.scoring.ensemble import (
     build_from_checkpoint,
     load_checkpoint_config,
     predict_scores,
     predict_trainer,
 )
-from migalab.errors import UserError
-from migalab.online import Segment
 from migalab.tasks.emotion import aggregate_videos, win_scores
 
 #: the release code written as every clip's class (the emotion model does not read it)

@@ -14,7 +14,7 @@ with the metrics of each checkpoint and of the fusion.
 
 Emotion checkpoints (``data.target=emotion``) are evaluated per video instead: video accuracy /
 macro-F1 / AUROC (and clip accuracy), ``video_predictions_<split>.csv``, and several of them
-are fused per video (:mod:`migalab.emotion_fusion`).
+are fused per video (:mod:`migalab.scoring.emotion`).
 """
 
 from __future__ import annotations
@@ -30,16 +30,16 @@ from rich.console import Console
 from rich.table import Table
 
 from migalab.data.formats.sequence_files import files_by_video
-from migalab.emotion_fusion import evaluate_emotion
-from migalab.ensemble import (
+from migalab.errors import report_user_errors
+from migalab.online import idle_false_segments, read_segments, segment_scores
+from migalab.reports import report_files
+from migalab.scoring.emotion import evaluate_emotion
+from migalab.scoring.ensemble import (
     checkpoint_loading,
     evaluate_scores,
     resolve_fusion_weights,
     score_checkpoints,
 )
-from migalab.errors import report_user_errors
-from migalab.online import idle_false_segments, read_segments, segment_scores
-from migalab.reports import report_files
 from migalab.utils.hydra import save_resolved_config
 from migalab.utils.io import atomic_write_json
 from migalab.utils.summary import print_summary, write_metrics
@@ -139,7 +139,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "ckpt_path": ckpts,
         "target": targets[0],
     }
-    if targets[0] == "emotion":  # per video: migalab.emotion_fusion
+    if targets[0] == "emotion":  # per video: migalab.scoring.emotion
         metrics, table, fusion_info = evaluate_emotion(
             entries, splits, cfg.fusion, cfg.paths.output_dir
         )

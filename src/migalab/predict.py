@@ -7,7 +7,7 @@
 Scores the ``split`` clips (test by default; their labels may be hidden) with every checkpoint
 (model and data rebuilt from the config stored in it, as ``migalab-eval`` does), fuses the
 scores (weights given, read from an evaluation's ``fusion.json``, or searched on the validation
-split; :mod:`migalab.ensemble`), and writes into the run dir:
+split; :mod:`migalab.scoring.ensemble`), and writes into the run dir:
 
 * ``submission.csv``: ``Id,Target`` in the split's clip order (the order of the release's label
   files: videos in folder order, rows in file order); ``Id`` is the clip name ``<vid>_<row>``,
@@ -54,18 +54,6 @@ from migalab.data.formats.miga2025 import read_openpose_table
 from migalab.data.formats.sequence_files import skeleton_tables, table_video_id, video_paths
 from migalab.data.specs import DatasetSpec, get_dataset
 from migalab.emotion_video import EmotionVideoError, emotion_clips, predict_emotion
-from migalab.ensemble import (
-    check_same_clips,
-    checkpoint_loading,
-    fuse_scores,
-    fused_probabilities,
-    load_checkpoint_config,
-    model_from_checkpoint,
-    predict_trainer,
-    require_skeleton_gesture,
-    resolve_fusion_weights,
-    score_checkpoints,
-)
 from migalab.errors import report_user_errors
 from migalab.online import (
     OnlineSettingsError,
@@ -81,6 +69,18 @@ from migalab.online import (
     write_segments,
 )
 from migalab.pose_gate import PoseGate, plausible_person
+from migalab.scoring.ensemble import (
+    check_same_clips,
+    checkpoint_loading,
+    fuse_scores,
+    fused_probabilities,
+    load_checkpoint_config,
+    model_from_checkpoint,
+    predict_trainer,
+    require_skeleton_gesture,
+    resolve_fusion_weights,
+    score_checkpoints,
+)
 from migalab.utils.hydra import save_resolved_config
 from migalab.utils.io import atomic_write, atomic_write_json, atomic_write_text
 

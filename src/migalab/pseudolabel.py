@@ -35,7 +35,8 @@ from omegaconf import DictConfig
 from migalab.data.background import unlabelled_windows
 from migalab.data.cache import SkeletonCache
 from migalab.data.datasets import SkeletonClipDataset
-from migalab.ensemble import (
+from migalab.errors import report_user_errors
+from migalab.scoring.ensemble import (
     build_from_checkpoint,
     checkpoint_loading,
     load_checkpoint_config,
@@ -43,7 +44,6 @@ from migalab.ensemble import (
     predict_trainer,
     require_skeleton_gesture,
 )
-from migalab.errors import report_user_errors
 from migalab.utils.hydra import save_resolved_config
 from migalab.utils.io import atomic_write_json, atomic_write_text
 

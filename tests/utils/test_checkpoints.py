@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from migalab.ensemble import load_checkpoint_config
 from migalab.models.finetune import load_encoder_weights
+from migalab.scoring.ensemble import load_checkpoint_config
 from migalab.utils.checkpoints import (
     UnsafeCheckpointError,
     check_config_targets,

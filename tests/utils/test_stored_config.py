@@ -14,7 +14,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from migalab.ensemble import load_checkpoint_config
+from migalab.scoring.ensemble import load_checkpoint_config
 from migalab.utils.stored_config import (
     ALLOWED_TARGETS,
     MAX_DEPTH,

@@ -1,4 +1,4 @@
-"""Video-level evaluation and late fusion of emotion checkpoints (``migalab.emotion_fusion``)
+"""Video-level evaluation and late fusion of emotion checkpoints (``migalab.scoring.emotion``)
 on hand-made clip scores, and ``migalab-eval`` with emotion entries (no training)."""
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ import torch
 from omegaconf import OmegaConf
 
 import migalab.eval
-from migalab.emotion_fusion import (
+from migalab.eval import evaluate
+from migalab.scoring.emotion import (
     bootstrap_ci,
     evaluate_emotion,
     fuse_video_scores,
     paired_bootstrap_diff,
     video_level,
 )
-from migalab.ensemble import CheckpointScores, SplitScores
-from migalab.eval import evaluate
+from migalab.scoring.ensemble import CheckpointScores, SplitScores
 from migalab.tasks.emotion import binary_video_metrics
 from migalab.utils.hydra import compose_config
 

@@ -35,7 +35,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from migalab.fusion_record import (
+from migalab.scoring.records import (
     FusionRecordError,
     check_temperatures,
     check_weights,
@@ -409,7 +409,7 @@ def search_fusion_weights(
 def fusion_weights_from_file(path: str | Path, n: int | None = None) -> list[float]:
     """Weights stored by ``migalab-eval`` (``fusion.json`` or the ``fusion`` entry of a
     ``metrics.json``), checked (``n`` of them when the number of checkpoints is known); a
-    malformed record raises :class:`~migalab.fusion_record.FusionRecordError`."""
+    malformed record raises :class:`~migalab.scoring.records.FusionRecordError`."""
     return read_fusion_record(path, n)["weights"]
 
 

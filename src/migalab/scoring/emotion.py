@@ -3,7 +3,7 @@
     migalab-eval ckpt_path=<emotion ckpt>                                  # one model
     migalab-eval ckpt_path='[face.ckpt,context.ckpt]' fusion.search=true   # late fusion
 
-Each checkpoint's clip scores (:func:`~migalab.ensemble.score_checkpoints`, clip logits and
+Each checkpoint's clip scores (:func:`~migalab.scoring.ensemble.score_checkpoints`, clip logits and
 the clip's video) become one win log-odds per video with the checkpoint's own aggregation
 (``model.aggregation`` / ``temperature``, :func:`~migalab.tasks.emotion.aggregate_videos`),
 exactly as its validation / test epochs compute them, so one checkpoint reproduces the
@@ -14,7 +14,7 @@ InterFusion model is compared with) are fused per video: a weighted sum of their
 log-odds (``fusion.space=logits``) or of their P(win) (``probs``; the weights sum to 1, so the
 sum is a probability). Weights are given (``fusion.weights``, None = equal), read from an
 earlier evaluation (``fusion.from``) or searched on the validation videos over the simplex
-grid of :func:`~migalab.ensemble.simplex_grid` (maximising video accuracy; ties: AUROC, then
+grid of :func:`~migalab.scoring.ensemble.simplex_grid` (maximising video accuracy; ties: AUROC, then
 the most even weights). Checkpoints are aligned by video id, so models fed different
 modalities of the same videos fuse even when their clip sets differ.
 
@@ -37,8 +37,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from migalab.ensemble import CheckpointScores, fusion_weights_from_file, simplex_grid
-from migalab.fusion_record import check_weights
+from migalab.scoring.ensemble import CheckpointScores, fusion_weights_from_file, simplex_grid
+from migalab.scoring.records import check_weights
 from migalab.tasks.emotion import (
     aggregate_videos,
     binary_video_metrics,
@@ -231,7 +231,7 @@ def _search_weights(
 def _fusion_weights(
     fusion: DictConfig, entries: Sequence[CheckpointScores], levels: dict[str, list[VideoLevel]]
 ) -> tuple[list[float] | None, dict[str, Any]]:
-    """Given / read / searched weights (as :func:`migalab.ensemble.resolve_fusion_weights`)."""
+    """Given / read / searched weights (as :func:`migalab.scoring.ensemble.resolve_fusion_weights`)."""
     if fusion.get("temperature") is not None:
         raise ValueError(
             "fusion.temperature is for gesture checkpoints; emotion models are "

@@ -13,17 +13,17 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-import migalab.fusion_record as fr
-from migalab.emotion_fusion import _fusion_weights
-from migalab.ensemble import (
+import migalab.scoring.records as fr
+from migalab.errors import UserError
+from migalab.scoring.emotion import _fusion_weights
+from migalab.scoring.ensemble import (
     CheckpointScores,
     SplitScores,
     fusion_weights_from_file,
     resolve_fusion_weights,
     resolve_temperatures,
 )
-from migalab.errors import UserError
-from migalab.fusion_record import (
+from migalab.scoring.records import (
     FusionRecordError,
     check_temperatures,
     check_weights,
