@@ -714,6 +714,7 @@ def bench_loader(args: argparse.Namespace) -> dict[str, Any]:
             x = setup.datamodule.datasets["train"][0]["x"]["rgb"]
             rows[w].update(shape=list(x.shape), dtype=str(x.dtype).removeprefix("torch."),
                            mb_per_clip=x.nbytes / 2**20)  # fmt: skip
+        collates = {w: s.datamodule.train_dataloader().collate_fn for w, s in setups.items()}
         for _ in range(args.rounds):
             for w, setup in setups.items():
                 ds = setup.datamodule.datasets["train"]
@@ -725,7 +726,7 @@ def bench_loader(args: argparse.Namespace) -> dict[str, Any]:
                 loader = torch.utils.data.DataLoader(
                     ds, batch_size=8, num_workers=args.workers, shuffle=False,
                     sampler=[i % len(ds) for i in range(args.samples)],
-                    collate_fn=setup.datamodule.train_dataloader().collate_fn,
+                    collate_fn=collates[w],
                 )  # fmt: skip
                 t0 = time.perf_counter()
                 n = 0

@@ -30,7 +30,6 @@ from rich.console import Console
 from rich.table import Table
 
 from migalab.data.formats.sequence_files import files_by_video
-from migalab.errors import report_user_errors
 from migalab.online import idle_false_segments, read_segments, segment_scores
 from migalab.reports import report_files
 from migalab.scoring.emotion import evaluate_emotion
@@ -163,7 +162,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return payload
 
 
-@report_user_errors
 def _task(cfg: DictConfig) -> None:
     save_resolved_config(cfg, cfg.paths.output_dir)
     evaluate(cfg)

@@ -54,7 +54,6 @@ from migalab.data.formats.miga2025 import read_openpose_table
 from migalab.data.formats.sequence_files import skeleton_tables, table_video_id, video_paths
 from migalab.data.specs import DatasetSpec, get_dataset
 from migalab.emotion_video import EmotionVideoError, emotion_clips, predict_emotion
-from migalab.errors import report_user_errors
 from migalab.online import (
     OnlineSettingsError,
     SequenceWindows,
@@ -627,7 +626,6 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-@report_user_errors
 def _task(cfg: DictConfig) -> None:
     save_resolved_config(cfg, cfg.paths.output_dir)
     predict(cfg)

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from migalab.errors import report_user_errors
 from migalab.train import metric_value, train
 
 
-@report_user_errors
 def _task(cfg: DictConfig) -> float | None:
     payload, _ = train(cfg)
     return metric_value(payload, cfg.get("optimized_metric"))

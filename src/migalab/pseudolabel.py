@@ -35,7 +35,6 @@ from omegaconf import DictConfig
 from migalab.data.background import unlabelled_windows
 from migalab.data.cache import SkeletonCache
 from migalab.data.datasets import SkeletonClipDataset
-from migalab.errors import report_user_errors
 from migalab.scoring.ensemble import (
     build_from_checkpoint,
     checkpoint_loading,
@@ -127,7 +126,6 @@ def pseudo_label(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-@report_user_errors
 def _task(cfg: DictConfig) -> None:
     save_resolved_config(cfg, cfg.paths.output_dir)
     pseudo_label(cfg)

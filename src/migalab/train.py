@@ -38,7 +38,6 @@ import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-from migalab.errors import report_user_errors
 from migalab.models.finetune import load_initial_weights
 from migalab.overfit import OVERFIT_FAILED_EXIT, OverfitCheck, overfit_metric
 from migalab.reports import report_files
@@ -223,7 +222,6 @@ def metric_value(payload: dict[str, Any], name: str | None) -> float | None:
     return float(value) if value is not None else None
 
 
-@report_user_errors
 def _task(cfg: DictConfig) -> float | None:
     payload, _ = train(cfg)
     if not payload.get("overfit", {}).get("reached", True):

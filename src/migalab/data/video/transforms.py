@@ -29,6 +29,7 @@ caller passes ``flip=`` so the RGB clip is mirrored exactly when the skeleton is
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -332,9 +333,17 @@ class VideoClipTransform(RandomTransform):
 
 def _scale_shift(mean: Sequence[float], std: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
     """(3, 1, 1, 1) float32 ``scale`` and ``shift`` with ``(x / 255 - mean) / std == x * scale +
-    shift``: the one formula of the loader-side and the device-side normalisation."""
-    std_t = torch.tensor(tuple(float(v) for v in std), dtype=torch.float32).view(3, 1, 1, 1)
-    mean_t = torch.tensor(tuple(float(v) for v in mean), dtype=torch.float32).view(3, 1, 1, 1)
+    shift``: the one formula of the loader-side and the device-side normalisation (built once
+    per statistics; callers must not modify them in place)."""
+    return _scale_shift_cached(tuple(float(v) for v in mean), tuple(float(v) for v in std))
+
+
+@functools.lru_cache(maxsize=8)
+def _scale_shift_cached(
+    mean: tuple[float, ...], std: tuple[float, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1, 1)
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1, 1)
     return 1.0 / (255.0 * std_t), -mean_t / std_t
 
 
