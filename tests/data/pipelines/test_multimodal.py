@@ -194,6 +194,9 @@ def test_device_normalisation_gives_the_loader_values_bit_for_bit(cache: Skeleto
         normalize_clips(want)
     with pytest.raises(ValueError, match="3, T, S, S"):
         normalize_clips(clips[:, :2])  # two channels
+    assert torch.equal(normalize_clips(clips[0]), want[0])  # one clip: 4 dims, the fewest
+    with pytest.raises(ValueError, match="3, T, S, S"):
+        normalize_clips(clips[0, 0])  # 3 dims
 
 
 def test_datamodule_normalises_on_the_device_as_the_loader_would(
