@@ -14,7 +14,7 @@ Rows, per training seed (the data are the same for every seed: data.synthetic.se
   RGB + joint + bone score fusion (``migalab-eval ckpt_path=[...]``)
 - token fusion RGB + joint + bone (System B, system_b_mg_synth), without RGB
   (``data.modalities=[joint,bone]``, trained so), and with modality dropout off
-  (``model.encoder.modality_dropout=0``)
+  (``model.neck.modality_dropout=0``)
 
 The fusion rows are compared per seed with their best single stream (the best of RGB, joint and
 bone on that seed's test split) and with the joint + bone score fusion: the paired difference
@@ -48,7 +48,7 @@ TRAINED: list[tuple[str, str, list[str]]] = [
     (BONE, "agcn_bone_synth", SKELETON_ONLY),
     (TOKEN, "system_b_mg_synth", [DATA]),
     (TOKEN_NO_RGB, "system_b_mg_synth", [DATA, "data.modalities=[joint,bone]"]),
-    (TOKEN_NO_DROP, "system_b_mg_synth", [DATA, "model.encoder.modality_dropout=0"]),
+    (TOKEN_NO_DROP, "system_b_mg_synth", [DATA, "model.neck.modality_dropout=0"]),
 ]
 #: score fusions: row -> the trained rows whose checkpoints are fused with equal weights
 SCORE: dict[str, list[str]] = {SCORE_JB: [JOINT, BONE], SCORE_ALL: [RGB, JOINT, BONE]}

@@ -103,6 +103,13 @@ EXPERIMENTS: dict[str, str] = {
     "maskfeat_mvit": "pretrain",
     "mamp_skeleton": "pretrain",
 }
+
+
+def experiment_option(name: str) -> str:
+    """The ``experiment=`` option of a row: pretraining experiments live in experiment/pretrain/."""
+    return f"pretrain/{name}" if EXPERIMENTS[name] == "pretrain" else name
+
+
 #: experiments also timed in fp32 (besides bf16 autocast)
 FP32_EXPERIMENTS = ("agcn_joint",)
 #: conv nets (--compile also times channels-last): spatial dims of their convolutions
@@ -336,7 +343,7 @@ def compose(name: str, overrides: list[str]) -> Any:
     from migalab.utils.hydra import compose_config
 
     base = name.removesuffix("_synth")
-    return compose_config(EXPERIMENTS[base], [f"experiment={name}", *overrides])
+    return compose_config(EXPERIMENTS[base], [f"experiment={experiment_option(name)}", *overrides])
 
 
 @dataclass
@@ -685,7 +692,7 @@ def check_experiment(
         if setup is None:
             release(device)
             return
-        base = {"experiment": name, "entry": entry, "config": f"experiment={name}"
+        base = {"experiment": name, "entry": entry, "config": f"experiment={experiment_option(name)}"
                 + ("_synth (--tiny)" if args.tiny else ""), "batch_size": setup.batch_size,
                 "input": describe(setup.batch["x"]),
                 "trainer_precision": str(setup.cfg.trainer.get("precision")),

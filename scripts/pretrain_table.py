@@ -8,9 +8,9 @@ fine-tuning budget, several seeds; plus the long-tail and final-model rows (issu
 
 Pretraining runs once (seed 0), unlabelled, on every clip / sequence of every split:
 
-* ``migalab-pretrain experiment=maskfeat_mvit_synth`` (MaskFeat: HOG of masked tubes, MViT xs
+* ``migalab-pretrain experiment=pretrain/maskfeat_mvit_synth`` (MaskFeat: HOG of masked tubes, MViT xs
   on the person crops of ``data=synthetic_video_full``)
-* ``migalab-pretrain experiment=mamp_skeleton_synth`` (MAMP: masked motion, skeleton
+* ``migalab-pretrain experiment=pretrain/mamp_skeleton_synth`` (MAMP: masked motion, skeleton
   transformer on the windows of every sequence)
 
 Per seed, each fine-tune from scratch and from its pretraining (``model.encoder.init``):
@@ -65,9 +65,9 @@ SKELETON_ONLY = [VIDEO_FULL, "data.modalities=null"]
 #: this table measures what MaskFeat (an MViT pretraining) adds, so its token-fusion rows keep the
 #: MViT xs RGB stream (as when the table was made; the same preset as mvit_rgb_synth, whose MaskFeat
 #: checkpoint initialises it) although system_b_mg_synth now uses FrameStack2D
-FUSION_MVIT = ["model/encoder@model.encoder.modalities.rgb.encoder=mvit",
-               "model.encoder.modalities.rgb.encoder.preset=xs",
-               "model.encoder.modalities.rgb.encoder.drop_path=0.1"]  # fmt: skip
+FUSION_MVIT = ["model/encoder@model.encoders.rgb=mvit",
+               "model.encoders.rgb.preset=xs",
+               "model.encoders.rgb.drop_path=0.1"]  # fmt: skip
 
 
 class Jobs:
@@ -187,13 +187,13 @@ def main() -> None:
         )
 
     todo.add("maskfeat", train("migalab.pretrain", "MaskFeat pretraining", out / "pretrain_maskfeat",
-             ["experiment=maskfeat_mvit_synth", VIDEO_FULL, "seed=0",
+             ["experiment=pretrain/maskfeat_mvit_synth", VIDEO_FULL, "seed=0",
               f"trainer.max_epochs={args.pretrain_epochs}"]))  # fmt: skip
     todo.add("mamp", train("migalab.pretrain", "MAMP pretraining", out / "pretrain_mamp",
-             ["experiment=mamp_skeleton_synth", "seed=0",
+             ["experiment=pretrain/mamp_skeleton_synth", "seed=0",
               f"trainer.max_epochs={args.mamp_epochs}"]))  # fmt: skip
     init = "model.encoder.init"
-    rgb_init = "model.encoder.modalities.rgb.encoder.init"
+    rgb_init = "model.encoders.rgb.init"
     stt = ["experiment=stt_joint_synth", "model.optimizer.lr=0.001",
            f"trainer.max_epochs={args.stt_epochs}"]  # fmt: skip
     #: (row, folder, experiment overrides, init key or None, pretraining job or None)

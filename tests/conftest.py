@@ -163,7 +163,7 @@ def emotion_run(
     overrides = [
         "experiment=system_b_emotion_synth", "trainer=cpu", "trainer.precision=32-true",
         "logger=csv", *tiny_video_overrides(tiny_video_release, tiny_video_cache),
-        "data.face.num_frames=2", "model.encoder.dim=32", "trainer.max_epochs=1",
+        "data.face.num_frames=2", "model.neck.dim=32", "trainer.max_epochs=1",
         "callbacks.progress_bar.refresh_rate=0", "report=false",
     ]  # fmt: skip
     payload, _ = train(compose_config("train", overrides, output_dir=out))

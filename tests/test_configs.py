@@ -27,8 +27,8 @@ def _group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
-def _is_pretrain(experiment: str) -> bool:
-    """Pretraining experiments (``migalab-pretrain``) pick a ``pretrain_*`` model."""
+def _picks_pretrain_model(experiment: str) -> bool:
+    """Whether an experiment selects a ``pretrain_*`` model (what ``migalab-pretrain`` runs)."""
     defaults = OmegaConf.load(CONF / "experiment" / f"{experiment}.yaml").get("defaults", [])
     return any(
         str(v).startswith("pretrain_")
@@ -39,9 +39,18 @@ def _is_pretrain(experiment: str) -> bool:
     )
 
 
-ALL_EXPERIMENTS = _group_options("experiment")
-EXPERIMENTS = [e for e in ALL_EXPERIMENTS if not _is_pretrain(e)]
-PRETRAIN_EXPERIMENTS = [e for e in ALL_EXPERIMENTS if _is_pretrain(e)]
+#: supervised experiments (``migalab-train``): conf/experiment/*.yaml
+EXPERIMENTS = _group_options("experiment")
+#: pretraining experiments (``migalab-pretrain``): conf/experiment/pretrain/*.yaml
+PRETRAIN_EXPERIMENTS = [f"pretrain/{e}" for e in _group_options("experiment/pretrain")]
+
+
+def test_pretraining_experiments_live_in_their_folder() -> None:
+    """Every experiment that picks a pretraining model is in experiment/pretrain/, and only
+    those are."""
+    assert EXPERIMENTS and PRETRAIN_EXPERIMENTS
+    assert not [e for e in EXPERIMENTS if _picks_pretrain_model(e)]
+    assert all(_picks_pretrain_model(e) for e in PRETRAIN_EXPERIMENTS)
 
 
 def test_every_group_has_configs() -> None:
@@ -89,12 +98,16 @@ def test_encoder_configs_give_encoder_outputs(encoder: str, tmp_path: Path) -> N
 
 def test_system_b_branches_reuse_the_encoder_configs(tmp_path: Path) -> None:
     cfg = compose_config("train", ["experiment=system_b_mg"], output_dir=tmp_path)
-    branches = cfg.model.encoder.modalities
+    branches = cfg.model.encoders
+    assert list(branches) == ["rgb", "joint", "bone"]
     for name, option in (("rgb", "mvit"), ("joint", "agcn"), ("bone", "agcn")):
         own = OmegaConf.load(CONF / "model" / "encoder" / f"{option}.yaml")
-        assert set(branches[name].encoder) == set(own), name
-        assert branches[name].encoder._target_ == own._target_
-    assert branches.joint.encoder.base_channels == 64 and branches.rgb.encoder.preset == "s"
+        assert set(branches[name]) == set(own), name
+        assert branches[name]._target_ == own._target_
+    assert branches.joint.base_channels == 64 and branches.rgb.preset == "s"
+    neck = OmegaConf.load(CONF / "model" / "neck" / "token_fusion.yaml")
+    assert cfg.model.neck._target_ == neck._target_ and cfg.model.neck._partial_
+    assert "encoder" not in cfg.model
 
 
 @pytest.mark.parametrize("experiment", [None, *EXPERIMENTS])
@@ -116,7 +129,7 @@ def test_train_config_instantiates(experiment: str | None, tmp_path: Path) -> No
 
 
 def test_pretrain_experiments_are_found() -> None:
-    assert {"mamp_skeleton", "mamp_skeleton_synth"} <= set(PRETRAIN_EXPERIMENTS)
+    assert {"pretrain/mamp_skeleton", "pretrain/mamp_skeleton_synth"} <= set(PRETRAIN_EXPERIMENTS)
 
 
 @pytest.mark.parametrize("experiment", [None, *PRETRAIN_EXPERIMENTS])

@@ -16,7 +16,7 @@ from tests.conftest import tiny_eval_overrides, tiny_video_overrides
 TINY_MODELS = {
     "emotion_context_synth": [],  # FrameStack2D: CPU-sized already
     "emotion_face_synth": ["data.face.num_frames=2"],
-    "system_b_emotion_synth": ["data.face.num_frames=2", "model.encoder.dim=32"],
+    "system_b_emotion_synth": ["data.face.num_frames=2", "model.neck.dim=32"],
 }
 
 

@@ -36,13 +36,13 @@ VIDEO = ["data.overfit_clips=8", "data.batch_size=8", "data.prepare_workers=1"]
 #: experiment's RGB encoder (MViT, or the 3D CNN of the CPU variants) at preset xs
 XS = ["model.encoder.preset=xs"]
 FUSION = [
-    "model.encoder.modalities.joint.encoder.base_channels=8",
-    "model.encoder.modalities.bone.encoder.base_channels=8",
-    "model.encoder.dim=32",
-    "model.encoder.heads=4",
+    "model.encoders.joint.base_channels=8",
+    "model.encoders.bone.base_channels=8",
+    "model.neck.dim=32",
+    "model.neck.heads=4",
 ]
 #: InterFusion dim 32 on 2 face frames
-INTERFUSION = ["data.face.num_frames=2", "model.encoder.dim=32"]
+INTERFUSION = ["data.face.num_frames=2", "model.neck.dim=32"]
 #: PoseC3D on the tiny skeleton release (data=synthetic: its occlusions are not needed here) at
 #: 8 frames and a 16 px canvas
 POSEC3D = ["data=synthetic", "model.encoder.base_channels=8", "data.num_frames=8",

@@ -77,11 +77,11 @@ def test_migalab_pretrain_by_name_then_fine_tune(
 def test_simmim_face_pretraining_runs_on_face_crops(
     tiny_video_release: Path, tiny_video_cache: Path, tmp_path: Path
 ) -> None:
-    """experiment=simmim_face_synth (fast_dev_run): the prepared face crops of every split."""
+    """experiment=pretrain/simmim_face_synth (fast_dev_run): the prepared face crops of every split."""
     from migalab.train import train
     from tests.conftest import tiny_video_overrides
 
-    overrides = ["experiment=simmim_face_synth", "debug=fdr", "trainer.precision=32-true",
+    overrides = ["experiment=pretrain/simmim_face_synth", "debug=fdr", "trainer.precision=32-true",
                  "logger=csv", *tiny_video_overrides(tiny_video_release, tiny_video_cache),
                  "data.modalities=[face]", "data.face.num_frames=4"]  # fmt: skip
     cfg = compose_config("pretrain", overrides, output_dir=tmp_path)
@@ -98,12 +98,12 @@ def test_simmim_face_pretraining_runs_on_face_crops(
 def test_maskfeat_mvit_pretraining_runs_on_person_crops(
     tiny_video_release: Path, tiny_video_cache: Path, tmp_path: Path
 ) -> None:
-    """experiment=maskfeat_mvit_synth (fast_dev_run): the prepared RGB clips of every split,
+    """experiment=pretrain/maskfeat_mvit_synth (fast_dev_run): the prepared RGB clips of every split,
     no label read; the MViT's checkpointed keys are the classifier encoder's."""
     from migalab.train import train
     from tests.conftest import tiny_video_overrides
 
-    overrides = ["experiment=maskfeat_mvit_synth", "debug=fdr", "trainer.precision=32-true",
+    overrides = ["experiment=pretrain/maskfeat_mvit_synth", "debug=fdr", "trainer.precision=32-true",
                  "logger=csv", *tiny_video_overrides(tiny_video_release, tiny_video_cache),
                  "data.modalities=[rgb]"]  # fmt: skip
     cfg = compose_config("pretrain", overrides, output_dir=tmp_path)

@@ -362,7 +362,7 @@ def test_pretrain_table_fusion_rows_take_the_maskfeat_encoder() -> None:
                                              *table.FUSION_MVIT])  # fmt: skip
         rgb = compose("train", overrides=["experiment=mvit_rgb_synth", table.VIDEO_FULL])
     GlobalHydra.instance().clear()
-    stream = fusion.model.encoder.modalities.rgb.encoder
+    stream = fusion.model.encoders.rgb
     for key in ("_target_", "preset", "temporal_size", "spatial_size", "drop_path"):
         assert stream[key] == rgb.model.encoder[key], key
 

@@ -37,9 +37,9 @@ def _tiny_video_model_overrides(experiment: str) -> list[str]:
     if experiment.startswith("mvit"):
         return ["model.encoder.preset=xs"]
     # the fusion's RGB stream is FrameStack2D (no preset: its resnet10t at the tiny clip)
-    return ["model.encoder.modalities.joint.encoder.base_channels=8",
-            "model.encoder.modalities.bone.encoder.base_channels=8",
-            "model.encoder.dim=32", "model.encoder.heads=4"]  # fmt: skip
+    return ["model.encoders.joint.base_channels=8",
+            "model.encoders.bone.base_channels=8",
+            "model.neck.dim=32", "model.neck.heads=4"]  # fmt: skip
 
 
 #: tiny encoders by experiment prefix (default: an 8-wide AGCN / PoseC3D)

@@ -1,7 +1,7 @@
 """Self-supervised pretraining entry point (console script ``migalab-pretrain``).
 
     migalab-pretrain                                     # MAMP on the synthetic data, CPU
-    migalab-pretrain experiment=mamp_skeleton data.release_root=/data/miga2025
+    migalab-pretrain experiment=pretrain/mamp_skeleton data.release_root=/data/miga2025
     migalab-train experiment=stt_joint_synth model.encoder.init=<pretrain checkpoint>
 
 The same machinery as ``migalab-train`` (:func:`migalab.train.train`): run dirs, atomic

@@ -1,3 +1,5 @@
+from functools import partial
+
 import pytest
 import torch
 from torch import nn
@@ -12,6 +14,7 @@ from migalab.models.finetune import (
     load_initial_weights,
 )
 from migalab.models.fusion import CrossModalTokenFusion
+from migalab.models.fusion.streams import FusedEncoders
 
 
 class Toy(FinetuneMixin, nn.Module):
@@ -175,27 +178,31 @@ class _Model(nn.Module):
 
 
 def test_encoder_checkpoint(tmp_path):
-    """An encoder's ``init`` initialises it from a single-encoder checkpoint
-    ("encoder." keys) or from a checkpoint of the same fusion model ("encoder.encoders.joint."
-    keys, other modalities too), only when load_initial_weights runs."""
+    """An encoder's ``init`` initialises it from a single-encoder checkpoint ("encoder." keys),
+    from a checkpoint of the same fusion model ("encoders.joint." keys, other modalities too)
+    or from one saved before the neck split ("encoder.encoders.joint."), only when
+    load_initial_weights runs."""
     src = _agcn()
     with torch.no_grad():
         for p in src.parameters():
             p.add_(torch.randn_like(p))
     single = tmp_path / "single.ckpt"
     torch.save({"state_dict": {f"encoder.{k}": v for k, v in src.state_dict().items()}}, single)
-    fused = CrossModalTokenFusion({"joint": _agcn(), "bone": _agcn()}, 5, dim=16, heads=2)
+    neck = partial(CrossModalTokenFusion, num_classes=5, dim=16, heads=2)
+    fused = FusedEncoders({"joint": _agcn(), "bone": _agcn()}, neck)
     fused.encoders["joint"].load_state_dict(src.state_dict())
     fusion_ckpt = tmp_path / "fusion.ckpt"
-    torch.save(
-        {"state_dict": {f"encoder.{k}": v for k, v in fused.state_dict().items()}}, fusion_ckpt
-    )
-    for path in (single, fusion_ckpt):
-        fusion = CrossModalTokenFusion(
-            {"joint": _agcn(init=str(path)), "bone": _agcn()}, 5, dim=16, heads=2
-        )
-        model = _Model(fusion)
-        assert load_initial_weights(model) == [f"encoder.encoders.joint <- {path}"]
+    torch.save({"state_dict": dict(fused.state_dict())}, fusion_ckpt)  # encoders.*, neck.*
+    old_ckpt = tmp_path / "fusion_before_the_neck_split.ckpt"
+    old = {
+        ("encoder." + k if k.startswith("encoders.") else "encoder." + k[len("neck.") :]): v
+        for k, v in fused.state_dict().items()
+    }
+    torch.save({"state_dict": old}, old_ckpt)
+    for path in (single, fusion_ckpt, old_ckpt):
+        # encoders + neck at the top level, as in a recognizer
+        fusion = FusedEncoders({"joint": _agcn(init=str(path)), "bone": _agcn()}, neck)
+        assert load_initial_weights(fusion) == [f"encoders.joint <- {path}"]
         for k, v in src.state_dict().items():
             torch.testing.assert_close(fusion.encoders["joint"].state_dict()[k], v)
     # a single-encoder model: its own checkpoint, or an encoder's bare state dict

@@ -208,9 +208,9 @@ def _fusion_module(**kw: object) -> GestureModule:
     def agcn() -> AGCN:
         return AGCN("imigue22", in_channels=C, num_persons=M, base_channels=4, num_units=4)
 
-    fusion = CrossModalTokenFusion({"joint": agcn(), "bone": agcn()}, num_classes=K, dim=16,
-                                   heads=2, depth=1)  # fmt: skip
-    return _module(encoder=fusion, aux_loss_weight=0.5, backbone_lr_mult=0.1, **kw)
+    neck = functools.partial(CrossModalTokenFusion, num_classes=K, dim=16, heads=2, depth=1)
+    return _module(encoder=None, encoders={"joint": agcn(), "bone": agcn()}, neck=neck,
+                   aux_loss_weight=0.5, backbone_lr_mult=0.1, **kw)  # fmt: skip
 
 
 def test_dict_input_with_input_key_feeds_one_modality() -> None:
@@ -261,7 +261,7 @@ def test_fusion_training_step_adds_masked_aux_loss() -> None:
     assert got.item() == pytest.approx(expected.item(), rel=1e-5)
     loss.backward()
     for name in ("joint", "bone"):
-        assert all(p.grad is not None for p in module.encoder.aux_heads[name].parameters())
+        assert all(p.grad is not None for p in module.neck.aux_heads[name].parameters())
 
 
 def test_backbone_lr_mult_applies_to_fusion_backbones_only() -> None:
@@ -270,11 +270,13 @@ def test_backbone_lr_mult_applies_to_fusion_backbones_only() -> None:
     module.scheduler_factory = None
     opt = module.configure_optimizers()
     rest, backbones = opt.param_groups
-    backbone_ids = {id(p) for p in module.encoder.encoders.parameters()}
+    backbone_ids = {id(p) for p in module.encoders.parameters()}
     assert {id(p) for p in backbones["params"]} == backbone_ids
     assert backbones["lr"] == pytest.approx(0.1 * rest["lr"])
-    fusion_ids = {id(p) for p in module.encoder.parameters()} - backbone_ids
-    assert fusion_ids <= {id(p) for p in rest["params"]}
+    neck_ids = {id(p) for p in module.neck.parameters()}
+    assert neck_ids and neck_ids <= {id(p) for p in rest["params"]}
+    assert module.backbone_prefix() == "encoders."
+    assert _module().backbone_prefix() == "encoder."
 
 
 def test_initial_weights_checkpoint_after_own_loading(tmp_path) -> None:
@@ -304,15 +306,14 @@ def test_initial_weights_checkpoint_after_own_loading(tmp_path) -> None:
     torch.save({"state_dict": {f"encoder.{k}": v for k, v in trained.state_dict().items()}}, path)
     enc = SelfLoading("imigue22", in_channels=C, num_persons=M, base_channels=4, num_units=4,
                       init=str(path))  # fmt: skip
-    fusion = CrossModalTokenFusion({"joint": {"encoder": enc}, "bone": agcn()}, num_classes=K,
-                                   dim=16, heads=2)  # fmt: skip
-    module = _module(encoder=fusion)
+    neck = functools.partial(CrossModalTokenFusion, num_classes=K, dim=16, heads=2)
+    module = _module(encoder=None, encoders={"joint": enc, "bone": agcn()}, neck=neck)
     assert load_initial_weights(module) == [
         "encoder pretrained",
-        f"encoder.encoders.joint <- {path}",
+        f"encoders.joint <- {path}",
     ]
     assert calls == ["encoder"]
-    w = module.encoder.encoders["joint"].units[0].tcn.conv.weight
+    w = module.encoders["joint"].units[0].tcn.conv.weight
     assert torch.equal(w, trained.units[0].tcn.conv.weight)
     module.setup("fit")  # setup never loads initial weights (train.py decides: fresh fits only)
     assert calls == ["encoder"]

@@ -238,7 +238,13 @@ def test_old_token_fusion_entries_are_upgraded() -> None:
     }  # fmt: skip
     import hydra
 
-    assert isinstance(hydra.utils.instantiate(new), CrossModalTokenFusion)
+    from migalab.models.fusion.streams import FusedEncoders
+
+    # in a model config, the fusion is then split into encoders + neck (test_neck_upgrade.py)
+    model = upgrade_targets({"encoder": old})
+    encoders = hydra.utils.instantiate(model["encoders"])
+    fused = FusedEncoders(encoders, hydra.utils.instantiate(model["neck"]))
+    assert isinstance(fused.neck, CrossModalTokenFusion)
 
 
 # -- exact messages and edges (mutation testing: scripts/mutation.py --set security) --------------

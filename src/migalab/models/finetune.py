@@ -26,7 +26,7 @@ from pathlib import Path
 
 from torch import nn
 
-from migalab.utils.checkpoints import load_checkpoint
+from migalab.utils.checkpoints import load_checkpoint, upgrade_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -218,8 +218,9 @@ def load_encoder_weights(
 
     ``path`` holds a Lightning checkpoint or an mmcv one (their ``state_dict``) or a bare state
     dict. The weights are taken, in order, from the keys prefixed ``<name>.`` (``name`` = the
-    encoder's qualified name in its model, e.g. ``encoder.encoders.joint``: a checkpoint of the
-    same model), ``encoder.`` (a single-encoder model, e.g. ``experiment=mvit_rgb``),
+    encoder's qualified name in its model, e.g. ``encoders.joint``: a checkpoint of the
+    same model, or of one saved before necks were split from their backbones, whose keys
+    :func:`~migalab.utils.checkpoints.upgrade_state_dict` renames), ``encoder.`` (a single-encoder model, e.g. ``experiment=mvit_rgb``),
     ``backbone.`` (a released pyskl PoseC3D / SlowOnly checkpoint, whose backbone keys are ours),
     else the whole dict (an encoder's own state dict).
 
@@ -239,6 +240,7 @@ def load_encoder_weights(
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, Mapping) else None
     if not isinstance(state, Mapping):
         raise ValueError(f"{name}: {path} holds no state dict")
+    state = upgrade_state_dict(state)
     prefix, sub = "", dict(state)
     for candidate in dict.fromkeys((f"{name}.", *ENCODER_PREFIXES)):
         picked = {k[len(candidate) :]: v for k, v in state.items() if k.startswith(candidate)}

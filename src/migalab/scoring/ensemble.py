@@ -43,7 +43,12 @@ from migalab.scoring.records import (
 )
 from migalab.tasks.metrics import compute_metrics
 from migalab.utils.callbacks import CONFIG_KEY
-from migalab.utils.checkpoints import CheckpointReadError, load_checkpoint, upgrade_targets
+from migalab.utils.checkpoints import (
+    CheckpointReadError,
+    load_checkpoint,
+    upgrade_state_dict,
+    upgrade_targets,
+)
 from migalab.utils.paths import project_root
 from migalab.utils.stored_config import UnsafeCheckpointError, sanitize_stored_config
 
@@ -116,7 +121,7 @@ def load_checkpoint_config(
         trusted_targets=trusted_targets,
         upgrade=upgrade_targets,
     )
-    return cfg, state
+    return cfg, upgrade_state_dict(state)
 
 
 def checkpoint_loading(cfg: DictConfig) -> dict[str, Any]:

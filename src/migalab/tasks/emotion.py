@@ -3,8 +3,9 @@
 The module owns loss, metrics and optimisation only (optimisation shared with the gesture task
 through :class:`~migalab.tasks.optimization.OptimizationMixin`). The encoder is any module
 returning an :class:`~migalab.models.encoders.output.EncoderOutput` (a single encoder such as
-MViT on the person crop or SwinFace on the face crops, or the InterFusion neck over both); the
-head maps its ``pooled`` (N, C) to 1 logit (BCE) or 2 logits (CE).
+MViT on the person crop or SwinFace on the face crops), or ``encoders`` for the face and context
+streams fused by the InterFusion neck; the head maps the ``pooled`` (N, C) to 1 logit (BCE) or
+2 logits (CE).
 
 **Clip score.** Every clip gets one win score ``s``: the logit with 1 output, ``z_win - z_lose``
 with 2 outputs (both are the log-odds of *win*), so ``sigmoid(s)`` is the clip's P(win).
@@ -203,7 +204,8 @@ class EmotionModule(Recognizer):
     (N,) video index (``data.target=emotion``), ``index``.
 
     Args:
-        encoder: module with ``out_channels`` returning an ``EncoderOutput``.
+        encoder: module with ``out_channels`` returning an ``EncoderOutput``; None with
+            ``encoders`` + ``neck``.
         head: module or partial ``head(in_channels=C)`` giving (N, num_outputs) logits.
         optimizer: as in :class:`~migalab.tasks.gesture.GestureModule` (shared code), as are
             the next five.
@@ -217,21 +219,24 @@ class EmotionModule(Recognizer):
             (2). With 1 output it gets float targets (N,), with 2 long targets.
         input_key: with dict inputs, feed ``x[input_key]`` to a single encoder (and, when the
             batch has ``<input_key>_visible`` (face crops), pass it as ``visible=``).
-        inputs: for a two-stream neck (InterFusion): stream -> batch modality, e.g. ``{face:
-            face, context: rgb}``; the neck gets ``{stream: x[modality], present: {stream:
-            x.present[modality]}, visible: {stream: x[<modality>_visible]}}`` (flags where the
-            batch has them). Exclusive with ``input_key``; neither: ``x`` as it is.
+        inputs: for encoders named apart from the batch's modalities (InterFusion's streams):
+            stream -> batch modality, e.g. ``{face: face, context: rgb}``; each stream's encoder
+            gets ``x[modality]`` (``visible=`` its ``x[<modality>_visible]``) and the neck the
+            ``present`` / ``visible`` flags per stream. Exclusive with ``input_key``; neither:
+            ``x`` as it is.
         aggregation: ``mean`` | ``prob`` | ``attention`` (video pooling of clip logits).
         temperature: of ``attention``.
-        aux_loss_weight: weight of the encoder's auxiliary per-stream heads' loss (InterFusion
+        aux_loss_weight: weight of the neck's auxiliary per-stream heads' loss (InterFusion
             ``num_classes`` = num_outputs), masked by ``present``; 0 = off.
+        encoders: stream -> encoder, fused by ``neck`` (instead of one ``encoder``).
+        neck: a fusion module or a partial given the encoders' sizes (e.g. InterFusion).
     """
 
     def __init__(
         self,
-        encoder: nn.Module,
-        head: nn.Module | Callable[..., nn.Module],
-        optimizer: Callable[..., torch.optim.Optimizer],
+        encoder: nn.Module | None = None,
+        head: nn.Module | Callable[..., nn.Module] | None = None,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
         num_outputs: int = 1,
         loss: nn.Module | None = None,
@@ -244,6 +249,8 @@ class EmotionModule(Recognizer):
         compile: bool | Mapping[str, Any] = False,
         lr_scaling: Mapping[str, Any] | None = None,
         channels_last: bool = False,
+        encoders: Mapping[str, nn.Module] | None = None,
+        neck: nn.Module | Callable[..., nn.Module] | None = None,
     ) -> None:
         super().__init__()
         if num_outputs not in (1, 2):
@@ -255,6 +262,8 @@ class EmotionModule(Recognizer):
         self.save_hyperparameters(
             ignore=[
                 "encoder",
+                "encoders",
+                "neck",
                 "head",
                 "loss",
                 "optimizer",
@@ -265,7 +274,7 @@ class EmotionModule(Recognizer):
             ]
         )
         self.inputs = dict(inputs) if inputs else None
-        self.build_model(encoder, head)
+        self.build_model(encoder, head, encoders, neck)
         if loss is None:
             loss = nn.BCEWithLogitsLoss() if num_outputs == 1 else nn.CrossEntropyLoss()
         self.loss_fn = loss

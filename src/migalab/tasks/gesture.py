@@ -1,9 +1,12 @@
-"""Micro-gesture classification task: any encoder (or fusion block) + a classification head.
+"""Micro-gesture classification task: an encoder (or encoders + a fusion neck) + a
+classification head.
 
 The module owns loss, metrics and optimisation only. The encoder is a plain ``nn.Module`` built
 by Hydra and injected; it maps a batch input to an
 :class:`~migalab.models.encoders.output.EncoderOutput` whose ``pooled`` (N, C) the head takes.
-The head is injected as a partial that receives ``in_channels=encoder.out_channels``; so is the
+With several streams, ``encoders`` (stream -> encoder) and a ``neck`` (a fusion, built from the
+encoders' sizes) take its place (:mod:`migalab.tasks.recognizer`). The head is injected as a
+partial that receives ``in_channels`` (the encoder's or the neck's ``out_channels``); so is the
 optional label-embedding head (System A's auxiliary semantic supervision).
 
 Multi-view evaluation (PoseC3D's 10 clips x flip): an evaluation batch that carries ``views``
@@ -12,9 +15,9 @@ their softmax probabilities are averaged (pyskl's ``average_clips="prob"``); the
 "logits" are then the log of the averaged probabilities (same argmax / top-k / softmax).
 
 Multimodal input (System B): ``x`` may be a dict of modality tensors (``{"rgb": (N, 3, T, H, W),
-"joint": (N, 3, T, V, M), ...}``). A fusion encoder takes the whole dict; a single-modality
-encoder takes ``x[input_key]``. The output's ``aux`` maps modality -> (N, K) logits of auxiliary
-per-modality heads (a fusion neck's); their loss, times ``aux_loss_weight``, is added in training
+"joint": (N, 3, T, V, M), ...}``). Encoders keyed by modality take their tensors and the neck
+fuses them; a single-modality encoder takes ``x[input_key]``. The neck's ``aux`` maps modality
+-> (N, K) logits of auxiliary per-modality heads; their loss, times ``aux_loss_weight``, is added in training
 (evaluation uses the main head only).
 """
 
@@ -44,7 +47,7 @@ class GestureModule(Recognizer):
 
     Args:
         encoder: module with ``out_channels`` whose forward returns an ``EncoderOutput``
-            (pooled (N, C)).
+            (pooled (N, C)); None with ``encoders`` + ``neck``.
         head: a module, or a callable ``head(in_channels=C) -> nn.Module`` giving logits (N, K).
         optimizer: partial ``optimizer(params=...)``.
         scheduler: optional partial ``scheduler(optimizer, total_steps=...)`` stepped per step.
@@ -71,19 +74,21 @@ class GestureModule(Recognizer):
             regulariser on ``head.fc.weight`` when enabled). Evaluation is unchanged.
         input_key: with dict batch inputs, feed ``x[input_key]`` to the encoder (a single-modality
             encoder on a multimodal datamodule); None feeds ``x`` as it is.
-        aux_loss_weight: weight of the mean loss of the encoder's auxiliary per-modality heads
-            (``EncoderOutput.aux`` of fusion necks); 0 = off.
+        aux_loss_weight: weight of the mean loss of the neck's auxiliary per-modality heads
+            (``EncoderOutput.aux``); 0 = off.
+        encoders: modality -> encoder, fused by ``neck`` (instead of one ``encoder``).
+        neck: a fusion module, or a partial given the encoders' sizes
+            (:func:`~migalab.models.fusion.streams.build_neck`), e.g. the token fusion.
 
-    ``backbone_lr_mult`` applies to the encoder's parameters, or, when the encoder names its
-    backbones with a ``backbone_prefix`` attribute (fusion blocks: ``"encoders."``), to those
-    only (the fusion layers then train at the full lr).
+    ``backbone_lr_mult`` applies to the encoder's parameters, or, with a neck, to the encoders'
+    (the neck then trains at the full lr).
     """
 
     def __init__(
         self,
-        encoder: nn.Module,
-        head: nn.Module | Callable[..., nn.Module],
-        optimizer: Callable[..., torch.optim.Optimizer],
+        encoder: nn.Module | None = None,
+        head: nn.Module | Callable[..., nn.Module] | None = None,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
         loss: ClassificationLoss | None = None,
         num_classes: int | None = None,
@@ -95,6 +100,8 @@ class GestureModule(Recognizer):
         label_embedding: nn.Module | Callable[..., nn.Module] | None = None,
         input_key: str | None = None,
         aux_loss_weight: float = 0.0,
+        encoders: Mapping[str, nn.Module] | None = None,
+        neck: nn.Module | Callable[..., nn.Module] | None = None,
     ) -> None:
         super().__init__()
         if num_classes is None:
@@ -106,6 +113,8 @@ class GestureModule(Recognizer):
         self.save_hyperparameters(
             ignore=[
                 "encoder",
+                "encoders",
+                "neck",
                 "head",
                 "loss",
                 "optimizer",
@@ -116,9 +125,9 @@ class GestureModule(Recognizer):
                 "label_embedding",
             ]
         )
-        self.build_model(encoder, head)
+        self.build_model(encoder, head, encoders, neck)
         if label_embedding is not None and not isinstance(label_embedding, nn.Module):
-            label_embedding = label_embedding(in_channels=encoder.out_channels)
+            label_embedding = label_embedding(in_channels=self.feature_channels)
         self.label_embedding = label_embedding
         self.loss_fn = loss if loss is not None else ClassificationLoss()
         self.num_classes = num_classes

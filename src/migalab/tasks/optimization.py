@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
-from migalab.utils.checkpoints import RENAMED_STATE_KEYS
+from migalab.utils.checkpoints import RENAMED_STATE_KEYS, upgrade_state_dict
 
 LR_SCALING_RULES = ("linear", "sqrt")
 
@@ -56,6 +56,8 @@ class OptimizationMixin:
         channels_last: bool,
     ) -> None:
         """Store the optimisation settings (see ``GestureModule``'s arguments)."""
+        if optimizer is None:
+            raise ValueError(f"{type(self).__name__} needs an optimizer (a partial over params)")
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self._compile = dict(compile) if isinstance(compile, Mapping) else bool(compile)
@@ -77,6 +79,9 @@ class OptimizationMixin:
         for old, new in RENAMED_STATE_KEYS.items():
             if old in checkpoint and new not in checkpoint:
                 checkpoint[new] = checkpoint.pop(old)
+        # a fusion model saved before its neck was split from its backbones (resumed by name)
+        if "state_dict" in checkpoint:
+            checkpoint["state_dict"] = upgrade_state_dict(checkpoint["state_dict"])
 
     def setup_encoder(self, stage: str) -> None:
         """Channels-last conversion and, when fitting, ``torch.compile`` of the encoder."""
@@ -87,8 +92,22 @@ class OptimizationMixin:
             self._apply(_channels_last)
         if self._compile is not False and stage == "fit" and not self._compiled:
             kwargs = self._compile if isinstance(self._compile, dict) else {}
-            self.encoder.compile(**kwargs)  # in place: state_dict keys keep their names
+            for module in self.compiled_modules():
+                module.compile(**kwargs)  # in place: state_dict keys keep their names
             self._compiled = True
+
+    def compiled_modules(self) -> list[torch.nn.Module]:
+        """What ``compile`` compiles: each encoder and the neck of an encoders + neck model,
+        else the encoder."""
+        neck = getattr(self, "neck", None)
+        if neck is not None:
+            return [*self.encoders.values(), neck]
+        return [self.encoder]
+
+    def backbone_prefix(self) -> str:
+        """Parameter-name prefix of the backbones ``backbone_lr_mult`` applies to: ``encoders.``
+        with a neck (the neck then trains at the full lr), else ``encoder.``."""
+        return "encoders." if getattr(self, "neck", None) is not None else "encoder."
 
     def global_batch_size(self) -> int:
         """Samples per optimiser step: per-device batch x world size x accumulation."""
@@ -125,11 +144,11 @@ class OptimizationMixin:
         )
 
     def build_optimizer(self) -> torch.optim.Optimizer:
-        """The optimiser over the trainable parameters, the encoder's (its ``backbone_prefix``
-        part) at ``backbone_lr_mult`` x the lr in a second group when that is not 1; without
-        the lr scaling and the scheduler, which need a trainer."""
+        """The optimiser over the trainable parameters, the backbones' (:meth:`backbone_prefix`)
+        at ``backbone_lr_mult`` x the lr in a second group when that is not 1; without the lr
+        scaling and the scheduler, which need a trainer."""
         mult = self.hparams.backbone_lr_mult
-        prefix = "encoder." + getattr(self.encoder, "backbone_prefix", "")
+        prefix = self.backbone_prefix()
         enc = [p for n, p in self.named_parameters() if p.requires_grad and n.startswith(prefix)]
         rest = [
             p for n, p in self.named_parameters() if p.requires_grad and not n.startswith(prefix)

@@ -132,11 +132,25 @@ RENAMED_STATE_KEYS: dict[str, str] = {"SkeletonDataModule": "ClipDataModule"}
 _OLD_FUSION_ENTRY_KEYS = ("kind", "input_size")
 
 
+#: the fusion necks that held their own encoders until 0.1 (their ``_target_`` suffixes) and
+#: how their stored config named the streams: the token fusion's ``modalities`` mapping, or
+#: InterFusion's two stream keys
+_OLD_NECK_STREAMS: dict[str, tuple[str, ...] | None] = {
+    "CrossModalTokenFusion": None,
+    "InterFusion": ("face", "context"),
+}
+#: a neck-holding model's parameter names before the split: ``encoder.encoders.<stream>.`` (the
+#: backbones) and the rest of ``encoder.`` (the neck)
+_OLD_BACKBONES, _OLD_NECK = "encoder.encoders.", "encoder."
+
+
 def upgrade_targets(cfg: Any) -> Any:
     """A copy of a stored config (plain containers) in today's shape: renamed ``_target_``
-    values (:data:`RENAMED_TARGETS`) replaced by their current names, and token-fusion modality
+    values (:data:`RENAMED_TARGETS`) replaced by their current names, token-fusion modality
     entries of older checkpoints migrated (``kind`` / ``input_size`` dropped, the entry's
-    ``checkpoint`` moved to its ``encoder``'s ``init``)."""
+    ``checkpoint`` moved to its ``encoder``'s ``init``), and a model whose ``encoder`` was a
+    fusion neck holding its backbones split into ``encoders`` + ``neck``
+    (:func:`split_neck_config`)."""
     if isinstance(cfg, DictConfig | ListConfig):
         cfg = OmegaConf.to_container(cfg, resolve=False)
     if isinstance(cfg, Mapping):
@@ -153,10 +167,80 @@ def upgrade_targets(cfg: Any) -> Any:
                         entry.pop(key, None)
                     if "checkpoint" in entry:
                         entry["encoder"].setdefault("init", entry.pop("checkpoint"))
-        return out
+        return split_neck_config(out)
     if isinstance(cfg, list | tuple):
         return [upgrade_targets(v) for v in cfg]
     return cfg
+
+
+def _old_neck_streams(node: Any) -> tuple[str, ...] | None:
+    """The stream names of a pre-split fusion neck config (one holding its encoders), else
+    None."""
+    if not isinstance(node, Mapping):
+        return None
+    target = str(node.get("_target_", ""))
+    for suffix, streams in _OLD_NECK_STREAMS.items():
+        if target.endswith("." + suffix):
+            if streams is None:  # the token fusion: its modalities mapping
+                modalities = node.get("modalities")
+                return tuple(modalities) if isinstance(modalities, Mapping) else None
+            return streams if all(isinstance(node.get(s), Mapping) for s in streams) else None
+    return None
+
+
+def split_neck_config(model: dict[str, Any]) -> dict[str, Any]:
+    """A model config whose ``encoder`` is a fusion neck holding its backbones (before 0.1:
+    ``encoder: {_target_: ...CrossModalTokenFusion, modalities: {rgb: {encoder, pool}, ...}}``
+    or ``encoder: {_target_: ...InterFusion, face: {encoder, pool}, context: ...}``) in today's
+    shape: ``encoders: {stream: <encoder config>}`` and ``neck: {<the rest>, pool: {stream:
+    pool}, _partial_: true}``, keys in the same order (``encoders`` then ``neck`` where
+    ``encoder`` was). Any other mapping is returned as it is."""
+    streams = _old_neck_streams(model.get("encoder"))
+    if streams is None:
+        return model
+    old = model["encoder"]
+    entries = old["modalities"] if "modalities" in old else {s: old[s] for s in streams}
+    encoders: dict[str, Any] = {}
+    pools: dict[str, Any] = {}
+    positions: dict[str, Any] = {}
+    for name, entry in entries.items():
+        if isinstance(entry, Mapping) and "encoder" in entry:
+            encoders[name] = entry["encoder"]
+            pools[name] = entry.get("pool") or "none"
+            if entry.get("spatial_positions") is not None:
+                positions[name] = entry["spatial_positions"]
+        else:  # a bare encoder config
+            encoders[name], pools[name] = entry, "none"
+    skip = {"modalities", *streams} if "modalities" in old else set(streams)
+    neck = {k: v for k, v in old.items() if k not in skip}
+    neck["pool"] = pools
+    if positions:
+        neck["spatial_positions"] = positions
+    neck["_partial_"] = True
+    out: dict[str, Any] = {}
+    for key, value in model.items():
+        if key == "encoder":
+            out["encoders"], out["neck"] = encoders, neck
+        else:
+            out[key] = value
+    return out
+
+
+def upgrade_state_dict(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A model state dict in today's parameter names: one saved before the fusion necks were
+    split from their backbones (it has ``encoder.encoders.<stream>.*`` keys) gets
+    ``encoder.encoders.<stream>.*`` -> ``encoders.<stream>.*`` and every other ``encoder.*`` ->
+    ``neck.*``; any other state dict comes back unchanged (as a new dict)."""
+    if not any(str(k).startswith(_OLD_BACKBONES) for k in state):
+        return dict(state)
+    out: dict[str, Any] = {}
+    for key, value in state.items():
+        if key.startswith(_OLD_BACKBONES):
+            key = "encoders." + key[len(_OLD_BACKBONES) :]
+        elif key.startswith(_OLD_NECK):
+            key = "neck." + key[len(_OLD_NECK) :]
+        out[key] = value
+    return out
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -4,6 +4,7 @@ dropped, errors), fine-tuning, memorisation, the token fusion, Hydra. Nothing is
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import hydra
@@ -16,6 +17,7 @@ from migalab.models.encoders.agcn import AGCN
 from migalab.models.encoders.framestack import FrameStack2D
 from migalab.models.finetune import load_initial_weights
 from migalab.models.fusion import CrossModalTokenFusion
+from migalab.models.fusion.streams import FusedEncoders
 from migalab.utils.checkpoints import check_config_targets
 from migalab.utils.hydra import compose_config, resolved_container
 
@@ -151,12 +153,13 @@ def test_memorises_sixteen_random_clips() -> None:
 
 def test_framestack_is_a_token_fusion_stream() -> None:
     torch.manual_seed(0)
-    fusion = CrossModalTokenFusion(
-        {"rgb": {"encoder": FrameStack2D("resnet10t", temporal_size=4, spatial_size=64)},
-         "joint": {"encoder": AGCN(layout="imigue22", base_channels=4, num_units=5)}},
-        num_classes=32, dim=32, depth=1, heads=4, dropout=0.0, modality_dropout=0.0,
+    fusion = FusedEncoders(
+        {"rgb": FrameStack2D("resnet10t", temporal_size=4, spatial_size=64),
+         "joint": AGCN(layout="imigue22", base_channels=4, num_units=5)},
+        partial(CrossModalTokenFusion, num_classes=32, dim=32, depth=1, heads=4, dropout=0.0,
+                modality_dropout=0.0),
     ).eval()  # fmt: skip
-    assert fusion.spatial_embed["rgb"].shape == (4, 32)
+    assert fusion.neck.spatial_embed["rgb"].shape == (4, 32)
     x = {"rgb": torch.randn(2, *CLIP), "joint": torch.randn(2, 3, 8, 22, 1)}
     with torch.no_grad():
         out = fusion(x)

@@ -6,6 +6,7 @@ Kinetics path is exercised with torchvision's weight loader replaced."""
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 
 import hydra
@@ -24,6 +25,7 @@ from migalab.models.encoders.resnet3d import (
 )
 from migalab.models.finetune import load_initial_weights
 from migalab.models.fusion import CrossModalTokenFusion
+from migalab.models.fusion.streams import FusedEncoders
 from migalab.utils.checkpoints import check_config_targets
 from migalab.utils.hydra import compose_config, resolved_container
 
@@ -392,12 +394,13 @@ def test_memorises_sixteen_random_clips() -> None:
 
 def test_resnet3d_is_a_token_fusion_stream() -> None:
     torch.manual_seed(0)
-    fusion = CrossModalTokenFusion(
-        {"rgb": {"encoder": ResNet3D("xs")},
-         "joint": {"encoder": AGCN(layout="imigue22", base_channels=4, num_units=5)}},
-        num_classes=32, dim=32, depth=1, heads=4, dropout=0.0, modality_dropout=0.0,
+    fusion = FusedEncoders(
+        {"rgb": ResNet3D("xs"),
+         "joint": AGCN(layout="imigue22", base_channels=4, num_units=5)},
+        partial(CrossModalTokenFusion, num_classes=32, dim=32, depth=1, heads=4, dropout=0.0,
+                modality_dropout=0.0),
     ).eval()  # fmt: skip
-    assert fusion.spatial_embed["rgb"].shape == (16, 32)  # spatial_positions: 4 × 4
+    assert fusion.neck.spatial_embed["rgb"].shape == (16, 32)  # spatial_positions: 4 × 4
     x = {"rgb": torch.randn(2, *CLIP), "joint": torch.randn(2, 3, 8, 22, 1)}
     with torch.no_grad():
         out = fusion(x)

@@ -4,6 +4,7 @@ residual blocks, gradients, checkpointing, fine-tuning, memorisation, the token 
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 
 import hydra
@@ -16,6 +17,7 @@ from migalab.models.encoders.output import EncoderOutput
 from migalab.models.encoders.x3d import X3D, X3D_PRESETS, X3DBlock
 from migalab.models.finetune import load_initial_weights
 from migalab.models.fusion import CrossModalTokenFusion
+from migalab.models.fusion.streams import FusedEncoders
 from migalab.utils.checkpoints import check_config_targets
 from migalab.utils.hydra import compose_config, resolved_container
 
@@ -240,12 +242,13 @@ def test_memorises_sixteen_random_clips() -> None:
 
 def test_x3d_is_a_token_fusion_stream() -> None:
     torch.manual_seed(0)
-    fusion = CrossModalTokenFusion(
-        {"rgb": {"encoder": X3D("xs")},
-         "joint": {"encoder": AGCN(layout="imigue22", base_channels=4, num_units=5)}},
-        num_classes=32, dim=32, depth=1, heads=4, dropout=0.0, modality_dropout=0.0,
+    fusion = FusedEncoders(
+        {"rgb": X3D("xs"),
+         "joint": AGCN(layout="imigue22", base_channels=4, num_units=5)},
+        partial(CrossModalTokenFusion, num_classes=32, dim=32, depth=1, heads=4, dropout=0.0,
+                modality_dropout=0.0),
     ).eval()  # fmt: skip
-    assert fusion.spatial_embed["rgb"].shape == (4, 32)  # X3D's spatial_positions: 2 × 2
+    assert fusion.neck.spatial_embed["rgb"].shape == (4, 32)  # X3D's spatial_positions: 2 × 2
     x = {"rgb": torch.randn(2, *CLIP), "joint": torch.randn(2, 3, 8, 22, 1)}
     with torch.no_grad():
         out = fusion(x)

@@ -4,17 +4,18 @@ neck's config."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import hydra
 import pytest
 import torch
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
 from torch import nn
 
 from migalab.models.encoders.output import EncoderOutput, grid_index
 from migalab.models.encoders.swinface import SwinFaceEncoder
 from migalab.models.fusion import InterFusion
-from migalab.utils.paths import CONFIG_MODULE
+from migalab.models.fusion.streams import FusedEncoders
+from migalab.utils.hydra import compose_config
 
 B, T, DIM = 4, 5, 16
 
@@ -53,12 +54,14 @@ class TinyContext(nn.Module):
         return EncoderOutput(tokens, tokens[:, 0], time, space)
 
 
-def make(seed: int = 0, **kwargs) -> InterFusion:
+def make(seed: int = 0, **kwargs) -> FusedEncoders:
+    """Face + context encoders -> an InterFusion neck, as one module."""
     torch.manual_seed(seed)
     defaults = dict(dim=DIM, depth=2, heads=4, dropout=0.0, stream_dropout=0.0)
     defaults.update(kwargs)
-    ctx_pool = defaults.pop("context_pool", "none")
-    return InterFusion(TinyFace(), {"encoder": TinyContext(), "pool": ctx_pool}, **defaults)
+    pool = {"context": defaults.pop("context_pool", "none")}
+    encoders = {"face": TinyFace(), "context": TinyContext()}
+    return FusedEncoders(encoders, partial(InterFusion, pool=pool, **defaults))
 
 
 def inputs(seed: int = 1) -> dict:
@@ -139,8 +142,8 @@ def test_gradients_finite_with_missing_streams() -> None:
     (out.pooled.square().sum() + sum(a.sum() for a in out.aux.values())).backward()
     grads = {n: p.grad for n, p in fusion.named_parameters()}
     assert all(g is not None and torch.isfinite(g).all() for g in grads.values())
-    assert grads["empty"].abs().sum() > 0  # the no-evidence vector is learned
-    assert grads["gate.weight"].abs().sum() > 0  # the gate sees the both-stream sample
+    assert grads["neck.empty"].abs().sum() > 0  # the no-evidence vector is learned
+    assert grads["neck.gate.weight"].abs().sum() > 0  # the gate sees the both-stream sample
 
 
 def test_stream_dropout_keeps_one_stream() -> None:
@@ -172,45 +175,52 @@ def test_gate_merge_rules() -> None:
     f, c = torch.randn(4, DIM), torch.randn(4, DIM)
     has_f = torch.tensor([True, True, False, False])
     has_c = torch.tensor([True, False, True, False])
-    m = fusion.merge(f, c, has_f, has_c)
+    m = fusion.neck.merge(f, c, has_f, has_c)
     assert torch.allclose(m[0], 0.5 * (f[0] + c[0]))  # gate starts at 0.5
     assert torch.equal(m[1], f[1]) and torch.equal(m[2], c[2])
-    assert torch.equal(m[3], fusion.empty.detach())
+    assert torch.equal(m[3], fusion.neck.empty.detach())
 
 
 def test_input_errors() -> None:
     fusion = make()
-    with pytest.raises(ValueError, match="at least one"):
+    with pytest.raises(ValueError, match="no input stream"):
         fusion({})
+    with pytest.raises(ValueError, match="at least one"):
+        fusion.neck({})
     with pytest.raises(ValueError, match="unknown"):
         fusion({"face": inputs()["face"], "audio": 1})
     with pytest.raises(ValueError, match="shape"):
         fusion(dict(inputs(), present={"face": torch.ones(3, dtype=torch.bool)}))
     with pytest.raises(ValueError, match="divisible"):
         make(dim=10, heads=4)
+    with pytest.raises(ValueError, match="needs the streams"):
+        InterFusion({"face": 8})
+    with pytest.raises(ValueError, match="unknown"):
+        fusion.neck({"face": fusion.encoders["face"](inputs()["face"])},
+                    visible={"audio": torch.ones(B, T, dtype=torch.bool)})  # fmt: skip
 
 
 def test_neck_config_with_real_encoders() -> None:
     """conf/model/neck/interfusion.yaml with the CPU presets: SwinFace crops + MViT clips."""
     p = "model.neck."
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        cfg = compose(
-            config_name="model/neck/interfusion",
-            overrides=[
-                "model/encoder@model.neck.face.encoder=swinface_small",
-                f"{p}context.encoder.preset=xs",
-                f"{p}context.encoder.temporal_size=8",
-                f"{p}context.encoder.spatial_size=[64,64]",
-                f"{p}dim=32",
-                f"{p}heads=4",
-                f"{p}depth=1",
-                f"{p}num_classes=2",
-            ],
-        )
-    GlobalHydra.instance().clear()
-    fusion = hydra.utils.instantiate(cfg.model.neck).eval()
-    assert isinstance(fusion, InterFusion) and isinstance(fusion.encoders.face, SwinFaceEncoder)
+    cfg = compose_config(
+        "train",
+        [
+            "experiment=system_b_emotion_synth",
+            "model/encoder@model.encoders.context=mvit",
+            "model.encoders.context.preset=xs",
+            "model.encoders.context.temporal_size=8",
+            "model.encoders.context.spatial_size=[64,64]",
+            f"{p}dim=32",
+            f"{p}heads=4",
+            f"{p}depth=1",
+            f"{p}num_classes=2",
+        ],
+    )
+    encoders = hydra.utils.instantiate(cfg.model.encoders)
+    fusion = FusedEncoders(encoders, hydra.utils.instantiate(cfg.model.neck)).eval()
+    assert isinstance(fusion.neck, InterFusion)
+    assert isinstance(fusion.encoders.face, SwinFaceEncoder)
     x = {
         "face": torch.randint(0, 256, (2, 2, 3, 112, 112), dtype=torch.uint8),
         "context": torch.randn(2, 3, 8, 64, 64),

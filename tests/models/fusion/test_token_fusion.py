@@ -1,7 +1,10 @@
-"""Tests of CrossModalTokenFusion on tiny encoders (a video stand-in with the MViT token contract,
-AGCN joint/bone streams, a SlowOnly volume)."""
+"""Tests of CrossModalTokenFusion (a neck) on tiny encoders (a video stand-in with the MViT token
+contract, AGCN joint/bone streams, a SlowOnly volume), through FusedEncoders (encoders -> neck,
+the routing the recognizer shares)."""
 
 from __future__ import annotations
+
+from functools import partial
 
 import pytest
 import torch
@@ -12,6 +15,7 @@ from torch import nn
 from migalab.models.encoders.agcn import AGCN
 from migalab.models.encoders.output import EncoderOutput, grid_index
 from migalab.models.fusion import CrossModalTokenFusion
+from migalab.models.fusion.streams import FusedEncoders, build_neck
 from migalab.models.heads import ClassificationHead
 
 K = 32
@@ -48,17 +52,23 @@ def agcn() -> AGCN:
 
 def make_fusion(
     names: tuple[str, ...] = ("video", "joint", "bone"), seed: int = 0, **kwargs
-) -> CrossModalTokenFusion:
+) -> FusedEncoders:
+    """Encoders (video stand-in / AGCN) -> a token-fusion neck, as one module."""
     torch.manual_seed(seed)
-    entries = {}
+    encoders, pool = {}, {}
     for n in names:
-        if n == "video":
-            entries[n] = {"encoder": TinyVideoEncoder(), "pool": kwargs.pop("video_pool", "none")}
-        else:
-            entries[n] = {"encoder": agcn(), "pool": kwargs.pop(f"{n}_pool", "none")}
+        encoders[n] = TinyVideoEncoder() if n == "video" else agcn()
+        pool[n] = kwargs.pop(f"{n}_pool", "none")
     defaults = dict(dim=32, depth=1, heads=4, dropout=0.0, modality_dropout=0.0)
     defaults.update(kwargs)
-    return CrossModalTokenFusion(entries, num_classes=K, **defaults)
+    return FusedEncoders(
+        encoders, partial(CrossModalTokenFusion, num_classes=K, pool=pool, **defaults)
+    )
+
+
+def tokens_of(model: FusedEncoders, name: str, x: torch.Tensor) -> EncoderOutput:
+    """Stream ``name``'s tokens as the neck reads them (its encoder, then the neck's pooling)."""
+    return model.neck.tokens_of(name, model.encoders[name](x))
 
 
 def make_inputs(names=("video", "joint", "bone"), batch: int = B, seed: int = 1) -> dict:
@@ -89,7 +99,7 @@ def test_shapes(names, cross):
     assert set(aux) == set(names)
     assert all(a.shape == (B, K) for a in aux.values())
     assert torch.isfinite(tokens).all()
-    assert len(model.cross_layers) == (1 if cross else 0)
+    assert len(model.neck.cross_layers) == (1 if cross else 0)
 
 
 def test_pool_space_token_counts():
@@ -99,32 +109,39 @@ def test_pool_space_token_counts():
     tokens = out.tokens
     # video: cls + T'=4; joint: T'=4; bone: 4·22
     assert tokens.shape == (B, 1 + 5 + 4 + N_SKEL, 32)
-    assert "video" not in model.spatial_embed and "joint" not in model.spatial_embed
-    assert model.spatial_embed["bone"].shape == (22, 32)
+    assert "video" not in model.neck.spatial_embed and "joint" not in model.neck.spatial_embed
+    assert model.neck.spatial_embed["bone"].shape == (22, 32)
     # pool="space" = the mean of each frame's tokens, class token kept first
     enc = model.encoders["joint"]
     x = make_inputs(("joint",))["joint"]
     with torch.no_grad():
-        full, pooled = enc(x), model.extract_tokens("joint", x)
+        full, pooled = enc(x), tokens_of(model, "joint", x)
     torch.testing.assert_close(pooled.tokens, full.tokens.view(B, 4, 22, -1).mean(dim=2))
     assert pooled.space.tolist() == [-1] * 4 and pooled.time.tolist() == full.time[::22].tolist()
     with torch.no_grad():
-        video = model.extract_tokens("video", make_inputs(("video",))["video"])
+        video = tokens_of(model, "video", make_inputs(("video",))["video"])
     assert video.tokens.shape[1] == 5 and video.time[0] == -1 and video.num_global == 1
 
 
 def test_spatial_embedding_sizes_and_grid_check():
     model = make_fusion(("video", "joint"))
-    assert model.spatial_embed["video"].shape == (16, 32)  # the encoder's spatial_positions
-    assert model.spatial_embed["joint"].shape == (22, 32)  # AGCN: V
-    # Bare modules; an encoder without spatial_positions gets no spatial embedding, unless the
-    # entry sizes it.
+    assert model.neck.spatial_embed["video"].shape == (16, 32)  # the encoder's spatial_positions
+    assert model.neck.spatial_embed["joint"].shape == (22, 32)  # AGCN: V
+    # An encoder without spatial_positions gets no spatial embedding, unless the neck's
+    # configuration sizes it; the pools default to "none".
     video = TinyVideoEncoder(spatial_positions=None)
-    bare = CrossModalTokenFusion({"video": video, "joint": agcn()}, K, dim=32, heads=4)
+    encoders = {"video": video, "joint": agcn()}
+    bare = build_neck(partial(CrossModalTokenFusion, num_classes=K, dim=32, heads=4), encoders)
     assert bare.pools == {"video": "none", "joint": "none"}
     assert "video" not in bare.spatial_embed and bare.spatial_embed["joint"].shape == (22, 32)
-    sized = CrossModalTokenFusion({"video": {"encoder": video, "spatial_positions": 20}}, K)
+    sized = build_neck(
+        partial(CrossModalTokenFusion, num_classes=K, spatial_positions={"video": 20}), encoders
+    )
     assert sized.spatial_embed["video"].shape == (20, 256)
+    assert sized.spatial_embed["joint"].shape == (22, 256)  # the encoder's own size
+    with pytest.raises(ValueError, match="unknown streams"):
+        build_neck(partial(CrossModalTokenFusion, num_classes=K, spatial_positions={"x": 4}),
+                   encoders)  # fmt: skip
     # A larger run-time grid than the table was sized for is an error.
     with pytest.raises(ValueError, match="spatial positions"):
         model.eval()({"video": torch.randn(1, 3, 8, 32, 32)})
@@ -132,15 +149,15 @@ def test_spatial_embedding_sizes_and_grid_check():
 
 def test_time_bins_shared_and_global_row():
     model = make_fusion(("video", "joint"), time_bins=16)
-    assert model.time_embed.shape == (17, 32)
-    assert model.time_index(grid_index(4, 1)[0]).tolist() == [2, 6, 10, 14]
-    mt = model.extract_tokens("video", torch.randn(1, *VIDEO_SHAPE))
-    bins = model.time_index(mt.time)
+    assert model.neck.time_embed.shape == (17, 32)
+    assert model.neck.time_index(grid_index(4, 1)[0]).tolist() == [2, 6, 10, 14]
+    mt = tokens_of(model, "video", torch.randn(1, *VIDEO_SHAPE))
+    bins = model.neck.time_index(mt.time)
     assert bins[0] == 16 and mt.space[0] == -1  # class token: the global row
     assert bins[1:].tolist() == [2] * 16 + [6] * 16 + [10] * 16 + [14] * 16
     assert mt.space[1:17].tolist() == list(range(16))
-    mg = model.extract_tokens("joint", torch.randn(1, *SKEL_SHAPE))
-    assert model.time_index(mg.time).tolist() == [2] * 22 + [6] * 22 + [10] * 22 + [14] * 22
+    mg = tokens_of(model, "joint", torch.randn(1, *SKEL_SHAPE))
+    assert model.neck.time_index(mg.time).tolist() == [2] * 22 + [6] * 22 + [10] * 22 + [14] * 22
     assert mg.space[:22].tolist() == list(range(22))
 
 
@@ -152,7 +169,7 @@ def test_time_index_is_exact(time_bins):
         time, _ = grid_index(frames, 3, num_global=1)
         t = torch.arange(frames).repeat_interleave(3)
         expected = [time_bins, *(((2 * t + 1) * time_bins) // (2 * frames)).tolist()]
-        assert model.time_index(time).tolist() == expected, frames
+        assert model.neck.time_index(time).tolist() == expected, frames
 
 
 @pytest.mark.parametrize("names", [("joint",), ("joint", "bone"), ("video",)])
@@ -204,7 +221,7 @@ def test_modality_dropout_sampling_never_all_dropped():
     model = make_fusion(modality_dropout=0.9)
     torch.manual_seed(0)
     present = torch.rand(4000, 3) < 0.7
-    keep = model.sample_modality_keep(present, torch.full((3,), 0.9))
+    keep = model.neck.sample_modality_keep(present, torch.full((3,), 0.9))
     assert not (keep & ~present).any()  # only present modalities are kept
     has_any = present.any(dim=1)
     assert keep[has_any].any(dim=1).all()  # never all dropped
@@ -237,23 +254,23 @@ def test_modality_dropout_train_only():
 
 def test_modality_dropout_mapping_validation():
     model = make_fusion(modality_dropout={"video": 0.5})
-    assert model.modality_dropout == {"video": 0.5, "joint": 0.0, "bone": 0.0}
+    assert model.neck.modality_dropout == {"video": 0.5, "joint": 0.0, "bone": 0.0}
     with pytest.raises(ValueError, match="unknown modalities"):
         make_fusion(modality_dropout={"audio": 0.5})
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         make_fusion(modality_dropout=1.5)
 
 
-def test_backbone_prefix_param_names():
+def test_the_neck_holds_no_encoder():
     model = make_fusion()
-    assert CrossModalTokenFusion.backbone_prefix == "encoders."
     names = [n for n, _ in model.named_parameters()]
-    backbone = [n for n in names if n.startswith(model.backbone_prefix)]
+    backbone = [n for n in names if n.startswith("encoders.")]
     n_enc = sum(len(list(e.parameters())) for e in model.encoders.values())
     assert len(backbone) == n_enc > 0
     for m in ("video", "joint", "bone"):
         assert any(n.startswith(f"encoders.{m}.") for n in backbone)
-    assert all(not n.startswith("encoders.") for n in names if "aux_heads" in n or "proj" in n)
+    assert all(n.startswith("neck.") for n in names if "aux_heads" in n or "proj" in n)
+    assert not any(isinstance(m, AGCN | TinyVideoEncoder) for m in model.neck.modules())
 
 
 def test_gradients_reach_everything():
@@ -271,17 +288,17 @@ def test_gradients_reach_everything():
     for m in ("video", "joint", "bone"):
         g = sum(p.grad.abs().sum() for p in model.encoders[m].parameters())
         assert g > 0, m
-        assert model.modality_embed[m].grad.abs().sum() > 0
-        assert model.spatial_embed[m].grad.abs().sum() > 0
+        assert model.neck.modality_embed[m].grad.abs().sum() > 0
+        assert model.neck.spatial_embed[m].grad.abs().sum() > 0
     # bins 2, 6, 10, 14 and the global row (video class token) are used
-    used = model.time_embed.grad.abs().sum(dim=1) > 0
+    used = model.neck.time_embed.grad.abs().sum(dim=1) > 0
     assert used.nonzero().flatten().tolist() == [2, 6, 10, 14, 16]
-    assert model.cls_token.grad.abs().sum() > 0
+    assert model.neck.cls_token.grad.abs().sum() > 0
 
 
 def test_input_errors():
     model = make_fusion().eval()
-    with pytest.raises(ValueError, match="unknown modality keys"):
+    with pytest.raises(ValueError, match="unknown input streams"):
         model({**make_inputs(("joint",)), "audio": torch.randn(B, 4)})
     with pytest.raises(ValueError, match=r"video.*joint.*bone"):
         model({})
@@ -295,10 +312,13 @@ def test_input_errors():
         model({"joint": torch.randn(2, *SKEL_SHAPE), "bone": torch.randn(3, *SKEL_SHAPE)})
     with pytest.raises(ValueError, match="at least two"):
         make_fusion(("joint",), cross_attention=True)
-    # the fusion neither guesses token layouts nor loads weights any more
-    for key, value in (("kind", "graph"), ("checkpoint", "x.ckpt"), ("input_size", [8, 1, 1])):
-        with pytest.raises(ValueError, match="unknown entry keys"):
-            CrossModalTokenFusion({"joint": {"encoder": agcn(), key: value}}, K, dim=32, heads=4)
+    with pytest.raises(ValueError, match="pool must be one of"):
+        make_fusion(("joint",), joint_pool="max")
+    with pytest.raises(ValueError, match="pool names unknown"):
+        CrossModalTokenFusion({"joint": 8}, K, dim=32, heads=4, pool={"bone": "space"})
+    with pytest.raises(ValueError, match="not single tokens"):
+        model.neck({"joint": model.encoders["joint"](make_inputs(("joint",))["joint"])},
+                   visible={"joint": torch.ones(B, N_SKEL, dtype=torch.bool)})  # fmt: skip
 
 
 def test_deterministic_eval():
@@ -314,34 +334,34 @@ def test_deterministic_eval():
 def test_hydra_instantiate_with_volume():
     cfg = OmegaConf.create(
         {
-            "_target_": "migalab.models.fusion.CrossModalTokenFusion",
-            "num_classes": K,
-            "dim": 32,
-            "heads": 4,
-            "depth": 1,
-            "modalities": {
+            "encoders": {
                 "joint": {
-                    "encoder": {
-                        "_target_": "migalab.models.encoders.agcn.AGCN",
-                        "base_channels": 4,
-                        "num_units": 5,
-                    },
+                    "_target_": "migalab.models.encoders.agcn.AGCN",
+                    "base_channels": 4,
+                    "num_units": 5,
                 },
                 "heatmap": {
-                    "encoder": {
-                        "_target_": "migalab.models.encoders.posec3d.SlowOnly",
-                        "in_channels": 4,
-                        "base_channels": 2,
-                        "stage_blocks": [1, 1, 1],
-                    },
-                    # SlowOnly's H'·W' depends on the input size: the entry sizes the table
-                    "spatial_positions": 16,
+                    "_target_": "migalab.models.encoders.posec3d.SlowOnly",
+                    "in_channels": 4,
+                    "base_channels": 2,
+                    "stage_blocks": [1, 1, 1],
                 },
+            },
+            "neck": {
+                "_target_": "migalab.models.fusion.CrossModalTokenFusion",
+                "_partial_": True,
+                "num_classes": K,
+                "dim": 32,
+                "heads": 4,
+                "depth": 1,
+                # SlowOnly's H'·W' depends on the input size: the neck's config sizes the table
+                "spatial_positions": {"heatmap": 16},
             },
         }
     )
-    model = instantiate(cfg).eval()
-    assert model.spatial_embed["heatmap"].shape == (16, 32)  # 32 / 8 = 4 -> 4·4
+    parts = instantiate(cfg, _convert_="all")
+    model = FusedEncoders(parts["encoders"], parts["neck"]).eval()
+    assert model.neck.spatial_embed["heatmap"].shape == (16, 32)  # 32 / 8 = 4 -> 4·4
     x = {"joint": torch.randn(2, *SKEL_SHAPE), "heatmap": torch.randn(2, 4, 8, 32, 32)}
     with torch.no_grad():
         out = model(x)
@@ -356,9 +376,10 @@ def test_skeleton_transformer_is_a_fusion_stream() -> None:
 
     torch.manual_seed(0)
     stt = SkeletonTransformer(layout="imigue22", num_frames=8, dim=16, depth=1, heads=2)
-    fusion = CrossModalTokenFusion(
-        modalities={"video": {"encoder": TinyVideoEncoder()}, "joint": {"encoder": stt}},
-        num_classes=K, dim=32, depth=1, heads=4, dropout=0.0, modality_dropout=0.0,
+    fusion = FusedEncoders(
+        {"video": TinyVideoEncoder(), "joint": stt},
+        partial(CrossModalTokenFusion, num_classes=K, dim=32, depth=1, heads=4, dropout=0.0,
+                modality_dropout=0.0),
     )  # fmt: skip
     x = {"video": torch.randn(B, *VIDEO_SHAPE), "joint": torch.randn(B, *SKEL_SHAPE)}
     out = fusion(x)

@@ -48,7 +48,7 @@ class SkeletonTransformer(FinetuneMixin, nn.Module):
         dropout: dropout after the embeddings.
         finetune: ``full`` | ``frozen`` | ``partial`` over ``[embedding, *blocks]``
             (:mod:`migalab.models.finetune`); ``trainable_blocks`` for ``partial``.
-        init: a checkpoint (e.g. of ``migalab-pretrain experiment=mamp_skeleton``) whose
+        init: a checkpoint (e.g. of ``migalab-pretrain experiment=pretrain/mamp_skeleton``) whose
             ``encoder.*`` weights initialise this encoder when a fit starts fresh (strict).
 
     Attributes:

@@ -3,19 +3,20 @@ embeddings + MViTv2-S context tokens, attention across the two streams).
 
 The paper gives no sizes; ours (config values, defaults in brackets):
 
-1. **Encoders.** ``face`` (e.g. :class:`~migalab.models.encoders.swinface.SwinFaceEncoder`: one
-   token per frame) and ``context`` (e.g. :class:`~migalab.models.encoders.mvit.MViTEncoder`:
-   class token + T'·H'·W' grid) each map their input to an ``EncoderOutput``. An entry is an
-   encoder or a mapping ``{encoder, pool}`` as in the token fusion (``pool="space"`` averages each
-   frame's spatial tokens: MViTv2-S's 1 + 8·7·7 tokens become 1 + 8).
+1. **Encoders** (the recognizer's ``encoders.face`` / ``encoders.context``, not part of the
+   neck). ``face`` (e.g. :class:`~migalab.models.encoders.swinface.SwinFaceEncoder`: one token
+   per frame) and ``context`` (e.g. :class:`~migalab.models.encoders.mvit.MViTEncoder`: class
+   token + T'·H'·W' grid) each map their input to an ``EncoderOutput`` that the neck receives.
+   ``pool`` per stream as in the token fusion (``"space"`` averages each frame's spatial tokens:
+   MViTv2-S's 1 + 8·7·7 tokens become 1 + 8).
 2. **Embedding.** Per stream ``Linear(C -> dim) + LayerNorm`` [dim 256], a learned stream-type
    embedding and a temporal embedding from one table of ``time_bins + 1`` rows shared by both
    streams [16] (:func:`~migalab.models.fusion.token_fusion.time_bin_index`; the last row for
    global tokens), so face frame t and context frame t' at the same instant share a time code.
 3. **Masking.** A token is masked when its stream is absent for the sample
-   (``x["present"][name]`` False, or the stream missing from the input) or, per token, when
-   ``x["visible"][name]`` is False (a frame without a detected face; also passed to the encoder
-   as ``visible=``). Masked tokens are zeroed right after the embedding (a NaN placeholder cannot
+   (``present[name]`` False, or the stream missing from the input) or, per token, when
+   ``visible[name]`` is False (a frame without a detected face; the recognizer also passes it to
+   the encoder as ``visible=``). Masked tokens are zeroed right after the embedding (a NaN placeholder cannot
    leak) and never attended to.
 4. **Bidirectional cross-attention** [depth 2, heads 8, mlp_ratio 4]: in every round the face
    tokens attend to the context tokens and the context tokens to the face tokens, both from the
@@ -38,6 +39,8 @@ Output: ``EncoderOutput`` with tokens (B, N_face + N_context, dim) (face tokens 
 tokens 0), their time / space (the encoders'), pooled (B, dim), aux. A stream missing from the
 input mapping is not run (its encoder and projection then have no gradient: DDP needs
 ``find_unused_parameters``; prefer per-sample ``present`` flags with placeholder inputs).
+Built from the encoders' sizes (``channels``), as a recognizer builds a neck partial
+(:func:`~migalab.models.fusion.streams.build_neck`).
 """
 
 from __future__ import annotations
@@ -51,8 +54,8 @@ from torch import nn
 from migalab.models.encoders.output import EncoderOutput
 from migalab.models.fusion.token_fusion import (
     CrossAttentionBlock,
-    CrossModalTokenFusion,
     init_transformer_weights,
+    parse_pools,
     sample_modality_keep,
     time_bin_index,
 )
@@ -61,15 +64,17 @@ __all__ = ["STREAMS", "InterFusion"]
 
 #: the two streams, in token order
 STREAMS = ("face", "context")
-RESERVED_KEYS = frozenset({"present", "visible"})
 
 
 class InterFusion(nn.Module):
     """Bidirectional cross-attention between a face stream and a context stream, gated merge.
 
     Args:
-        face: the face stream's encoder, or ``{encoder, pool}`` (pool "none" | "space").
-        context: the context stream's encoder, or ``{encoder, pool}``.
+        channels: stream -> token width C of its encoder; exactly ``face`` and ``context`` (a
+            recognizer passes its encoders' ``out_channels``).
+        spatial_positions: unused (the streams get no spatial embedding); accepted because a
+            recognizer passes every neck its encoders' sizes.
+        pool: stream -> "none" | "space" (unlisted: "none").
         dim: fusion width (256).
         depth: bidirectional cross-attention rounds (2; 0 = pooled streams merged directly).
         heads: attention heads (8; ``dim`` must be divisible by it).
@@ -82,24 +87,22 @@ class InterFusion(nn.Module):
 
     Attributes:
         out_channels: ``dim``.
-        backbone_prefix: "encoders." (parameter-name prefix of the two encoders).
 
     Forward:
-        x: ``{"face": face input, "context": context input}`` (either may be missing or None:
-            not run, masked for every sample), plus optionally ``"present"``: name -> (B,) bool
-            per-sample availability and ``"visible"``: name -> (B, N) bool per-token validity
-            (passed to that encoder as ``visible=``; for SwinFace N = T frames).
+        outs: ``{"face": EncoderOutput, "context": EncoderOutput}`` (either may be missing or
+            None: masked for every sample).
+        present: optional stream -> (B,) bool per-sample availability.
+        visible: optional stream -> (B, N) bool per-token validity (for SwinFace N = T frames).
         returns :class:`~migalab.models.encoders.output.EncoderOutput`: tokens
         (B, N_face + N_context, dim), pooled (B, dim), time / space (N_face + N_context,),
         aux name -> (B, K).
     """
 
-    backbone_prefix = "encoders."
-
     def __init__(
         self,
-        face: Mapping[str, Any] | nn.Module,
-        context: Mapping[str, Any] | nn.Module,
+        channels: Mapping[str, int],
+        spatial_positions: Mapping[str, int | None] | None = None,
+        pool: Mapping[str, str] | None = None,
         dim: int = 256,
         depth: int = 2,
         heads: int = 8,
@@ -118,20 +121,14 @@ class InterFusion(nn.Module):
                 f"bad settings: depth={depth}, time_bins={time_bins}, "
                 f"stream_dropout={stream_dropout}"
             )
-        encoders: dict[str, nn.Module] = {}
-        self.pools: dict[str, str] = {}
-        for name, entry in zip(STREAMS, (face, context), strict=True):
-            # the token fusion's entry parsing (a bare encoder or {encoder, pool, ...})
-            encoders[name], self.pools[name], _ = CrossModalTokenFusion._parse_entry(name, entry)
-        self.encoders = nn.ModuleDict(encoders)
+        if set(channels) != set(STREAMS):
+            raise ValueError(f"InterFusion needs the streams {STREAMS}, got {sorted(channels)}")
+        self.pools, _ = parse_pools(STREAMS, pool, None, "stream")
         self.dim, self.out_channels, self.time_bins = dim, dim, time_bins
         self.stream_dropout = float(stream_dropout)
 
         self.proj = nn.ModuleDict(
-            {
-                n: nn.Sequential(nn.Linear(int(e.out_channels), dim), nn.LayerNorm(dim))
-                for n, e in self.encoders.items()
-            }
+            {n: nn.Sequential(nn.Linear(int(channels[n]), dim), nn.LayerNorm(dim)) for n in STREAMS}
         )
         self.stream_embed = nn.ParameterDict({n: nn.Parameter(torch.zeros(dim)) for n in STREAMS})
         self.time_embed = nn.Parameter(torch.zeros(time_bins + 1, dim))
@@ -163,11 +160,8 @@ class InterFusion(nn.Module):
         nn.init.zeros_(self.gate.bias)
 
     # ------------------------------------------------------------------ pieces
-    def encode(self, name: str, x: Any, visible: torch.Tensor | None) -> EncoderOutput:
-        """Run stream ``name``'s encoder (with ``visible=`` when given), pooled over space with
-        ``pool="space"``."""
-        enc = self.encoders[name]
-        out: EncoderOutput = enc(x) if visible is None else enc(x, visible=visible)
+    def tokens_of(self, name: str, out: EncoderOutput) -> EncoderOutput:
+        """Stream ``name``'s encoder output, pooled over space with ``pool="space"``."""
         return out.pool_space() if self.pools[name] == "space" else out
 
     def embed(self, name: str, out: EncoderOutput) -> torch.Tensor:
@@ -197,40 +191,42 @@ class InterFusion(nn.Module):
     # ------------------------------------------------------------------ forward
     def _flags(
         self,
-        x: Mapping[str, Any],
+        table: Mapping[str, Any] | None,
         name: str,
         batch: int,
         device: torch.device,
         key: str,
         size: int | None = None,
     ) -> torch.Tensor | None:
-        table = x.get(key) or {}
+        table = table or {}
         bad = set(table) - set(STREAMS)
         if bad:
-            raise ValueError(f"x[{key!r}] names unknown streams {sorted(bad)}; expected {STREAMS}")
+            raise ValueError(f"{key} names unknown streams {sorted(bad)}; expected {STREAMS}")
         value = table.get(name)
         if value is None:
             return None
         value = torch.as_tensor(value, device=device).bool()
         shape = (batch,) if size is None else (batch, size)
         if tuple(value.shape) != shape:
-            raise ValueError(
-                f"x[{key!r}][{name!r}] must have shape {shape}, got {tuple(value.shape)}"
-            )
+            raise ValueError(f"{key}[{name!r}] must have shape {shape}, got {tuple(value.shape)}")
         return value
 
-    def forward(self, x: Mapping[str, Any]) -> EncoderOutput:
-        unknown = set(x) - set(STREAMS) - RESERVED_KEYS
+    def forward(
+        self,
+        outs: Mapping[str, EncoderOutput],
+        present: Mapping[str, Any] | None = None,
+        visible: Mapping[str, Any] | None = None,
+    ) -> EncoderOutput:
+        """outs: stream -> EncoderOutput (+ optional present / visible flags) -> EncoderOutput
+        (tokens (B, N_face + N_context, dim), pooled (B, dim), aux stream -> (B, K))."""
+        unknown = set(outs) - set(STREAMS)
         if unknown:
             raise ValueError(f"unknown InterFusion inputs {sorted(unknown)}; expected {STREAMS}")
-        names = [n for n in STREAMS if x.get(n) is not None]
+        names = [n for n in STREAMS if outs.get(n) is not None]
         if not names:
             raise ValueError(f"InterFusion needs at least one of {STREAMS} in its input")
-
-        outs: dict[str, EncoderOutput] = {}
-        for n in names:
-            vis_in = (x.get("visible") or {}).get(n)
-            outs[n] = self.encode(n, x[n], vis_in)
+        outs = {n: self.tokens_of(n, outs[n]) for n in names}
+        flags_present, flags_visible = present, visible
         batch = outs[names[0]].tokens.shape[0]
         device = outs[names[0]].tokens.device
         for n in names:
@@ -242,7 +238,7 @@ class InterFusion(nn.Module):
         present = torch.zeros(batch, len(STREAMS), dtype=torch.bool, device=device)
         for i, n in enumerate(STREAMS):
             if n in outs:
-                p = self._flags(x, n, batch, device, "present")
+                p = self._flags(flags_present, n, batch, device, "present")
                 present[:, i] = True if p is None else p
         keep = present
         if self.training and self.stream_dropout > 0:
@@ -256,7 +252,7 @@ class InterFusion(nn.Module):
                 continue
             z = self.embed(n, outs[n])
             v = keep[:, i : i + 1].expand(batch, z.shape[1])
-            vis = self._flags(x, n, batch, device, "visible", z.shape[1])
+            vis = self._flags(flags_visible, n, batch, device, "visible", z.shape[1])
             if vis is not None:
                 v = v & vis
             z = torch.where(v[..., None], z, torch.zeros((), dtype=z.dtype, device=device))

@@ -3,8 +3,9 @@ MiGA 2025: MViTv2-S video tokens + 2s-AGCN joint and bone skeleton tokens).
 
 Pipeline, for the modalities present in the input mapping (configuration order):
 
-1. **Encoders.** Each modality's encoder (``encoders.<name>``) maps its input to an
-   :class:`~migalab.models.encoders.output.EncoderOutput`: tokens (B, N_m, C_m), pooled
+1. **Encoders** (not part of the neck: the recognizer's ``encoders.<name>``, run by
+   :func:`~migalab.models.fusion.streams.encode_streams`). Each modality's encoder maps its
+   input to an :class:`~migalab.models.encoders.output.EncoderOutput`: tokens (B, N_m, C_m), pooled
    (B, C_m) and each token's ``time`` (``τ = (t' + 0.5) / T'``, -1 for global tokens such as
    MViT's class token) and ``space`` (joint v or ``h'·W' + w'``, -1 for none). The encoder
    owns its layout (AGCN: T'·V tokens averaged over persons, ordered (t', v); MViT: class token
@@ -23,7 +24,7 @@ Pipeline, for the modalities present in the input mapping (configuration order):
    same instants, so equal τ is the same moment in every modality.
 
 3. **Masking.** A token is masked (``key_padding_mask`` True) when its modality is absent for that
-   sample (``x["present"]``) or dropped by modality dropout. Masked tokens are replaced by zeros
+   sample (the ``present`` flags) or dropped by modality dropout. Masked tokens are replaced by zeros
    right after the embedding (so even NaN placeholder features cannot leak through a zero
    attention weight), are never attended to, and are zero in the returned ``tokens``.
 
@@ -41,9 +42,11 @@ Pipeline, for the modalities present in the input mapping (configuration order):
    encoder's own pooled feature (unaffected by masking and modality dropout; the training loss
    should mask them with ``present``), returned in ``EncoderOutput.aux``.
 
-The fusion is a neck: its output is again an ``EncoderOutput`` (fused tokens, the fusion class
-token as ``pooled``, the per-modality aux logits). It loads no weights: an encoder's
-``init`` option is handled by :func:`migalab.models.finetune.load_initial_weights`.
+The fusion is a neck: it takes the encoders' outputs (name -> ``EncoderOutput``) and returns
+again an ``EncoderOutput`` (fused tokens, the fusion class token as ``pooled``, the per-modality
+aux logits). It holds no encoder and loads no weights; it is built from the encoders' sizes
+(``channels``, ``spatial_positions``: what a recognizer passes to a neck partial, see
+:func:`~migalab.models.fusion.streams.build_neck`).
 
 All-masked samples: the fusion class token is always unmasked, so a sample whose modalities are
 all absent still has one valid key and its output is finite — ``pooled`` is then a learned
@@ -56,8 +59,8 @@ present modalities, one of them, chosen uniformly, is re-enabled. So the effecti
 a modality is slightly below the configured one, and no sample loses all its evidence. In eval
 mode nothing is dropped.
 
-DDP: a modality missing from a batch's input mapping leaves its encoder, projection and
-embeddings without gradient; train with ``find_unused_parameters=True`` when batches can miss
+DDP: a modality missing from a batch's input mapping leaves its encoder (in the recognizer),
+projection and embeddings without gradient; train with ``find_unused_parameters=True`` when batches can miss
 modalities (per-sample ``present`` masking keeps every parameter in the graph).
 """
 
@@ -75,12 +78,12 @@ __all__ = [
     "CrossAttentionBlock",
     "CrossModalTokenFusion",
     "init_transformer_weights",
+    "parse_pools",
     "sample_modality_keep",
     "time_bin_index",
 ]
 
 POOLS = ("none", "space")
-ENTRY_KEYS = frozenset({"encoder", "pool", "spatial_positions"})
 RESERVED_KEYS = frozenset({"present"})
 
 
@@ -125,6 +128,33 @@ def sample_modality_keep(present: torch.Tensor, probs: torch.Tensor) -> torch.Te
     scores = torch.rand(present.shape, device=present.device).masked_fill(~present, -1.0)
     pick = torch.zeros_like(present).scatter_(1, scores.argmax(dim=1, keepdim=True), True)
     return keep | (pick & need[:, None])
+
+
+def parse_pools(
+    names: tuple[str, ...],
+    pool: Mapping[str, str] | None,
+    spatial_positions: Mapping[str, int | None] | None,
+    kind: str,
+) -> tuple[dict[str, str], dict[str, int]]:
+    """(name -> pooling, name -> spatial table size) of a neck's inputs, validated: ``pool``
+    names only known inputs and is one of :data:`POOLS` ("none" when unlisted); a size is kept
+    for an input with pool "none" and a known size >= 1 (``kind`` names the inputs in errors)."""
+    pool = dict(pool or {})
+    unknown = set(pool) - set(names)
+    if unknown:
+        raise ValueError(f"pool names unknown {kind}s {sorted(unknown)}; expected {list(names)}")
+    pools = {n: str(pool.get(n) or "none") for n in names}
+    for n, p in pools.items():
+        if p not in POOLS:
+            raise ValueError(f"{kind} {n!r}: pool must be one of {POOLS}, got {p!r}")
+    sizes: dict[str, int] = {}
+    for n, size in (spatial_positions or {}).items():
+        if n not in pools or size is None or pools[n] == "space":
+            continue
+        if int(size) < 1:
+            raise ValueError(f"{kind} {n!r}: spatial_positions must be >= 1, got {size}")
+        sizes[n] = int(size)
+    return pools, sizes
 
 
 class CrossAttentionBlock(nn.Module):
@@ -187,20 +217,15 @@ class CrossModalTokenFusion(nn.Module):
     """Fuse the tokens of several encoders with a transformer (see the module docstring).
 
     Args:
-        modalities: name -> entry, in the order the tokens are concatenated. An entry is a bare
-            encoder (pool "none") or a mapping with keys
-
-            * ``encoder`` (nn.Module returning an ``EncoderOutput``, with ``out_channels``;
-              required; Hydra instantiates it inside the mapping),
-            * ``pool``: "none" | "space" (default "none"),
-            * ``spatial_positions``: int, size of the spatial embedding table (default: the
-              encoder's ``spatial_positions`` attribute, e.g. V for AGCN, H'·W' for MViT).
-
-            Without a spatial table size (or with ``pool="space"``) the modality has no spatial
-            embedding. The size is fixed at construction (no lazy parameters, as DDP needs); a
-            larger ``space`` index at run time raises ValueError. The name "present" is
-            reserved.
+        channels: name -> C_m, the token width of each modality's encoder, in the order the
+            tokens are concatenated (a recognizer passes its encoders' ``out_channels``).
         num_classes: K, classes of the auxiliary heads.
+        spatial_positions: name -> size of that modality's spatial embedding table (the
+            encoder's ``spatial_positions`` attribute, e.g. V for AGCN, H'·W' for MViT); a
+            missing or None entry (or ``pool="space"``) means no spatial embedding. The size is
+            fixed at construction (no lazy parameters, as DDP needs); a larger ``space`` index at
+            run time raises ValueError.
+        pool: name -> "none" | "space" (unlisted modalities: "none").
         dim: fusion width (256).
         depth: fusion transformer layers (2).
         heads: attention heads (8; ``dim`` must be divisible by it).
@@ -219,14 +244,15 @@ class CrossModalTokenFusion(nn.Module):
 
     Attributes:
         out_channels: ``dim``.
-        backbone_prefix: "encoders." — parameter-name prefix of the encoders (lower lr).
         pools: name -> pooling.
+        modality_names: the modalities, in token order.
 
     Forward:
-        x: name -> input of that modality's encoder, for the modalities present in the batch
-            (missing names are skipped and their encoders not run), plus optionally
-            ``x["present"]``: name -> (B,) bool per-sample availability (absent samples' tokens are
+        outs: name -> that modality's ``EncoderOutput``, for the modalities present in the batch
+            (missing names are skipped).
+        present: optional name -> (B,) bool per-sample availability (absent samples' tokens are
             masked; their placeholder input should still be finite for BatchNorm statistics).
+        visible: must be None (this neck masks whole modalities, not single tokens).
         returns :class:`~migalab.models.encoders.output.EncoderOutput`: tokens (B, 1 + N, dim)
         (the fusion class token first, then each input modality's tokens in configuration
         order; masked tokens are 0), pooled (B, dim) = the fusion class token, the tokens'
@@ -234,12 +260,12 @@ class CrossModalTokenFusion(nn.Module):
         logits of the auxiliary heads (empty when ``aux_heads=False``).
     """
 
-    backbone_prefix = "encoders."
-
     def __init__(
         self,
-        modalities: Mapping[str, Mapping[str, Any] | nn.Module],
+        channels: Mapping[str, int],
         num_classes: int,
+        spatial_positions: Mapping[str, int | None] | None = None,
+        pool: Mapping[str, str] | None = None,
         dim: int = 256,
         depth: int = 2,
         heads: int = 8,
@@ -254,7 +280,7 @@ class CrossModalTokenFusion(nn.Module):
         aux_dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        if not modalities:
+        if not channels:
             raise ValueError("CrossModalTokenFusion needs at least one modality")
         if dim % heads != 0:
             raise ValueError(f"dim={dim} must be divisible by heads={heads}")
@@ -266,26 +292,21 @@ class CrossModalTokenFusion(nn.Module):
         self.dim, self.out_channels, self.num_classes = dim, dim, num_classes
         self.time_bins = time_bins
 
-        encoders: dict[str, nn.Module] = {}
-        self.pools: dict[str, str] = {}
-        spatial_sizes: dict[str, int] = {}
-        for name, entry in modalities.items():
-            name = str(name)
+        names = [str(n) for n in channels]
+        for name in names:
             if name in RESERVED_KEYS or "." in name or not name:
                 raise ValueError(f"invalid modality name {name!r}")
-            encoder, pool, size = self._parse_entry(name, entry)
-            encoders[name], self.pools[name] = encoder, pool
-            if size is not None:
-                spatial_sizes[name] = size
-        self.modality_names: tuple[str, ...] = tuple(encoders)
-        self.encoders = nn.ModuleDict(encoders)
+        self.modality_names: tuple[str, ...] = tuple(names)
+        self.pools, spatial_sizes = parse_pools(
+            self.modality_names, pool, spatial_positions, "modality"
+        )
 
         if cross_attention and len(self.modality_names) < 2:
             raise ValueError("cross_attention needs at least two modalities")
         probs = self._parse_dropout(modality_dropout)
         self.modality_dropout: dict[str, float] = probs
 
-        channels = {n: int(self.encoders[n].out_channels) for n in self.modality_names}
+        channels = {n: int(c) for n, c in zip(names, channels.values(), strict=True)}
         self.proj = nn.ModuleDict(
             {n: nn.Sequential(nn.Linear(c, dim), nn.LayerNorm(dim)) for n, c in channels.items()}
         )
@@ -340,38 +361,6 @@ class CrossModalTokenFusion(nn.Module):
 
     # ------------------------------------------------------------------ construction helpers
 
-    @staticmethod
-    def _parse_entry(
-        name: str, entry: Mapping[str, Any] | nn.Module
-    ) -> tuple[nn.Module, str, int | None]:
-        """(encoder, pool, spatial table size or None) of one modality entry."""
-        if isinstance(entry, nn.Module):
-            entry = {"encoder": entry}
-        if not isinstance(entry, Mapping):
-            raise TypeError(f"modality {name!r}: expected an nn.Module or a mapping, got {entry!r}")
-        unknown = set(entry) - ENTRY_KEYS
-        if unknown:
-            raise ValueError(
-                f"modality {name!r}: unknown entry keys {sorted(unknown)}; "
-                f"allowed: {sorted(ENTRY_KEYS)}"
-            )
-        encoder = entry.get("encoder")
-        if not isinstance(encoder, nn.Module):
-            raise TypeError(f"modality {name!r}: 'encoder' must be an nn.Module, got {encoder!r}")
-        if not hasattr(encoder, "out_channels"):
-            raise ValueError(f"modality {name!r}: encoder has no 'out_channels' attribute")
-        pool = str(entry.get("pool") or "none")
-        if pool not in POOLS:
-            raise ValueError(f"modality {name!r}: pool must be one of {POOLS}, got {pool!r}")
-        size = entry.get("spatial_positions")
-        if size is None:
-            size = getattr(encoder, "spatial_positions", None)
-        if pool == "space" or size is None:
-            return encoder, pool, None
-        if int(size) < 1:
-            raise ValueError(f"modality {name!r}: spatial_positions must be >= 1, got {size}")
-        return encoder, pool, int(size)
-
     def _parse_dropout(self, modality_dropout: float | Mapping[str, float]) -> dict[str, float]:
         """name -> drop probability, validated."""
         if isinstance(modality_dropout, Mapping):
@@ -406,9 +395,9 @@ class CrossModalTokenFusion(nn.Module):
         """:func:`time_bin_index` with this fusion's ``time_bins``."""
         return time_bin_index(time, self.time_bins)
 
-    def extract_tokens(self, name: str, x: torch.Tensor) -> EncoderOutput:
-        """Run modality ``name``'s encoder on ``x`` (pooled over space with ``pool="space"``)."""
-        out: EncoderOutput = self.encoders[name](x)
+    def tokens_of(self, name: str, out: EncoderOutput) -> EncoderOutput:
+        """Modality ``name``'s encoder output as the fusion reads it: pooled over space with
+        ``pool="space"``, its spatial index checked against the embedding table's size."""
         if self.pools[name] == "space":
             return out.pool_space()
         if name in self.spatial_embed and out.space.numel():
@@ -416,8 +405,8 @@ class CrossModalTokenFusion(nn.Module):
             if positions > self.spatial_embed[name].shape[0]:
                 raise ValueError(
                     f"modality {name!r}: {positions} spatial positions but the spatial "
-                    f"embedding was sized {self.spatial_embed[name].shape[0]} (set "
-                    "spatial_positions in its entry)"
+                    f"embedding was sized {self.spatial_embed[name].shape[0]} (the encoder's "
+                    "spatial_positions)"
                 )
         return out
 
@@ -441,32 +430,41 @@ class CrossModalTokenFusion(nn.Module):
     # ------------------------------------------------------------------------------- forward
 
     def _parse_inputs(
-        self, x: Mapping[str, Any]
+        self, outs: Mapping[str, EncoderOutput], present: Mapping[str, Any] | None
     ) -> tuple[list[str], dict[str, torch.Tensor | None]]:
-        """(names present in x in config order, name -> (B,) bool present or None)."""
-        unknown = set(x) - set(self.modality_names) - RESERVED_KEYS
+        """(names present in ``outs`` in config order, name -> (B,) bool present or None)."""
+        unknown = set(outs) - set(self.modality_names)
         if unknown:
             raise ValueError(
                 f"unknown modality keys {sorted(unknown)}; expected some of "
-                f"{list(self.modality_names)} (and optionally 'present')"
+                f"{list(self.modality_names)}"
             )
-        names = [n for n in self.modality_names if n in x and x[n] is not None]
+        names = [n for n in self.modality_names if outs.get(n) is not None]
         if not names:
             raise ValueError(
                 f"no modality in the input; expected at least one of {list(self.modality_names)}"
             )
-        present_in = x.get("present") or {}
+        present_in = present or {}
         bad = set(present_in) - set(self.modality_names)
         if bad:
-            raise ValueError(f"x['present'] names unknown modalities {sorted(bad)}")
-        present = {n: present_in.get(n) for n in names}
-        return names, present
+            raise ValueError(f"present names unknown modalities {sorted(bad)}")
+        return names, {n: present_in.get(n) for n in names}
 
-    def forward(self, x: Mapping[str, Any]) -> EncoderOutput:
-        """x: name -> encoder input (+ optional "present": name -> (B,) bool) ->
+    def forward(
+        self,
+        outs: Mapping[str, EncoderOutput],
+        present: Mapping[str, Any] | None = None,
+        visible: Mapping[str, Any] | None = None,
+    ) -> EncoderOutput:
+        """outs: name -> EncoderOutput (+ optional present: name -> (B,) bool) ->
         EncoderOutput(tokens (B, 1 + N, dim), pooled (B, dim), time / space (1 + N,),
         aux name -> (B, K))."""
-        names, present_in = self._parse_inputs(x)
+        if visible:
+            raise ValueError(
+                "CrossModalTokenFusion masks whole modalities (present), not single tokens: "
+                f"got visible flags for {sorted(visible)}"
+            )
+        names, present_in = self._parse_inputs(outs, present)
 
         embedded: list[torch.Tensor] = []
         times: list[torch.Tensor] = []
@@ -474,7 +472,7 @@ class CrossModalTokenFusion(nn.Module):
         aux: dict[str, torch.Tensor] = {}
         batch: int | None = None
         for name in names:
-            out = self.extract_tokens(name, x[name])
+            out = self.tokens_of(name, outs[name])
             if batch is None:
                 batch = out.tokens.shape[0]
             elif out.tokens.shape[0] != batch:
@@ -496,7 +494,7 @@ class CrossModalTokenFusion(nn.Module):
                 p = torch.as_tensor(p, device=device)
                 if p.shape != (batch,):
                     raise ValueError(
-                        f"x['present'][{name!r}] must have shape ({batch},), got {tuple(p.shape)}"
+                        f"present[{name!r}] must have shape ({batch},), got {tuple(p.shape)}"
                     )
                 present[:, i] = p.bool()
         keep = present
