@@ -106,8 +106,10 @@ EXPERIMENTS: dict[str, str] = {
 
 
 def experiment_option(name: str) -> str:
-    """The ``experiment=`` option of a row: pretraining experiments live in experiment/pretrain/."""
-    return f"pretrain/{name}" if EXPERIMENTS[name] == "pretrain" else name
+    """The ``experiment=`` option of a row or of its ``_synth`` CPU variant (``--tiny``):
+    pretraining experiments live in experiment/pretrain/."""
+    entry = EXPERIMENTS[name.removesuffix("_synth")]
+    return f"pretrain/{name}" if entry == "pretrain" else name
 
 
 #: experiments also timed in fp32 (besides bf16 autocast)

@@ -181,6 +181,20 @@ def _gpu_check() -> ModuleType:
     return module
 
 
+def test_gpu_check_experiment_options_name_existing_configs() -> None:
+    """Every row (and its ``_synth`` CPU variant, ``--tiny``) names an experiment yaml; the
+    pretraining ones in experiment/pretrain/."""
+    gc = _gpu_check()
+    from migalab.utils.paths import config_dir
+
+    experiments = config_dir() / "experiment"
+    for name, entry in gc.EXPERIMENTS.items():
+        for variant in (name, f"{name}_synth"):
+            option = gc.experiment_option(variant)
+            assert (experiments / f"{option}.yaml").is_file(), option
+            assert option.startswith("pretrain/") == (entry == "pretrain"), option
+
+
 def test_gpu_check_peaks_plan_arithmetic_and_budget(tmp_path: Path) -> None:
     """Peak lookup by device name, MFU and the plan's arithmetic; with no time budget left
     every experiment gets a one-line skip reason in valid JSON."""
