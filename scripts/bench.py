@@ -569,9 +569,9 @@ def _data_wait(experiment: str, source: str, steps: int, out: Path) -> dict[str,
          _video_args)  # fmt: skip
 def bench_video(args: argparse.Namespace) -> dict[str, Any]:
     from migalab.data.cache import SkeletonCache
-    from migalab.data.pipelines.multimodal import VideoSource, build_clip_jobs
+    from migalab.data.representations.multimodal import VideoSource, build_clip_jobs
     from migalab.data.skeleton.transforms import uniform_frame_indices
-    from migalab.data.video.clips import prepare_clips
+    from migalab.data.video.prepared_clips import prepare_clips
     from migalab.data.video.readers import open_video
 
     console = _console()
@@ -798,13 +798,13 @@ def _faces_args(p: argparse.ArgumentParser) -> None:
          _faces_args)  # fmt: skip
 def bench_faces(args: argparse.Namespace) -> dict[str, Any]:
     from migalab.data.cache import SkeletonCache
-    from migalab.data.pipelines.multimodal import (
+    from migalab.data.representations.multimodal import (
         FaceOptions,
         build_clip_jobs,
         build_face_jobs,
         clip_face_track,
     )
-    from migalab.data.video.clips import prepare_clips
+    from migalab.data.video.prepared_clips import prepare_clips
     from migalab.data.video.readers import open_video
 
     console = _console()

@@ -7,7 +7,7 @@
    generator's ``emotion_effect``: losers slump, pitch the head down and smile a quarter as
    often) and its skeleton cache, under ``--workdir`` (reused when current).
 2. Prepares every clip's face crops exactly as ``data.modalities=[face, ...]`` does
-   (:func:`~migalab.data.pipelines.multimodal.build_face_jobs` + ``prepare_clips``, 112 px).
+   (:func:`~migalab.data.representations.multimodal.build_face_jobs` + ``prepare_clips``, 112 px).
 3. Writes ``<out>/face_crops_grid.png``: one row per video (won first), the middle frame of
    each of its clips, then the mean won crop, the mean lost crop and their difference (x4).
 4. Prints and writes (``<out>/face_crops_check.json``) per-video numbers, won vs lost:
@@ -132,9 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from migalab.data.cache import SkeletonCache
-    from migalab.data.pipelines.multimodal import FaceOptions, build_face_jobs, clip_face_track
+    from migalab.data.representations.multimodal import (
+        FaceOptions,
+        build_face_jobs,
+        clip_face_track,
+    )
     from migalab.data.skeleton.transforms import uniform_frame_indices
-    from migalab.data.video.clips import PreparedClips, clips_are_current, prepare_clips
+    from migalab.data.video.prepared_clips import PreparedClips, clips_are_current, prepare_clips
 
     cache = SkeletonCache(_release(args))
     meta = json.loads((args.workdir / "release" / "synth_meta.json").read_text())

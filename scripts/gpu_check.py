@@ -180,7 +180,7 @@ def mfu(flops: float | None, seconds: float | None, peak_tflops: float | None) -
 
 # -- synthetic data ------------------------------------------------------------------------------
 class SyntheticFrames:
-    """Stands in for :class:`migalab.data.pipelines.multimodal.VideoSource` (prepared clips):
+    """Stands in for :class:`migalab.data.representations.multimodal.VideoSource` (prepared clips):
     every clip has a video, whose frames are random uint8 crops of the prepared size."""
 
     source = "prepared"
@@ -379,7 +379,7 @@ def build_setup(
     import hydra
     from lightning.pytorch.utilities import move_data_to_device
 
-    from migalab.data.pipelines import MultiModalRepresentation
+    from migalab.data.representations import MultiModalRepresentation
 
     exp = f"{name}_synth" if tiny else name
     cache = tmp / "cache"

@@ -2,7 +2,7 @@
 
 An emotion model reads face crops (and person crops) of clips that its data pipeline prepares
 from a release: the face track from the skeleton's face keypoints, crops cut from the mp4
-(:mod:`migalab.data.pipelines.multimodal`). A new video gets exactly that pipeline by becoming a
+(:mod:`migalab.data.representations.multimodal`). A new video gets exactly that pipeline by becoming a
 *one-video release* in the run dir (``emotion/release/test/<vid>/`` with the pose table, a link
 to the mp4 and a label file listing its clips), which the checkpoint's own datamodule prepares
 and scores (:func:`migalab.scoring.ensemble.build_from_checkpoint`); nothing is written next to the user's

@@ -1,7 +1,7 @@
 """The LightningDataModule of every experiment: splits, samplers, loaders and resume.
 
 What a dataset is comes from its spec (:mod:`migalab.data.specs`), how a clip becomes an input
-from a representation (:mod:`migalab.data.pipelines`), and what is written to disk before
+from a representation (:mod:`migalab.data.representations`), and what is written to disk before
 training from :mod:`migalab.data.prepare`; sampling, DDP and resume details live in
 :mod:`migalab.data.samplers`.
 """
@@ -27,8 +27,8 @@ from migalab.data.background import background_options, with_background
 from migalab.data.cache import SkeletonCache
 from migalab.data.datasets import TARGETS, SkeletonClipDataset
 from migalab.data.formats.miga2025 import read_video_labels, read_video_subjects
-from migalab.data.pipelines import ClipOptions, Representation, build_representation
-from migalab.data.prepare.clip_data import prepare_clip_data
+from migalab.data.prepare.datamodule_files import prepare_datamodule_files
+from migalab.data.representations import ClipOptions, Representation, build_representation
 from migalab.data.samplers import (
     DistributedWeightedSampler,
     EpochShuffleSampler,
@@ -87,7 +87,7 @@ class ClipDataModule(LightningDataModule):
 
     ``prepare_data`` (rank 0 of each node) generates the synthetic release when ``synthetic`` is
     given, converts the release into the skeleton cache unless it is current
-    (:func:`~migalab.data.prepare.clip_data.prepare_clip_data`) and runs the representation's
+    (:func:`~migalab.data.prepare.datamodule_files.prepare_datamodule_files`) and runs the representation's
     own preparation (person-cropped video clips). ``setup`` builds one
     :class:`SkeletonClipDataset` per split. Batches: ``x``, ``label`` (N,), ``index`` (N,) and,
     for multi-view heatmaps, ``views``. ``x`` by representation:
@@ -108,19 +108,19 @@ class ClipDataModule(LightningDataModule):
         dataset: the dataset spec's name (:data:`migalab.data.specs.BUILTIN_DATASETS`) or
             ``package.module:SPEC``; it gives the class names and count, split names, reader.
         synthetic: :class:`~migalab.synthetic.SynthConfig` fields, or None for real data.
-        layout: joint layout of the clips (:class:`~migalab.data.pipelines.ClipOptions`
+        layout: joint layout of the clips (:class:`~migalab.data.representations.ClipOptions`
             documents this and the next five, with their defaults).
         num_frames: T, frames sampled per clip.
         stream: skeleton stream (``joint``, ``bone``, ...).
         num_persons: M, persons per clip.
         augment: training augmentations.
         interpolate: filling of missing keypoints.
-        representation: ``gcn`` or ``heatmap`` (:mod:`migalab.data.pipelines`).
-        heatmap: :class:`~migalab.data.pipelines.HeatmapOptions` fields.
+        representation: ``gcn`` or ``heatmap`` (:mod:`migalab.data.representations`).
+        heatmap: :class:`~migalab.data.representations.HeatmapOptions` fields.
         modalities: None (one skeleton stream), or a list of ``rgb``, ``face``, ``joint``,
             ``bone``, ... for multimodal samples.
-        video: :class:`~migalab.data.pipelines.VideoOptions` fields (RGB modalities).
-        face: :class:`~migalab.data.pipelines.FaceOptions` fields (the ``face`` modality).
+        video: :class:`~migalab.data.representations.VideoOptions` fields (RGB modalities).
+        face: :class:`~migalab.data.representations.FaceOptions` fields (the ``face`` modality).
         batch_size: per-device batch size (global batch = batch_size x devices x nodes x
             accumulate_grad_batches; ``model.lr_scaling`` can scale the lr with it).
         eval_batch_size: per-device batch size of validation / test / predict (default batch_size).
@@ -339,7 +339,7 @@ class ClipDataModule(LightningDataModule):
             self._prepare_data()
 
     def _prepare_data(self) -> None:
-        prepare_clip_data(
+        prepare_datamodule_files(
             self.spec,
             self.release_root,
             self.cache_dir,

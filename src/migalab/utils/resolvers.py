@@ -57,7 +57,7 @@ def _dataset(root: DictConfig) -> Any:
 
 
 def _heatmap_channels(layout: str, stream: str) -> int:
-    from migalab.data.pipelines.heatmap import heatmap_channels
+    from migalab.data.representations.heatmap import heatmap_channels
 
     return heatmap_channels(layout, stream)
 

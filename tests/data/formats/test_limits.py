@@ -27,7 +27,7 @@ from migalab.data.formats.miga2025 import read_openpose_table
 from migalab.data.formats.npy2023 import read_npy2023
 from migalab.data.formats.pyskl import read_pyskl
 from migalab.data.prepare import prepare_release
-from migalab.data.prepare.clips import stack_clips
+from migalab.data.prepare.clip_release import stack_clips
 from tests.data.formats.hostile import (
     base_xlsx,
     far_cell_xlsx,

@@ -113,7 +113,7 @@ from functools import partial
 
 import numpy as np
 
-from migalab.data.prepare.clips import is_clip_cache_current, prepare_clip_release
+from migalab.data.prepare.clip_release import is_clip_cache_current, prepare_clip_release
 from migalab.data.record import ClipRecord
 from migalab.data.specs import DatasetSpec
 

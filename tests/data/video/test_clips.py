@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from migalab.data.video.clips import (
+from migalab.data.video.prepared_clips import (
     ClipJob,
     PreparedClips,
     clips_are_current,
@@ -188,7 +188,7 @@ def test_truncated_video_keeps_finished_clips(videos: tuple[Path, Path], tmp_pat
 def test_crop_resize_matches_pil() -> None:
     """The prepare step's per-frame crop is the load-time crop (transforms.crop_resize); inside
     the frame it matches PIL's bilinear resize; outside the frame it is black."""
-    from migalab.data.video.clips import crop_resize
+    from migalab.data.video.prepared_clips import crop_resize
 
     frame = np.random.default_rng(0).integers(0, 256, (48, 64, 3), np.uint8)
     for box in [(10, 4, 42, 36), (0, 0, 64, 48), (30, 10, 62, 42)]:

@@ -9,14 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from migalab.data.video.clips import (
-    CSV_COLUMNS,
-    ClipJob,
-    PreparedClips,
-    clips_are_current,
-    clips_fingerprint,
-    prepare_clips,
-)
 from migalab.data.video.faces import (
     SOURCE_FACE,
     SOURCE_HEAD,
@@ -24,6 +16,14 @@ from migalab.data.video.faces import (
     face_track,
     keypoints137,
     smooth_missing,
+)
+from migalab.data.video.prepared_clips import (
+    CSV_COLUMNS,
+    ClipJob,
+    PreparedClips,
+    clips_are_current,
+    clips_fingerprint,
+    prepare_clips,
 )
 from tests.data.video.test_readers import decode_index, make_video
 

@@ -1,7 +1,7 @@
 """Preparation: a release -> the skeleton cache (:mod:`migalab.data.cache`), done once.
 
 * :mod:`~migalab.data.prepare.release`: per-video table releases (MiGA 2025, the 35-joint tables);
-* :mod:`~migalab.data.prepare.clips`: clip-level releases (MiGA 2023 npy, pyskl pickles);
+* :mod:`~migalab.data.prepare.clip_release`: clip-level releases (MiGA 2023 npy, pyskl pickles);
 * :mod:`~migalab.data.prepare.result`: the report of a run;
 * :mod:`~migalab.data.prepare.pipeline`: everything a datamodule prepares (synthetic release,
   cache, person-cropped video clips);

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from migalab.data.classes import CLASS_NAMES
 from migalab.data.formats.npy2023 import DEFAULT_IMG_SHAPE, LAYOUT, read_npy2023_split, split_paths
-from migalab.data.prepare.clips import is_clip_cache_current, prepare_clip_release
+from migalab.data.prepare.clip_release import is_clip_cache_current, prepare_clip_release
 from migalab.data.specs.base import DatasetSpec
 
 

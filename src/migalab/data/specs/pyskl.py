@@ -9,7 +9,7 @@ from pathlib import Path
 
 from migalab.data.classes import CLASS_NAMES
 from migalab.data.formats.pyskl import read_pyskl
-from migalab.data.prepare.clips import is_clip_cache_current, prepare_clip_release
+from migalab.data.prepare.clip_release import is_clip_cache_current, prepare_clip_release
 from migalab.data.record import ClipRecord
 from migalab.data.specs.base import DatasetSpec
 

@@ -26,7 +26,7 @@ How decoding avoids re-opening and re-scanning a video:
 The cost of a read is therefore dominated by decoding from the preceding keyframe to the last
 wanted frame. Long-GOP 1280x720 interview sources (keyframes every ~250 frames) cost up to a
 second per 16-frame clip; for training, prepare the person-cropped short-GOP clip cache once
-(:mod:`migalab.data.video.clips`) and read from that.
+(:mod:`migalab.data.video.prepared_clips`) and read from that.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ terminal step: it returns the (C, T, V, M) float32 array a GCN encoder consumes.
 
 (``InterpolateMissing`` only with ``interpolate=...``; the validator then turns NaN keypoints
 into missing ones instead of raising.) The PoseC3D heatmap pipeline reuses the first steps; see
-``migalab.data.skeleton.heatmap_pipeline``.
+``migalab.data.skeleton.heatmap_transforms``.
 
 Conventions
 -----------
@@ -50,13 +50,13 @@ from migalab.data.skeleton.transforms.augmentations import (
     RandomFlip,
     resolve_augment,
 )
-from migalab.data.skeleton.transforms.formatting import FormatGCNInput
-from migalab.data.skeleton.transforms.normalization import NormalizeSkeleton
-from migalab.data.skeleton.transforms.pipeline import (
+from migalab.data.skeleton.transforms.builders import (
     STREAMS,
     build_skeleton_pipeline,
     temporal_steps,
 )
+from migalab.data.skeleton.transforms.formatting import FormatGCNInput
+from migalab.data.skeleton.transforms.normalization import NormalizeSkeleton
 from migalab.data.skeleton.transforms.pose_related import (
     InterpolateMissing,
     SelectLayout,

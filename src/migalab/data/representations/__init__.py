@@ -17,10 +17,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from migalab.data.pipelines.base import ClipOptions, Representation, ViewSample, options_from
-from migalab.data.pipelines.gcn import GcnRepresentation
-from migalab.data.pipelines.heatmap import HeatmapOptions, HeatmapRepresentation
-from migalab.data.pipelines.multimodal import (
+from migalab.data.representations.base import ClipOptions, Representation, ViewSample, options_from
+from migalab.data.representations.gcn import GcnRepresentation
+from migalab.data.representations.heatmap import HeatmapOptions, HeatmapRepresentation
+from migalab.data.representations.multimodal import (
     FaceOptions,
     MultiModalRepresentation,
     VideoOptions,

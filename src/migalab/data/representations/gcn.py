@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from migalab.data.pipelines.base import Representation, ViewSample
+from migalab.data.representations.base import Representation, ViewSample
 from migalab.data.skeleton.transforms import build_skeleton_pipeline
 
 

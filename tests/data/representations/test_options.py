@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 from omegaconf import OmegaConf
 
-from migalab.data.pipelines import (
+from migalab.data.representations import (
     REPRESENTATIONS,
     ClipOptions,
     FaceOptions,

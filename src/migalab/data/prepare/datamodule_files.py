@@ -14,7 +14,7 @@ from migalab.data.specs import DatasetSpec
 log = logging.getLogger(__name__)
 
 
-def prepare_clip_data(
+def prepare_datamodule_files(
     spec: DatasetSpec,
     release_root: ReleaseRoot,
     cache_dir: str | Path,

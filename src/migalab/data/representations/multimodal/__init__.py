@@ -37,25 +37,25 @@ One module per theme: :mod:`.options` (``data.video`` / ``data.face`` settings),
 :mod:`.representation` (what the datamodule uses); the package exports their public names.
 """
 
-from migalab.data.pipelines.multimodal.crop_jobs import (  # noqa: F401
+from migalab.data.representations.multimodal.crop_jobs import (  # noqa: F401
     build_clip_jobs,
     build_face_jobs,
     clip_face_track,
     clip_person_box,
 )
-from migalab.data.pipelines.multimodal.options import (  # noqa: F401
+from migalab.data.representations.multimodal.options import (  # noqa: F401
     RGB_NORMALIZE,
     VIDEO_SOURCES,
     FaceOptions,
     VideoOptions,
     video_options,
 )
-from migalab.data.pipelines.multimodal.pipeline import (  # noqa: F401
+from migalab.data.representations.multimodal.pipeline import (  # noqa: F401
     MODALITIES,
     MultiModalPipeline,
     VideoSource,
 )
-from migalab.data.pipelines.multimodal.representation import (  # noqa: F401
+from migalab.data.representations.multimodal.representation import (  # noqa: F401
     MultiModalRepresentation,
 )
 

@@ -10,14 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from migalab.data.pipelines.multimodal.options import FaceOptions
 from migalab.data.record import ClipRecord
+from migalab.data.representations.multimodal.options import FaceOptions
 from migalab.data.skeleton.transforms import (
     Compose,
     temporal_steps,
 )
-from migalab.data.video.clips import ClipJob
 from migalab.data.video.faces import FaceTrack, face_track, keypoints137
+from migalab.data.video.prepared_clips import ClipJob
 from migalab.data.video.readers import VideoReadError, open_video
 from migalab.data.video.transforms import (
     person_box,
@@ -157,8 +157,8 @@ def _prepare_jobs(
     workers: int,
     on_error: str,
 ) -> None:
-    """Report ``problems``, then :func:`~migalab.data.video.clips.prepare_clips` unless current."""
-    from migalab.data.video.clips import clips_are_current, prepare_clips
+    """Report ``problems``, then :func:`~migalab.data.video.prepared_clips.prepare_clips` unless current."""
+    from migalab.data.video.prepared_clips import clips_are_current, prepare_clips
 
     for where, message in problems:
         log.warning("%s: skipping %s: %s", what, where, message)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from migalab.data.pipelines.base import options_from
+from migalab.data.representations.base import options_from
 
 #: where the RGB clips are normalised (``data.video.normalize``)
 RGB_NORMALIZE = ("device", "loader")

@@ -12,15 +12,15 @@ import pytest
 import torch
 
 from migalab.data.cache import SkeletonCache
-from migalab.data.pipelines import FaceOptions, build_representation
-from migalab.data.pipelines.base import ClipOptions
-from migalab.data.pipelines.multimodal import (
+from migalab.data.representations import FaceOptions, build_representation
+from migalab.data.representations.base import ClipOptions
+from migalab.data.representations.multimodal import (
     MultiModalPipeline,
     VideoSource,
     build_face_jobs,
     clip_face_track,
 )
-from migalab.data.video.clips import PreparedClips, clips_are_current, prepare_clips
+from migalab.data.video.prepared_clips import PreparedClips, clips_are_current, prepare_clips
 from migalab.data.video.readers import VideoReadError
 from migalab.utils.hydra import compose_config
 from tests.conftest import tiny_video_overrides

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from migalab.data.record import ClipRecord
-from migalab.data.skeleton.heatmap_pipeline import (
+from migalab.data.skeleton.heatmap_transforms import (
     CenterCrop,
     Flip,
     FormatHeatmapKeypoints,

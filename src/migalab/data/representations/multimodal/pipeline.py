@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from migalab.data.pipelines.multimodal.crop_jobs import clip_person_box
-from migalab.data.pipelines.multimodal.options import VIDEO_SOURCES
 from migalab.data.record import ClipRecord
+from migalab.data.representations.multimodal.crop_jobs import clip_person_box
+from migalab.data.representations.multimodal.options import VIDEO_SOURCES
 from migalab.data.skeleton.transforms import (
     STREAMS,
     Compose,
@@ -25,7 +25,7 @@ from migalab.data.skeleton.transforms import (
     resolve_augment,
     temporal_steps,
 )
-from migalab.data.video.clips import PreparedClips
+from migalab.data.video.prepared_clips import PreparedClips
 from migalab.data.video.readers import ReaderPool, VideoReadError
 from migalab.data.video.transforms import (
     VideoClipTransform,
@@ -44,7 +44,7 @@ class VideoSource:
     """Where a clip's RGB frames come from.
 
     ``prepared``: the clip's person crop in ``prepared_dir`` (written by
-    :func:`migalab.data.video.clips.prepare_clips`), the box is None (the frames are the box);
+    :func:`migalab.data.video.prepared_clips.prepare_clips`), the box is None (the frames are the box);
     ``raw``: the clip's frames of the long video ``record.video_path`` and the person box scaled
     to the video's size. Open readers are pooled per process (a video is opened once, not per
     clip); the pool is not pickled, so each DataLoader worker opens its own.

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from migalab.data.pipelines.base import ClipOptions, Representation, ViewSample
+from migalab.data.representations.base import ClipOptions, Representation, ViewSample
 from migalab.data.skeleton.heatmaps import HEATMAP_STREAMS, HeatmapRenderer
 from migalab.data.skeleton.heatmaps import heatmap_channels as _stream_channels
 from migalab.data.skeleton.layouts import get_layout
@@ -65,7 +65,7 @@ class HeatmapRepresentation(Representation):
         self._renderer: torch.nn.Module | None = None
 
     def pipeline(self, train: bool, key: str | None = None) -> Any:
-        from migalab.data.skeleton.heatmap_pipeline import build_heatmap_pipeline
+        from migalab.data.skeleton.heatmap_transforms import build_heatmap_pipeline
 
         c, hm = self.clip, self.options
         if train or key == "train":  # training clips (eval transform: overfit check): 1 view

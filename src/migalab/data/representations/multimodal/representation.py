@@ -8,14 +8,18 @@ from typing import Any
 
 import torch
 
-from migalab.data.pipelines.base import ClipOptions, Representation
-from migalab.data.pipelines.multimodal.crop_jobs import (
+from migalab.data.representations.base import ClipOptions, Representation
+from migalab.data.representations.multimodal.crop_jobs import (
     _prepare_jobs,
     build_clip_jobs,
     build_face_jobs,
 )
-from migalab.data.pipelines.multimodal.options import FaceOptions, VideoOptions
-from migalab.data.pipelines.multimodal.pipeline import MODALITIES, MultiModalPipeline, VideoSource
+from migalab.data.representations.multimodal.options import FaceOptions, VideoOptions
+from migalab.data.representations.multimodal.pipeline import (
+    MODALITIES,
+    MultiModalPipeline,
+    VideoSource,
+)
 from migalab.data.video.transforms import (
     normalize_clips,
 )
@@ -28,7 +32,7 @@ class MultiModalRepresentation(Representation):
     ``present["face"]``.
 
     With ``video.source=prepared``, :meth:`prepare` writes every clip's person crop once as a
-    short-GOP mp4 (:mod:`migalab.data.video.clips`), so training never decodes the long videos;
+    short-GOP mp4 (:mod:`migalab.data.video.prepared_clips`), so training never decodes the long videos;
     with ``face``, every clip's face crops (per-frame face track) likewise.
     """
 

@@ -12,14 +12,14 @@ import torch
 
 from migalab.data.cache import SkeletonCache
 from migalab.data.datasets import ClipLoadError, SkeletonClipDataset
-from migalab.data.pipelines.multimodal import (
+from migalab.data.representations.multimodal import (
     MultiModalPipeline,
     VideoSource,
     build_clip_jobs,
     clip_person_box,
     video_options,
 )
-from migalab.data.video.clips import prepare_clips
+from migalab.data.video.prepared_clips import prepare_clips
 from migalab.data.video.readers import ClipRangeError
 from migalab.data.video.transforms import normalize_clips
 from migalab.utils.hydra import compose_config
