@@ -55,7 +55,8 @@ def test_pretraining_experiments_live_in_their_folder() -> None:
 
 def test_every_group_has_configs() -> None:
     for group in ("data", "model", "trainer", "logger", "callbacks", "experiment", "debug",
-                  "model/encoder", "model/loss", "model/optimizer", "model/scheduler"):  # fmt: skip
+                  "model/encoder", "model/neck", "model/head", "model/loss", "model/optimizer",
+                  "model/scheduler"):  # fmt: skip
         assert _group_options(group), f"conf/{group} is empty"
 
 
