@@ -4,6 +4,7 @@ and torch.compile switches."""
 from __future__ import annotations
 
 import functools
+import math
 from types import SimpleNamespace
 from typing import Any
 
@@ -349,3 +350,43 @@ def test_channels_last_handles_3d_convs() -> None:
     assert stem.dim() == 5 and stem.is_contiguous(memory_format=torch.channels_last_3d)
     with torch.no_grad():
         assert torch.allclose(module(x), ref(x), atol=1e-5)
+
+
+def test_fusion_evaluation_reports_each_streams_accuracy() -> None:
+    """The neck's auxiliary heads are scored per stream in validation / test, each on the
+    samples where its stream is present; the fused logits and loss are those of predict_logits.
+    A single-encoder model has no stream metrics."""
+    module = _fusion_module().eval()
+    logged: dict[str, float] = {}
+    module.log = lambda name, value, **kw: logged.__setitem__(name, float(value))  # type: ignore[method-assign]
+    torch.manual_seed(0)
+    x = {"joint": torch.randn(N, C, T, V, M), "bone": torch.randn(N, C, T, V, M),
+         "present": {"bone": torch.tensor([True, False])}}  # fmt: skip
+    with torch.no_grad():
+        _, aux = module.encode(x)
+        labels = torch.stack([aux["joint"][0].argmax(), aux["bone"][1].argmax()])  # bone 1 absent
+        logits = module._eval_step({"x": x, "label": labels}, module.val_metrics, "val")
+        torch.testing.assert_close(logits, module.predict_logits({"x": x, "label": labels}))
+    module._log_epoch(module.val_metrics, "val")
+    joint = float((aux["joint"].argmax(1) == labels).float().mean())
+    bone = float(aux["bone"][0].argmax() == labels[0])  # only the present sample counts
+    assert module.last_summaries["val"]["stream_top1"] == pytest.approx(
+        {"joint": joint, "bone": bone}
+    )
+    assert logged["val/stream_top1/joint"] == pytest.approx(joint)
+    # an epoch without a stream: NaN, logged on every process alike (no DDP hang)
+    with torch.no_grad():
+        module._eval_step({"x": {"joint": x["joint"]}, "label": labels}, module.val_metrics, "val")
+    module._log_epoch(module.val_metrics, "val")
+    summary = module.last_summaries["val"]["stream_top1"]
+    assert summary["joint"] == pytest.approx(joint) and math.isnan(summary["bone"])
+    assert math.isnan(logged["val/stream_top1/bone"])
+    single = _module().eval()
+    assert len(single.val_stream_top1) == 0
+    single.log = lambda *a, **k: None  # type: ignore[method-assign]
+    with torch.no_grad():
+        single._eval_step(
+            {"x": torch.randn(N, C, T, V, M), "label": labels}, single.val_metrics, "val"
+        )
+    single._log_epoch(single.val_metrics, "val")
+    assert "stream_top1" not in single.last_summaries["val"]

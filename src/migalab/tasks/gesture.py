@@ -23,11 +23,13 @@ fuses them; a single-modality encoder takes ``x[input_key]``. The neck's ``aux``
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
+from torchmetrics.aggregation import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from migalab.tasks.losses import ClassificationLoss
@@ -37,6 +39,12 @@ from migalab.tasks.optimization import (  # noqa: F401  (lr_scale_factor: re-exp
     lr_scale_factor,
 )
 from migalab.tasks.recognizer import Recognizer
+
+
+def _stream_accuracies(streams: Sequence[str]) -> nn.ModuleDict:
+    """stream -> mean of per-sample correctness (top-1 accuracy; NaN without samples: a stream
+    the data never had), empty without streams."""
+    return nn.ModuleDict({s: MeanMetric() for s in streams})
 
 
 class GestureModule(Recognizer):
@@ -135,6 +143,11 @@ class GestureModule(Recognizer):
         self.train_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.val_metrics = build_metrics(num_classes).clone(prefix="val/")
         self.test_metrics = build_metrics(num_classes).clone(prefix="test/")
+        # per-stream top-1 of a neck's auxiliary heads (each encoder's own pooled feature, on the
+        # samples where its stream is present): how well every encoder learns inside the fusion
+        streams = list(getattr(self.neck, "aux_heads", None) or {}) if self.neck is not None else []
+        self.val_stream_top1 = _stream_accuracies(streams)
+        self.test_stream_top1 = _stream_accuracies(streams)
         self.last_summaries: dict[str, dict[str, object]] = {}
         self.init_optimization(optimizer, scheduler, compile, lr_scaling, channels_last)
 
@@ -197,7 +210,14 @@ class GestureModule(Recognizer):
         return loss
 
     def _eval_step(self, batch: dict[str, Any], metrics: Any, prefix: str) -> torch.Tensor:
-        logits, loss = self._shared_step(batch)
+        streams: nn.ModuleDict = getattr(self, f"{prefix}_stream_top1")
+        if len(streams) and "views" not in batch:
+            pooled, aux = self.encode(batch["x"])  # what predict_logits computes, plus aux
+            logits = self.head(pooled)
+            loss = self.loss_fn(logits, batch["label"])
+            self._update_streams(streams, aux, batch)
+        else:
+            logits, loss = self._shared_step(batch)
         metrics.update(logits, batch["label"])
         self.log(f"{prefix}/loss", loss, batch_size=batch["label"].shape[0], sync_dist=True)
         return logits
@@ -216,12 +236,40 @@ class GestureModule(Recognizer):
             "label": batch["label"],
         }
 
+    def _update_streams(
+        self, streams: nn.ModuleDict, aux: dict[str, torch.Tensor] | None, batch: dict[str, Any]
+    ) -> None:
+        """Update each stream's accuracy with its auxiliary logits (N, K) on the samples where
+        the stream is present."""
+        flags = self.present_flags(batch["x"])
+        for name, metric in streams.items():
+            if not aux or name not in aux:
+                continue  # the stream is not in this batch
+            logits, labels = aux[name], batch["label"]
+            keep = flags.get(name)
+            if keep is not None:
+                keep = torch.as_tensor(keep, device=labels.device).bool()
+                logits, labels = logits[keep], labels[keep]
+            if labels.numel():
+                metric.update((logits.argmax(dim=-1) == labels).float())
+
     def _log_epoch(self, metrics: Any, prefix: str) -> None:
         summary = summarize(
             {k.removeprefix(f"{prefix}/"): v for k, v in metrics.compute().items()},
             self.class_names,
         )
         metrics.reset()
+        streams: nn.ModuleDict = getattr(self, f"{prefix}_stream_top1")
+        if len(streams):
+            # every stream on every rank (compute syncs over processes): NaN where none had it
+            summary["stream_top1"] = {}
+            for name, metric in streams.items():
+                with warnings.catch_warnings():  # "compute before update": a stream never seen
+                    warnings.simplefilter("ignore", UserWarning)
+                    value = float(metric.compute())
+                self.log(f"{prefix}/stream_top1/{name}", value, sync_dist=True)
+                summary["stream_top1"][name] = value
+                metric.reset()
         # the values are already global (torchmetrics syncs its states over processes); the mean
         # over ranks of equal values leaves them unchanged and keeps Lightning from warning
         for key in ("top1", "top5", "macro_f1", "mean_class_acc"):
