@@ -32,7 +32,7 @@ from torch import nn
 from torchmetrics.aggregation import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from migalab.tasks.losses import ClassificationLoss
+from migalab.tasks.losses import ClassificationLoss, present_samples
 from migalab.tasks.metrics import build_metrics, summarize
 from migalab.tasks.optimization import (  # noqa: F401  (lr_scale_factor: re-exported)
     LR_SCALING_RULES,
@@ -242,16 +242,9 @@ class GestureModule(Recognizer):
         """Update each stream's accuracy with its auxiliary logits (N, K) on the samples where
         the stream is present."""
         flags = self.present_flags(batch["x"])
-        for name, metric in streams.items():
-            if not aux or name not in aux:
-                continue  # the stream is not in this batch
-            logits, labels = aux[name], batch["label"]
-            keep = flags.get(name)
-            if keep is not None:
-                keep = torch.as_tensor(keep, device=labels.device).bool()
-                logits, labels = logits[keep], labels[keep]
-            if labels.numel():
-                metric.update((logits.argmax(dim=-1) == labels).float())
+        for name, logits, labels in present_samples(aux or {}, batch["label"], flags):
+            if name in streams:
+                streams[name].update((logits.argmax(dim=-1) == labels).float())
 
     def _log_epoch(self, metrics: Any, prefix: str) -> None:
         summary = summarize(

@@ -226,7 +226,6 @@ class InterFusion(nn.Module):
         if not names:
             raise ValueError(f"InterFusion needs at least one of {STREAMS} in its input")
         outs = {n: self.tokens_of(n, outs[n]) for n in names}
-        flags_present, flags_visible = present, visible
         batch = outs[names[0]].tokens.shape[0]
         device = outs[names[0]].tokens.device
         for n in names:
@@ -235,15 +234,15 @@ class InterFusion(nn.Module):
                     f"stream {n!r} has batch {outs[n].tokens.shape[0]}, expected {batch}"
                 )
 
-        present = torch.zeros(batch, len(STREAMS), dtype=torch.bool, device=device)
+        available = torch.zeros(batch, len(STREAMS), dtype=torch.bool, device=device)
         for i, n in enumerate(STREAMS):
             if n in outs:
-                p = self._flags(flags_present, n, batch, device, "present")
-                present[:, i] = True if p is None else p
-        keep = present
+                p = self._flags(present, n, batch, device, "present")
+                available[:, i] = True if p is None else p
+        keep = available
         if self.training and self.stream_dropout > 0:
             probs = torch.full((len(STREAMS),), self.stream_dropout, device=device)
-            keep = sample_modality_keep(present, probs)
+            keep = sample_modality_keep(available, probs)
 
         tokens: dict[str, torch.Tensor] = {}
         valid: dict[str, torch.Tensor] = {}
@@ -252,7 +251,7 @@ class InterFusion(nn.Module):
                 continue
             z = self.embed(n, outs[n])
             v = keep[:, i : i + 1].expand(batch, z.shape[1])
-            vis = self._flags(flags_visible, n, batch, device, "visible", z.shape[1])
+            vis = self._flags(visible, n, batch, device, "visible", z.shape[1])
             if vis is not None:
                 v = v & vis
             z = torch.where(v[..., None], z, torch.zeros((), dtype=z.dtype, device=device))

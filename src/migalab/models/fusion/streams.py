@@ -86,14 +86,8 @@ def fuse_streams(
 ) -> EncoderOutput:
     """``x``: name -> encoder input, plus optional ``present`` (name -> (B,) bool) and
     ``visible`` (name -> (B, N) bool) -> the neck's EncoderOutput over the encoders' outputs."""
-    present, visible = x.get("present"), x.get("visible")
-    outs = encode_streams(encoders, x, visible)
-    kwargs = {}
-    if present:
-        kwargs["present"] = present
-    if visible:
-        kwargs["visible"] = visible
-    return neck(outs, **kwargs)
+    present, visible = x.get("present") or None, x.get("visible") or None
+    return neck(encode_streams(encoders, x, visible), present=present, visible=visible)
 
 
 class FusedEncoders(nn.Module):
