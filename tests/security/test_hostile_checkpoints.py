@@ -196,3 +196,28 @@ def test_online_recognition_s_other_checkpoints_are_read_as_data(
     assert run.returncode == 2, run.stderr[-3000:]
     _one_line_refusal(run.stderr, "shared.ckpt")
     assert run.events == [] and not (secret / "pwned").exists()
+
+
+@pytest.mark.parametrize("stream", ["joint", "bone"])
+def test_a_hostile_target_in_a_checkpoint_from_before_the_neck_split_is_refused(
+    stream: str, tmp_path: Path, secret: Path
+) -> None:
+    """The upgrade of an old fusion config (its encoders moved out of the neck) runs before the
+    allowlist: a ``_target_`` hidden in an old encoder entry is still refused, naming the file,
+    and nothing is imported, opened or started."""
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "pre_neck_token_fusion.ckpt"
+
+    def hostile(cfg: dict[str, Any]) -> None:
+        entry = cfg["model"]["encoder"]["modalities"][stream]["encoder"]
+        entry.update({"_target_": "os.system", "command": f"touch {secret / 'pwned'}"})
+
+    ckpt = _doctored(fixture, tmp_path / "old_fusion.ckpt", hostile)
+    logs = tmp_path / "logs"
+    run = run_audited("migalab.cli:evaluate",
+                      [f"ckpt_path={ckpt}", f"paths.log_dir={logs}",
+                       f"paths.data_dir={tmp_path / 'data'}"],
+                      cwd=tmp_path, writable=[logs], forbidden=[secret])  # fmt: skip
+    assert run.returncode == 2, run.stderr[-3000:]
+    _one_line_refusal(run.stderr, "old_fusion.ckpt")
+    assert "os.system" in run.stderr and run.events == []
+    assert not (secret / "pwned").exists()
