@@ -70,33 +70,56 @@ def _checkout_release_state() -> list[tuple[str, float]]:
 @pytest.mark.slow
 def test_compare_system_b(tmp_path: Path) -> None:
     """Two seeds of every row at tiny sizes: per-seed metrics, mean ± sd and paired diffs;
+    the token fusions by MiGA's recipe start from the same seed's single-stream checkpoints;
+    the from-scratch rows train only when asked and are reported over the seeds they have;
     nothing is written into the checkout's data/ (the score fusions' evaluations included)."""
     out = tmp_path / "out"
     before = _checkout_release_state()
-    text = _run([str(SCRIPTS / "compare_system_b.py"), "--out", str(out), "--seeds", "0", "1",
-                 "--", f"paths.data_dir={tmp_path / 'data'}", "trainer.max_epochs=1",
-                 "data.synthetic.num_videos={train:4,validate:2,test:2}",
-                 "++data.synthetic.clips_per_video=[4,6]", "data.video.size=32",
-                 "data.video.prepared_size=32"], cwd=tmp_path)  # fmt: skip
+    common = ["--", f"paths.data_dir={tmp_path / 'data'}", "trainer.max_epochs=1",
+              "data.synthetic.num_videos={train:4,validate:2,test:2}",
+              "++data.synthetic.clips_per_video=[4,6]", "data.video.size=32",
+              "data.video.prepared_size=32"]  # fmt: skip
+    script = str(SCRIPTS / "compare_system_b.py")
+    # one seed with the from-scratch rows, then both seeds without: seed 1 has none of them
+    _run([script, "--out", str(out), "--seeds", "0", "--from-scratch", *common], cwd=tmp_path)
+    text = _run([script, "--out", str(out), "--seeds", "0", "1", *common], cwd=tmp_path)
     assert _checkout_release_state() == before
     results = json.loads((out / "results.json").read_text())
     assert results["seeds"] == [0, 1] and len(results["per_seed"]) == 2
-    rows = results["per_seed"][0]
-    assert set(rows) == {
+    token = "token fusion RGB + joint + bone from single streams"
+    main_rows = {
         "RGB only (FrameStack2D)", "joint (2s-AGCN)", "bone (2s-AGCN)",
-        "joint + bone score fusion", "RGB + joint + bone score fusion",
-        "token fusion RGB + joint + bone", "token fusion joint + bone",
-        "token fusion RGB + joint + bone, modality dropout off",
+        "joint + bone score fusion", "RGB + joint + bone score fusion", token,
+        "token fusion joint + bone from single streams",
+        "token fusion joint + bone from single streams, modality dropout off",
     }  # fmt: skip
-    for metrics in rows.values():
+    scratch = {"token fusion RGB + joint + bone from scratch",
+               "token fusion joint + bone from scratch"}  # fmt: skip
+    assert set(results["per_seed"][0]) == main_rows | scratch
+    assert set(results["per_seed"][1]) == main_rows
+    for metrics in results["per_seed"][0].values():
         assert 0 <= metrics["test_top1"] <= 1 and 0 <= metrics["val_top1"] <= 1
-    diffs = results["paired"]["token fusion RGB + joint + bone"]
+    # MiGA's recipe: each encoder starts from the same seed's single-stream best checkpoint
+    for seed in (0, 1):
+        cfg = (
+            out
+            / f"seed{seed}"
+            / "token_fusion_RGB_joint_bone_from_single_streams"
+            / "config_resolved.yaml"
+        ).read_text()
+        for stream, row in (("rgb", "RGB_only_FrameStack2D"), ("joint", "joint_2sAGCN")):
+            ckpt = json.loads((out / f"seed{seed}" / row / "metrics.json").read_text())
+            assert ckpt["ckpt_path"] in cfg, (seed, stream)
+        assert "backbone_lr_mult: 0.1" in cfg
+    diffs = results["paired"][token]
     best = [max(s[r]["test_top1"] for r in ("RGB only (FrameStack2D)", "joint (2s-AGCN)",
                                             "bone (2s-AGCN)")) for s in results["per_seed"]]  # fmt: skip
-    expected = [s["token fusion RGB + joint + bone"]["test_top1"] - b
+    expected = [s[token]["test_top1"] - b
                 for s, b in zip(results["per_seed"], best, strict=True)]  # fmt: skip
     assert diffs["vs_best_single"] == pytest.approx(expected)
-    assert "| token fusion joint + bone |" in text and " ± " in text
+    assert len(results["paired"]["token fusion joint + bone from scratch"]["vs_best_single"]) == 1
+    assert "| token fusion joint + bone from scratch | 1 |" in text
+    assert f"| {token} | 2 |" in text and " ± " in text
     assert text.strip().endswith((out / "results.md").read_text().strip())  # printed last
 
 
