@@ -8,8 +8,10 @@ import math
 from types import SimpleNamespace
 from typing import Any
 
+import lightning as L
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from migalab.models.encoders import AGCN
 from migalab.models.heads import ClassificationHead
@@ -390,3 +392,68 @@ def test_fusion_evaluation_reports_each_streams_accuracy() -> None:
         )
     single._log_epoch(single.val_metrics, "val")
     assert "stream_top1" not in single.last_summaries["val"]
+
+
+class _Batches(L.LightningDataModule):
+    """Fixed predict batches (a stand-in datamodule for ``predict_split``)."""
+
+    def __init__(self, batches: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.batches = batches
+
+    def predict_dataloader(self) -> DataLoader:
+        return DataLoader(self.batches, batch_size=None)  # each item is a batch
+
+
+def _predict(module: GestureModule, batches: list[dict[str, Any]]) -> dict[str, Any]:
+    from migalab.scoring.ensemble import predict_split
+
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False)  # fmt: skip
+    return predict_split(module, _Batches(batches), "test", trainer)
+
+
+def test_evaluation_scores_each_stream_as_the_test_pass_does() -> None:
+    """``migalab-eval``'s scoring of a fusion: ``predict_step`` gives each stream's class (-1
+    where the stream is absent), ``predict_split`` puts them in dataset order, and
+    ``evaluate_scores`` reports ``stream_top1`` equal to the training run's test pass on the
+    same clips; a single-encoder model gives none."""
+    from migalab.scoring.ensemble import CheckpointScores, SplitScores, evaluate_scores
+
+    module = _fusion_module().eval()
+    module.log = lambda *a, **k: None  # type: ignore[method-assign]
+    torch.manual_seed(0)
+    batches = []
+    for index, bone in (([3, 1], [True, False]), ([0, 2], [False, True])):  # out of order
+        x = {"joint": torch.randn(N, C, T, V, M), "bone": torch.randn(N, C, T, V, M),
+             "present": {"bone": torch.tensor(bone)}}  # fmt: skip
+        with torch.no_grad():
+            _, aux = module.encode(x)
+        # every clip's label is the absent-or-not bone head's class: bone is right on all four
+        # clips, but only its two present clips may count
+        labels = aux["bone"].argmax(1)
+        batches.append({"x": x, "label": labels, "index": torch.tensor(index)})
+    out = _predict(module, batches)
+    preds = out["stream_preds"]
+    assert set(preds) == {"joint", "bone"} and out["labels"].shape == (4,)
+    assert (preds["bone"] >= 0).tolist() == [False, False, True, True]  # clips 0..3
+    with torch.no_grad():
+        for b in batches:
+            module._eval_step(b, module.test_metrics, "test")
+            fused = module.predict_logits(b)
+            torch.testing.assert_close(out["logits"][b["index"]], fused)
+    module._log_epoch(module.test_metrics, "test")
+    entry = CheckpointScores("a.ckpt", "a", K, None)
+    entry.splits["test"] = SplitScores(out["logits"], out["labels"], list("abcd"), True,
+                                       stream_preds=preds)  # fmt: skip
+    metrics, _ = evaluate_scores([entry], ["test"])
+    expected = module.last_summaries["test"]["stream_top1"]
+    assert metrics["test"]["stream_top1"] == pytest.approx(expected)
+    assert metrics["test"]["top1"] == pytest.approx(module.last_summaries["test"]["top1"])
+    assert metrics["test"]["stream_top1"]["bone"] == 1.0  # on its two present clips
+    single = _module().eval()
+    plain = [{"x": torch.randn(N, C, T, V, M), "label": torch.zeros(N, dtype=torch.long),
+              "index": torch.arange(N)}]  # fmt: skip
+    assert _predict(single, plain)["stream_preds"] is None
+    entry.splits["test"] = SplitScores(out["logits"], out["labels"], list("abcd"), True)
+    assert "stream_top1" not in evaluate_scores([entry], ["test"])[0]["test"]

@@ -41,7 +41,7 @@ from migalab.scoring.records import (
     check_weights,
     read_fusion_record,
 )
-from migalab.tasks.metrics import compute_metrics
+from migalab.tasks.metrics import compute_metrics, stream_top1
 from migalab.utils.callbacks import CONFIG_KEY
 from migalab.utils.checkpoints import (
     CheckpointReadError,
@@ -68,6 +68,7 @@ __all__ = [
     "load_checkpoint_config",
     "model_from_checkpoint",
     "predict_scores",
+    "predict_split",
     "predict_trainer",
     "resolve_fusion_weights",
     "require_skeleton_gesture",
@@ -149,6 +150,8 @@ class SplitScores:
     has_labels: bool
     videos: torch.Tensor | None = None
     video_ids: list[str] | None = None
+    #: a fusion's per-stream classes (N,) from its auxiliary heads, -1 where the stream is absent
+    stream_preds: dict[str, torch.Tensor] | None = None
 
 
 @dataclass
@@ -173,7 +176,18 @@ def predict_scores(
     model: L.LightningModule, datamodule: Any, split: str, trainer: L.Trainer
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Logits (N, K), labels (N,) and, when the batches carry them (``data.target=emotion``),
-    videos (N,) of dataset split ``split`` in dataset order (else None).
+    videos (N,) of dataset split ``split`` in dataset order (else None)
+    (:func:`predict_split`)."""
+    out = predict_split(model, datamodule, split, trainer)
+    return out["logits"], out["labels"], out["videos"]
+
+
+def predict_split(
+    model: L.LightningModule, datamodule: Any, split: str, trainer: L.Trainer
+) -> dict[str, Any]:
+    """Everything the model's ``predict_step`` gives on dataset split ``split``, in dataset
+    order: ``logits`` (N, K), ``labels`` (N,), ``videos`` (N,) or None (emotion batches carry
+    them) and ``stream_preds`` (stream -> (N,), a fusion's auxiliary heads) or None.
 
     Runs ``trainer.predict`` with the datamodule attached (its batch hooks, e.g. on-device
     heatmap rendering, apply) on ``datamodule.predict_split = split``.
@@ -181,13 +195,22 @@ def predict_scores(
     datamodule.predict_split = split
     outputs = trainer.predict(model, datamodule=datamodule)
     index = torch.cat([o["index"] for o in outputs])
-    logits = torch.cat([o["logits"] for o in outputs]).float()
-    labels = torch.cat([o["label"] for o in outputs])
     order = torch.argsort(index)
-    videos = None
+    videos, stream_preds = None, None
     if all("video" in o for o in outputs):
         videos = torch.cat([o["video"] for o in outputs]).long()[order]
-    return logits[order], labels[order], videos
+    streams = [set(o.get("stream_pred") or {}) for o in outputs]
+    if streams and streams[0] and all(s == streams[0] for s in streams):
+        stream_preds = {
+            name: torch.cat([o["stream_pred"][name] for o in outputs]).long()[order]
+            for name in sorted(streams[0])
+        }
+    return {
+        "logits": torch.cat([o["logits"] for o in outputs]).float()[order],
+        "labels": torch.cat([o["label"] for o in outputs])[order],
+        "videos": videos,
+        "stream_preds": stream_preds,
+    }
 
 
 def model_from_checkpoint(
@@ -294,15 +317,16 @@ def score_checkpoints(
             if ds is None or len(ds) == 0 or (require_labels and not labelled):
                 log.warning("%s: split %s is missing, empty or unlabelled; skipped", ckpt, split)
                 continue
-            logits, labels, videos = predict_scores(model, datamodule, split, trainer)
+            scored = predict_split(model, datamodule, split, trainer)
             names = [ds.clip_name(i) for i in range(len(ds))]
             entry.splits[split] = SplitScores(
-                logits,
-                labels,
+                scored["logits"],
+                scored["labels"],
                 names,
                 labelled,
-                videos,
-                list(ds.video_ids) if videos is not None else None,
+                scored["videos"],
+                list(ds.video_ids) if scored["videos"] is not None else None,
+                scored["stream_preds"],
             )
         out.append(entry)
     return out
@@ -522,15 +546,14 @@ def evaluate_scores(
             continue
         labels = entries[0].splits[split].labels
         if len(entries) == 1:
-            metrics[split] = compute_metrics(
-                entries[0].splits[split].logits, labels, num_classes, class_names
-            )
+            metrics[split] = _checkpoint_metrics(entries[0].splits[split], num_classes, class_names)
             table[split] = metrics[split]
+            for stream, top1 in metrics[split].get("stream_top1", {}).items():
+                table[f"{split} {stream} head"] = {"top1": top1}  # the printed table's rows
             continue
         check_same_clips(entries, split)
         streams = {
-            e.name: compute_metrics(e.splits[split].logits, labels, num_classes, class_names)
-            for e in entries
+            e.name: _checkpoint_metrics(e.splits[split], num_classes, class_names) for e in entries
         }
         fused = fuse_scores([e.splits[split].logits for e in entries], weights, space, temperatures)
         metrics[split] = compute_metrics(fused, labels, num_classes, class_names)
@@ -538,3 +561,15 @@ def evaluate_scores(
         table.update({f"{split} {n}": m for n, m in streams.items()})
         table[f"{split} fused"] = metrics[split]
     return metrics, table
+
+
+def _checkpoint_metrics(
+    scores: SplitScores, num_classes: int, class_names: Sequence[str] | None
+) -> dict[str, Any]:
+    """One checkpoint's metrics on a split, with a fusion's per-stream top-1 (``stream_top1``:
+    each auxiliary head over the clips where its stream is present; NaN where it never is), as
+    its training run's validation and test report them."""
+    metrics = compute_metrics(scores.logits, scores.labels, num_classes, class_names)
+    if scores.stream_preds:
+        metrics["stream_top1"] = stream_top1(scores.stream_preds, scores.labels)
+    return metrics

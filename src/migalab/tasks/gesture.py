@@ -32,8 +32,8 @@ from torch import nn
 from torchmetrics.aggregation import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from migalab.tasks.losses import ClassificationLoss, present_samples
-from migalab.tasks.metrics import build_metrics, summarize
+from migalab.tasks.losses import ClassificationLoss
+from migalab.tasks.metrics import build_metrics, stream_hits, summarize
 from migalab.tasks.optimization import (  # noqa: F401  (lr_scale_factor: re-exported)
     LR_SCALING_RULES,
     lr_scale_factor,
@@ -228,23 +228,43 @@ class GestureModule(Recognizer):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._eval_step(batch, self.test_metrics, "test")
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
-        """Logits (N, K) with dataset indices and labels, for evaluation and score fusion."""
-        return {
-            "logits": self.predict_logits(batch),
-            "index": batch["index"],
-            "label": batch["label"],
-        }
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        """Logits (N, K) with dataset indices and labels, for evaluation and score fusion; a
+        fusion's batches also give ``stream_pred``: per stream the class its auxiliary head
+        picks (N,), -1 where the stream is absent (``migalab-eval`` scores them per stream)."""
+        out: dict[str, Any] = {"index": batch["index"], "label": batch["label"]}
+        if len(self.test_stream_top1) and "views" not in batch:
+            pooled, aux = self.encode(batch["x"])  # what predict_logits computes, plus aux
+            out["logits"] = self.head(pooled)
+            out["stream_pred"] = self._stream_predictions(aux, batch)
+        else:
+            out["logits"] = self.predict_logits(batch)
+        return out
+
+    def _stream_predictions(
+        self, aux: dict[str, torch.Tensor] | None, batch: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
+        """Per stream of the model's stream metrics: the class (N,) its auxiliary logits (N, K)
+        pick, -1 on the samples where the stream is absent."""
+        flags = self.present_flags(batch["x"])
+        preds = {}
+        for name, logits in (aux or {}).items():
+            if name in self.test_stream_top1:
+                pred = logits.argmax(dim=-1)
+                if name in flags:
+                    pred = pred.masked_fill(~flags[name].bool(), -1)
+                preds[name] = pred
+        return preds
 
     def _update_streams(
         self, streams: nn.ModuleDict, aux: dict[str, torch.Tensor] | None, batch: dict[str, Any]
     ) -> None:
         """Update each stream's accuracy with its auxiliary logits (N, K) on the samples where
         the stream is present."""
-        flags = self.present_flags(batch["x"])
-        for name, logits, labels in present_samples(aux or {}, batch["label"], flags):
-            if name in streams:
-                streams[name].update((logits.argmax(dim=-1) == labels).float())
+        for name, pred in self._stream_predictions(aux, batch).items():
+            hits = stream_hits(pred, batch["label"])
+            if hits.numel():
+                streams[name].update(hits)
 
     def _log_epoch(self, metrics: Any, prefix: str) -> None:
         summary = summarize(

@@ -70,3 +70,21 @@ def compute_metrics(
     metrics = build_metrics(num_classes)
     metrics.update(scores.float(), labels.long())
     return summarize(metrics.compute(), class_names)
+
+
+def stream_hits(pred: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Correctness (n,) float of one stream's predicted classes ``pred`` (N,) against
+    ``labels`` (N,) over the n samples where the stream is present (``pred`` >= 0; -1 marks an
+    absent stream)."""
+    present = pred >= 0
+    return (pred[present] == labels[present]).float()
+
+
+def stream_top1(preds: dict[str, torch.Tensor], labels: torch.Tensor) -> dict[str, float]:
+    """Top-1 of each stream's predicted classes (N,) (-1 where absent) against ``labels``
+    (N,), over the samples where it is present; NaN for a stream present on none."""
+    out = {}
+    for name, pred in preds.items():
+        hits = stream_hits(pred, labels)
+        out[name] = float(hits.mean()) if hits.numel() else float("nan")
+    return out
