@@ -41,18 +41,15 @@ def run(cmd: list[str], log: Path) -> None:
 def train_once(script: str, name: str, run_dir: Path, overrides: list[str]) -> dict[str, Any]:
     """``python -m <script>`` (``migalab.train`` / ``migalab.pretrain``) into ``run_dir`` with
     a CSV logger and no progress bar, unless the run finished already (its ``metrics.json``
-    is reused: delete the folder to re-run); a run with a ``checkpoints/last.ckpt`` but no
-    ``metrics.json`` was stopped part-way and resumes (``ckpt_path=last``); returns the
-    payload."""
+    is reused: delete the folder to re-run); returns the payload. A run stopped part-way (a
+    session ended, a job was preempted) goes on from its newest readable checkpoint:
+    ``ckpt_path=auto`` (``last.ckpt``, ``interrupted.ckpt`` or a SLURM requeue checkpoint of
+    the folder, else a fresh start; the same folder holds the same overrides)."""
     if not (run_dir / "metrics.json").is_file():
         start = time.time()
-        # a run stopped part-way (a session ended, a job was preempted) goes on from its last
-        # checkpoint: the same folder holds the same overrides (migalab-train's resume)
-        resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
         cmd = [sys.executable, "-m", script, "logger=csv", f"hydra.run.dir={run_dir}",
-               "callbacks.progress_bar.refresh_rate=0", *overrides,
-               *(["ckpt_path=last"] if resume else [])]  # fmt: skip
-        print(f"[{name}] {'resuming: ' if resume else ''}{' '.join(cmd[2:])}", flush=True)
+               "callbacks.progress_bar.refresh_rate=0", *overrides, "ckpt_path=auto"]  # fmt: skip
+        print(f"[{name}] {' '.join(cmd[2:])}", flush=True)
         run(cmd, run_dir / "stdout.log")
         print(f"[{name}] done in {time.time() - start:.0f} s", flush=True)
     return json.loads((run_dir / "metrics.json").read_text())

@@ -44,15 +44,46 @@ def test_emotion_table(tmp_path: Path) -> None:
     assert "| 0 | InterFusion (System B) |" in text and (out / "results.md").is_file()
 
 
+def _helpers() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("_run_helpers", SCRIPTS / "run_helpers.py")
+    assert spec and spec.loader
+    helpers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helpers)
+    return helpers
+
+
+def test_train_once_resumes_a_stopped_run_and_reuses_a_finished_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row's run goes through ``ckpt_path=auto`` (migalab-train resumes from the folder's
+    newest readable last / interrupted / requeue checkpoint, else starts fresh: a run killed
+    before its first epoch ended has only ``interrupted.ckpt``); a finished one (its
+    ``metrics.json``) is not run again."""
+    helpers = _helpers()
+    calls: list[list[str]] = []
+
+    def fake_run(cmd: list[str], log: Path) -> None:
+        calls.append(cmd)
+        (log.parent / "metrics.json").write_text('{"ckpt_path": "best.ckpt"}')
+
+    monkeypatch.setattr(helpers, "run", fake_run)
+    run_dir = tmp_path / "row"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "interrupted.ckpt").write_bytes(b"")
+    payload = helpers.train_once("migalab.train", "row", run_dir, ["seed=1"])
+    assert payload == {"ckpt_path": "best.ckpt"} and len(calls) == 1
+    assert calls[0][-2:] == ["seed=1", "ckpt_path=auto"]
+    assert f"hydra.run.dir={run_dir}" in calls[0]
+    assert helpers.train_once("migalab.train", "row", run_dir, ["seed=1"]) == payload
+    assert len(calls) == 1  # finished: reused
+
+
 def test_path_overrides_reach_the_evaluations() -> None:
     """The comparison scripts pass a run's ``paths.*`` overrides (and only those) to the
     ``migalab-eval`` / ``migalab-pseudolabel`` of its checkpoints: without the runs' data dir
     an evaluation regenerated the tiny test release in the checkout's data/ folder, replacing
     the full-size one a user had there."""
-    spec = importlib.util.spec_from_file_location("_run_helpers", SCRIPTS / "run_helpers.py")
-    assert spec and spec.loader
-    helpers = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(helpers)
+    helpers = _helpers()
     overrides = ["paths.data_dir=/d", "trainer.max_epochs=1", "++paths.log_dir=/l",
                  "data.synthetic.num_videos={train:4}", "pathsx=1", "~paths.output_dir"]  # fmt: skip
     assert helpers.path_overrides(overrides) == [
@@ -402,32 +433,3 @@ def test_pretrain_table_fusion_rows_take_the_maskfeat_encoder() -> None:
     stream = fusion.model.encoders.rgb
     for key in ("_target_", "preset", "temporal_size", "spatial_size", "drop_path"):
         assert stream[key] == rgb.model.encoder[key], key
-
-
-def test_train_once_resumes_a_run_stopped_part_way(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The comparison scripts' runs last hours on a CPU: a row whose folder has a last.ckpt but
-    no metrics.json (a session ended) goes on from it; a finished row is not run again."""
-    spec = importlib.util.spec_from_file_location("_run_helpers2", SCRIPTS / "run_helpers.py")
-    assert spec and spec.loader
-    helpers = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(helpers)
-    calls: list[list[str]] = []
-
-    def fake_run(cmd: list[str], log: Path) -> None:
-        calls.append(cmd)
-        run_dir = Path(next(c for c in cmd if c.startswith("hydra.run.dir=")).split("=", 1)[1])
-        (run_dir / "metrics.json").write_text(json.dumps({"val": {"top1": 0.5, "macro_f1": 0.1}}))
-
-    monkeypatch.setattr(helpers, "run", fake_run)
-    fresh, stopped = tmp_path / "fresh", tmp_path / "stopped"
-    fresh.mkdir()
-    (stopped / "checkpoints").mkdir(parents=True)
-    (stopped / "checkpoints" / "last.ckpt").write_bytes(b"")
-    helpers.train_once("migalab.train", "a", fresh, ["experiment=x", "seed=0"])
-    helpers.train_once("migalab.train", "b", stopped, ["experiment=x", "seed=0"])
-    assert calls[0][-2:] == ["experiment=x", "seed=0"] and "ckpt_path=last" not in calls[0]
-    assert calls[1][-3:] == ["experiment=x", "seed=0", "ckpt_path=last"]
-    assert helpers.train_once("migalab.train", "b", stopped, [])["val"]["top1"] == 0.5
-    assert len(calls) == 2  # finished: its metrics.json is reused
