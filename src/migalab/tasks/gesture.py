@@ -181,10 +181,6 @@ class GestureModule(Recognizer):
         self.setup_encoder(stage)
 
     # -- steps ----------------------------------------------------------------------------------
-    def _shared_step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.predict_logits(batch)
-        return logits, self.loss_fn(logits, batch["label"])
-
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         if "views" in batch:
             raise ValueError("training batches must hold one view per clip (got a 'views' key)")
@@ -210,14 +206,10 @@ class GestureModule(Recognizer):
         return loss
 
     def _eval_step(self, batch: dict[str, Any], metrics: Any, prefix: str) -> torch.Tensor:
-        streams: nn.ModuleDict = getattr(self, f"{prefix}_stream_top1")
-        if len(streams) and "views" not in batch:
-            pooled, aux = self.encode(batch["x"])  # what predict_logits computes, plus aux
-            logits = self.head(pooled)
-            loss = self.loss_fn(logits, batch["label"])
-            self._update_streams(streams, aux, batch)
-        else:
-            logits, loss = self._shared_step(batch)
+        logits, stream_preds = self._logits_and_streams(batch)
+        loss = self.loss_fn(logits, batch["label"])
+        if stream_preds is not None:
+            self._update_streams(getattr(self, f"{prefix}_stream_top1"), stream_preds, batch)
         metrics.update(logits, batch["label"])
         self.log(f"{prefix}/loss", loss, batch_size=batch["label"].shape[0], sync_dist=True)
         return logits
@@ -232,20 +224,21 @@ class GestureModule(Recognizer):
         """Logits (N, K) with dataset indices and labels, for evaluation and score fusion; a
         fusion's batches also give ``stream_pred``: per stream the class its auxiliary head
         picks (N,), -1 where the stream is absent (``migalab-eval`` scores them per stream)."""
-        out: dict[str, Any] = {"index": batch["index"], "label": batch["label"]}
-        if len(self.test_stream_top1) and "views" not in batch:
-            pooled, aux = self.encode(batch["x"])  # what predict_logits computes, plus aux
-            out["logits"] = self.head(pooled)
-            out["stream_pred"] = self._stream_predictions(aux, batch)
-        else:
-            out["logits"] = self.predict_logits(batch)
+        logits, stream_preds = self._logits_and_streams(batch)
+        out: dict[str, Any] = {"logits": logits, "index": batch["index"], "label": batch["label"]}
+        if stream_preds is not None:
+            out["stream_pred"] = stream_preds
         return out
 
-    def _stream_predictions(
-        self, aux: dict[str, torch.Tensor] | None, batch: dict[str, Any]
-    ) -> dict[str, torch.Tensor]:
-        """Per stream of the model's stream metrics: the class (N,) its auxiliary logits (N, K)
-        pick, -1 on the samples where the stream is absent."""
+    def _logits_and_streams(
+        self, batch: dict[str, Any]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+        """The batch's logits (N, K) (:meth:`predict_logits`) and, for a model with stream
+        metrics (a neck with auxiliary heads; one view per clip), per stream the class (N,) its
+        auxiliary logits pick, -1 on the samples where the stream is absent (else None)."""
+        if not len(self.test_stream_top1) or "views" in batch:
+            return self.predict_logits(batch), None
+        pooled, aux = self.encode(batch["x"])  # what predict_logits computes, plus aux
         flags = self.present_flags(batch["x"])
         preds = {}
         for name, logits in (aux or {}).items():
@@ -254,14 +247,13 @@ class GestureModule(Recognizer):
                 if name in flags:
                     pred = pred.masked_fill(~flags[name].bool(), -1)
                 preds[name] = pred
-        return preds
+        return self.head(pooled), preds
 
     def _update_streams(
-        self, streams: nn.ModuleDict, aux: dict[str, torch.Tensor] | None, batch: dict[str, Any]
+        self, streams: nn.ModuleDict, preds: dict[str, torch.Tensor], batch: dict[str, Any]
     ) -> None:
-        """Update each stream's accuracy with its auxiliary logits (N, K) on the samples where
-        the stream is present."""
-        for name, pred in self._stream_predictions(aux, batch).items():
+        """Update each stream's accuracy with its predicted classes (-1 where absent)."""
+        for name, pred in preds.items():
             hits = stream_hits(pred, batch["label"])
             if hits.numel():
                 streams[name].update(hits)

@@ -9,7 +9,7 @@ ships the binary sigmoid form.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -110,23 +110,6 @@ class ClassificationLoss(nn.Module):
         return loss.mean()
 
 
-def present_samples(
-    aux: Mapping[str, torch.Tensor],
-    labels: torch.Tensor,
-    present: Mapping[str, torch.Tensor],
-) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
-    """Per stream with at least one present sample: (name, its logits (n, K), their labels
-    (n,)) over the samples where it is present (``present[name]`` (N,) bool; all samples when
-    it has no entry)."""
-    for name, logits in aux.items():
-        mask = present.get(name)
-        if mask is None:
-            yield name, logits, labels
-        elif bool(mask.any()):
-            mask = mask.bool()
-            yield name, logits[mask], labels[mask]
-
-
 def masked_aux_loss(
     aux: Mapping[str, torch.Tensor],
     labels: torch.Tensor,
@@ -136,7 +119,14 @@ def masked_aux_loss(
     """Mean over streams of the auxiliary heads' losses (``aux[name]`` (N, K) logits), each over
     the samples where that stream is present (``present[name]`` (N,) bool; all samples when it
     has no entry); 0 when no stream has a present sample."""
-    losses = [loss_fn(z, y) for _, z, y in present_samples(aux, labels, present)]
+    losses = []
+    for name, logits in aux.items():
+        mask = present.get(name)
+        if mask is None:
+            losses.append(loss_fn(logits, labels))
+        elif bool(mask.any()):
+            mask = mask.bool()
+            losses.append(loss_fn(logits[mask], labels[mask]))
     if not losses:
         return labels.new_zeros((), dtype=torch.float32)
     return torch.stack(losses).mean()
