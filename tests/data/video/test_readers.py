@@ -313,6 +313,36 @@ def test_without_ffmpeg_torchcodec_falls_back_in_one_line(
         readers._log_fallback_once.cache_clear()
 
 
+def test_torchcodec_that_imports_without_ffmpeg_is_not_taken(
+    video: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torchcodec >= 0.17 imports where FFmpeg's libraries are missing (its image decoders need
+    none), with ``ffmpeg_major_version`` None, and fails only at the first ``VideoDecoder``:
+    the probe must see that, or ``auto`` picks a decoder that cannot decode."""
+    import torchcodec
+
+    monkeypatch.setattr(torchcodec, "ffmpeg_major_version", None)
+    readers.torchcodec_problem.cache_clear()
+    try:
+        problem = readers.torchcodec_problem()
+        assert problem is not None and "apt-get install ffmpeg" in problem
+        assert f"torchcodec {torchcodec.__version__}" in problem and "\n" not in problem
+        with pytest.raises(readers.VideoBackendUnavailable, match="backend=torchcodec"):
+            open_video(video, "torchcodec")
+        with open_video(video, "auto") as r:
+            assert r.backend in ("decord", "pyav") and [decode_index(f) for f in r.read([7])] == [7]
+    finally:
+        readers.torchcodec_problem.cache_clear()
+
+
+def test_auto_decodes_on_this_machine(video: Path) -> None:
+    """Whatever FFmpeg this machine has (none, or one torchcodec loads), ``auto`` opens a
+    backend that decodes: the probe agrees with what torchcodec really does here."""
+    readers.torchcodec_problem.cache_clear()
+    with open_video(video, "auto") as r:
+        assert [decode_index(f) for f in r.read([0, 31, 59])] == [0, 31, 59]
+
+
 def test_auto_takes_torchcodec_where_it_loads(video: Path) -> None:
     if readers.torchcodec_problem() is not None:
         pytest.skip(readers.torchcodec_problem())

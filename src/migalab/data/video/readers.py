@@ -534,16 +534,24 @@ def torchcodec_problem() -> str | None:
     """Why torchcodec cannot decode here (not installed, or FFmpeg's shared libraries missing:
     its wheels do not bundle them), in one line; None when it can."""
     try:
+        import torchcodec
         from torchcodec.decoders import VideoDecoder  # noqa: F401
     except ImportError as e:
         return f"torchcodec is not installed ({e})"
     except (OSError, RuntimeError) as e:  # libtorchcodec_core*.so cannot find libavutil & co
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        return (
-            f"torchcodec cannot load FFmpeg's shared libraries (install FFmpeg, e.g. "
-            f"apt-get install ffmpeg): {first[:200]}"
-        )
+        return f"{_NO_FFMPEG}: {first[:200]}"
+    # torchcodec >= 0.17 imports without FFmpeg (its image decoders need none), leaves
+    # ffmpeg_major_version None, and raises at the first VideoDecoder instead
+    if getattr(torchcodec, "ffmpeg_major_version", 0) is None:
+        version = getattr(torchcodec, "__version__", "?")
+        return f"{_NO_FFMPEG}: torchcodec {version} found none of FFmpeg 4-9's libavutil"
     return None
+
+
+_NO_FFMPEG = (
+    "torchcodec cannot load FFmpeg's shared libraries (install FFmpeg, e.g. apt-get install ffmpeg)"
+)
 
 
 def _have_decord() -> bool:
