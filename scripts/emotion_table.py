@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """The emotion track on the synthetic iMiGUE (data=synthetic_emotion_full, the full-size
 stand-in: 96 / 32 / 96 videos; the experiments default to the quick data=synthetic_emotion):
-majority, face-only, context-only, late fusion and InterFusion, same data and epochs, several
-training seeds.
+majority, face-only, context-only, late fusion and InterFusion (from scratch, and by MiGA's
+recipe from the single streams), same data and epochs, several training seeds.
 
-    python scripts/emotion_table.py                           # 2 seeds, ~1.5 h on 2 CPU cores
+    python scripts/emotion_table.py --seeds 0 1 2             # ~1 h a seed on 2 CPU cores
     python scripts/emotion_table.py --seeds 0 trainer.max_epochs=3   # extra Hydra overrides
 
 Rows, per training seed (the data are the same for every seed: data.synthetic.seed stays 0):
@@ -15,17 +15,22 @@ Rows, per training seed (the data are the same for every seed: data.synthetic.se
    (emotion_context_synth)
 4. late fusion of 2 + 3 per video, weights searched on val (``migalab-eval
    ckpt_path=[face,context] fusion.search=true``)
-5. InterFusion: both streams joined by cross-attention, trained end to end
+5. InterFusion from scratch: both streams joined by cross-attention, trained end to end
    (system_b_emotion_synth)
+6. InterFusion from single streams: the same, its encoders started from the same seed's
+   rows 2 and 3 (``model.encoders.{face,context}.init``) and trained at lr x 0.1
+   (``model.backbone_lr_mult=0.1``), as System B's gesture fusion is (docs/system-b.md)
 
 Metrics are per test video (clip logits averaged per video, each checkpoint's own
 aggregation): accuracy, macro-F1 and AUROC, with a 95 % bootstrap interval over the test videos
-(:func:`migalab.scoring.emotion.bootstrap_ci`), and for InterFusion a paired bootstrap of its
-difference to each other row on the same videos (:func:`paired_bootstrap_diff`; ``p`` is the
-share of resamples where InterFusion is not ahead). Means over seeds close the table.
+(:func:`migalab.scoring.emotion.bootstrap_ci`), and for each InterFusion row a paired bootstrap
+of its difference to each row above it on the same videos (:func:`paired_bootstrap_diff`; ``p``
+is the share of resamples where the InterFusion is not ahead). Means ± standard deviations over
+seeds, and the per-seed paired differences, close the table.
 
 Each run trains with ``migalab-train`` in its own folder under ``--out`` (runs already done are
-reused: delete a folder to re-run it). Writes ``results.json`` and ``results.md``.
+reused: delete a folder to re-run it; a stopped one resumes). Writes ``results.json`` and
+``results.md``.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import csv
 import json
 import sys
 from pathlib import Path
-from statistics import mean
+from statistics import mean, stdev
 from typing import Any
 
 import torch
@@ -44,15 +49,20 @@ from migalab.scoring.emotion import bootstrap_ci, paired_bootstrap_diff
 from migalab.tasks.emotion import binary_video_metrics
 from run_helpers import path_overrides, run, slug, train_once
 
-TRAINED: list[tuple[str, str]] = [
-    ("face only (SwinFace)", "emotion_face_synth"),
-    ("context only (FrameStack2D)", "emotion_context_synth"),
-    ("InterFusion (System B)", "system_b_emotion_synth"),
+FACE, CONTEXT = "face only (SwinFace)", "context only (FrameStack2D)"
+INTER, INTER_INIT = "InterFusion from scratch", "InterFusion from single streams"
+#: (row, experiment, {stream: the row whose best checkpoint initialises that encoder})
+TRAINED: list[tuple[str, str, dict[str, str]]] = [
+    (FACE, "emotion_face_synth", {}),
+    (CONTEXT, "emotion_context_synth", {}),
+    (INTER, "system_b_emotion_synth", {}),
+    (INTER_INIT, "system_b_emotion_synth", {"face": FACE, "context": CONTEXT}),
 ]
 #: every training run reads the full-size stand-in (the table in docs/emotion.md)
 DATA = "data=synthetic_emotion_full"
-MAJORITY, LATE, INTER = "majority", "late fusion face+context (val-searched)", TRAINED[2][0]
-ORDER = [MAJORITY, TRAINED[0][0], TRAINED[1][0], LATE, INTER]
+MAJORITY, LATE = "majority", "late fusion face+context (val-searched)"
+ORDER = [MAJORITY, FACE, CONTEXT, LATE, INTER, INTER_INIT]
+FUSIONS = [INTER, INTER_INIT]
 
 
 def read_predictions(path: Path) -> dict[str, tuple[float, int]]:
@@ -69,12 +79,26 @@ def train(name: str, experiment: str, seed: int, out: Path, overrides: list[str]
     return run_dir
 
 
+def best_ckpt(run_dir: Path) -> str:
+    """The best-val checkpoint of a finished run (its ``metrics.json``)."""
+    return json.loads((run_dir / "metrics.json").read_text())["ckpt_path"]
+
+
+def init_overrides(init: dict[str, str], dirs: dict[str, Path]) -> list[str]:
+    """MiGA's recipe for a fusion: each encoder starts from its single-stream row's best
+    checkpoint, and the encoders train at lr x 0.1; nothing for a row trained from scratch."""
+    if not init:
+        return []
+    ckpts = [f"model.encoders.{stream}.init={best_ckpt(dirs[row])}" for stream, row in init.items()]
+    return [*ckpts, "model.backbone_lr_mult=0.1"]
+
+
 def late_fusion(face: Path, context: Path, seed: int, out: Path, overrides: list[str]) -> Path:
     """``migalab-eval`` of the face and context checkpoints fused per video, weights searched
     on val; returns its run dir."""
     run_dir = out / f"seed{seed}" / slug(LATE)
     if not (run_dir / "metrics.json").is_file():
-        ckpts = [json.loads((d / "metrics.json").read_text())["ckpt_path"] for d in (face, context)]
+        ckpts = [best_ckpt(d) for d in (face, context)]
         cmd = [sys.executable, "-m", "migalab.eval", f"ckpt_path=[{','.join(ckpts)}]",
                "fusion.search=true", f"hydra.run.dir={run_dir}",
                *path_overrides(overrides)]  # fmt: skip
@@ -92,8 +116,10 @@ def row_scores(preds: dict[str, tuple[float, int]], videos: list[str]) -> dict[s
 
 
 def one_seed(seed: int, out: Path, overrides: list[str]) -> list[dict[str, Any]]:
-    dirs = {name: train(name, exp, seed, out, overrides) for name, exp in TRAINED}
-    dirs[LATE] = late_fusion(dirs[TRAINED[0][0]], dirs[TRAINED[1][0]], seed, out, overrides)
+    dirs: dict[str, Path] = {}
+    for name, exp, init in TRAINED:
+        dirs[name] = train(name, exp, seed, out, [*overrides, *init_overrides(init, dirs)])
+    dirs[LATE] = late_fusion(dirs[FACE], dirs[CONTEXT], seed, out, overrides)
     preds = {n: read_predictions(d / "video_predictions.csv") for n, d in dirs.items() if n != LATE}
     preds[LATE] = read_predictions(dirs[LATE] / "video_predictions_test.csv")
     videos = sorted(preds[INTER])
@@ -105,22 +131,24 @@ def one_seed(seed: int, out: Path, overrides: list[str]) -> list[dict[str, Any]]
     win_majority = train_balance["videos_win"] >= train_balance["videos_lose"]
     labels = {v: preds[INTER][v][1] for v in videos}
     preds[MAJORITY] = {v: (1.0 if win_majority else 0.0, labels[v]) for v in videos}
-    rows = []
+    rows = {}
     for name in ORDER:
         r = {"seed": seed, "row": name, **row_scores(preds[name], videos)}
         if name in dirs and name != LATE:
             metrics = json.loads((dirs[name] / "metrics.json").read_text())
             r["train_time_s"] = metrics.get("wall_time_s")
             r["epochs"] = metrics.get("epochs")
-        rows.append(r)
-    inter = rows[-1]
-    for r in rows[:-1]:
-        d = paired_bootstrap_diff(inter["prob"], r["prob"], inter["labels"])
-        inter[f"vs {r['row']}"] = d
-    for r in rows:
+        rows[name] = r
+    for fusion in FUSIONS:
+        for name in ORDER[: ORDER.index(fusion)]:
+            d = paired_bootstrap_diff(
+                rows[fusion]["prob"], rows[name]["prob"], rows[name]["labels"]
+            )
+            rows[fusion][f"vs {name}"] = d
+    for r in rows.values():
         r.pop("prob"), r.pop("labels")
-    rows[0]["balance"] = {"train": train_balance, "test": payload["balance"].get("test")}
-    return rows
+    rows[MAJORITY]["balance"] = {"train": train_balance, "test": payload["balance"].get("test")}
+    return list(rows.values())
 
 
 def _ci(r: dict[str, Any], key: str) -> str:
@@ -128,40 +156,56 @@ def _ci(r: dict[str, Any], key: str) -> str:
     return f"{r[key]:.3f} [{lo:.2f}, {hi:.2f}]"
 
 
+def _diff(d: dict[str, Any] | None) -> str:
+    if d is None:
+        return ""
+    return (f"{d['acc']['diff']:+.3f} (p {d['acc']['p_not_better']:.3f}) / "
+            f"{d['auroc']['diff']:+.3f} (p {d['auroc']['p_not_better']:.3f})")  # fmt: skip
+
+
+def _spread(values: list[float]) -> str:
+    return f"{mean(values):.3f}" + (f" ± {stdev(values):.3f}" if len(values) > 1 else "")
+
+
 def table(rows: list[dict[str, Any]]) -> str:
+    """Per seed: each row with its intervals and the InterFusion rows' paired differences to it;
+    over several seeds: means ± standard deviations, and each fusion's per-seed differences."""
     lines = ["| seed | row | video acc [95 % CI] | macro-F1 | AUROC [95 % CI] | "
-             "InterFusion - row: acc / AUROC (p) |", "|---|---|---|---|---|---|"]  # fmt: skip
+             "InterFusion from scratch - row: acc / AUROC (p) | "
+             "InterFusion from single streams - row: acc / AUROC (p) |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
     by_seed: dict[int, dict[str, dict[str, Any]]] = {}
     for r in rows:
         by_seed.setdefault(r["seed"], {})[r["row"]] = r
     for seed, named in by_seed.items():
-        inter = named[INTER]
         for name in ORDER:
             r = named[name]
-            d = inter.get(f"vs {name}")
-            diff = (
-                ""
-                if d is None
-                else (
-                    f"{d['acc']['diff']:+.3f} (p {d['acc']['p_not_better']:.3f}) / "
-                    f"{d['auroc']['diff']:+.3f} (p {d['auroc']['p_not_better']:.3f})"
-                )
-            )
+            diffs = " | ".join(_diff(named[f].get(f"vs {name}")) for f in FUSIONS)
             lines.append(f"| {seed} | {name} | {_ci(r, 'acc')} | {r['macro_f1']:.3f} | "
-                         f"{_ci(r, 'auroc')} | {diff} |")  # fmt: skip
+                         f"{_ci(r, 'auroc')} | {diffs} |")  # fmt: skip
     if len(by_seed) > 1:
+        lines += ["", f"Over {len(by_seed)} seeds (mean ± sd):", "",
+                  "| row | video acc | macro-F1 | AUROC |", "|---|---|---|---|"]  # fmt: skip
         for name in ORDER:
             vals = [named[name] for named in by_seed.values()]
-            lines.append(f"| mean of {len(vals)} | {name} | {mean(v['acc'] for v in vals):.3f} | "
-                         f"{mean(v['macro_f1'] for v in vals):.3f} | "
-                         f"{mean(v['auroc'] for v in vals):.3f} | |")  # fmt: skip
+            lines.append(f"| {name} | {_spread([v['acc'] for v in vals])} | "
+                         f"{_spread([v['macro_f1'] for v in vals])} | "
+                         f"{_spread([v['auroc'] for v in vals])} |")  # fmt: skip
+        lines += ["", "Paired differences per seed (acc / AUROC):", "",
+                  "| fusion | - row | acc per seed | AUROC per seed |", "|---|---|---|---|"]  # fmt: skip
+        for fusion in FUSIONS:
+            for name in ORDER[: ORDER.index(fusion)]:
+                ds = [named[fusion][f"vs {name}"] for named in by_seed.values()]
+                acc = ", ".join(f"{d['acc']['diff']:+.3f}" for d in ds)
+                auroc = ", ".join(f"{d['auroc']['diff']:+.3f}" for d in ds)
+                lines.append(f"| {fusion} | {name} | {acc} | {auroc} |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench_results/emotion_table"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides added to every training")
     args = parser.parse_args()
     out: Path = args.out.resolve()

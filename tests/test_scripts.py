@@ -34,14 +34,26 @@ def test_emotion_table(tmp_path: Path) -> None:
     rows = json.loads((out / "results.json").read_text())
     assert [r["row"] for r in rows] == [
         "majority", "face only (SwinFace)", "context only (FrameStack2D)",
-        "late fusion face+context (val-searched)", "InterFusion (System B)",
+        "late fusion face+context (val-searched)", "InterFusion from scratch",
+        "InterFusion from single streams",
     ]  # fmt: skip
     for r in rows:
         assert 0 <= r["acc"] <= 1 and r["ci95"]["acc"][0] <= r["acc"] <= r["ci95"]["acc"][1]
     assert rows[0]["auroc"] == 0.5 and rows[0]["balance"]["train"]["videos"] == 6
-    diff = rows[-1]["vs majority"]["acc"]
-    assert diff["lo"] <= diff["diff"] <= diff["hi"] and 0 <= diff["p_not_better"] <= 1
-    assert "| 0 | InterFusion (System B) |" in text and (out / "results.md").is_file()
+    for fusion, above in ((rows[-2], rows[:-2]), (rows[-1], rows[:-1])):
+        assert [k for k in fusion if k.startswith("vs ")] == [f"vs {r['row']}" for r in above]
+        diff = fusion["vs majority"]["acc"]
+        assert diff["lo"] <= diff["diff"] <= diff["hi"] and 0 <= diff["p_not_better"] <= 1
+    # MiGA's recipe: the fusion's encoders start from this seed's face and context checkpoints
+    seed0 = out / "seed0"
+    cfg = (seed0 / "InterFusion_from_single_streams" / "config_resolved.yaml").read_text()
+    for row in ("face_only_SwinFace", "context_only_FrameStack2D"):
+        ckpt = json.loads((seed0 / row / "metrics.json").read_text())["ckpt_path"]
+        assert ckpt in cfg, row
+    assert "backbone_lr_mult: 0.1" in cfg
+    scratch = (seed0 / "InterFusion_from_scratch" / "config_resolved.yaml").read_text()
+    assert ".ckpt" not in scratch and "backbone_lr_mult: 1.0" in scratch
+    assert "| 0 | InterFusion from single streams |" in text and (out / "results.md").is_file()
 
 
 def _helpers() -> ModuleType:
