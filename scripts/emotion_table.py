@@ -4,7 +4,8 @@ stand-in: 96 / 32 / 96 videos; the experiments default to the quick data=synthet
 majority, face-only, context-only, late fusion and InterFusion (from scratch, and by MiGA's
 recipe from the single streams), same data and epochs, several training seeds.
 
-    python scripts/emotion_table.py --seeds 0 1 2             # ~1 h a seed on 2 CPU cores
+    python scripts/emotion_table.py --seeds 0 1 2             # ~40 min a seed on 2 CPU cores
+    python scripts/emotion_table.py --from-scratch            # + InterFusion from scratch
     python scripts/emotion_table.py --seeds 0 trainer.max_epochs=3   # extra Hydra overrides
 
 Rows, per training seed (the data are the same for every seed: data.synthetic.seed stays 0):
@@ -15,11 +16,13 @@ Rows, per training seed (the data are the same for every seed: data.synthetic.se
    (emotion_context_synth)
 4. late fusion of 2 + 3 per video, weights searched on val (``migalab-eval
    ckpt_path=[face,context] fusion.search=true``)
-5. InterFusion from scratch: both streams joined by cross-attention, trained end to end
-   (system_b_emotion_synth)
-6. InterFusion from single streams: the same, its encoders started from the same seed's
-   rows 2 and 3 (``model.encoders.{face,context}.init``) and trained at lr x 0.1
-   (``model.backbone_lr_mult=0.1``), as System B's gesture fusion is (docs/system-b.md)
+5. InterFusion from single streams (system_b_emotion_synth): both streams joined by
+   cross-attention, its encoders started from the same seed's rows 2 and 3
+   (``model.encoders.{face,context}.init``) and trained at lr x 0.1
+   (``model.backbone_lr_mult=0.1``), as MiGA trains System B's gesture fusion
+   (docs/system-b.md)
+6. InterFusion from scratch, trained end to end (only with ``--from-scratch``: it costs as
+   much as rows 2 and 3 together; a finished one is reported without the flag too)
 
 Metrics are per test video (clip logits averaged per video, each checkpoint's own
 aggregation): accuracy, macro-F1 and AUROC, with a 95 % bootstrap interval over the test videos
@@ -55,14 +58,14 @@ INTER, INTER_INIT = "InterFusion from scratch", "InterFusion from single streams
 TRAINED: list[tuple[str, str, dict[str, str]]] = [
     (FACE, "emotion_face_synth", {}),
     (CONTEXT, "emotion_context_synth", {}),
-    (INTER, "system_b_emotion_synth", {}),
     (INTER_INIT, "system_b_emotion_synth", {"face": FACE, "context": CONTEXT}),
+    (INTER, "system_b_emotion_synth", {}),
 ]
 #: every training run reads the full-size stand-in (the table in docs/emotion.md)
 DATA = "data=synthetic_emotion_full"
 MAJORITY, LATE = "majority", "late fusion face+context (val-searched)"
-ORDER = [MAJORITY, FACE, CONTEXT, LATE, INTER, INTER_INIT]
-FUSIONS = [INTER, INTER_INIT]
+ORDER = [MAJORITY, FACE, CONTEXT, LATE, INTER_INIT, INTER]
+FUSIONS = [INTER_INIT, INTER]
 
 
 def read_predictions(path: Path) -> dict[str, tuple[float, int]]:
@@ -115,31 +118,39 @@ def row_scores(preds: dict[str, tuple[float, int]], videos: list[str]) -> dict[s
             "ci95": bootstrap_ci(prob, labels), "prob": prob, "labels": labels}  # fmt: skip
 
 
-def one_seed(seed: int, out: Path, overrides: list[str]) -> list[dict[str, Any]]:
+def one_seed(
+    seed: int, out: Path, overrides: list[str], from_scratch: bool
+) -> list[dict[str, Any]]:
+    """Train (or reuse) one seed's rows; returns their scores, the fusions' paired differences
+    to the rows above them. The from-scratch InterFusion trains only with ``from_scratch``;
+    a finished one is reported either way."""
     dirs: dict[str, Path] = {}
     for name, exp, init in TRAINED:
+        done = (out / f"seed{seed}" / slug(name) / "metrics.json").is_file()
+        if name == INTER and not (from_scratch or done):
+            continue
         dirs[name] = train(name, exp, seed, out, [*overrides, *init_overrides(init, dirs)])
     dirs[LATE] = late_fusion(dirs[FACE], dirs[CONTEXT], seed, out, overrides)
     preds = {n: read_predictions(d / "video_predictions.csv") for n, d in dirs.items() if n != LATE}
     preds[LATE] = read_predictions(dirs[LATE] / "video_predictions_test.csv")
-    videos = sorted(preds[INTER])
+    videos = sorted(preds[INTER_INIT])
     for name, p in preds.items():
         if sorted(p) != videos:
-            raise RuntimeError(f"{name} scored other test videos than {INTER}")
-    payload = json.loads((dirs[INTER] / "metrics.json").read_text())
+            raise RuntimeError(f"{name} scored other test videos than {INTER_INIT}")
+    payload = json.loads((dirs[INTER_INIT] / "metrics.json").read_text())
     train_balance = payload["balance"]["train"]
     win_majority = train_balance["videos_win"] >= train_balance["videos_lose"]
-    labels = {v: preds[INTER][v][1] for v in videos}
+    labels = {v: preds[INTER_INIT][v][1] for v in videos}
     preds[MAJORITY] = {v: (1.0 if win_majority else 0.0, labels[v]) for v in videos}
     rows = {}
-    for name in ORDER:
+    for name in [n for n in ORDER if n in preds]:
         r = {"seed": seed, "row": name, **row_scores(preds[name], videos)}
         if name in dirs and name != LATE:
             metrics = json.loads((dirs[name] / "metrics.json").read_text())
             r["train_time_s"] = metrics.get("wall_time_s")
             r["epochs"] = metrics.get("epochs")
         rows[name] = r
-    for fusion in FUSIONS:
+    for fusion in [f for f in FUSIONS if f in rows]:
         for name in ORDER[: ORDER.index(fusion)]:
             d = paired_bootstrap_diff(
                 rows[fusion]["prob"], rows[name]["prob"], rows[name]["labels"]
@@ -171,31 +182,35 @@ def table(rows: list[dict[str, Any]]) -> str:
     """Per seed: each row with its intervals and the InterFusion rows' paired differences to it;
     over several seeds: means ± standard deviations, and each fusion's per-seed differences."""
     lines = ["| seed | row | video acc [95 % CI] | macro-F1 | AUROC [95 % CI] | "
-             "InterFusion from scratch - row: acc / AUROC (p) | "
-             "InterFusion from single streams - row: acc / AUROC (p) |",
+             "InterFusion from single streams - row: acc / AUROC (p) | "
+             "InterFusion from scratch - row: acc / AUROC (p) |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
     by_seed: dict[int, dict[str, dict[str, Any]]] = {}
     for r in rows:
         by_seed.setdefault(r["seed"], {})[r["row"]] = r
     for seed, named in by_seed.items():
-        for name in ORDER:
+        for name in [n for n in ORDER if n in named]:
             r = named[name]
-            diffs = " | ".join(_diff(named[f].get(f"vs {name}")) for f in FUSIONS)
+            diffs = " | ".join(_diff(named.get(f, {}).get(f"vs {name}")) for f in FUSIONS)
             lines.append(f"| {seed} | {name} | {_ci(r, 'acc')} | {r['macro_f1']:.3f} | "
                          f"{_ci(r, 'auroc')} | {diffs} |")  # fmt: skip
     if len(by_seed) > 1:
-        lines += ["", f"Over {len(by_seed)} seeds (mean ± sd):", "",
-                  "| row | video acc | macro-F1 | AUROC |", "|---|---|---|---|"]  # fmt: skip
+        lines += ["", "Over the seeds each row finished on (mean ± sd):", "",
+                  "| row | seeds | video acc | macro-F1 | AUROC |", "|---|---|---|---|---|"]  # fmt: skip
         for name in ORDER:
-            vals = [named[name] for named in by_seed.values()]
-            lines.append(f"| {name} | {_spread([v['acc'] for v in vals])} | "
+            vals = [named[name] for named in by_seed.values() if name in named]
+            if not vals:
+                continue
+            lines.append(f"| {name} | {len(vals)} | {_spread([v['acc'] for v in vals])} | "
                          f"{_spread([v['macro_f1'] for v in vals])} | "
                          f"{_spread([v['auroc'] for v in vals])} |")  # fmt: skip
         lines += ["", "Paired differences per seed (acc / AUROC):", "",
                   "| fusion | - row | acc per seed | AUROC per seed |", "|---|---|---|---|"]  # fmt: skip
         for fusion in FUSIONS:
             for name in ORDER[: ORDER.index(fusion)]:
-                ds = [named[fusion][f"vs {name}"] for named in by_seed.values()]
+                ds = [n[fusion][f"vs {name}"] for n in by_seed.values() if fusion in n]
+                if not ds:
+                    continue
                 acc = ", ".join(f"{d['acc']['diff']:+.3f}" for d in ds)
                 auroc = ", ".join(f"{d['auroc']['diff']:+.3f}" for d in ds)
                 lines.append(f"| {fusion} | {name} | {acc} | {auroc} |")
@@ -206,12 +221,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench_results/emotion_table"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--from-scratch", action="store_true", help="also train InterFusion from scratch"
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides added to every training")
     args = parser.parse_args()
     out: Path = args.out.resolve()
     rows: list[dict[str, Any]] = []
     for seed in args.seeds:
-        rows += one_seed(seed, out, args.overrides)
+        rows += one_seed(seed, out, args.overrides, args.from_scratch)
         text = table(rows)
         (out / "results.json").write_text(json.dumps(rows, indent=2))
         (out / "results.md").write_text(text + "\n")

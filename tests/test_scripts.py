@@ -28,14 +28,15 @@ def _run(args: list[str], cwd: Path) -> str:
 @pytest.mark.slow
 def test_emotion_table(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    text = _run([str(SCRIPTS / "emotion_table.py"), "--out", str(out), "--seeds", "0", "--",
+    text = _run([str(SCRIPTS / "emotion_table.py"), "--out", str(out), "--seeds", "0",
+                 "--from-scratch", "--",
                  f"paths.data_dir={tmp_path / 'data'}", "trainer.max_epochs=1",
                  "data.synthetic.num_videos={train:6,validate:4,test:6}"], cwd=tmp_path)  # fmt: skip
     rows = json.loads((out / "results.json").read_text())
     assert [r["row"] for r in rows] == [
         "majority", "face only (SwinFace)", "context only (FrameStack2D)",
-        "late fusion face+context (val-searched)", "InterFusion from scratch",
-        "InterFusion from single streams",
+        "late fusion face+context (val-searched)", "InterFusion from single streams",
+        "InterFusion from scratch",
     ]  # fmt: skip
     for r in rows:
         assert 0 <= r["acc"] <= 1 and r["ci95"]["acc"][0] <= r["acc"] <= r["ci95"]["acc"][1]
