@@ -446,3 +446,71 @@ def test_pretrain_table_fusion_rows_take_the_maskfeat_encoder() -> None:
     stream = fusion.model.encoders.rgb
     for key in ("_target_", "preset", "temporal_size", "spatial_size", "drop_path"):
         assert stream[key] == rgb.model.encoder[key], key
+
+
+def _posture_cache(root: Path, videos_per_class: int = 6, cue: float = 1.0) -> Path:
+    """A skeleton cache laid out as migalab-prepare writes it (index.csv with split, video_id,
+    file, emotion, height, width; one (T, 137, 3) array a video) whose lost videos drop the
+    head ``cue`` x 20 px nearer the neck, with per-video posture differences and frame jitter,
+    a missing frame (all zeros) and a missing joint in each."""
+    rng = np.random.default_rng(0)
+    lines = ["name,video_id,split,row,label,start,end,video_frames,height,width,emotion,file"]
+    for split in ("train", "validate", "test"):
+        (root / split).mkdir(parents=True)
+        for i in range(2 * videos_per_class):
+            vid, win = f"{split[:2]}{i:02d}", i % 2
+            t = 40
+            a = np.zeros((t, 137, 3), np.float32)
+            base = {0: (640, 200), 1: (640, 270), 2: (550, 275), 5: (730, 275),
+                    15: (625, 185), 16: (655, 185)}  # fmt: skip
+            height = rng.normal(0, 2) + (0 if win else 20 * cue)
+            for j, (x, y) in base.items():
+                a[:, j, 0] = x + rng.normal(0, 1.5, t)
+                a[:, j, 1] = y + rng.normal(0, 1.5, t) + (height if j in (0, 15, 16) else 0)
+                a[:, j, 2] = 0.9
+            a[3] = 0  # a frame OpenPose missed
+            a[7, 16] = 0  # a missing eye
+            np.save(root / split / f"{vid}.npy", a)
+            lines.append(f"{vid}_0,{vid},{split},0,3,0,40,{t},720,1280,{win},{split}/{vid}.npy")
+    (root / "index.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_emotion_posture_probe_finds_a_posture_cue_and_only_one_that_is_there(
+    tmp_path: Path,
+) -> None:
+    cache = _posture_cache(tmp_path / "cue")
+    out = tmp_path / "probe.json"
+    _run([str(SCRIPTS / "emotion_posture_probe.py"), str(cache), "--out", str(out)], cwd=tmp_path)
+    result = json.loads(out.read_text())
+    test = result["splits"]["test"]
+    assert test["videos"] == 12 and test["auroc"] == 1.0 and test["acc"] >= 0.9
+    assert test["single feature auroc"]["head drop"] == 1.0
+    drop = result["head drop in 64-px input"]
+    assert drop["win"]["mean"] > drop["lose"]["mean"] + 1.0
+    # no cue: the probe must not invent one
+    none = _posture_cache(tmp_path / "none", videos_per_class=20, cue=0.0)
+    text = _run([str(SCRIPTS / "emotion_posture_probe.py"), str(none)], cwd=tmp_path)
+    assert 0.25 <= json.loads(text)["splits"]["test"]["auroc"] <= 0.75
+
+
+def test_emotion_posture_probe_names_a_cache_without_its_columns(tmp_path: Path) -> None:
+    (tmp_path / "index.csv").write_text("name,video_id,split,file\n")
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "emotion_posture_probe.py"),
+                           str(tmp_path)], cwd=tmp_path, capture_output=True, text=True,
+                          check=False)  # fmt: skip
+    assert proc.returncode != 0 and f"{tmp_path / 'index.csv'}" in proc.stderr
+    assert "emotion" in proc.stderr
+
+
+def test_emotion_posture_probe_needs_both_outcomes_in_train(tmp_path: Path) -> None:
+    cache = _posture_cache(tmp_path / "cache", videos_per_class=2)
+    index = cache / "index.csv"
+    rows = [ln.split(",") for ln in index.read_text().splitlines()]
+    col = rows[0].index("emotion")
+    for row in rows[1:]:
+        row[col] = "1" if row[2] == "train" else row[col]  # every train video won
+    index.write_text("\n".join(",".join(r) for r in rows) + "\n")
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "emotion_posture_probe.py"), str(cache)],
+                          cwd=tmp_path, capture_output=True, text=True, check=False)  # fmt: skip
+    assert proc.returncode != 0 and "train split needs won and lost videos" in proc.stderr
