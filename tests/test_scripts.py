@@ -514,3 +514,55 @@ def test_emotion_posture_probe_needs_both_outcomes_in_train(tmp_path: Path) -> N
     proc = subprocess.run([sys.executable, str(SCRIPTS / "emotion_posture_probe.py"), str(cache)],
                           cwd=tmp_path, capture_output=True, text=True, check=False)  # fmt: skip
     assert proc.returncode != 0 and "train split needs won and lost videos" in proc.stderr
+
+
+def test_emotion_table_trains_the_scratch_fusion_only_when_asked_and_reports_a_finished_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without ``--from-scratch`` the from-scratch InterFusion is not trained, and a finished
+    one is still reported; the fusion by MiGA's recipe names the face and context rows' best
+    checkpoints and lr x 0.1."""
+    spec = importlib.util.spec_from_file_location("_emotion_table", SCRIPTS / "emotion_table.py")
+    assert spec and spec.loader
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    trained: list[tuple[str, list[str]]] = []
+    rng = np.random.default_rng(0)
+
+    def write_run(run_dir: Path, csv_name: str) -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lines = ["video_id,n_clips,prob_win,label"]
+        lines += [f"v{i},3,{rng.uniform():.3f},{i % 2}" for i in range(10)]
+        (run_dir / csv_name).write_text("\n".join(lines) + "\n")
+        balance = {"train": {"videos": 10, "videos_win": 5, "videos_lose": 5}}
+        payload = {"ckpt_path": str(run_dir / "best.ckpt"), "balance": balance}
+        (run_dir / "metrics.json").write_text(json.dumps(payload))
+
+    def fake_train(name: str, experiment: str, seed: int, out: Path, overrides: list[str]) -> Path:
+        trained.append((name, overrides))
+        run_dir = out / f"seed{seed}" / table.slug(name)
+        write_run(run_dir, "video_predictions.csv")
+        return run_dir
+
+    def fake_late(face: Path, context: Path, seed: int, out: Path, overrides: list[str]) -> Path:
+        run_dir = out / f"seed{seed}" / table.slug(table.LATE)
+        write_run(run_dir, "video_predictions_test.csv")
+        return run_dir
+
+    monkeypatch.setattr(table, "train", fake_train)
+    monkeypatch.setattr(table, "late_fusion", fake_late)
+    rows = table.one_seed(0, tmp_path, [], from_scratch=False)
+    assert [n for n, _ in trained] == [table.FACE, table.CONTEXT, table.INTER_INIT]
+    assert table.INTER not in {r["row"] for r in rows}
+    init = dict(trained)[table.INTER_INIT]
+    face_ckpt = tmp_path / "seed0" / table.slug(table.FACE) / "best.ckpt"
+    assert f"model.encoders.face.init={face_ckpt}" in init
+    assert "model.backbone_lr_mult=0.1" in init and dict(trained)[table.FACE] == []
+    trained.clear()
+    rows = table.one_seed(1, tmp_path, [], from_scratch=True)
+    assert [n for n, _ in trained][-1] == table.INTER and dict(trained)[table.INTER] == []
+    trained.clear()
+    rows = table.one_seed(1, tmp_path, [], from_scratch=False)  # seed 1's scratch run finished
+    assert table.INTER in [n for n, _ in trained] and rows[-1]["row"] == table.INTER
+    assert "vs InterFusion from single streams" in rows[-1]
