@@ -29,7 +29,6 @@ Writes JSON to stdout or ``--out``.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -39,6 +38,7 @@ import numpy as np
 import torch
 from torchmetrics.functional.classification import binary_auroc
 
+from migalab.data.cache import INDEX_FILE, SkeletonCache
 from migalab.data.video.transforms import person_box
 from migalab.scoring.emotion import bootstrap_ci
 
@@ -72,32 +72,31 @@ def video_features(array: np.ndarray) -> tuple[np.ndarray, float] | None:
     return np.concatenate([per_frame.mean(axis=0), per_frame.std(axis=0)]), float(drop.mean())
 
 
-def load_videos(cache: Path, input_size: int) -> dict[str, dict[str, list[Any]]]:
-    """Per split: features, labels (win 1) and the head drop in input pixels of each video."""
-    index = cache / "index.csv"
-    if not index.is_file():
-        raise SystemExit(f"error: {index}: no such file (a migalab-prepare cache?)")
-    with index.open(newline="") as f:
-        reader = csv.DictReader(f)
-        missing = {"split", "video_id", "file", "emotion"} - set(reader.fieldnames or [])
-        if missing:
-            raise SystemExit(f"error: {index}: no {', '.join(sorted(missing))} column")
-        rows = list(reader)
-    videos: dict[tuple[str, str], tuple[str, int, tuple[int, int]]] = {}
-    for r in rows:
-        shape = (int(r.get("height") or 0), int(r.get("width") or 0))
-        videos.setdefault((r["split"], r["video_id"]), (r["file"], int(r["emotion"]), shape))
+def load_videos(root: Path, input_size: int) -> dict[str, dict[str, list[Any]]]:
+    """Per split: features, labels (win 1) and the head drop in input pixels of each video of
+    the cache (read by :class:`~migalab.data.cache.SkeletonCache`: its meta and format checked)."""
+    try:
+        cache = SkeletonCache(root)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from e
+    index = cache.index
+    missing = {"split", "video_id", "file", "emotion"} - set(index.columns)
+    if missing:
+        raise SystemExit(f"error: {root / INDEX_FILE}: no {', '.join(sorted(missing))} column")
+    shape = [c for c in ("height", "width") if c in index.columns]
+    videos = index.drop_duplicates(["split", "video_id"]).sort_values(["split", "video_id"])
     out: dict[str, dict[str, list[Any]]] = {}
-    for (split, _vid), (file, label, shape) in sorted(videos.items()):
-        array = np.load(cache / file, allow_pickle=False)
+    for r in videos.itertuples(index=False):
+        array = np.asarray(cache.video_array(r.file))
         got = video_features(array)
         if got is None:
             continue
         feats, drop = got
-        box = person_box(array[None, :, :25, :2], array[None, :, :25, 2], shape)
-        split_out = out.setdefault(split, {"x": [], "y": [], "drop_px": []})
+        img_shape = tuple(int(getattr(r, c)) for c in shape) if len(shape) == 2 else (0, 0)
+        box = person_box(array[None, :, :25, :2], array[None, :, :25, 2], img_shape)
+        split_out = out.setdefault(r.split, {"x": [], "y": [], "drop_px": []})
         split_out["x"].append(feats)
-        split_out["y"].append(label)
+        split_out["y"].append(int(r.emotion))
         split_out["drop_px"].append(drop * input_size / (box[2] - box[0]))
     return out
 

@@ -74,9 +74,14 @@ def read_predictions(path: Path) -> dict[str, tuple[float, int]]:
         return {r["video_id"]: (float(r["prob_win"]), int(r["label"])) for r in csv.DictReader(f)}
 
 
+def row_dir(out: Path, seed: int, name: str) -> Path:
+    """The run folder of one seed's row."""
+    return out / f"seed{seed}" / slug(name)
+
+
 def train(name: str, experiment: str, seed: int, out: Path, overrides: list[str]) -> Path:
     """Train one row (or reuse its finished run); returns its run dir."""
-    run_dir = out / f"seed{seed}" / slug(name)
+    run_dir = row_dir(out, seed, name)
     train_once("migalab.train", f"seed {seed} {name}", run_dir,
                [f"experiment={experiment}", DATA, f"seed={seed}", *overrides])  # fmt: skip
     return run_dir
@@ -99,7 +104,7 @@ def init_overrides(init: dict[str, str], dirs: dict[str, Path]) -> list[str]:
 def late_fusion(face: Path, context: Path, seed: int, out: Path, overrides: list[str]) -> Path:
     """``migalab-eval`` of the face and context checkpoints fused per video, weights searched
     on val; returns its run dir."""
-    run_dir = out / f"seed{seed}" / slug(LATE)
+    run_dir = row_dir(out, seed, LATE)
     if not (run_dir / "metrics.json").is_file():
         ckpts = [best_ckpt(d) for d in (face, context)]
         cmd = [sys.executable, "-m", "migalab.eval", f"ckpt_path=[{','.join(ckpts)}]",
@@ -126,9 +131,9 @@ def one_seed(
     a finished one is reported either way."""
     dirs: dict[str, Path] = {}
     for name, exp, init in TRAINED:
-        done = (out / f"seed{seed}" / slug(name) / "metrics.json").is_file()
-        if name == INTER and not (from_scratch or done):
-            continue
+        if name == INTER and not from_scratch:
+            if not (row_dir(out, seed, name) / "metrics.json").is_file():
+                continue
         dirs[name] = train(name, exp, seed, out, [*overrides, *init_overrides(init, dirs)])
     dirs[LATE] = late_fusion(dirs[FACE], dirs[CONTEXT], seed, out, overrides)
     preds = {n: read_predictions(d / "video_predictions.csv") for n, d in dirs.items() if n != LATE}

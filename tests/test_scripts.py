@@ -473,6 +473,7 @@ def _posture_cache(root: Path, videos_per_class: int = 6, cue: float = 1.0) -> P
             np.save(root / split / f"{vid}.npy", a)
             lines.append(f"{vid}_0,{vid},{split},0,3,0,40,{t},720,1280,{win},{split}/{vid}.npy")
     (root / "index.csv").write_text("\n".join(lines) + "\n")
+    (root / "meta.json").write_text('{"format_version": 1}\n')
     return root
 
 
@@ -496,6 +497,7 @@ def test_emotion_posture_probe_finds_a_posture_cue_and_only_one_that_is_there(
 
 def test_emotion_posture_probe_names_a_cache_without_its_columns(tmp_path: Path) -> None:
     (tmp_path / "index.csv").write_text("name,video_id,split,file\n")
+    (tmp_path / "meta.json").write_text('{"format_version": 1}\n')
     proc = subprocess.run([sys.executable, str(SCRIPTS / "emotion_posture_probe.py"),
                            str(tmp_path)], cwd=tmp_path, capture_output=True, text=True,
                           check=False)  # fmt: skip
